@@ -1,0 +1,178 @@
+"""Agent configuration: TOML into frozen dataclasses, validated once at load.
+
+``load_config(path)`` raises :class:`ConfigError` listing every problem with its key path.
+A new configuration (e.g. pushed by support staff) is a new object; nothing edits one in place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.config.schema import load_dataclass, to_dict
+from agent.errors import ConfigError
+from drivers.gpio.config import GpioConfig
+
+HUB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = field(default="127.0.0.1", metadata={"doc": "broker host name or address"})
+    port: int = field(default=1883, metadata={"min": 1, "max": 65535})
+    username: str | None = field(default=None, metadata={"doc": "MQTT user name"})
+    password_file: str | None = field(
+        default=None, metadata={"file": True, "doc": "first line is the password"}
+    )
+    tls_ca_file: str | None = field(
+        default=None, metadata={"file": True, "doc": "CA bundle; TLS is on when set"}
+    )
+    tls_cert_file: str | None = field(default=None, metadata={"file": True})
+    tls_key_file: str | None = field(default=None, metadata={"file": True})
+    protocol: str = field(default="5", metadata={"choices": ("5", "3.1.1")})
+    client_id: str | None = field(default=None, metadata={"doc": "default tec-agent-{hub_id}"})
+    keepalive_s: int = field(default=30, metadata={"min": 5, "max": 3600})
+    session_expiry_s: int = field(
+        default=7 * 24 * 3600, metadata={"min": 0, "max": 2**32 - 1,
+                                         "doc": "MQTT 5 persistent session lifetime"},
+    )
+    max_inflight: int = field(
+        default=20, metadata={"min": 1, "max": 1000, "doc": "unacknowledged publishes at once"}
+    )
+    reconnect_min_s: float = field(default=0.5, metadata={"min": 0.05, "max": 60.0})
+    reconnect_max_s: float = field(default=60.0, metadata={"min": 1.0, "max": 3600.0})
+    allow_insecure: bool = field(
+        default=False,
+        metadata={"doc": "permit plaintext to a non-loopback broker (never in production)"},
+    )
+
+    def validate(self, path: str) -> list[str]:
+        problems = []
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append(f"{path}.tls_key_file: tls_cert_file and tls_key_file go together")
+        if self.tls_cert_file and not self.tls_ca_file:
+            problems.append(f"{path}.tls_ca_file: required when tls_cert_file is set")
+        if not self.tls_ca_file and not self.allow_insecure and not _is_loopback(self.host):
+            problems.append(
+                f"{path}.tls_ca_file: required for non-loopback broker '{self.host}' "
+                "(set mqtt.allow_insecure = true only for a lab)"
+            )
+        if self.password_file and not self.username:
+            problems.append(f"{path}.username: required when password_file is set")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            problems.append(f"{path}.reconnect_min_s: greater than reconnect_max_s")
+        return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: str = field(default="/var/lib/tec-agent/events.db", metadata={"doc": "SQLite file"})
+    max_mb: int = field(default=256, metadata={"min": 1, "max": 1_000_000})
+    reserve_mb: float = field(
+        default=1.0, metadata={"min": 0.0, "max": 1024.0,
+                               "doc": "kept back for alarms and warnings (within max_mb and on disk)"},
+    )
+    keep_history_days: int = field(
+        default=400, metadata={"min": 0, "max": 3650,
+                               "doc": "delivered non-telemetry events kept for reports"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    log_level: str = field(
+        default="INFO", metadata={"choices": ("DEBUG", "INFO", "WARNING", "ERROR")}
+    )
+    assume_clock_synced: bool | None = field(
+        default=None, metadata={"doc": "override the kernel's NTP sync flag (tests, labs)"}
+    )
+    timezone: str = field(default="Europe/London", metadata={"doc": "the home's local time"})
+    shutdown_timeout_s: float = field(default=4.0, metadata={"min": 0.5, "max": 30.0})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    hub_id: str = field(
+        metadata={
+            "pattern": HUB_ID_PATTERN,
+            "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ . - (it stands in an MQTT topic level)",
+        }
+    )
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+
+    def validate(self, path: str) -> list[str]:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        problems = []
+        try:
+            ZoneInfo(self.agent.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"agent.timezone: unknown time zone {self.agent.timezone!r}")
+        ids: dict[str, str] = {}
+        for section, dev_id in self.device_ids():
+            if dev_id in ids:
+                problems.append(f"{section}: device id '{dev_id}' also used in {ids[dev_id]}")
+            ids.setdefault(dev_id, section)
+        return problems
+
+    def device_ids(self) -> list[tuple[str, str]]:
+        """(config section, device id) for every configured device, across drivers."""
+        return [(f"gpio.devices[{i}]", d.id) for i, d in enumerate(self.gpio.devices)]
+
+
+def parse_config(doc: dict[str, Any], source: str = "config") -> Config:
+    errors: list[str] = []
+    cfg = load_dataclass(Config, doc, "", errors)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def parse_config_text(text: str, source: str = "config") -> Config:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    return parse_config(doc, source)
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    return parse_config_text(text, str(p))
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return to_dict(cfg)
+
+
+__all__ = [
+    "AgentSettings",
+    "Config",
+    "MqttConfig",
+    "StoreConfig",
+    "config_to_dict",
+    "load_config",
+    "parse_config",
+    "parse_config_text",
+]

@@ -1,0 +1,46 @@
+"""One error hierarchy for the agent.
+
+Each class also inherits the builtin it is closest to, so callers that only know
+the standard library (``except ValueError``) still catch it (as gpiozero does).
+"""
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError, ValueError):
+    """A configuration file or document is invalid.
+
+    ``problems`` holds one human-readable line per problem, each naming the key path.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems: list[str] = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class StoreError(AgentError, OSError):
+    """The durable event store cannot do what was asked."""
+
+
+class StoreFullError(StoreError):
+    """The store refused an event because its size budget is spent."""
+
+
+class UplinkError(AgentError, ConnectionError):
+    """The MQTT uplink failed in a way the caller must hear about."""
+
+
+class DriverError(AgentError, OSError):
+    """A hardware driver failed (missing device, bad port, unreadable pin)."""
+
+
+class DecodeError(AgentError, ValueError):
+    """Bytes from a device could not be decoded (serial frame, BLE payload)."""
+
+
+class ModelError(AgentError, RuntimeError):
+    """An inference model is missing, corrupt or does not match its manifest."""

@@ -1,0 +1,1 @@
+"""Hardware drivers. Each takes its hardware seam as a constructor argument."""
