@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drivers.gpio.kinds import FIXED_PULL_UP_PINS, KINDS
+
 INPUT_KINDS = (
     "pir",
     "door",
@@ -16,6 +18,8 @@ INPUT_KINDS = (
     "cancel_button",
 )
 OUTPUT_KINDS = ("led", "buzzer")
+DEFAULT_SETTLE_S = 5.0
+DEFAULT_HOLD_S = 3.0
 # BCM numbering: GPIO0..27 exist on every 40-pin Pi header.
 _PIN = {"min": 0, "max": 27, "doc": "BCM pin number"}
 _ID = {
@@ -38,22 +42,73 @@ class GpioDevice:
     bounce_s: float | None = field(
         default=None, metadata={"min": 0.0, "max": 5.0, "doc": "debounce; default per kind"}
     )
-    settle_s: float = field(
-        default=5.0, metadata={"min": 0.0, "max": 600.0, "doc": "mats: settle before state change"}
+    settle_s: float | None = field(
+        default=None, metadata={"min": 0.0, "max": 600.0,
+                                "doc": "bed_mat/chair_mat: steady seconds before occupied/vacated "
+                                       "(default 5)"},
     )
-    hold_s: float = field(
-        default=3.0, metadata={"min": 0.5, "max": 30.0, "doc": "cancel_button: long press"}
+    hold_s: float | None = field(
+        default=None, metadata={"min": 0.5, "max": 30.0,
+                                "doc": "cancel_button: a press this long raises a test (default 3)"},
+    )
+    invert: bool = field(
+        default=False,
+        metadata={"doc": "contact works the other way round (normally closed pull cord, "
+                         "normally open door contact)"},
+    )
+    sample_rate_hz: float | None = field(
+        default=None, metadata={"min": 1.0, "max": 1000.0, "doc": "pir: samples per second "
+                                "(default 10)"},
+    )
+    queue_len: int | None = field(
+        default=None, metadata={"min": 1, "max": 100,
+                                "doc": "pir: samples averaged before motion (default 1)"},
     )
     room: str = field(default="", metadata={"doc": "room label for rules and reports"})
     role: str = field(default="", metadata={"doc": "e.g. main_entrance_door, bedroom"})
 
     def validate(self, path: str) -> list[str]:
         problems = []
+        entry = f"(entry '{self.id}', kind {self.kind})"
         if self.pull_up is not None and self.active_high is not None:
-            problems.append(f"{path}: set pull_up or active_high, not both (entry '{self.id}')")
-        if self.kind in OUTPUT_KINDS and (self.pull_up is not None or self.bounce_s is not None):
-            problems.append(f"{path}: pull_up/bounce_s do not apply to output '{self.id}'")
+            problems.append(f"{path}: set pull_up or active_high, not both {entry}")
+        only = {
+            "settle_s": ("bed_mat", "chair_mat"),
+            "hold_s": ("cancel_button",),
+            "sample_rate_hz": ("pir",),
+            "queue_len": ("pir",),
+            "pull_up": INPUT_KINDS,
+            "bounce_s": INPUT_KINDS,
+        }
+        for key, kinds in only.items():
+            if getattr(self, key) is not None and self.kind not in kinds:
+                problems.append(
+                    f"{path}.{key}: does not apply {entry}; only for {', '.join(kinds)}"
+                )
+        if self.invert and self.kind in OUTPUT_KINDS:
+            problems.append(f"{path}.invert: does not apply {entry}; use active_high for outputs")
+        if self.pin in FIXED_PULL_UP_PINS and self.kind in INPUT_KINDS:
+            pull_up = self.pull_up
+            if pull_up is None and self.active_high is None:
+                pull_up = KINDS[self.kind].pull_up
+            if not pull_up:
+                problems.append(
+                    f"{path}.pin: GPIO{self.pin} ({FIXED_PULL_UP_PINS[self.pin]}) has a fixed "
+                    f"pull-up resistor, so it cannot be used without pull_up = true {entry}"
+                )
         return problems
+
+    # Effective values (the per-kind defaults live in drivers/gpio/kinds.py).
+    def effective_bounce_s(self) -> float:
+        if self.bounce_s is not None:
+            return self.bounce_s
+        return KINDS[self.kind].bounce_s if self.kind in KINDS else 0.0
+
+    def effective_settle_s(self) -> float:
+        return DEFAULT_SETTLE_S if self.settle_s is None else self.settle_s
+
+    def effective_hold_s(self) -> float:
+        return DEFAULT_HOLD_S if self.hold_s is None else self.hold_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +127,10 @@ class GpioConfig:
                               "doc": "edges within storm_window_s that make a bounce storm"},
     )
     storm_window_s: float = field(default=10.0, metadata={"min": 0.1, "max": 3600.0})
+    delivered_show_s: float = field(
+        default=30.0, metadata={"min": 0.0, "max": 3600.0,
+                                "doc": "status LED shows 'alarm delivered' this long"},
+    )
     devices: tuple[GpioDevice, ...] = ()
 
     def validate(self, path: str) -> list[str]:
