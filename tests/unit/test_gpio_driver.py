@@ -1,4 +1,5 @@
-"""GpioDriver on gpiozero's MockFactory, against a small fake AgentContext.
+"""GpioDriver on gpiozero's MockFactory, against a small fake AgentContext: inputs, and the
+status LED and buzzer patterns.
 
 Pins are driven from a worker thread (as gpiozero's own edge threads would) while the
 agent's loop runs; every wait has a deadline.
@@ -20,6 +21,7 @@ from agent.clock import SystemClock
 from agent.model import Priority, Reading
 from agent.ports import AgentState, Component
 from drivers.gpio.config import GpioConfig, GpioDevice
+from drivers.gpio import outputs as o
 from drivers.gpio.driver import GpioDriver
 
 DEADLINE_S = 3.0
@@ -336,3 +338,82 @@ def test_busy_pin_is_reported_not_fatal() -> None:
             squatter.close()
 
     run(body)
+
+
+# -- outputs ---------------------------------------------------------------------------------
+def test_led_pattern_priorities() -> None:
+    show = 30.0
+    assert o.led_pattern(AgentState(online=True), 100.0, show) is o.LED_ONLINE
+    assert o.led_pattern(AgentState(online=False, backlog=3), 100.0, show) is o.LED_OFFLINE
+    pending = AgentState(online=True, alarm_pending=True, last_alarm_delivered_mono=99.0)
+    assert o.led_pattern(pending, 100.0, show) is o.LED_ALARM_PENDING
+    delivered = AgentState(online=False, last_alarm_delivered_mono=90.0)
+    assert o.led_pattern(delivered, 100.0, show) is o.LED_ALARM_DELIVERED
+    assert o.led_pattern(delivered, 121.0, show) is o.LED_OFFLINE
+    assert o.led_next_change(delivered, 100.0, show) == 120.0
+    assert o.led_next_change(AgentState(online=True), 100.0, show) is None
+
+
+def test_buzzer_pattern_transitions() -> None:
+    idle = AgentState(online=True)
+    warn = AgentState(online=True, prewarning=True)
+    assert o.buzzer_pattern(warn, idle) is o.BUZZER_PREWARNING
+    assert o.buzzer_pattern(warn, warn) is None                 # keeps beeping
+    assert o.buzzer_pattern(idle, warn) is o.BUZZER_SILENT       # countdown cancelled
+    done = AgentState(online=True, last_alarm_delivered_mono=5.0)
+    assert o.buzzer_pattern(done, idle) is o.BUZZER_CONFIRM
+    assert o.buzzer_pattern(done, done) is None                  # confirms once
+    assert o.buzzer_pattern(idle, None) is None
+
+
+def _transitions(pin: object, since: int = 0) -> list[bool]:
+    return [s.state for s in pin.states[since:]]  # type: ignore[attr-defined]
+
+
+def test_led_and_buzzer_follow_agent_state() -> None:
+    async def body() -> None:
+        driver, factory = make([GpioDevice(id="status", kind="led", pin=24),
+                                GpioDevice(id="beeper", kind="buzzer", pin=25)],
+                               delivered_show_s=0.3)
+        ctx = FakeContext(asyncio.get_running_loop())
+        await driver.start(ctx)
+        led, buzzer = factory.pin(24), factory.pin(25)
+        try:
+            # Initial state: offline -> slow blink (on first).
+            await wait_until(lambda: led.state is True)
+            ctx.set_state(AgentState(online=True))
+            await asyncio.sleep(0.05)
+            assert led.state is True and _pattern(driver, "status") == "online"
+            # Alarm pending: fast flash, several toggles within half a second.
+            mark = len(led.states)
+            ctx.set_state(AgentState(online=True, alarm_pending=True))
+            await wait_until(lambda: len(led.states) - mark >= 5)
+            assert _pattern(driver, "status") == "alarm_pending"
+            # Delivered: distinct pattern, a confirmation beep, then back to steady on.
+            mark_b = len(buzzer.states)
+            t = time.monotonic()
+            ctx.set_state(AgentState(online=True, last_alarm_delivered_mono=t))
+            assert _pattern(driver, "status") == "alarm_delivered"
+            await wait_until(lambda: _transitions(buzzer, mark_b) == [True, False, True, False])
+            await wait_until(lambda: _pattern(driver, "status") == "online")
+            assert led.state is True
+            # Pre-warning beeps until the countdown ends.
+            mark_b = len(buzzer.states)
+            ctx.set_state(AgentState(online=True, prewarning=True))
+            await wait_until(lambda: buzzer.state is True)
+            ctx.set_state(AgentState(online=True))
+            await wait_until(lambda: buzzer.state is False)
+            await asyncio.sleep(0.3)
+            assert buzzer.state is False
+        finally:
+            await driver.stop()
+        assert led.state is False and buzzer.state is False
+
+    run(body)
+
+
+def _pattern(driver: object, device_id: str) -> str | None:
+    for d in driver.devices():  # type: ignore[attr-defined]
+        if d.device_id == device_id:
+            return d.details["pattern"]
+    return None
