@@ -1,0 +1,328 @@
+"""The application: wires drivers, detectors, store and uplink in one place.
+
+``Agent`` implements :class:`agent.ports.AgentContext`. It owns the single asyncio loop's
+state: readings arrive (from any thread) through :meth:`emit_reading`, are fanned out to
+subscribers, and the ones that are events are committed to the store in batches (one
+transaction per loop turn) before anyone else hears of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.clock import Clock, SystemClock
+from agent.config import Config
+from agent.errors import StoreError
+from agent.model import Event, Priority, Reading
+from agent.ports import AgentState, Component, DeviceInfo
+from agent.store.sqlite_store import SqliteStore
+from agent.systemd_notify import notify, watchdog_interval_s
+from agent.uplink import topics
+from agent.uplink.mqtt_uplink import MqttUplink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hardware:
+    """The hardware seams. ``None`` means: the real thing (or what the config asks for)."""
+
+    pin_factory: Any = None
+    ble_backend: Any = None
+    ble_client_factory: Any = None
+    serial_ports: dict[str, Any] = field(default_factory=dict)
+
+
+def build_components(config: Config, hardware: Hardware) -> list[Component]:
+    """Construct every component the config asks for. The one place that does."""
+    from agent.cancel import AlarmCanceller
+
+    components: list[Component] = []
+    if config.gpio.devices:
+        from drivers.gpio.driver import GpioDriver
+
+        components.append(GpioDriver(config.gpio, pin_factory=hardware.pin_factory))
+    components.append(AlarmCanceller(config.gpio.cancel_window_s))
+    return components
+
+
+class Agent:
+    """The running agent. ``await agent.start()`` ... ``await agent.stop()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        hardware: Hardware | None = None,
+        components: list[Component] | None = None,
+        clock: Clock | None = None,
+        on_stored: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.hub_id = config.hub_id
+        self.hardware = hardware or Hardware()
+        self.clock: Clock = clock or SystemClock(config.agent.assume_clock_synced)
+        self.components: list[Component] = (
+            components if components is not None else build_components(config, self.hardware)
+        )
+        self.store = SqliteStore(
+            config.store.path,
+            config.hub_id,
+            max_bytes=config.store.max_mb * 1024 * 1024,
+            reserve_bytes=int(config.store.reserve_mb * 1024 * 1024),
+            keep_history_days=config.store.keep_history_days,
+        )
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self.started_mono = time.monotonic()
+        self.accepting = False
+        self._on_stored = on_stored
+        self._reading_subs: list[Callable[[Reading], None]] = []
+        self._event_subs: list[Callable[[Event], None]] = []
+        self._ack_subs: list[Callable[[int], None]] = []
+        self._state_subs: list[Callable[[AgentState], None]] = []
+        self._batch: list[Event] = []
+        self._flush_scheduled = False
+        self._pending_ids: dict[str, int] = {}        # non-telemetry id -> seq, not yet acked
+        self._pending_seq: dict[int, tuple[str, Priority]] = {}
+        self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._backlog = 0
+        self._prewarning: set[str] = set()
+        self._state = AgentState()
+        self._last_alarm_delivered: float | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.uplink: MqttUplink = None  # type: ignore[assignment]
+        self.stats = collections.Counter()
+
+    # -- AgentContext -------------------------------------------------------------------------
+    def emit_reading(self, reading: Reading) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._on_reading, reading)
+        except RuntimeError:
+            log.error("reading %s from %s arrived after shutdown; not accepted",
+                      reading.type, reading.device_id)
+
+    def submit_event(self, event: Event) -> None:
+        if not self.accepting:
+            log.error("event %s from %s after intake stopped; not accepted", event.type, event.device_id)
+            return
+        if event.clock_synced is False and self.clock.synced():
+            event = replace(event, clock_synced=True)
+        self._batch.append(event)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def subscribe_readings(self, callback: Callable[[Reading], None]) -> None:
+        self._reading_subs.append(callback)
+
+    def subscribe_events(self, callback: Callable[[Event], None]) -> None:
+        self._event_subs.append(callback)
+
+    def subscribe_acks(self, callback: Callable[[int], None]) -> None:
+        self._ack_subs.append(callback)
+
+    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
+        self._state_subs.append(callback)
+        callback(self._state)
+
+    def set_prewarning(self, source: str, active: bool) -> None:
+        if active:
+            self._prewarning.add(source)
+        else:
+            self._prewarning.discard(source)
+        self._update_state()
+
+    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
+        payload = json.dumps(state, separators=(",", ":"), default=str).encode()
+        self.uplink.publish_retained(topics.device_topic(self.hub_id, device_id), payload)
+
+    def event_delivered(self, event_id: str) -> bool | None:
+        if event_id in self._pending_ids:
+            return False
+        if event_id in self._delivered:
+            return True
+        return None
+
+    @property
+    def state(self) -> AgentState:
+        return self._state
+
+    # -- internals ------------------------------------------------------------------------------
+    def _on_reading(self, reading: Reading) -> None:
+        if not self.accepting:
+            log.error("reading %s from %s after intake stopped; not accepted",
+                      reading.type, reading.device_id)
+            return
+        self.stats["readings"] += 1
+        for cb in self._reading_subs:
+            try:
+                cb(reading)
+            except Exception:  # a faulty detector must not stop the others or the intake
+                log.exception("reading subscriber %r failed", cb)
+        if reading.publish:
+            self.submit_event(Event.from_reading(reading, self.clock.synced()))
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        try:
+            stored = self.store.append(batch)
+        except StoreError as exc:
+            # Only alarms/warnings raise here (disk full beyond the reserve). Keep them in
+            # memory and retry: they are still sent as soon as the store takes them.
+            log.critical("cannot store %d events: %s; retrying in 1 s", len(batch), exc)
+            urgent = [e for e in batch if e.priority <= Priority.WARNING]
+            self.loop.call_later(1.0, self._requeue, urgent)
+            return
+        self._backlog += len(stored)
+        for ev in stored:
+            if ev.priority != Priority.TELEMETRY:
+                assert ev.seq is not None
+                self._pending_ids[ev.id] = ev.seq
+                self._pending_seq[ev.seq] = (ev.id, ev.priority)
+        self.stats["stored"] += len(stored)
+        self.uplink.notify_new()
+        for ev in stored:
+            if self._on_stored is not None:
+                self._on_stored(ev)
+            for cb in self._event_subs:
+                try:
+                    cb(ev)
+                except Exception:
+                    log.exception("event subscriber %r failed", cb)
+        self._update_state()
+
+    def _requeue(self, events: list[Event]) -> None:
+        self._batch[:0] = events
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _acked(self, seqs: list[int]) -> None:
+        self._backlog = max(0, self._backlog - len(seqs))
+        for seq in seqs:
+            entry = self._pending_seq.pop(seq, None)
+            if entry is not None:
+                event_id, prio = entry
+                self._pending_ids.pop(event_id, None)
+                self._delivered[event_id] = None
+                if len(self._delivered) > 10_000:
+                    self._delivered.popitem(last=False)
+                if prio == Priority.ALARM:
+                    self._last_alarm_delivered = time.monotonic()
+            for cb in self._ack_subs:
+                try:
+                    cb(seq)
+                except Exception:
+                    log.exception("ack subscriber %r failed", cb)
+        self._update_state()
+
+    def _update_state(self) -> None:
+        alarm_pending = any(p == Priority.ALARM for _, p in self._pending_seq.values())
+        new = AgentState(
+            online=bool(self.uplink and self.uplink.connected),
+            backlog=self._backlog,
+            alarm_pending=alarm_pending,
+            last_alarm_delivered_mono=self._last_alarm_delivered,
+            prewarning=bool(self._prewarning),
+        )
+        if new != self._state:
+            self._state = new
+            for cb in self._state_subs:
+                try:
+                    cb(new)
+                except Exception:
+                    log.exception("state subscriber %r failed", cb)
+
+    def _load_pending(self) -> None:
+        self._backlog = self.store.pending_count()
+        for event_id, seq, prio in self.store.db.execute(
+            "SELECT id, seq, prio FROM events WHERE prio < ?", (int(Priority.TELEMETRY),)
+        ):
+            self._pending_ids[event_id] = seq
+            self._pending_seq[seq] = (event_id, Priority(prio))
+
+    # -- life cycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.store.open()
+        self._load_pending()
+        if self._backlog:
+            log.info("%d events from an earlier run are waiting to be sent", self._backlog)
+        self.uplink = MqttUplink(
+            self.config.mqtt, self.hub_id, self.store, self.loop,
+            on_acked=self._acked, on_connection=lambda _c: self._update_state(),
+        )
+        self.accepting = True
+        for comp in self.components:
+            await comp.start(self)
+            log.info("started %s", comp.name)
+        self.uplink.start()
+        self._tasks.append(self.loop.create_task(self._housekeeping(), name="housekeeping"))
+        interval = watchdog_interval_s()
+        if interval:
+            self._tasks.append(self.loop.create_task(self._watchdog(interval), name="watchdog"))
+        notify("READY=1")
+        notify(f"STATUS=running; {self._backlog} events pending")
+        log.info("tec-agent running for hub %s (%d components)", self.hub_id, len(self.components))
+
+    async def stop(self) -> None:
+        """Stop intake, flush, say offline, close. Bounded by agent.shutdown_timeout_s."""
+        deadline = time.monotonic() + self.config.agent.shutdown_timeout_s
+        notify("STOPPING=1")
+        for comp in reversed(self.components):
+            try:
+                await asyncio.wait_for(comp.stop(), max(0.1, (deadline - time.monotonic()) / 3))
+            except Exception:
+                log.exception("stopping %s failed", comp.name)
+        await asyncio.sleep(0)  # let readings already handed over reach the loop
+        self._flush()
+        self.accepting = False
+        for task in self._tasks:
+            task.cancel()
+        if self.uplink is not None:
+            await self.uplink.stop(deadline)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        log.info("tec-agent stopped (%d events pending for the next start)", self._backlog)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            if self.uplink.alive():
+                notify("WATCHDOG=1")
+            else:
+                log.error("uplink is not alive: withholding the watchdog ping so systemd restarts us")
+            await asyncio.sleep(interval)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            try:
+                removed = self.store.prune_history()
+                if removed:
+                    log.info("pruned %d old delivered events from history", removed)
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def devices(self) -> list[DeviceInfo]:
+        out: list[DeviceInfo] = []
+        for comp in self.components:
+            out.extend(comp.devices())
+        return out
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_mono
+
+    def store_path(self) -> Path:
+        return Path(self.config.store.path)

@@ -1,0 +1,194 @@
+"""Core commands: run, check-config, status, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config, load_config, parse_config_text
+from agent.errors import AgentError, ConfigError, StoreError
+from agent.model import Event
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the agent (what systemd starts)")
+    p.add_argument("--config", required=True, help="path to the TOML config")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file; exit 2 if invalid")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("status", help="backlog of the local store (no broker needed)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("simulate", help="run the real agent on simulated hardware")
+    p.add_argument("--config", help="TOML config (default: the embedded simulated home)")
+    p.add_argument("--scenario", default="demo", help="demo | pull-cord | soak")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--count", type=int, help="soak: number of events")
+    p.add_argument("--rate", type=float, help="soak: events per second")
+    p.add_argument("--local-broker", action="store_true",
+                   help="start a private mosquitto on a free loopback port and use it")
+    p.add_argument("--watch", action="store_true",
+                   help="also show (on stderr) each event as the broker delivers it")
+    p.set_defaults(func=cmd_simulate)
+
+
+def load_or_report(path: str) -> Config | None:
+    """Load a config; on problems print one line each (key path first) and return None."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}" if not problem.startswith(path) else problem)
+        return None
+
+
+def _secrets(config: Config) -> list[str]:
+    from agent.uplink.mqtt_uplink import read_password
+
+    out = []
+    if config.mqtt.password_file:
+        try:
+            out.append(read_password(config.mqtt.password_file))
+        except ConfigError:
+            pass
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.runtime import run_agent
+    from agent.systemd_notify import setup_logging
+
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+    setup_logging(config.agent.log_level, _secrets(config))
+    try:
+        return asyncio.run(run_agent(config))
+    except AgentError as exc:
+        logging.getLogger("tec-agent").critical("%s", exc)
+        return 1
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_or_report(args.path)
+    if config is None:
+        return 2
+    m = config.mqtt
+    devices = config.device_ids()
+    by_section: dict[str, int] = {}
+    for section, _ in devices:
+        key = section.split(".")[0]
+        by_section[key] = by_section.get(key, 0) + 1
+    print(f"{args.path}: OK")
+    print(f"  hub_id:  {config.hub_id}")
+    print(f"  broker:  {m.host}:{m.port} (MQTT {m.protocol}, TLS {'on' if m.tls_ca_file else 'off'},"
+          f" auth {'on' if m.username else 'off'})")
+    print(f"  store:   {config.store.path} (max {config.store.max_mb} MB)")
+    print(f"  devices: {len(devices)}" + (
+        " (" + ", ".join(f"{k} {v}" for k, v in sorted(by_section.items())) + ")" if devices else ""))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.store.sqlite_store import read_backlog
+
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+    try:
+        backlog = read_backlog(config.store.path)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    now = time.time()
+    doc: dict[str, Any] = {
+        "hub_id": config.hub_id,
+        "store": config.store.path,
+        "pending_total": backlog.total,
+        "pending": backlog.counts,
+        "oldest_pending_age_s": {
+            k: round(max(0.0, now - v), 1) for k, v in backlog.oldest_wall.items()
+        },
+    }
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    print(f"hub {config.hub_id}: {backlog.total} events pending in {config.store.path}")
+    print(f"  {'priority':<10} {'pending':>8} {'oldest':>10}")
+    for label, n in backlog.counts.items():
+        age = doc["oldest_pending_age_s"].get(label)
+        print(f"  {label:<10} {n:>8} {_age(age):>10}")
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def default_sim_config_text() -> str:
+    return resources.files("agent.data").joinpath("simulated-home.toml").read_text()
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from agent.runtime import print_json_line, run_simulation, with_broker
+    from agent.sim.local_broker import LocalBroker
+    from agent.systemd_notify import setup_logging
+
+    if args.config:
+        config = load_or_report(args.config)
+        if config is None:
+            return 2
+    else:
+        config = parse_config_text(default_sim_config_text(), "embedded simulated home")
+    setup_logging(config.agent.log_level, _secrets(config))
+    broker = None
+    if args.local_broker:
+        broker = LocalBroker(workdir=Path(config.store.path).resolve().parent / "broker")
+        try:
+            broker.start()
+        except AgentError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        config = with_broker(config, broker.host, broker.port, broker.username,
+                             str(broker.password_file))
+        print(f"local mosquitto on {broker.host}:{broker.port} (user {broker.username})",
+              file=sys.stderr)
+
+    def emit(event: Event) -> None:
+        print_json_line(event.to_json_dict(config.hub_id))
+
+    def watch(doc: dict[str, Any]) -> None:
+        print(f"broker received: seq={doc.get('seq')} {doc.get('priority')} {doc.get('type')}"
+              f" from {doc.get('device_id')}", file=sys.stderr, flush=True)
+
+    options = {"count": args.count, "rate": args.rate}
+    try:
+        code, message = asyncio.run(run_simulation(
+            config, args.scenario, args.timeout, options, emit, watch if args.watch else None))
+    except AgentError as exc:
+        code, message = 1, f"error: {exc}"
+    finally:
+        if broker is not None:
+            broker.close()
+    print(message, file=sys.stderr)
+    return code

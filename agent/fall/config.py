@@ -1,0 +1,95 @@
+"""Config for the wearable fall detector (``[fall]``).
+
+Defaults are the shipped operating point: the model's own decision threshold (from its
+manifest), a 1.5 g impact gate, 10 s of posture/stillness confirmation and a 20 s window in
+which the wearer or the hub's cancel button can call it off before the alarm is raised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+
+
+@dataclass(frozen=True, slots=True)
+class FallConfig:
+    enabled: bool = field(default=True, metadata={"doc": "run the fall detector"})
+    wearables: tuple[str, ...] = field(
+        default=(),
+        metadata={"pattern": _ID, "pattern_hint": "must be a device id",
+                  "doc": "device ids to watch; empty = every device sending motion_samples"},
+    )
+    model_path: str | None = field(
+        default=None,
+        metadata={"doc": "override the shipped fall.tflite (a missing or corrupt file falls "
+                         "back to the threshold detector, it does not stop the agent)"},
+    )
+    manifest_path: str | None = field(
+        default=None, metadata={"doc": "default: manifest.json next to model_path"}
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={"min": 0.0, "max": 1.0, "doc": "override the manifest's decision threshold"},
+    )
+    interpreter: str = field(
+        default="auto",
+        metadata={"choices": ("auto", "tflite_runtime", "ai_edge_litert"),
+                  "doc": "TFLite interpreter package; auto tries tflite_runtime first"},
+    )
+    gate_g: float = field(
+        default=1.5,
+        metadata={"min": 1.1, "max": 8.0,
+                  "doc": "impact gate: the model only runs around peaks of |a| above this"},
+    )
+    confirm_s: float = field(
+        default=10.0,
+        metadata={"min": 2.0, "max": 120.0,
+                  "doc": "posture/stillness observed after a detection before confirming it"},
+    )
+    cancel_window_s: float = field(
+        default=20.0,
+        metadata={"min": 0.0, "max": 600.0,
+                  "doc": "seconds after a detection in which a cancel press stops the alarm "
+                         "(the alarm is raised after max(confirm_s, cancel_window_s))"},
+    )
+    lying_tilt_deg: float = field(
+        default=45.0,
+        metadata={"min": 10.0, "max": 90.0,
+                  "doc": "trunk tilt from the pre-fall orientation that counts as lying"},
+    )
+    slumped_tilt_deg: float = field(
+        default=25.0,
+        metadata={"min": 5.0, "max": 90.0,
+                  "doc": "smaller tilt that confirms a fall when the wearer is also still"},
+    )
+    still_g: float = field(
+        default=0.05,
+        metadata={"min": 0.005, "max": 0.5,
+                  "doc": "std of |a| over one second below which the wearer is still"},
+    )
+    baseline_peak_g: float = field(
+        default=3.52,
+        metadata={"min": 1.5, "max": 16.0,
+                  "doc": "fallback detector: upper fall threshold on |a| (Bourke et al. 2007, trunk)"},
+    )
+    rearm_upright_s: float = field(
+        default=5.0,
+        metadata={"min": 1.0, "max": 600.0,
+                  "doc": "after an alarm or cancel, upright this long before a new episode"},
+    )
+    episode_max_s: float = field(
+        default=900.0,
+        metadata={"min": 30.0, "max": 86400.0,
+                  "doc": "an episode ends after this even if the wearer never stands up"},
+    )
+
+    def validate(self, path: str) -> list[str]:
+        problems = []
+        if self.slumped_tilt_deg > self.lying_tilt_deg:
+            problems.append(f"{path}.slumped_tilt_deg: greater than lying_tilt_deg")
+        if self.baseline_peak_g < self.gate_g:
+            problems.append(f"{path}.baseline_peak_g: below gate_g ({self.gate_g})")
+        if self.manifest_path is not None and self.model_path is None:
+            problems.append(f"{path}.manifest_path: only with model_path")
+        return problems

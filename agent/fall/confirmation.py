@@ -1,0 +1,77 @@
+"""Confirmation by posture and stillness after a detected impact (pure).
+
+Most fall-like impacts in daily life (jumps, dropping into a chair, jogging) leave the wearer
+upright or moving. After a real fall people lie on the floor, or are slumped and still. We
+look at one-second blocks after the decision time and measure, per block, the trunk tilt
+from the pre-fall orientation and the spread of |a|. The thresholds are physiological
+priors set in config (45 deg lying, 25 deg slumped, 0.05 g still), not fitted to data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.fall.signal import BLOCK_SAMPLES, magnitude, tilt_deg
+
+MIN_EVIDENCE_S = 2.0   # fewer seconds than this after a detection is "no data"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmRule:
+    lying_tilt_deg: float = 45.0
+    slumped_tilt_deg: float = 25.0
+    still_g: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the confirmation saw; goes into the ``fall`` event's ``data.confirmation``."""
+
+    confirmed: bool
+    reason: str              # lying | slumped_still | recovered | no_data
+    seconds: float           # seconds of samples assessed
+    tilt_deg: float | None   # median block tilt from the pre-fall orientation
+    lying_fraction: float
+    still_fraction: float
+    activity_g: float | None  # median per-block std of |a|
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("seconds", "tilt_deg", "lying_fraction", "still_fraction", "activity_g"):
+            if d[key] is not None:
+                d[key] = round(float(d[key]), 3)
+        return d
+
+
+def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
+           rate_hz: float = 50.0) -> Evidence:
+    """Judge the samples recorded after the decision time (raw acceleration in g).
+
+    With less than :data:`MIN_EVIDENCE_S` of data (the stream stopped after a detected
+    fall: out of range, flat battery, body shielding the radio) we confirm: silence after a
+    detected fall is no reassurance.
+    """
+    block = max(1, int(round(BLOCK_SAMPLES * rate_hz / 50.0)))
+    n_blocks = len(post) // block
+    seconds = len(post) / rate_hz
+    if seconds < MIN_EVIDENCE_S or n_blocks == 0:
+        return Evidence(True, "no_data", seconds, None, 0.0, 0.0, None)
+    tilts = np.empty(n_blocks, dtype=np.float32)
+    acts = np.empty(n_blocks, dtype=np.float32)
+    for b in range(n_blocks):
+        seg = post[b * block:(b + 1) * block]
+        tilts[b] = tilt_deg(seg.mean(axis=0), reference)
+        acts[b] = float(magnitude(seg).std())
+    lying = float(np.mean(tilts >= rule.lying_tilt_deg))
+    still = float(np.mean(acts < rule.still_g))
+    tilt_med = float(np.median(tilts))
+    if lying >= 0.5:
+        confirmed, reason = True, "lying"
+    elif still >= 0.9 and tilt_med >= rule.slumped_tilt_deg:
+        confirmed, reason = True, "slumped_still"
+    else:
+        confirmed, reason = False, "recovered"
+    return Evidence(confirmed, reason, seconds, tilt_med, lying, still, float(np.median(acts)))

@@ -1,0 +1,244 @@
+"""Time-compressed evaluation through the runtime path.
+
+Every trial is chunked into ``motion_samples`` readings (:mod:`agent.fall.replay`) and fed to
+a real :class:`FallDetector` through an :class:`AgentContext` whose clock is moved by hand
+to each reading's time: same windows, gate, scorer (in a single-worker executor),
+confirmation, cancel window and episode logic as on a hub, only faster than real time.
+
+Recordings end 15 s after the fall at most, but confirmation needs ``confirm_s`` after the
+decision; each trial is therefore extended by repeating its final second ("the wearer stays
+as at the end of the recording"), for falls and daily activities alike. The continuous
+test concatenates each subject's daily-activity trials into one stream without padding and
+counts every alarm as a false alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.clock import ManualClock
+from agent.fall.config import FallConfig
+from agent.fall.dataset import Trial
+from agent.fall.detector import FallDetector
+from agent.fall.replay import motion_readings
+from agent.fall.scoring import Scorer
+from agent.fall.signal import BLOCK_SAMPLES, POST_SAMPLES, SAMPLE_RATE_HZ
+from agent.fall.stream import STALL_GRACE_S, ScoreJob
+from agent.model import Event, Reading
+from agent.ports import AgentState
+
+STEP_S = 0.25
+
+
+class ReplayContext:
+    """An :class:`AgentContext` for one evaluation run: events are collected, not stored."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 executor: concurrent.futures.Executor, clock: ManualClock) -> None:
+        self.hub_id = "eval"
+        self.loop = loop
+        self.executor = executor
+        self.clock = clock
+        self.events: list[Event] = []
+        self.prewarnings: list[tuple[str, bool]] = []
+        self._reading_subs: list[Callable[[Reading], None]] = []
+
+    def emit_reading(self, reading: Reading) -> None:
+        for cb in self._reading_subs:
+            cb(reading)
+
+    def submit_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def subscribe_readings(self, callback: Callable[[Reading], None]) -> None:
+        self._reading_subs.append(callback)
+
+    def subscribe_events(self, callback: Callable[[Event], None]) -> None:
+        pass
+
+    def subscribe_acks(self, callback: Callable[[int], None]) -> None:
+        pass
+
+    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
+        pass
+
+    def set_prewarning(self, source: str, active: bool) -> None:
+        self.prewarnings.append((source, active))
+
+    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
+        pass
+
+    def event_delivered(self, event_id: str) -> bool | None:
+        return None
+
+
+def hold_s(cfg: FallConfig) -> float:
+    """How long after an impact an alarm can still be due."""
+    return POST_SAMPLES / SAMPLE_RATE_HZ + max(cfg.confirm_s, cfg.cancel_window_s) + STALL_GRACE_S
+
+
+def pad_recording(samples: np.ndarray, cfg: FallConfig) -> np.ndarray:
+    """The recording followed by its final second repeated for :func:`hold_s` seconds."""
+    tail = samples[-BLOCK_SAMPLES:]
+    reps = int(math.ceil(hold_s(cfg) * SAMPLE_RATE_HZ / len(tail))) + 1
+    return np.concatenate([samples, np.tile(tail, (reps, 1))])
+
+
+@dataclass
+class TrialResult:
+    subject: str
+    code: str
+    is_fall: bool
+    alarms: int
+    delay_s: float | None          # impact to first alarm
+    max_score: float | None        # highest score of any scored window
+    impact_score: float | None     # score of the window at the recording's peak |a|
+    windows: int
+
+    @property
+    def detected(self) -> bool:
+        return self.alarms > 0
+
+
+@dataclass
+class ContinuousResult:
+    subject: str
+    hours: float
+    alarms: int
+    alarm_times_s: list[float] = field(default_factory=list)
+
+
+class Evaluator:
+    """Runs trials through fresh detectors sharing one loaded scorer and one worker."""
+
+    def __init__(self, scorer: Scorer, cfg: FallConfig | None = None) -> None:
+        self.scorer = scorer
+        self.cfg = cfg or FallConfig()
+
+    async def _replay(self, device_id: str, samples: np.ndarray, ctx: ReplayContext,
+                      detector: FallDetector, end_extra_s: float) -> None:
+        clock = ctx.clock
+        t0 = clock.monotonic() + 1.0
+        for r in motion_readings(device_id, samples, t0, wall0=clock.wall() + 1.0):
+            clock.advance(r.mono - clock.monotonic())
+            ctx.emit_reading(r)
+            await detector.drain()
+            detector.process_due()
+        end = clock.monotonic() + end_extra_s
+        while clock.monotonic() < end:
+            clock.advance(STEP_S)
+            detector.process_due()
+
+    async def _run(self, trials: Sequence[Trial], continuous: bool,
+                   progress: Callable[[int, int], None] | None
+                   ) -> tuple[list[TrialResult], list[ContinuousResult]]:
+        loop = asyncio.get_running_loop()
+        results: list[TrialResult] = []
+        cont: list[ContinuousResult] = []
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fall-eval") as ex:
+            for i, trial in enumerate(trials):
+                results.append(await self._trial(trial, loop, ex))
+                if progress is not None:
+                    progress(i + 1, len(trials))
+            if continuous:
+                by_subject: dict[str, list[Trial]] = defaultdict(list)
+                for t in trials:
+                    if not t.is_fall:
+                        by_subject[t.subject].append(t)
+                for subject, adls in sorted(by_subject.items()):
+                    cont.append(await self._continuous(subject, adls, loop, ex))
+        return results, cont
+
+    async def _trial(self, trial: Trial, loop: asyncio.AbstractEventLoop,
+                     ex: concurrent.futures.Executor) -> TrialResult:
+        ctx = ReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
+        scores: list[tuple[ScoreJob, float]] = []
+        det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0,
+                           observer=lambda job, s, _sc: scores.append((job, s)))
+        await det.start(ctx)
+        device = f"{trial.subject}-{trial.code}"
+        t_start = ctx.clock.monotonic() + 1.0
+        await self._replay(device, pad_recording(trial.samples, self.cfg), ctx, det, 1.0)
+        await det.stop()
+        alarms = [e for e in ctx.events if e.type == "fall"]
+        impact_t = t_start + trial.impact_index() / SAMPLE_RATE_HZ
+        impact_scores = [s for job, s in scores if abs(job.impact_t - impact_t) < 0.03]
+        return TrialResult(
+            subject=trial.subject, code=trial.code, is_fall=trial.is_fall, alarms=len(alarms),
+            delay_s=(alarms[0].mono - impact_t) if alarms else None,
+            max_score=max((s for _, s in scores), default=None),
+            impact_score=impact_scores[0] if impact_scores else None,
+            windows=len(scores),
+        )
+
+    async def _continuous(self, subject: str, adls: list[Trial],
+                          loop: asyncio.AbstractEventLoop,
+                          ex: concurrent.futures.Executor) -> ContinuousResult:
+        ctx = ReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
+        det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0)
+        await det.start(ctx)
+        samples = np.concatenate([t.samples for t in adls])
+        t_start = ctx.clock.monotonic() + 1.0
+        await self._replay(f"{subject}-adl", samples, ctx, det, hold_s(self.cfg))
+        await det.stop()
+        alarms = [e.mono - t_start for e in ctx.events if e.type == "fall"]
+        return ContinuousResult(subject, len(samples) / SAMPLE_RATE_HZ / 3600.0, len(alarms),
+                                alarms)
+
+    def run(self, trials: Sequence[Trial], *, continuous: bool = True,
+            progress: Callable[[int, int], None] | None = None
+            ) -> tuple[list[TrialResult], list[ContinuousResult]]:
+        return asyncio.run(self._run(trials, continuous, progress))
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def summarize(results: Sequence[TrialResult], cont: Sequence[ContinuousResult]) -> dict[str, Any]:
+    """The figures ``tec-agent eval-fall`` prints (one detector)."""
+    falls = [r for r in results if r.is_fall]
+    adls = [r for r in results if not r.is_fall]
+    tp = sum(r.detected for r in falls)
+    fp = sum(r.detected for r in adls)
+    fn, tn = len(falls) - tp, len(adls) - fp
+    delays = [r.delay_s for r in falls if r.delay_s is not None]
+    hours = sum(c.hours for c in cont)
+    cont_alarms = sum(c.alarms for c in cont)
+    per_subject: dict[str, dict[str, Any]] = {}
+    for subject in sorted({r.subject for r in results}):
+        rs = [r for r in results if r.subject == subject]
+        sf = [r for r in rs if r.is_fall]
+        sa = [r for r in rs if not r.is_fall]
+        c = [x for x in cont if x.subject == subject]
+        per_subject[subject] = {
+            "trials": len(rs), "falls": len(sf), "adls": len(sa),
+            "sensitivity": _ratio(sum(r.detected for r in sf), len(sf)),
+            "specificity": _ratio(sum(not r.detected for r in sa), len(sa)),
+            "missed": [r.code for r in sf if not r.detected],
+            "false_alarms": [r.code for r in sa if r.detected],
+            "continuous_false_alarms": sum(x.alarms for x in c),
+        }
+    return {
+        "trials": len(results),
+        "falls": len(falls),
+        "adls": len(adls),
+        "sensitivity": _ratio(tp, len(falls)),
+        "specificity": _ratio(tn, len(adls)),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "false_alarms_per_hour": round(cont_alarms / hours, 4) if hours else None,
+        "detection_delay_s_p50": round(float(np.median(delays)), 2) if delays else None,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "continuous_hours": round(hours, 3),
+        "continuous_false_alarms": cont_alarms,
+        "false_alarms_per_24h": round(24 * cont_alarms / hours, 3) if hours else None,
+        "per_subject": per_subject,
+    }

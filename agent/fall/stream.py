@@ -1,0 +1,275 @@
+"""One wearable's sample stream: impact gate, windows, suspicions, confirmation, episodes.
+
+Pure state machine on the wearable's sample timeline (no I/O, no asyncio, no threads), so
+the runtime, the evaluation and tests drive the very same code. The detector component
+feeds it ``motion_samples`` chunks, runs the scorer for the :class:`ScoreJob` s it returns
+(in the inference executor), hands the scores back, and calls :meth:`poll` as time passes.
+
+Life of an impact: the gate finds a peak -> 2 s later the window is complete and scored
+-> a score at or above the threshold opens a *suspicion* (the hub warns, cancel possible)
+-> ``confirm_s`` of samples after the decision are judged for posture/stillness -> if
+confirmed and not cancelled, the alarm is due ``max(confirm_s, cancel_window_s)`` after
+the decision. An alarm or a cancel opens an *episode*: no new suspicion until the wearer
+has been upright for ``rearm_upright_s`` (or ``episode_max_s`` passed), so one fall gives
+one alarm.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.fall.config import FallConfig
+from agent.fall.confirmation import ConfirmRule, Evidence, assess
+from agent.fall.gate import ImpactGate
+from agent.fall.signal import (
+    POST_SAMPLES,
+    PRE_SAMPLES,
+    SAMPLE_RATE_HZ,
+    WINDOW_SAMPLES,
+    gravity_reference,
+    magnitude,
+    tilt_deg,
+)
+
+log = logging.getLogger(__name__)
+
+GAP_TOLERANCE_S = 0.5      # a chunk this far from where the previous one ended is a gap
+STALL_GRACE_S = 2.0        # assess with what we have this long after confirm_s ran out
+UPRIGHT_TILT_DEG = 30.0    # re-arm after an episode: back within this of the pre-fall pose
+RATE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreJob:
+    device_id: str
+    peak_index: int
+    peak_g: float
+    impact_t: float
+    decision_index: int
+    decision_t: float
+    window: np.ndarray = field(repr=False)
+    reference: np.ndarray = field(repr=False)
+
+
+@dataclass(slots=True)
+class Suspicion:
+    job: ScoreJob
+    score: float
+    threshold: float
+    detector: str = ""
+    model_version: str = ""
+    evidence: Evidence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str                # "alarm" | "rejected"
+    suspicion: Suspicion
+
+
+class _Resampler:
+    """Streaming linear interpolation to 50 Hz for wearables that sample at another rate."""
+
+    def __init__(self) -> None:
+        self._prev: np.ndarray | None = None
+        self._phase = 0.0
+
+    def reset(self) -> None:
+        self._prev, self._phase = None, 0.0
+
+    def push(self, x: np.ndarray, rate_hz: float) -> np.ndarray:
+        step = rate_hz / SAMPLE_RATE_HZ
+        seq = x if self._prev is None else np.vstack([self._prev[None], x])
+        pos = np.arange(self._phase, len(seq) - 1 + 1e-9, step)
+        self._prev = x[-1].copy()
+        if len(pos) == 0:
+            self._phase -= len(seq) - 1
+            return np.empty((0, 3), dtype=np.float32)
+        self._phase = float(pos[-1] + step - (len(seq) - 1))
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, len(seq) - 1)
+        frac = (pos - lo)[:, None]
+        return (seq[lo] * (1 - frac) + seq[hi] * frac).astype(np.float32)
+
+
+class WearableStream:
+    def __init__(self, device_id: str, cfg: FallConfig) -> None:
+        self.device_id = device_id
+        self.cfg = cfg
+        self.rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g)
+        self.confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
+        self.capacity = WINDOW_SAMPLES + self.confirm_n + int(10 * SAMPLE_RATE_HZ)
+        self._buf = np.zeros((self.capacity, 3), dtype=np.float32)
+        self._n = 0                          # samples received (absolute index of the next)
+        self._seg_start = 0                  # first index of the current gap-free segment
+        self._seg_t0: float | None = None    # time of sample _seg_start
+        self._gate = ImpactGate(cfg.gate_g)
+        self._resampler = _Resampler()
+        self._waiting: list[tuple[int, float]] = []   # peaks whose window is not complete
+        self.suspicions: list[Suspicion] = []
+        self._episode: dict[str, float | np.ndarray | None] | None = None
+        self.samples_total = 0
+        self.gaps = 0
+        self.meta: dict[str, str] = {}       # room/role from the readings
+
+    # ---- time and buffer -------------------------------------------------------------
+    def time_of(self, index: int) -> float:
+        assert self._seg_t0 is not None
+        return self._seg_t0 + (index - self._seg_start) / SAMPLE_RATE_HZ
+
+    @property
+    def last_t(self) -> float | None:
+        return None if self._seg_t0 is None or self._n == self._seg_start else self.time_of(self._n - 1)
+
+    def _slice(self, lo: int, hi: int) -> np.ndarray:
+        idx = np.arange(lo, hi) % self.capacity
+        return self._buf[idx]
+
+    def _window(self, peak: int) -> np.ndarray:
+        lo = peak - PRE_SAMPLES
+        oldest = max(self._seg_start, self._n - self.capacity)
+        idx = np.clip(np.arange(lo, peak + POST_SAMPLES), oldest, self._n - 1)
+        return self._buf[idx % self.capacity].copy()
+
+    @property
+    def in_episode(self) -> bool:
+        return self._episode is not None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.suspicions)
+
+    # ---- input ----------------------------------------------------------------------
+    def feed(self, acc_g: np.ndarray, t0: float, rate_hz: float,
+             gap_before: bool = False) -> list[ScoreJob]:
+        """Append one chunk; return the windows that are now ready to score."""
+        acc = np.asarray(acc_g, dtype=np.float32).reshape(-1, 3)
+        if len(acc) == 0:
+            return []
+        expected = None if self.last_t is None else self.last_t + 1.0 / SAMPLE_RATE_HZ
+        if gap_before or expected is None or abs(t0 - expected) > GAP_TOLERANCE_S:
+            self._new_segment(t0, counted=expected is not None)
+        if abs(rate_hz - SAMPLE_RATE_HZ) > RATE_TOLERANCE * SAMPLE_RATE_HZ:
+            acc = self._resampler.push(acc, rate_hz)
+            if len(acc) == 0:
+                return []
+        start = self._n
+        idx = np.arange(start, start + len(acc)) % self.capacity
+        self._buf[idx] = acc
+        self._n += len(acc)
+        self.samples_total += len(acc)
+        if self._episode is not None:
+            self._track_episode(acc, self.time_of(self._n - 1))
+        self._waiting.extend(self._gate.feed(magnitude(acc)))
+        jobs: list[ScoreJob] = []
+        still_waiting = []
+        for peak, peak_g in self._waiting:
+            if peak + POST_SAMPLES > self._n:
+                still_waiting.append((peak, peak_g))
+                continue
+            if self._episode is not None or any(s.evidence and s.evidence.confirmed
+                                                for s in self.suspicions):
+                continue  # same episode: no second alarm
+            window = self._window(peak)
+            jobs.append(ScoreJob(
+                device_id=self.device_id, peak_index=peak, peak_g=float(peak_g),
+                impact_t=self.time_of(peak), decision_index=peak + POST_SAMPLES,
+                decision_t=self.time_of(peak + POST_SAMPLES), window=window,
+                reference=gravity_reference(window),
+            ))
+        self._waiting = still_waiting
+        return jobs
+
+    def _new_segment(self, t0: float, counted: bool) -> None:
+        if counted:
+            self.gaps += 1
+            log.info("%s: gap in the motion stream, restarting windows", self.device_id)
+        self._seg_start = self._n
+        self._seg_t0 = t0
+        self._gate.reset(self._n)
+        self._resampler.reset()
+        self._waiting.clear()
+
+    def _track_episode(self, acc: np.ndarray, t_end: float) -> None:
+        ep = self._episode
+        assert ep is not None
+        ref = ep["reference"]
+        assert isinstance(ref, np.ndarray)
+        if tilt_deg(acc.mean(axis=0), ref) < UPRIGHT_TILT_DEG:
+            since = ep["upright_since"]
+            if since is None:
+                ep["upright_since"] = since = t_end - len(acc) / SAMPLE_RATE_HZ
+            assert isinstance(since, float)
+            if t_end - since >= self.cfg.rearm_upright_s:
+                log.info("%s: wearer upright again, fall detection re-armed", self.device_id)
+                self._episode = None
+        else:
+            ep["upright_since"] = None
+
+    # ---- scores, confirmation, deadlines -------------------------------------------
+    def add_score(self, job: ScoreJob, score: float, threshold: float,
+                  detector: str = "", model_version: str = "") -> Suspicion | None:
+        """A score came back from the executor; open a suspicion if it is a detection."""
+        if score < threshold or self._episode is not None:
+            return None
+        if any(s.evidence and s.evidence.confirmed for s in self.suspicions):
+            return None
+        s = Suspicion(job, score, threshold, detector, model_version)
+        self.suspicions.append(s)
+        return s
+
+    def _assess(self, s: Suspicion, now: float | None) -> None:
+        start = s.job.decision_index
+        end = start + self.confirm_n
+        limit = self._n if start >= self._seg_start else self._seg_start
+        oldest = max(0, self._n - self.capacity)
+        if limit >= end:
+            post = self._slice(max(start, oldest), end)
+        elif start < self._seg_start or (
+                now is not None and now >= s.job.decision_t + self.cfg.confirm_s + STALL_GRACE_S):
+            post = self._slice(max(start, oldest), max(start, limit))
+        else:
+            return  # keep waiting for samples
+        s.evidence = assess(post, s.job.reference, self.rule, SAMPLE_RATE_HZ)
+
+    def poll(self, now: float) -> list[Outcome]:
+        """Advance confirmations and deadlines to ``now`` (the agent's monotonic time)."""
+        out: list[Outcome] = []
+        for s in list(self.suspicions):
+            if s.evidence is None:
+                self._assess(s, now)
+            if s.evidence is not None and not s.evidence.confirmed:
+                self.suspicions.remove(s)
+                out.append(Outcome("rejected", s))
+        confirmed = [s for s in self.suspicions if s.evidence and s.evidence.confirmed]
+        if confirmed:
+            first = confirmed[0]
+            # Later, unconfirmed suspicions belong to the same episode.
+            self.suspicions = [first]
+            hold = max(self.cfg.confirm_s, self.cfg.cancel_window_s)
+            if now >= first.job.decision_t + hold:
+                self.suspicions = []
+                self._start_episode(first, now)
+                out.append(Outcome("alarm", first))
+        if self._episode is not None:
+            until = self._episode["until"]
+            assert isinstance(until, float)
+            if now >= until:
+                self._episode = None
+        return out
+
+    def cancel(self, now: float) -> Suspicion | None:
+        """The wearer (or the hub) cancelled: drop every pending suspicion."""
+        if not self.suspicions:
+            return None
+        first = self.suspicions[0]
+        self.suspicions = []
+        self._start_episode(first, now)
+        return first
+
+    def _start_episode(self, s: Suspicion, now: float) -> None:
+        self._episode = {"reference": s.job.reference, "upright_since": None,
+                         "until": now + self.cfg.episode_max_s}

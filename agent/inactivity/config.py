@@ -1,0 +1,185 @@
+"""Config for inactivity, night-time and wandering rules (``[inactivity]``).
+
+Every rule is optional. With ``auto_rules = true`` (the default) a rule that is not written
+in the file is derived from the configured sensors (see :mod:`agent.inactivity.ruleset`):
+a bed mat brings ``not_up`` and ``night_out_of_bed``, a chair mat ``chair_too_long``, a
+front door (role ``main_entrance_door``) ``night_exit`` and away mode. Times of day are
+``"HH:MM"`` strings in the home's local time (``agent.timezone``); durations are seconds.
+
+Defaults and where they come from (see docs in the module ``ruleset``):
+
+- ``prewarning_s`` 600: Tunstall Lifeline 4000 warns for ten minutes before an inactivity call.
+- inactivity 4 h: the stopwatch method with mats counted as presence and absences excluded;
+  councils' 12-14 h timers exist only because they cannot see sleep.
+- ``not_up`` by 11:00, ``night_out_of_bed`` 45 min in 23:00-07:00, ``chair_too_long`` 4 h,
+  ``night_exit`` 10 min, away presumed 10 min after the front door with nobody seen inside,
+  ``not_returned`` after 12 h (never later than the council timer it replaces).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+HHMM_PATTERN = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+_HHMM = {"pattern": HHMM_PATTERN, "pattern_hint": "must be a time of day HH:MM (00:00-23:59)"}
+_HHMM_RE = re.compile(HHMM_PATTERN)
+
+
+def hhmm_to_minutes(text: str) -> int:
+    """``"07:30"`` -> 450. Raises ValueError on anything else."""
+    if not isinstance(text, str) or not _HHMM_RE.fullmatch(text):
+        raise ValueError(f"expected HH:MM, got {text!r}")
+    return int(text[:2]) * 60 + int(text[3:])
+
+
+@dataclass(frozen=True, slots=True)
+class InactivityWindow:
+    """No activity anywhere for ``after_s`` of window time: ``inactivity``.
+
+    Only time inside the window counts, so a night's sleep outside it is never mistaken for
+    stillness. ``start == end`` means all day.
+    """
+
+    start: str = field(default="07:00", metadata=_HHMM)
+    end: str = field(default="22:00", metadata=_HHMM)
+    after_s: float = field(
+        default=4 * 3600.0, metadata={"min": 600.0, "max": 50 * 3600.0,
+                                      "doc": "window time without activity before the alarm"},
+    )
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NotUpRule:
+    """Not up by ``by``: bed mat still occupied, or no activity outside the bedroom since ``from_``."""
+
+    by: str = field(default="11:00", metadata=_HHMM)
+    morning_from: str = field(
+        default="05:00", metadata={**_HHMM, "doc": "activity outside the bedroom from here on counts as up"},
+    )
+    enabled: bool = True
+
+    def validate(self, path: str) -> list[str]:
+        if hhmm_to_minutes(self.morning_from) >= hhmm_to_minutes(self.by):
+            return [f"{path}.morning_from: must be before by ({self.morning_from} >= {self.by})"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class NightOutOfBedRule:
+    """Out of bed in the night window for ``after_s`` without going back (a chair counts as safe)."""
+
+    start: str = field(default="23:00", metadata=_HHMM)
+    end: str = field(default="07:00", metadata=_HHMM)
+    after_s: float = field(default=45 * 60.0, metadata={"min": 60.0, "max": 12 * 3600.0})
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChairTooLongRule:
+    """A chair mat occupied for ``after_s`` without a break: ``chair_too_long``."""
+
+    after_s: float = field(default=4 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NightExitRule:
+    """Front door opened in the night window and nobody seen inside for ``after_s``: ``night_exit``."""
+
+    start: str = field(default="23:00", metadata=_HHMM)
+    end: str = field(default="07:00", metadata=_HHMM)
+    after_s: float = field(default=600.0, metadata={"min": 30.0, "max": 4 * 3600.0})
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AwayRule:
+    """Front door, then nobody seen inside for ``presume_after_s``: presumed out.
+
+    Inactivity pauses until the person is back (door or any activity inside); after
+    ``not_returned_after_s`` away ``not_returned`` is raised.
+    """
+
+    presume_after_s: float = field(default=600.0, metadata={"min": 60.0, "max": 3 * 3600.0})
+    not_returned_after_s: float = field(
+        default=12 * 3600.0, metadata={"min": 1800.0, "max": 72 * 3600.0}
+    )
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedRoutine:
+    """Learn, per hour of the day, how long this person is normally still.
+
+    The threshold for an hour is ``factor`` times the ``quantile`` of the longest stillness
+    reached in that hour (pooled with the hours either side) over the last ``learn_days``,
+    clamped to ``min_s..max_s``. Until ``min_days`` days are learned the fixed windows apply.
+    """
+
+    enabled: bool = field(default=False, metadata={"doc": "opt-in per home"})
+    quantile: float = field(default=0.95, metadata={"min": 0.5, "max": 1.0})
+    factor: float = field(default=1.5, metadata={"min": 1.0, "max": 5.0})
+    min_s: float = field(default=3600.0, metadata={"min": 600.0, "max": 50 * 3600.0})
+    max_s: float = field(default=12 * 3600.0, metadata={"min": 600.0, "max": 50 * 3600.0})
+    learn_days: int = field(default=28, metadata={"min": 3, "max": 366})
+    min_days: int = field(default=7, metadata={"min": 2, "max": 366})
+
+    def validate(self, path: str) -> list[str]:
+        problems = []
+        if self.min_s > self.max_s:
+            problems.append(f"{path}.min_s: greater than max_s ({self.min_s} > {self.max_s})")
+        if self.min_days > self.learn_days:
+            problems.append(f"{path}.min_days: greater than learn_days")
+        return problems
+
+
+@dataclass(frozen=True, slots=True)
+class InactivityConfig:
+    enabled: bool = field(default=True, metadata={"doc": "run the inactivity rules at all"})
+    auto_rules: bool = field(
+        default=True, metadata={"doc": "derive unwritten rules from the configured sensors"}
+    )
+    prewarning_s: float = field(
+        default=600.0, metadata={"min": 0.0, "max": 3600.0,
+                                 "doc": "buzzer/LED warning before an inactivity alarm"},
+    )
+    mats_are_presence: bool = field(
+        default=True, metadata={"doc": "an occupied bed or chair mat pauses inactivity"}
+    )
+    bedroom: str = field(
+        default="", metadata={"doc": "room name of the bedroom; default: the bed mat's room"}
+    )
+    exit_doors: tuple[str, ...] = field(
+        default=(), metadata={"doc": "device ids of front doors; default: role main_entrance_door"}
+    )
+    door_grace_s: float = field(
+        default=15.0, metadata={"min": 0.0, "max": 300.0,
+                                "doc": "motion this soon after the front door may be the person leaving"},
+    )
+    restart_grace_s: float = field(
+        default=120.0, metadata={"min": 0.0, "max": 3600.0,
+                                 "doc": "after a restart, re-observe this long before any alarm"},
+    )
+    inactivity: tuple[InactivityWindow, ...] | None = field(
+        default=None, metadata={"doc": "fixed windows; default derived from the sensors"}
+    )
+    not_up: NotUpRule | None = None
+    night_out_of_bed: NightOutOfBedRule | None = None
+    chair_too_long: ChairTooLongRule | None = None
+    night_exit: NightExitRule | None = None
+    away: AwayRule | None = None
+    learned: LearnedRoutine = field(default_factory=LearnedRoutine)
+
+    def validate(self, path: str) -> list[str]:
+        problems = []
+        for i, w in enumerate(self.inactivity or ()):
+            if w.after_s <= self.prewarning_s and w.enabled:
+                problems.append(
+                    f"{path}.inactivity[{i}].after_s: must be longer than prewarning_s "
+                    f"({w.after_s} <= {self.prewarning_s})"
+                )
+        if self.learned.enabled and self.learned.min_s <= self.prewarning_s:
+            problems.append(f"{path}.learned.min_s: must be longer than prewarning_s")
+        return problems

@@ -1,0 +1,1 @@
+"""Simulated hardware and scenarios for demos, tests and benchmarks."""

@@ -1,0 +1,163 @@
+"""Scenarios: scripted days in a simulated home, driven through the real agent.
+
+A scenario acts on the simulated hardware only (MockFactory pins, the simulated reading
+source), never on agent internals, so what it exercises is what runs in a home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from agent.config import Config
+from agent.model import Priority, Reading
+from agent.ports import AgentContext, DeviceInfo
+from drivers.gpio.config import GpioDevice
+
+log = logging.getLogger(__name__)
+
+# The simulated home's wired sensors, used when the config defines no GPIO devices.
+SIM_DEVICES = (
+    GpioDevice(id="pir-hall", kind="pir", pin=4, room="hall"),
+    GpioDevice(id="pir-lounge", kind="pir", pin=5, room="lounge"),
+    GpioDevice(id="door-front", kind="door", pin=17, room="hall", role="main_entrance_door"),
+    GpioDevice(id="cord-bathroom", kind="pull_cord", pin=27, room="bathroom"),
+)
+
+
+class SimSource:
+    """A simulated sensor that emits readings from its own thread, like a driver does."""
+
+    name = "sim-source"
+
+    def __init__(self) -> None:
+        self._ctx: AgentContext | None = None
+
+    async def start(self, ctx: AgentContext) -> None:
+        self._ctx = ctx
+
+    async def stop(self) -> None:
+        self._ctx = None
+
+    def devices(self) -> list[DeviceInfo]:
+        return [DeviceInfo("sim-sensor", "simulated", "sim", online=True)]
+
+    def emit_from_thread(self, readings: list[Reading], rate: float) -> threading.Thread:
+        ctx = self._ctx
+        assert ctx is not None, "SimSource not started"
+
+        def run() -> None:
+            import time
+
+            start = time.monotonic()
+            for i, r in enumerate(readings):
+                if rate > 0:
+                    due = start + i / rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                ctx.emit_reading(r)
+
+        t = threading.Thread(target=run, name="sim-source", daemon=True)
+        t.start()
+        return t
+
+
+@dataclass
+class ScenarioEnv:
+    """What a scenario may touch."""
+
+    pin_factory: Any
+    sim: SimSource
+    config: Config
+    options: dict[str, Any]
+
+    def pin(self, device_id: str):  # noqa: ANN201 - gpiozero MockPin
+        for dev in self.config.gpio.devices:
+            if dev.id == device_id:
+                return self.pin_factory.pin(dev.pin)
+        raise KeyError(device_id)
+
+    async def press(self, device_id: str, hold_s: float = 0.15) -> None:
+        """A contact closes then opens (pull cord, button: active low with pull-up)."""
+        pin = self.pin(device_id)
+        pin.drive_low()
+        await asyncio.sleep(hold_s)
+        pin.drive_high()
+
+    async def motion(self, device_id: str, hold_s: float = 0.4) -> None:
+        pin = self.pin(device_id)
+        pin.drive_high()
+        await asyncio.sleep(hold_s)
+        pin.drive_low()
+
+    async def door(self, device_id: str, open_s: float = 0.4) -> None:
+        pin = self.pin(device_id)
+        pin.drive_high()   # reed contact with pull-up: magnet away -> high -> open
+        await asyncio.sleep(open_s)
+        pin.drive_low()
+
+
+async def _demo(env: ScenarioEnv) -> None:
+    """A morning at home: up, through the hall, out for the paper, then a fall in the bathroom."""
+    await asyncio.sleep(0.3)
+    await env.motion("pir-hall")
+    await asyncio.sleep(0.3)
+    await env.motion("pir-lounge")
+    await env.door("door-front")
+    await asyncio.sleep(0.3)
+    await env.motion("pir-hall")
+    await asyncio.sleep(0.3)
+    await env.press("cord-bathroom")
+    await asyncio.sleep(0.5)
+
+
+async def _pull_cord(env: ScenarioEnv) -> None:
+    await asyncio.sleep(0.3)
+    await env.press("cord-bathroom")
+    await asyncio.sleep(0.3)
+
+
+async def _soak(env: ScenarioEnv) -> None:
+    count = int(env.options.get("count") or 1000)
+    rate = float(env.options.get("rate") or 200.0)
+    readings = []
+    for n in range(count):
+        if n % 10 == 0:
+            readings.append(Reading("sim-sensor", "pull_cord", Priority.ALARM,
+                                    {"n": n, "contact_id": 101, "source": "sim"}))
+        else:
+            readings.append(Reading("sim-sensor", "telemetry", Priority.TELEMETRY,
+                                    {"n": n, "source": "sim"}))
+    thread = env.sim.emit_from_thread(readings, rate)
+    while thread.is_alive():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
+
+
+SCENARIOS: dict[str, Callable[[ScenarioEnv], Awaitable[None]]] = {
+    "demo": _demo,
+    "pull-cord": _pull_cord,
+    "soak": _soak,
+}
+
+
+def expected_events(name: str, options: dict[str, Any]) -> int | None:
+    """How many events the scenario should produce (used for a clear exit status)."""
+    if name == "soak":
+        return int(options.get("count") or 1000)
+    if name == "pull-cord":
+        return 1
+    return None
+
+
+def with_sim_devices(config: Config) -> Config:
+    """The config, with the simulated home's sensors when it defines no GPIO devices."""
+    gpio = config.gpio
+    if not gpio.devices:
+        gpio = replace(gpio, devices=SIM_DEVICES)
+    return replace(config, gpio=replace(gpio, pin_factory="mock"))

@@ -1,0 +1,1 @@
+"""MQTT uplink (paho-mqtt 2.x) and the topic contract."""

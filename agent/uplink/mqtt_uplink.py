@@ -1,0 +1,353 @@
+"""Upload stored events over MQTT, at least once, alarms first.
+
+Threads: paho's network I/O runs in one thread of ours (``_network_loop``) so that we own
+reconnection (jittered exponential backoff, capped); everything else runs on the agent's
+asyncio loop. Paho callbacks never block: they queue what happened and hand it to the loop.
+
+Flow control: at most ``max_inflight`` publishes are unacknowledged at once. Each priority
+has a cursor (the highest ``seq`` handed to paho); every refill asks the store for the next
+events in priority order, so an alarm stored behind 100,000 telemetry events goes next.
+Paho keeps in-flight messages across reconnects and resends them (DUP) itself, so cursors
+only move forward while this process lives; a restarted agent starts from the store.
+An event leaves the store only on a successful PUBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import __version__
+from agent.config import MqttConfig
+from agent.errors import ConfigError
+from agent.model import Priority, iso_utc
+from agent.store.sqlite_store import PendingEvent, SqliteStore
+from agent.uplink import topics
+
+log = logging.getLogger(__name__)
+
+_FAILED_RETRY_S = 5.0
+_ACK_BATCH = 512
+_ACK_DELAY_S = 0.01
+
+
+def read_password(path: str) -> str:
+    """First line of the password file, without its newline."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+def backoff_delays(first: float, cap: float, rng: random.Random | None = None):
+    """Exponential backoff with jitter: each delay uniform in [d/2, d], d doubling to ``cap``."""
+    rng = rng or random.Random()
+    d = first
+    while True:
+        yield rng.uniform(d / 2, d)
+        d = min(d * 2, cap)
+
+
+class MqttUplink:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        hub_id: str,
+        store: SqliteStore,
+        loop: asyncio.AbstractEventLoop,
+        on_acked: Callable[[list[int]], None],
+        on_connection: Callable[[bool], None],
+    ) -> None:
+        self.cfg = cfg
+        self.hub_id = hub_id
+        self.store = store
+        self.loop = loop
+        self._on_acked = on_acked
+        self._on_connection = on_connection
+        self.event_topic = topics.event_topic(hub_id)
+        self.status_topic = topics.status_topic(hub_id)
+        self.connected = False
+        self.connects = 0
+        self.published = 0
+        self.acked = 0
+        self._client = self._make_client()
+        self._cursors: dict[Priority, int] = {p: 0 for p in Priority}
+        self._inflight: dict[int, PendingEvent] = {}
+        self._acks: collections.deque[tuple[int, bool]] = collections.deque()
+        self._ack_scheduled = False
+        self._wake = asyncio.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._retained: dict[str, bytes] = {}
+        self._subscriptions: dict[str, Callable[[InboundMessage], None]] = {}
+        self._ever_connected_since_reset = False  # written by the paho thread only
+        self._to_delete: list[int] = []
+        self._delete_timer: asyncio.TimerHandle | None = None
+
+    # -- setup -------------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.cfg
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id or f"tec-agent-{self.hub_id}",
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+        )
+        client.max_inflight_messages_set(cfg.max_inflight)
+        client.max_queued_messages_set(0)
+        if cfg.username:
+            password = read_password(cfg.password_file) if cfg.password_file else None
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls_ca_file:
+            client.tls_set(
+                ca_certs=cfg.tls_ca_file,
+                certfile=cfg.tls_cert_file,
+                keyfile=cfg.tls_key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.will_set(self.status_topic, self._status_payload("offline", "connection lost"),
+                        qos=1, retain=True)
+        client.on_connect = self._cb_connect
+        client.on_disconnect = self._cb_disconnect
+        client.on_publish = self._cb_publish
+        client.on_message = self._cb_message
+        return client
+
+    def _status_payload(self, state: str, reason: str = "") -> bytes:
+        doc: dict[str, Any] = {"state": state, "hub_id": self.hub_id, "version": __version__,
+                               "ts": iso_utc(time.time())}
+        if reason:
+            doc["reason"] = reason
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    # -- paho thread -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._sender = self.loop.create_task(self._send_loop(), name="uplink-sender")
+        self._thread = threading.Thread(target=self._network_loop, name="mqtt-net", daemon=True)
+        self._thread.start()
+
+    def _connect_once(self, first: bool) -> None:
+        if not first:
+            self._client.reconnect()
+            return
+        props = None
+        kwargs: dict[str, Any] = {}
+        if self.cfg.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.cfg.session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        self._client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, **kwargs)
+
+    def _network_loop(self) -> None:
+        delays = backoff_delays(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
+        first = True
+        while not self._stop.is_set():
+            try:
+                self._connect_once(first)
+                first = False
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                wait = next(delays)
+                log.warning("MQTT broker %s:%d unreachable (%s); retrying in %.1f s",
+                            self.cfg.host, self.cfg.port, exc, wait)
+                self._stop.wait(wait)
+                continue
+            while not self._stop.is_set():
+                rc = self._client.loop(timeout=0.2)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+            if self._stop.is_set():
+                break
+            if self._client.is_connected():
+                continue
+            if self._ever_connected_since_reset:
+                delays = backoff_delays(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
+                self._ever_connected_since_reset = False
+            wait = next(delays)
+            log.warning("MQTT connection lost; reconnecting in %.1f s", wait)
+            self._stop.wait(wait)
+
+    def _cb_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            log.error("MQTT broker refused connection: %s", reason_code)
+            return
+        self._ever_connected_since_reset = True
+        self.loop.call_soon_threadsafe(self._connected, bool(getattr(flags, "session_present", False)))
+
+    def _cb_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        self.loop.call_soon_threadsafe(self._disconnected, str(reason_code))
+
+    def _cb_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+        self._acks.append((mid, bool(reason_code.is_failure)))
+        if not self._ack_scheduled:
+            self._ack_scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain_acks)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    def _cb_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+        handler = None
+        for pattern, h in self._subscriptions.items():
+            if mqtt.topic_matches_sub(pattern, msg.topic):
+                handler = h
+                break
+        if handler is not None:
+            inbound = InboundMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
+            self.loop.call_soon_threadsafe(handler, inbound)
+
+    # -- loop side ---------------------------------------------------------------------------
+    def _connected(self, session_present: bool) -> None:
+        self.connected = True
+        self.connects += 1
+        log.info("MQTT connected to %s:%d (session present: %s)",
+                 self.cfg.host, self.cfg.port, session_present)
+        self._client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
+        for topic in self._subscriptions:
+            self._client.subscribe(topic, qos=1)
+        for topic, payload in list(self._retained.items()):
+            self._client.publish(topic, payload, qos=1, retain=True)
+        self._retained.clear()
+        self._on_connection(True)
+        self._wake.set()
+
+    def _disconnected(self, reason: str) -> None:
+        if self.connected:
+            log.warning("MQTT disconnected: %s (%d events in flight are kept)", reason,
+                        len(self._inflight))
+        self.connected = False
+        self._on_connection(False)
+
+    def _drain_acks(self) -> None:
+        self._ack_scheduled = False
+        done: list[int] = []
+        while self._acks:
+            mid, failed = self._acks.popleft()
+            pending = self._inflight.pop(mid, None)
+            if pending is None:
+                continue  # status / device-state publish
+            if failed:
+                log.error("broker rejected event seq %d; retrying in %.0f s", pending.seq,
+                          _FAILED_RETRY_S)
+                self.loop.call_later(_FAILED_RETRY_S, self._rewind, pending)
+                continue
+            done.append(pending.seq)
+        if done:
+            self.acked += len(done)
+            self._to_delete.extend(done)
+            if len(self._to_delete) >= _ACK_BATCH:
+                self._commit_acks()
+            elif self._delete_timer is None:
+                self._delete_timer = self.loop.call_later(_ACK_DELAY_S, self._commit_acks)
+        self._wake.set()
+
+    def _commit_acks(self) -> None:
+        """Delete acknowledged events in one transaction. Deferred a few ms so a fast drain
+        does not pay a transaction per PUBACK; losing this on a crash only means a resend."""
+        if self._delete_timer is not None:
+            self._delete_timer.cancel()
+            self._delete_timer = None
+        done, self._to_delete = self._to_delete, []
+        if done:
+            self.store.ack(done)
+            self._on_acked(done)
+
+    def _rewind(self, pending: PendingEvent) -> None:
+        self._cursors[pending.priority] = min(self._cursors[pending.priority], pending.seq - 1)
+        self._wake.set()
+
+    def notify_new(self) -> None:
+        """Loop only: new events are in the store."""
+        self._wake.set()
+
+    async def _send_loop(self) -> None:
+        window = self.cfg.max_inflight
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.connected and len(self._inflight) < window:
+                batch = self.store.next_batch(self._cursors, window - len(self._inflight))
+                if not batch:
+                    break
+                for ev in batch:
+                    info = self._client.publish(self.event_topic, ev.payload, qos=1)
+                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                        log.error("publish of seq %d failed: %s", ev.seq, info.rc)
+                        break
+                    self._inflight[info.mid] = ev
+                    self._cursors[ev.priority] = max(self._cursors[ev.priority], ev.seq)
+                    self.published += 1
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def alive(self) -> bool:
+        """For the watchdog: the network thread and the sender task are running."""
+        return (
+            self._thread is not None and self._thread.is_alive()
+            and self._sender is not None and not self._sender.done()
+        )
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Best effort retained state: the latest value per topic is sent on (re)connect."""
+        if self.connected:
+            self._client.publish(topic, payload, qos=1, retain=True)
+        else:
+            self._retained[topic] = payload
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """A non-event message (command results). Dropped with a log line while offline."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.warning("publish to %s not sent now (%s)", topic, info.rc)
+
+    def subscribe(self, topic: str, handler: Callable[[InboundMessage], None]) -> None:
+        """Loop only: ``handler(msg)`` runs on the loop for messages on ``topic`` (wildcards ok)."""
+        self._subscriptions[topic] = handler
+        if self.connected:
+            self._client.subscribe(topic, qos=1)
+
+    async def stop(self, deadline: float) -> None:
+        """Wait (until ``deadline``, monotonic) for in-flight acks, say offline, disconnect."""
+        while self.connected and self._inflight and time.monotonic() < deadline - 0.5:
+            await asyncio.sleep(0.02)
+        if self._sender is not None:
+            self._sender.cancel()
+        self._commit_acks()
+        if self.connected:
+            info = self._client.publish(self.status_topic, self._status_payload("offline", "shutdown"),
+                                        qos=1, retain=True)
+            end = min(deadline, time.monotonic() + 1.0)
+            while not info.is_published() and time.monotonic() < end and self.connected:
+                await asyncio.sleep(0.01)
+            self._client.disconnect()
+            await asyncio.sleep(0.05)
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 2.0)
+        self.connected = False
