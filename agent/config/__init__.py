@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.config.schema import load_dataclass, to_dict
 from agent.errors import ConfigError
+from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
 
 HUB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -114,6 +115,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     agent: AgentSettings = field(default_factory=AgentSettings)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    ble: BleConfig = field(default_factory=BleConfig)
 
     def validate(self, path: str) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -132,7 +134,9 @@ class Config:
 
     def device_ids(self) -> list[tuple[str, str]]:
         """(config section, device id) for every configured device, across drivers."""
-        return [(f"gpio.devices[{i}]", d.id) for i, d in enumerate(self.gpio.devices)]
+        return [(f"gpio.devices[{i}]", d.id) for i, d in enumerate(self.gpio.devices)] + [
+            (f"ble.devices[{i}]", d.id) for i, d in enumerate(self.ble.devices)
+        ]
 
 
 def parse_config(doc: dict[str, Any], source: str = "config") -> Config:

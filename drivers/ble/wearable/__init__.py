@@ -1,0 +1,1 @@
+"""Wearable motion streams over GATT: profiles, sample timing, the connection."""
