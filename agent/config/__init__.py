@@ -16,6 +16,7 @@ from agent.config.schema import load_dataclass, to_dict
 from agent.errors import ConfigError
 from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
+from drivers.serial.config import SerialConfig
 
 HUB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 
@@ -116,6 +117,7 @@ class Config:
     agent: AgentSettings = field(default_factory=AgentSettings)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     ble: BleConfig = field(default_factory=BleConfig)
+    serial: SerialConfig = field(default_factory=SerialConfig)
 
     def validate(self, path: str) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -136,7 +138,7 @@ class Config:
         """(config section, device id) for every configured device, across drivers."""
         return [(f"gpio.devices[{i}]", d.id) for i, d in enumerate(self.gpio.devices)] + [
             (f"ble.devices[{i}]", d.id) for i, d in enumerate(self.ble.devices)
-        ]
+        ] + [(f"serial.units[{i}]", u.id) for i, u in enumerate(self.serial.units)]
 
 
 def parse_config(doc: dict[str, Any], source: str = "config") -> Config:

@@ -1,0 +1,1 @@
+"""Telecare units on serial ports: Contact ID codec, framing and the unit driver."""

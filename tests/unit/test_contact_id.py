@@ -1,0 +1,257 @@
+"""Contact ID codec and line splitter: recorded bytes, round trips, and fuzzing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.errors import DecodeError
+from agent.model import Priority
+from drivers.serial import codes
+from drivers.serial.contact_id import (
+    ACK,
+    DC4,
+    MAX_FRAME,
+    NAK,
+    ContactIdFrame,
+    Heartbeat,
+    LineSplitter,
+    checksum_digit,
+    decode,
+    encode,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "serial"
+
+
+def frames_in(name: str) -> list[bytes]:
+    tokens = LineSplitter().feed((DATA / name).read_bytes(), 0.0)
+    assert all(t.kind == "frame" for t in tokens)
+    return [t.body for t in tokens]
+
+
+def one(name: str) -> ContactIdFrame | Heartbeat:
+    (body,) = frames_in(name)
+    return decode(body)
+
+
+def test_heartbeat() -> None:
+    assert one("heartbeat.bin") == Heartbeat("01", "1")
+    assert encode(Heartbeat()) == (DATA / "heartbeat.bin").read_bytes()
+
+
+def test_pendant_new_and_restore() -> None:
+    new = one("pendant_101_new.bin")
+    assert new == ContactIdFrame(account="1234", qualifier="1", event_code="101", group="00",
+                                 zone="015", receiver="01", line="1")
+    assert isinstance(new, ContactIdFrame)
+    assert (new.event_number, new.zone_number, new.qualifier_name) == (101, 15, "new")
+    restore = one("pendant_101_restore.bin")
+    assert isinstance(restore, ContactIdFrame) and restore.qualifier_name == "restore"
+
+
+@pytest.mark.parametrize("name,code,zone,group", [
+    ("smoke_111_new_zone3.bin", "111", "003", "01"),
+    ("flood_154_new.bin", "154", "021", "01"),
+    ("low_battery_302.bin", "302", "000", "00"),
+    ("periodic_test_602.bin", "602", "000", "00"),
+])
+def test_recorded_events(name: str, code: str, zone: str, group: str) -> None:
+    frame = one(name)
+    assert isinstance(frame, ContactIdFrame)
+    assert (frame.event_code, frame.zone, frame.group) == (code, zone, group)
+    assert encode(frame) == (DATA / name).read_bytes()   # byte-exact round trip
+
+
+def test_variants_checksum_timestamp_virtual_line() -> None:
+    chk = one("pendant_101_checksum.bin")
+    assert isinstance(chk, ContactIdFrame) and chk.checksum and chk.check_digit() == "7"
+    assert encode(chk) == (DATA / "pendant_101_checksum.bin").read_bytes()
+    ts = one("medical_100_timestamp.bin")
+    assert isinstance(ts, ContactIdFrame)
+    assert (ts.account, ts.event_code, ts.timestamp) == ("B2C4", "100", "14:03:27-09/11")
+    vl = one("panic_120_virtual_line.bin")
+    assert isinstance(vl, ContactIdFrame) and vl.line == "003" and vl.event_code == "120"
+
+
+def test_session_stream() -> None:
+    decoded = [decode(b) for b in frames_in("session.bin")]
+    kinds = [f.event_code if isinstance(f, ContactIdFrame) else "hb" for f in decoded]
+    assert kinds == ["hb", "101", "hb", "101", "302", "hb", "602"]
+
+
+def test_every_recorded_bad_message_is_rejected_with_a_reason() -> None:
+    tokens = LineSplitter().feed((DATA / "garbage.bin").read_bytes(), 0.0)
+    reasons = []
+    for t in tokens:
+        if t.kind == "garbage":
+            reasons.append(t.reason)
+            continue
+        with pytest.raises(DecodeError) as info:
+            decode(t.body)
+        reasons.append(str(info.value))
+    assert len(reasons) == 9
+    expected = ["malformed Contact ID", "qualifier '2'", "account '", "message type '28'",
+                "checksum digit '0' wrong", "non-ASCII", "longer than 64", "malformed heartbeat",
+                "time stamp"]
+    for want, got in zip(expected, reasons, strict=True):
+        assert want in got, (want, got)
+
+
+def test_checksum_rule() -> None:
+    # Sum of all digits (0 counts as 10) plus the check digit is a multiple of 15.
+    for digits in ("1234181131010150", "0000180000000000", "BCDE18160200000"):
+        s = checksum_digit(digits)
+        total = sum((int(c, 16) or 10) for c in digits + s)
+        assert total % 15 == 0 and s != "0"
+
+
+def test_splitter_acks_naks_and_noise_between_frames() -> None:
+    sp = LineSplitter()
+    data = bytes([ACK]) + b"\r\n" + (DATA / "heartbeat.bin").read_bytes() + bytes([NAK])
+    assert [t.kind for t in sp.feed(data, 0.0)] == ["ack", "frame", "nak"]
+
+
+def test_splitter_reassembles_across_reads_and_drops_stale_prefix() -> None:
+    sp = LineSplitter(stale_s=1.0)
+    raw = (DATA / "pendant_101_new.bin").read_bytes()
+    assert sp.feed(raw[:7], 0.0) == []
+    (tok,) = sp.feed(raw[7:], 0.5)
+    assert tok.kind == "frame" and decode(tok.body).event_code == "101"  # type: ignore[union-attr]
+    assert sp.feed(raw[:7], 1.0) == []                 # sender stops mid-message...
+    out = sp.feed(raw, 5.0)                            # ...and resends it whole later
+    assert [t.kind for t in out] == ["garbage", "frame"]
+    assert "truncated" in out[0].reason
+
+
+def test_splitter_overlong_is_one_reject() -> None:
+    sp = LineSplitter()
+    out = sp.feed(b"7" * 500 + bytes([DC4]) + (DATA / "heartbeat.bin").read_bytes(), 0.0)
+    assert [t.kind for t in out] == ["garbage", "frame"]
+
+
+def test_encode_refuses_invalid_frames() -> None:
+    with pytest.raises(DecodeError):
+        encode(ContactIdFrame(account="12A4", qualifier="1", event_code="101"))
+    with pytest.raises(DecodeError):
+        encode(ContactIdFrame(account="1234", qualifier="2", event_code="101"))
+    with pytest.raises(DecodeError):
+        encode(ContactIdFrame(account="1234", qualifier="1", event_code="1011"))
+
+
+def test_code_mapping() -> None:
+    assert codes.inbound("101", "1") == codes.CodeSpec("pendant", Priority.ALARM,
+                                                       "Personal emergency")
+    assert codes.inbound("100", "1").priority == Priority.ALARM
+    assert codes.inbound("120", "1").type == "panic"
+    assert codes.inbound("111", "1").type == "smoke"
+    assert codes.inbound("154", "1").type == "flood"
+    assert codes.inbound("110", "6").priority == Priority.ALARM     # still present
+    r = codes.inbound("101", "3")
+    assert (r.type, r.priority) == ("pendant_restore", Priority.INFO)
+    assert codes.inbound("301", "1").priority == Priority.WARNING
+    assert codes.inbound("302", "1").type == "battery_low"
+    assert codes.inbound("381", "1").priority == Priority.WARNING
+    assert codes.inbound("602", "1") == codes.CodeSpec("test", Priority.INFO, "Periodic test")
+    assert codes.inbound("199", "1").priority == Priority.ALARM      # unknown 1xx is an alarm
+    assert codes.inbound("3BC", "1").priority == Priority.WARNING
+    assert codes.outbound("fall") == "100"
+    assert codes.outbound("pull_cord", 101) == "101"
+    assert codes.outbound("smoke") == "111"
+    assert codes.outbound("something_new") == "100"
+
+
+# -- fuzzing ---------------------------------------------------------------------------------
+
+_cid = st.sampled_from("0123456789BCDEF")
+
+
+@st.composite
+def cid_frames(draw: st.DrawFn) -> ContactIdFrame:
+    def digits(n: int) -> str:
+        return "".join(draw(st.lists(_cid, min_size=n, max_size=n)))
+
+    ts = draw(st.one_of(st.none(), st.builds(
+        lambda h, m, s, d, mo: f"{h:02d}:{m:02d}:{s:02d}-{d:02d}/{mo:02d}",
+        st.integers(0, 23), st.integers(0, 59), st.integers(0, 59), st.integers(1, 31),
+        st.integers(1, 12))))
+    return ContactIdFrame(
+        account=digits(4), qualifier=draw(st.sampled_from("136")), event_code=digits(3),
+        group=digits(2), zone=digits(3),
+        receiver=draw(st.from_regex(r"[0-9A-F]{2}", fullmatch=True)),
+        line=draw(st.from_regex(r"[0-9A-Z]{1,3}", fullmatch=True)),
+        message_type=draw(st.sampled_from(["18", "98"])), checksum=draw(st.booleans()),
+        timestamp=ts,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(cid_frames())
+def test_fuzz_round_trip(frame: ContactIdFrame) -> None:
+    data = encode(frame)
+    assert data[-1] == DC4 and len(data) <= MAX_FRAME + 1
+    assert decode(data[:-1]) == frame
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_decode_never_crashes(data: bytes) -> None:
+    try:
+        frame = decode(data)
+    except DecodeError:
+        return
+    # Whatever decodes must re-encode to the same bytes (no silent normalisation).
+    assert encode(frame)[:-1] == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(cid_frames(), st.integers(0, 40), st.sampled_from(list(b"0123456789BCDEF 5@")))
+def test_fuzz_single_digit_corruption_never_passes_as_a_different_checksummed_frame(
+        frame: ContactIdFrame, pos: int, replacement: int) -> None:
+    if not frame.checksum:
+        frame = ContactIdFrame(**{**_asdict(frame), "checksum": True})
+    data = bytearray(encode(frame)[:-1])
+    pos %= len(data)
+    if data[pos] == replacement:
+        return
+    data[pos] = replacement
+    try:
+        got = decode(bytes(data))
+    except DecodeError:
+        return
+    # A corrupted message may still parse only if the Contact ID content is unchanged
+    # (e.g. the header or time stamp was hit) or the check digit happens to absorb it.
+    if isinstance(got, ContactIdFrame) and got.checksum:
+        total = sum((int(c, 16) or 10) for c in (got.account + got.message_type + got.qualifier
+                                                 + got.event_code + got.group + got.zone
+                                                 + got.check_digit()))
+        assert total % 15 == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(cid_frames().map(encode), st.binary(max_size=40)), max_size=12),
+       st.lists(st.integers(1, 30), min_size=1, max_size=10))
+def test_fuzz_splitter_never_loses_a_good_frame_after_a_terminator(
+        chunks: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(chunks)
+    sp = LineSplitter()
+    tokens = []
+    pos, i = 0, 0
+    while pos < len(stream):
+        n = cuts[i % len(cuts)]
+        tokens += sp.feed(stream[pos:pos + n], 0.0)
+        pos, i = pos + n, i + 1
+    assert sp.pending <= MAX_FRAME
+    good = [c for j, c in enumerate(chunks) if c.endswith(bytes([DC4]))
+            and (j == 0 or chunks[j - 1].endswith(bytes([DC4])))
+            and not (set(c[:-1]) & {ACK, NAK})]
+    bodies = {t.body for t in tokens if t.kind == "frame"}
+    for g in good:
+        assert g[:-1] in bodies
+
+
+def _asdict(frame: ContactIdFrame) -> dict[str, object]:
+    return {k: getattr(frame, k) for k in ContactIdFrame.__slots__}  # type: ignore[attr-defined]
