@@ -11,6 +11,7 @@ from agent import __version__
 # Modules exposing ``register(subparsers)``; each adds its subcommands and sets ``func``.
 COMMAND_MODULES = [
     "agent.cli.core",
+    "agent.cli.ble",
 ]
 
 

@@ -173,13 +173,15 @@ class BTHomeDecoder:
             return BTHomeUpdate(DecodeStatus.DUPLICATE, encrypted=encrypted)
         if p.downgrade_detected:
             return BTHomeUpdate(DecodeStatus.DOWNGRADE, encrypted=False)
-        if encrypted and not p.rec_sensors and not p.rec_binaries and _bad_version(info):
+        nothing = not (p.rec_sensors or p.rec_binaries or p.rec_events) and p.rec_packet_id is None
+        if encrypted and nothing and _bad_version(info):
             return BTHomeUpdate(DecodeStatus.INVALID)
         if encrypted and self._bindkey is None:
             return BTHomeUpdate(DecodeStatus.NO_KEY, encrypted=True)
-        if encrypted and p.decryption_failed:
+        if encrypted and (p.decryption_failed or nothing):
+            # Wrong key, a tampered advert, or an old encryption counter (a replay).
             return BTHomeUpdate(DecodeStatus.DECRYPT_FAILED, encrypted=True)
-        if not (p.rec_sensors or p.rec_binaries or p.rec_events) and p.rec_packet_id is None:
+        if nothing:
             # Nothing parsed: wrong version, truncated object or unknown object id first.
             return BTHomeUpdate(DecodeStatus.INVALID, encrypted=encrypted)
         return BTHomeUpdate(

@@ -77,6 +77,7 @@ class BleComponent:
         self.scanner: ScannerOwner | None = None
         self.supervisor: Supervisor | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.last_decode: tuple[str, DecodeStatus] | None = None   # for replay reports
 
     # -- life cycle ----------------------------------------------------------------------
     async def start(self, ctx: AgentContext) -> None:
@@ -197,8 +198,10 @@ class BleComponent:
         update = handler.decoder.decode(advert)
         if update.ok and handler.mapper.is_duplicate(advert, update):
             handler.counts[DecodeStatus.DUPLICATE.value] += 1
+            self.last_decode = (advert.address, DecodeStatus.DUPLICATE)
             return
         handler.counts[update.status.value] += 1
+        self.last_decode = (advert.address, update.status)
         if not update.ok:
             self._problem(handler, update.status, stamp)
             return
