@@ -51,6 +51,13 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         from drivers.gpio.driver import GpioDriver
 
         components.append(GpioDriver(config.gpio, pin_factory=hardware.pin_factory))
+    if config.serial.units:
+        from drivers.serial.unit import SerialDriver
+
+        # Contact ID zone of an escalated alarm: the device's 1-based position in the config.
+        zones = {dev_id: i + 1 for i, (_, dev_id) in enumerate(config.device_ids())}
+        components.append(SerialDriver(config.serial, ports=hardware.serial_ports,
+                                       zone_of=lambda dev_id: zones.get(dev_id, 0)))
     components.append(AlarmCanceller(config.gpio.cancel_window_s))
     return components
 
