@@ -1,0 +1,1 @@
+"""The shipped fall model (fall.tflite + manifest.json) and its training script."""
