@@ -56,8 +56,19 @@ class _Timex(ctypes.Structure):
     ]
 
 
+_TIMESYNCD_MARKER = "/run/systemd/timesync/synchronized"
+
+
 def kernel_clock_synced() -> bool | None:
-    """Ask the kernel (adjtimex) whether NTP has disciplined the clock; None if unknown."""
+    """Whether NTP has disciplined the clock; None if unknown.
+
+    systemd-timesyncd (Raspberry Pi OS) touches a marker file once synchronised; otherwise
+    ask the kernel with a read-only adjtimex (blocked under ProtectClock=, hence the marker).
+    """
+    import os
+
+    if os.path.exists(_TIMESYNCD_MARKER):
+        return True
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         tx = _Timex()

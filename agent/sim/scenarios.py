@@ -95,6 +95,12 @@ class ScenarioEnv:
         await asyncio.sleep(hold_s)
         pin.drive_low()
 
+    def close_doors(self) -> None:
+        """Doors start closed (the reed contact pulls the input low)."""
+        for dev in self.config.gpio.devices:
+            if dev.kind == "door":
+                self.pin_factory.pin(dev.pin).drive_low()
+
     async def door(self, device_id: str, open_s: float = 0.4) -> None:
         pin = self.pin(device_id)
         pin.drive_high()   # reed contact with pull-up: magnet away -> high -> open
@@ -104,6 +110,7 @@ class ScenarioEnv:
 
 async def _demo(env: ScenarioEnv) -> None:
     """A morning at home: up, through the hall, out for the paper, then a fall in the bathroom."""
+    env.close_doors()
     await asyncio.sleep(0.3)
     await env.motion("pir-hall")
     await asyncio.sleep(0.3)

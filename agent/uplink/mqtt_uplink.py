@@ -105,6 +105,7 @@ class MqttUplink:
         self._subscriptions: dict[str, Callable[[InboundMessage], None]] = {}
         self._ever_connected_since_reset = False  # written by the paho thread only
         self._to_delete: list[int] = []
+        self._closing = False
         self._delete_timer: asyncio.TimerHandle | None = None
 
     # -- setup -------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ class MqttUplink:
                 rc = self._client.loop(timeout=0.2)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
-            if self._stop.is_set():
+            if self._stop.is_set() or self._closing:
                 break
             if self._client.is_connected():
                 continue
@@ -236,7 +237,7 @@ class MqttUplink:
         self._wake.set()
 
     def _disconnected(self, reason: str) -> None:
-        if self.connected:
+        if self.connected and not self._closing:
             log.warning("MQTT disconnected: %s (%d events in flight are kept)", reason,
                         len(self._inflight))
         self.connected = False
@@ -345,8 +346,10 @@ class MqttUplink:
             end = min(deadline, time.monotonic() + 1.0)
             while not info.is_published() and time.monotonic() < end and self.connected:
                 await asyncio.sleep(0.01)
+            self._closing = True
             self._client.disconnect()
             await asyncio.sleep(0.05)
+        self._closing = True
         self._stop.set()
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 2.0)

@@ -1,0 +1,308 @@
+"""The rules engine: one home's rules over observations and elapsed time. No I/O.
+
+Pure and synchronous so the agent (``InactivityDetector``, on the asyncio loop) and the
+evaluation (``tec-agent eval-inactivity``, a time-compressed replay) drive the very same
+objects. Callers pass :class:`Instant` values from their clock; the engine never reads a
+clock itself. ``advance(now)`` lets time pass, ``observe(obs, now)`` applies a reading,
+``next_due(now)`` says when to call again (monotonic).
+
+Durations are monotonic. An elapsed interval is placed on the local clock as
+``[wall - dt, wall]``, so a wall-clock step (NTP arriving late on a Pi without RTC) moves
+*where in the day* later time falls but never adds or removes time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from agent.inactivity.home import Alert, HomeState, Instant, Segment
+from agent.inactivity.localtime import LocalClock
+from agent.inactivity.routine import Routine, StillnessRecorder, learn
+from agent.inactivity.rules import (
+    Away,
+    ChairTooLong,
+    FixedInactivity,
+    LearnedInactivity,
+    NightExit,
+    NightOutOfBed,
+    NotUp,
+    Rule,
+    StillnessAlarm,
+)
+from agent.inactivity.ruleset import RuleSet
+from agent.inactivity.sensors import Observation
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_VERSION = 1
+# A restart shorter than this keeps the morning's "was up" evidence valid.
+_SHORT_GAP_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    record: bool = True          # keep per-hour stillness maxima (the learned routine's input)
+    relearn: bool = True         # relearn the routine once a local day (False: keep it frozen)
+
+
+class RulesEngine:
+    def __init__(self, rules: RuleSet, tz: str, now: Instant,
+                 routine: Routine | None = None, options: EngineOptions | None = None) -> None:
+        self.ruleset = rules
+        self.options = options or EngineOptions()
+        minutes = rules.minutes_of_interest()
+        if self.options.record:
+            minutes |= {h * 60 for h in range(24)}
+        self.clock = LocalClock(tz, minutes)
+        self.home = HomeState(mats_are_presence=rules.mats_are_presence,
+                              observing_since_mono=now.mono)
+        self.last = now
+        self.recorder = StillnessRecorder() if self.options.record else None
+        self.routine = routine or Routine(fallback_s=rules.learned.max_s if rules.learned else 43200.0)
+        self.routine_changed = False
+        self._unobserved = False
+        self.fixed = [FixedInactivity(w, rules.prewarning_s, self.clock) for w in rules.inactivity]
+        self.learned = (LearnedInactivity(rules.prewarning_s, self.clock, self.routine)
+                        if rules.learned is not None else None)
+        self.away = Away(rules.away) if rules.away is not None else None
+        self.others: list[Rule] = []
+        if rules.not_up is not None:
+            self.others.append(NotUp(rules.not_up, self.clock, rules.bedrooms))
+        if rules.night_out_of_bed is not None:
+            self.others.append(NightOutOfBed(rules.night_out_of_bed, self.clock))
+        if rules.chair_too_long is not None:
+            self.others.append(ChairTooLong(rules.chair_too_long))
+        if rules.night_exit is not None:
+            self.others.append(NightExit(rules.night_exit, self.clock))
+        self._set_active()
+
+    # -- introspection -----------------------------------------------------------------------
+    @property
+    def stillness_rules(self) -> list[StillnessAlarm]:
+        out: list[StillnessAlarm] = list(self.fixed)
+        if self.learned is not None:
+            out.append(self.learned)
+        return out
+
+    @property
+    def rules(self) -> list[Rule]:
+        out: list[Rule] = [*self.stillness_rules, *self.others]
+        if self.away is not None:
+            out.append(self.away)
+        return out
+
+    @property
+    def prewarning(self) -> bool:
+        return any(r.prewarning for r in self.stillness_rules)
+
+    def _keyed_rules(self) -> dict[str, Rule]:
+        out: dict[str, Rule] = {f"inactivity[{i}]": r for i, r in enumerate(self.fixed)}
+        if self.learned is not None:
+            out["learned"] = self.learned
+        for r in self.others:
+            out[r.name] = r
+        if self.away is not None:
+            out["away"] = self.away
+        return out
+
+    def _set_active(self) -> None:
+        learned_on = self.learned is not None and self.routine.ready
+        if self.learned is not None:
+            self.learned.active = learned_on
+        for r in self.fixed:
+            r.active = not learned_on
+
+    def set_routine(self, routine: Routine) -> None:
+        self.routine = routine
+        if self.learned is not None:
+            self.learned.routine = routine
+        self._set_active()
+
+    # -- time ------------------------------------------------------------------------------------
+    def advance(self, now: Instant) -> list[Alert]:
+        dt = now.mono - self.last.mono
+        if dt < 0:
+            log.warning("monotonic clock went back %.3f s; ignoring the gap", -dt)
+            dt = 0.0
+        if dt > 0:
+            self._elapse(now, dt)
+        if abs((now.wall - now.mono) - (self.last.wall - self.last.mono)) > 60.0:
+            log.info("wall clock stepped by %+.0f s; durations are unaffected",
+                     (now.wall - now.mono) - (self.last.wall - self.last.mono))
+        self.last = now
+        alerts = self._check(now)
+        self._maybe_relearn(now)
+        return alerts
+
+    def _elapse(self, now: Instant, dt: float) -> None:
+        w1 = now.wall
+        w0 = w1 - dt
+        edges = [w0, *self.clock.split_points(w0, w1), w1]
+        home = self.home
+        for a, b in zip(edges, edges[1:]):
+            if b <= a:
+                continue
+            loc = self.clock.local((a + b) / 2.0)
+            seg = Segment(now.mono - (w1 - a), now.mono - (w1 - b), a, b,
+                          loc.hour * 60 + loc.minute + loc.second / 60.0, loc.date(), loc.hour)
+            if home.accruing():
+                home.still_s += seg.duration
+            for r in self.rules:
+                r.on_segment(seg, home)
+            if self.recorder is not None and now.synced and not self._unobserved:
+                observed = 0.0 if (home.away or home.learning_paused) else seg.duration
+                self.recorder.record(seg.day, seg.hour, home.still_s, observed)
+
+    def _check(self, now: Instant) -> list[Alert]:
+        home = self.home
+        if home.unconfirmed_mats and now.mono >= home.hold_until_mono:
+            for dev in sorted(home.unconfirmed_mats):
+                log.info("mat %s not confirmed since the restart: treating it as vacated", dev)
+                home.mats.pop(dev, None)
+            home.unconfirmed_mats.clear()
+        if self.away is not None and self.away.presume(now, home):
+            log.info("front door, then nobody seen inside: presumed out; inactivity paused")
+            self._reset_stillness()
+            for r in self.rules:
+                r.on_away()
+        self._set_active()
+        alerts: list[Alert] = []
+        for r in self.rules:
+            alerts.extend(r.check(now, home))
+        return alerts
+
+    def next_due(self, now: Instant) -> float | None:
+        """Monotonic time at which to call :meth:`advance` next (None: only on a reading)."""
+        home = self.home
+        dues = [r.next_due(now, home) for r in self.rules]
+        if self.away is not None:
+            dues.append(self.away.next_due(now, home))
+        if home.unconfirmed_mats:
+            dues.append(home.hold_until_mono)
+        point = self.clock.next_point(now.wall)
+        if point is not None:
+            dues.append(now.mono + (point - now.wall))
+        valid = [d for d in dues if d is not None]
+        return min(valid) if valid else None
+
+    # -- readings ---------------------------------------------------------------------------------
+    def observe(self, obs: Observation, now: Instant) -> list[Alert]:
+        alerts = self.advance(now)
+        home = self.home
+        grace = self.ruleset.door_grace_s
+        recent_door = (home.exit_door_mono is not None
+                       and now.mono - home.exit_door_mono < grace)
+        inside = obs.inside and not (obs.type == "motion" and recent_door)
+        if obs.activity:
+            home.still_s = 0.0
+            home.last_activity_mono, home.last_activity_wall = now.mono, now.wall
+            home.last_device, home.last_room = obs.device_id, obs.room
+            home.learning_paused = False
+            self._reset_stillness()
+        if obs.mat is not None:
+            if obs.occupied:
+                home.mats.setdefault(obs.device_id, (obs.mat, now.mono))
+            else:
+                home.mats.pop(obs.device_id, None)
+            home.unconfirmed_mats.discard(obs.device_id)
+        for r in self.rules:
+            r.on_obs(obs, now, home, inside)
+        if obs.exit_door:
+            home.exit_door_mono = now.mono
+        alerts.extend(self._check(now))
+        return alerts
+
+    def _reset_stillness(self) -> None:
+        self.home.still_s = 0.0
+        for r in self.stillness_rules:
+            r.on_stillness_reset()
+
+    # -- learning ---------------------------------------------------------------------------------
+    def _maybe_relearn(self, now: Instant) -> None:
+        params = self.ruleset.learned
+        if params is None or self.recorder is None or not self.options.relearn or not now.synced:
+            return
+        today = self.clock.local_date(now.wall)
+        if self.routine.learned_on == today:
+            return
+        self.set_routine(learn(self.recorder.bins, params, today))
+        self.recorder.prune(today.fromordinal(today.toordinal() - params.learn_days - 1))
+        self.routine_changed = True
+        log.info("learned routine updated: %d days, ready=%s", self.routine.days_used,
+                 self.routine.ready)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def snapshot(self, now: Instant) -> dict[str, Any]:
+        h = self.home
+        m = now.mono
+
+        def age(t: float | None) -> float | None:
+            return None if t is None else m - t
+
+        return {
+            "version": SNAPSHOT_VERSION,
+            "home": {
+                "still_s": h.still_s,
+                "last_activity_age": age(h.last_activity_mono),
+                "last_activity_wall": h.last_activity_wall,
+                "last_device": h.last_device,
+                "last_room": h.last_room,
+                "mats": {dev: [kind, m - since] for dev, (kind, since) in h.mats.items()},
+                "away": h.away,
+                "exit_door_age": age(h.exit_door_mono),
+                "observing_age": m - h.observing_since_mono,
+                "learning_paused": h.learning_paused,
+            },
+            "rules": {key: r.snapshot(m) for key, r in self._keyed_rules().items()},
+        }
+
+    def restore(self, snap: dict[str, Any], now: Instant, downtime_s: float | None) -> None:
+        """Continue from ``snap`` taken ``downtime_s`` ago (None: unknown, counted as 0).
+
+        Known downtime is counted as still time (a collapse before a power cut is not
+        forgotten); no alarm fires for ``restart_grace_s`` after the restart, inactivity
+        gives its full pre-warning again, and mats must be confirmed by their driver.
+        """
+        if snap.get("version") != SNAPSHOT_VERSION:
+            log.warning("ignoring inactivity state of unknown version %r", snap.get("version"))
+            return
+        down = 0.0 if downtime_s is None else max(0.0, downtime_s)
+        then = now.mono - down
+
+        def mono_of(age: float | None) -> float | None:
+            return None if age is None else then - float(age)
+
+        h, s = self.home, snap.get("home", {})
+        h.still_s = float(s.get("still_s") or 0.0)
+        h.last_activity_mono = mono_of(s.get("last_activity_age"))
+        h.last_activity_wall = s.get("last_activity_wall")
+        h.last_device, h.last_room = str(s.get("last_device") or ""), str(s.get("last_room") or "")
+        h.mats = {str(dev): (str(kind), then - float(a)) for dev, (kind, a) in (s.get("mats") or {}).items()}
+        h.unconfirmed_mats = set(h.mats)
+        h.away = bool(s.get("away"))
+        h.exit_door_mono = mono_of(s.get("exit_door_age"))
+        h.learning_paused = bool(s.get("learning_paused"))
+        if downtime_s is not None and down <= _SHORT_GAP_S:
+            h.observing_since_mono = then - float(s.get("observing_age") or 0.0)
+        else:
+            h.observing_since_mono = now.mono
+        h.hold_until_mono = now.mono + self.ruleset.restart_grace_s
+        saved = snap.get("rules", {})
+        for key, rule in self._keyed_rules().items():
+            if key in saved:
+                rule.restore(saved[key], mono_of)
+        for r in self.stillness_rules:
+            if r.prewarn_since is not None:
+                r.prewarn_since = now.mono    # the whole warning again after a restart
+        self._set_active()
+        # Let the downtime elapse (counted as still time, not learned from).
+        self.last = Instant(then, now.wall - down, now.synced)
+        self._unobserved = True
+        try:
+            if down > 0:
+                self._elapse(now, down)
+        finally:
+            self._unobserved = False
+        self.last = now

@@ -1,0 +1,490 @@
+"""The rules. Each is a small state machine driven by the engine.
+
+The engine calls, in this order: ``on_segment`` for each piece of elapsed time (accrue,
+disarm when a window ends), ``on_obs`` for a reading (after the shared :class:`HomeState`
+was updated), then ``check`` (raise what is due) and ``next_due`` (when to look again;
+early is harmless, late is not). All durations are monotonic; local time comes only from
+``LocalClock``. No rule raises an alarm before ``home.hold_until_mono`` (restart grace).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.inactivity.config import (
+    AwayRule,
+    ChairTooLongRule,
+    InactivityWindow,
+    NightExitRule,
+    NightOutOfBedRule,
+    NotUpRule,
+    hhmm_to_minutes,
+)
+from agent.inactivity.home import Alert, HomeState, Instant, Segment
+from agent.inactivity.localtime import LocalClock, Window
+from agent.inactivity.routine import Routine
+from agent.inactivity.sensors import Observation
+from agent.model import Priority, iso_utc
+
+_INTERACTIONS = ("cancel", "test", "pendant", "pull_cord", "button")
+
+
+def _iso(wall: float | None) -> str | None:
+    return None if wall is None else iso_utc(wall)
+
+
+class Rule:
+    name = ""
+    prewarning = False
+
+    def on_segment(self, seg: Segment, home: HomeState) -> None:
+        pass
+
+    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
+        pass
+
+    def on_stillness_reset(self) -> None:
+        pass
+
+    def on_away(self) -> None:
+        pass
+
+    def check(self, now: Instant, home: HomeState) -> list[Alert]:
+        return []
+
+    def next_due(self, now: Instant, home: HomeState) -> float | None:
+        return None
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        pass
+
+
+def _age(now_mono: float, t: float | None) -> float | None:
+    return None if t is None else now_mono - t
+
+
+class StillnessAlarm(Rule):
+    """Shared pre-warning logic of the fixed and the learned ``inactivity`` rules.
+
+    The pre-warning starts ``prewarning_s`` before the threshold; the alarm needs the
+    threshold reached *and* a full pre-warning behind it, so a threshold that drops at
+    an hour boundary, or a restart, still gives the person the whole warning to cancel.
+    """
+
+    name = "inactivity"
+
+    def __init__(self, prewarning_s: float) -> None:
+        self.p = prewarning_s
+        self.prewarn_since: float | None = None
+        self.raised = False
+        self.active = True
+
+    # subclasses: value, threshold, accruing_now, label
+    def value(self, home: HomeState) -> float:
+        raise NotImplementedError
+
+    def threshold(self, now: Instant) -> float:
+        raise NotImplementedError
+
+    def accruing_now(self, now: Instant, home: HomeState) -> bool:
+        raise NotImplementedError
+
+    def label(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def prewarning(self) -> bool:  # type: ignore[override]
+        return self.active and self.prewarn_since is not None
+
+    def on_stillness_reset(self) -> None:
+        self.prewarn_since = None
+        self.raised = False
+
+    def _data(self, now: Instant, home: HomeState, v: float, t: float) -> dict[str, Any]:
+        return {
+            "rule": "inactivity", **self.label(), "still_s": round(v, 1), "threshold_s": round(t, 1),
+            "since": _iso(home.last_activity_wall), "last_device": home.last_device,
+            "last_room": home.last_room,
+        }
+
+    def check(self, now: Instant, home: HomeState) -> list[Alert]:
+        if not self.active:
+            self.prewarn_since = None
+            return []
+        if self.raised:
+            return []
+        v, t = self.value(home), self.threshold(now)
+        out: list[Alert] = []
+        if self.prewarn_since is None:
+            if v >= t - self.p:
+                self.prewarn_since = now.mono
+                data = self._data(now, home, v, t)
+                data["alarm_in_s"] = round(max(t - v, self.p), 1)
+                out.append(Alert("inactivity_prewarning", Priority.WARNING, data))
+        elif v < t - self.p:
+            self.prewarn_since = None     # the threshold rose (new hour): stand down
+        if (self.prewarn_since is not None and v >= t
+                and now.mono - self.prewarn_since >= self.p - 1e-6
+                and now.mono >= home.hold_until_mono):
+            self.raised = True
+            self.prewarn_since = None
+            home.learning_paused = True
+            out.append(Alert("inactivity", Priority.ALARM, self._data(now, home, v, t)))
+        return out
+
+    def next_due(self, now: Instant, home: HomeState) -> float | None:
+        if not self.active or self.raised:
+            return None
+        v, t = self.value(home), self.threshold(now)
+        accruing = self.accruing_now(now, home)
+        if self.prewarn_since is None:
+            if not accruing:
+                return None
+            return now.mono + max(0.0, t - self.p - v)
+        if accruing:
+            at = now.mono + max(0.0, t - v)
+        elif v >= t:
+            at = now.mono
+        else:
+            return None
+        return max(at, self.prewarn_since + self.p, home.hold_until_mono)
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {"prewarn_age": _age(now_mono, self.prewarn_since), "raised": self.raised}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        self.raised = bool(d.get("raised"))
+        # The engine re-starts a restored warning at the restart (the person gets all of it).
+        self.prewarn_since = mono_of(0.0) if d.get("prewarn_age") is not None else None
+
+
+class FixedInactivity(StillnessAlarm):
+    """``after_s`` of window time without activity (time on a mat or away does not count)."""
+
+    def __init__(self, rule: InactivityWindow, prewarning_s: float, clock: LocalClock) -> None:
+        super().__init__(prewarning_s)
+        self.window = Window.parse(rule.start, rule.end)
+        self.after_s = rule.after_s
+        self.clock = clock
+        self.accrued_s = 0.0
+
+    def value(self, home: HomeState) -> float:
+        return self.accrued_s
+
+    def threshold(self, now: Instant) -> float:
+        return self.after_s
+
+    def accruing_now(self, now: Instant, home: HomeState) -> bool:
+        return home.accruing() and self.window.contains(self.clock.minute_of_day(now.wall))
+
+    def label(self) -> dict[str, Any]:
+        return {"window": self.window.text(), "learned": False}
+
+    def on_segment(self, seg: Segment, home: HomeState) -> None:
+        if home.accruing() and self.window.contains(seg.minute):
+            self.accrued_s += seg.duration
+
+    def on_stillness_reset(self) -> None:
+        super().on_stillness_reset()
+        self.accrued_s = 0.0
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {**super().snapshot(now_mono), "accrued_s": self.accrued_s}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        super().restore(d, mono_of)
+        self.accrued_s = float(d.get("accrued_s") or 0.0)
+
+
+class LearnedInactivity(StillnessAlarm):
+    """Stillness beyond what this person normally reaches at this hour (all day)."""
+
+    def __init__(self, prewarning_s: float, clock: LocalClock, routine: Routine) -> None:
+        super().__init__(prewarning_s)
+        self.clock = clock
+        self.routine = routine
+
+    def value(self, home: HomeState) -> float:
+        return home.still_s
+
+    def threshold(self, now: Instant) -> float:
+        return self.routine.threshold(self.clock.local(now.wall).hour)
+
+    def accruing_now(self, now: Instant, home: HomeState) -> bool:
+        return home.accruing()
+
+    def label(self) -> dict[str, Any]:
+        return {"window": "learned", "learned": True}
+
+
+class NotUp(Rule):
+    """Not up by ``by``: bed still occupied, or nothing seen outside the bedroom since ``from``."""
+
+    name = "not_up"
+
+    def __init__(self, rule: NotUpRule, clock: LocalClock, bedrooms: frozenset[str]) -> None:
+        self.by = hhmm_to_minutes(rule.by)
+        self.morning_from = hhmm_to_minutes(rule.morning_from)
+        self.clock = clock
+        self.bedrooms = bedrooms
+        self.last_up_mono: float | None = None
+        self.evaluated: list[str] = []
+
+    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
+        if (obs.room and obs.room.lower() not in self.bedrooms and obs.type not in _INTERACTIONS
+                and obs.mat != "bed"):
+            self.last_up_mono = now.mono
+
+    def check(self, now: Instant, home: HomeState) -> list[Alert]:
+        day = self.clock.local_date(now.wall)
+        if self.clock.minute_of_day(now.wall) < self.by or day.isoformat() in self.evaluated:
+            return []
+        if now.mono < home.hold_until_mono:
+            return []     # re-observing after a restart; evaluated once the grace is over
+        self.evaluated = (self.evaluated + [day.isoformat()])[-7:]
+        from_mono = now.mono - (now.wall - self.clock.at(day, self.morning_from))
+        if home.observing_since_mono > from_mono + 60.0 or home.away:
+            return []     # not watching all morning (restart, cold start) or out: no verdict
+        in_bed = home.mat_occupied("bed")
+        up = self.last_up_mono is not None and self.last_up_mono >= from_mono
+        if up and not in_bed:
+            return []
+        return [Alert("not_up", Priority.ALARM, {
+            "rule": "not_up", "by": f"{self.by // 60:02d}:{self.by % 60:02d}",
+            "bed_occupied": in_bed, "seen_outside_bedroom": up,
+            "since": _iso(home.last_activity_wall), "last_room": home.last_room,
+        })]
+
+    def next_due(self, now: Instant, home: HomeState) -> float | None:
+        day = self.clock.local_date(now.wall)
+        if day.isoformat() not in self.evaluated and self.clock.minute_of_day(now.wall) >= self.by:
+            return max(now.mono, home.hold_until_mono)
+        wall = self.clock.next_at(now.wall, self.by)
+        return now.mono + (wall - now.wall)
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {"last_up_age": _age(now_mono, self.last_up_mono), "evaluated": self.evaluated}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        age = d.get("last_up_age")
+        self.last_up_mono = None if age is None else mono_of(age)
+        self.evaluated = [str(x) for x in d.get("evaluated") or []][-7:]
+
+
+class NightOutOfBed(Rule):
+    """Out of bed in the night window for ``after_s``, not back in bed and not in a chair."""
+
+    name = "night_out_of_bed"
+
+    def __init__(self, rule: NightOutOfBedRule, clock: LocalClock) -> None:
+        self.window = Window.parse(rule.start, rule.end)
+        self.after_s = rule.after_s
+        self.clock = clock
+        self.out_tonight = False
+        self.out_since: float | None = None
+        self.raised = False
+
+    def on_segment(self, seg: Segment, home: HomeState) -> None:
+        if not self.window.contains(seg.minute):
+            self.out_tonight, self.out_since = False, None
+
+    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
+        if obs.mat == "bed":
+            if obs.occupied or home.mat_occupied("bed"):
+                self.out_tonight, self.out_since, self.raised = False, None, False
+            elif self.window.contains(self.clock.minute_of_day(now.wall)):
+                self.out_tonight, self.raised = True, False
+                self.out_since = None if home.mat_occupied("chair") else now.mono
+        elif obs.mat == "chair" and self.out_tonight:
+            if home.mat_occupied("chair"):
+                self.out_since = None
+            elif self.out_since is None:
+                self.out_since = now.mono
+
+    def on_away(self) -> None:
+        self.out_tonight, self.out_since = False, None
+
+    def check(self, now: Instant, home: HomeState) -> list[Alert]:
+        if (self.out_since is None or self.raised or now.mono - self.out_since < self.after_s
+                or now.mono < home.hold_until_mono):
+            return []
+        self.raised = True
+        return [Alert("night_out_of_bed", Priority.ALARM, {
+            "rule": "night_out_of_bed", "out_of_bed_s": round(now.mono - self.out_since, 1),
+            "threshold_s": self.after_s, "window": self.window.text(),
+            "last_room": home.last_room, "since": _iso(home.last_activity_wall),
+        })]
+
+    def next_due(self, now: Instant, home: HomeState) -> float | None:
+        if self.out_since is None or self.raised:
+            return None
+        return max(self.out_since + self.after_s, home.hold_until_mono)
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {"out_tonight": self.out_tonight, "out_age": _age(now_mono, self.out_since),
+                "raised": self.raised}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        self.out_tonight = bool(d.get("out_tonight"))
+        age = d.get("out_age")
+        self.out_since = None if age is None else mono_of(age)
+        self.raised = bool(d.get("raised"))
+
+
+class ChairTooLong(Rule):
+    """A chair mat occupied for ``after_s`` without a break (one alarm per sitting)."""
+
+    name = "chair_too_long"
+
+    def __init__(self, rule: ChairTooLongRule) -> None:
+        self.after_s = rule.after_s
+        self.raised: set[str] = set()
+
+    def _sittings(self, home: HomeState) -> dict[str, float]:
+        return {dev: since for dev, (kind, since) in home.mats.items() if kind == "chair"}
+
+    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
+        if obs.mat == "chair" and not obs.occupied:
+            self.raised.discard(obs.device_id)
+
+    def check(self, now: Instant, home: HomeState) -> list[Alert]:
+        out = []
+        if now.mono < home.hold_until_mono:
+            return out
+        for dev, since in self._sittings(home).items():
+            if dev not in self.raised and now.mono - since >= self.after_s:
+                self.raised.add(dev)
+                out.append(Alert("chair_too_long", Priority.ALARM, {
+                    "rule": "chair_too_long", "seated_s": round(now.mono - since, 1),
+                    "threshold_s": self.after_s, "room": home.last_room,
+                }, device_id=dev))
+        self.raised &= set(self._sittings(home))
+        return out
+
+    def next_due(self, now: Instant, home: HomeState) -> float | None:
+        dues = [since + self.after_s for dev, since in self._sittings(home).items()
+                if dev not in self.raised]
+        return max(min(dues), home.hold_until_mono) if dues else None
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {"raised": sorted(self.raised)}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        self.raised = set(d.get("raised") or [])
+
+
+class NightExit(Rule):
+    """Front door moved in the night window and nobody seen inside for ``after_s``."""
+
+    name = "night_exit"
+
+    def __init__(self, rule: NightExitRule, clock: LocalClock) -> None:
+        self.window = Window.parse(rule.start, rule.end)
+        self.after_s = rule.after_s
+        self.clock = clock
+        self.since: float | None = None
+        self.door = ""
+
+    def on_segment(self, seg: Segment, home: HomeState) -> None:
+        if not self.window.contains(seg.minute):
+            self.since = None
+
+    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
+        if obs.exit_door:
+            if self.window.contains(self.clock.minute_of_day(now.wall)) and not home.present:
+                self.since, self.door = now.mono, obs.device_id
+        elif inside:
+            self.since = None
+
+    def check(self, now: Instant, home: HomeState) -> list[Alert]:
+        if (self.since is None or now.mono - self.since < self.after_s
+                or now.mono < home.hold_until_mono):
+            return []
+        opened = now.wall - (now.mono - self.since)
+        self.since = None
+        return [Alert("night_exit", Priority.ALARM, {
+            "rule": "night_exit", "door_at": _iso(opened), "threshold_s": self.after_s,
+            "window": self.window.text(),
+        }, device_id=self.door)]
+
+    def next_due(self, now: Instant, home: HomeState) -> float | None:
+        return None if self.since is None else max(self.since + self.after_s, home.hold_until_mono)
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {"age": _age(now_mono, self.since), "door": self.door}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        age = d.get("age")
+        self.since = None if age is None else mono_of(age)
+        self.door = str(d.get("door") or "")
+
+
+class Away(Rule):
+    """Front door, then nobody inside for ``presume_after_s``: out. Back on door or activity."""
+
+    name = "not_returned"
+
+    def __init__(self, rule: AwayRule) -> None:
+        self.presume_after_s = rule.presume_after_s
+        self.limit_s = rule.not_returned_after_s
+        self.door_since: float | None = None
+        self.away_since: float | None = None
+        self.raised = False
+        self.door = ""
+
+    def _back(self, home: HomeState) -> None:
+        home.away = False
+        self.away_since, self.raised = None, False
+
+    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
+        if obs.exit_door:
+            if home.away:
+                self._back(home)
+            self.door_since, self.door = now.mono, obs.device_id
+        elif inside:
+            self.door_since = None
+            if home.away:
+                self._back(home)
+
+    def presume(self, now: Instant, home: HomeState) -> bool:
+        """Presume the person went out; True if that just happened."""
+        if (self.door_since is None or home.away or home.present
+                or now.mono - self.door_since < self.presume_after_s):
+            return False
+        home.away = True
+        self.away_since, self.door_since, self.raised = self.door_since, None, False
+        return True
+
+    def check(self, now: Instant, home: HomeState) -> list[Alert]:
+        if (not home.away or self.away_since is None or self.raised
+                or now.mono - self.away_since < self.limit_s or now.mono < home.hold_until_mono):
+            return []
+        self.raised = True
+        return [Alert("not_returned", Priority.ALARM, {
+            "rule": "not_returned", "away_s": round(now.mono - self.away_since, 1),
+            "threshold_s": self.limit_s,
+            "left_at": _iso(now.wall - (now.mono - self.away_since)),
+        }, device_id=self.door)]
+
+    def next_due(self, now: Instant, home: HomeState) -> float | None:
+        dues = []
+        if self.door_since is not None and not home.away and not home.present:
+            dues.append(self.door_since + self.presume_after_s)
+        if home.away and self.away_since is not None and not self.raised:
+            dues.append(max(self.away_since + self.limit_s, home.hold_until_mono))
+        return min(dues) if dues else None
+
+    def snapshot(self, now_mono: float) -> dict[str, Any]:
+        return {"door_age": _age(now_mono, self.door_since),
+                "away_age": _age(now_mono, self.away_since), "raised": self.raised,
+                "door": self.door}
+
+    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
+        da, aa = d.get("door_age"), d.get("away_age")
+        self.door_since = None if da is None else mono_of(da)
+        self.away_since = None if aa is None else mono_of(aa)
+        self.raised = bool(d.get("raised"))
+        self.door = str(d.get("door") or "")

@@ -1,0 +1,33 @@
+"""Shared fixtures: a real mosquitto on 127.0.0.1 per test, with a password file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.sim.local_broker import find_mosquitto
+from tests.harness import TestBroker
+
+SHARED_DIR = Path(os.environ.get("TEC_SHARED_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared").resolve()
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path: Path) -> Iterator[TestBroker]:
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed: run ./scripts/setup.sh (it apt-installs it)")
+    broker = TestBroker(tmp_path / "broker")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DIR} (set TEC_SHARED_DIR)")
+    return SHARED_DIR

@@ -1,0 +1,168 @@
+"""Test helpers: a real broker, a subscriber that collects, an agent on its own loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.app import Agent, Hardware
+from agent.config import Config, parse_config_text
+from agent.ports import Component
+from agent.sim.local_broker import LocalBroker
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
+               what: str = "condition") -> Any:
+    """Poll ``pred`` until truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    received_mono: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Collector:
+    """A real MQTT subscriber that keeps every message it receives."""
+
+    def __init__(self, broker: TestBroker, topic: str, username: str | None = None,
+                 password: str | None = None) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"collector-{time.monotonic_ns()}")
+        self.client.username_pw_set(username or broker.username, password or broker.password)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, 30)
+        self.client.loop_start()
+        if not self._subscribed.wait(5):
+            raise AssertionError(f"collector could not subscribe to {topic}")
+
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+        with self._lock:
+            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain),
+                                         time.monotonic()))
+
+    def snapshot(self) -> list[Message]:
+        with self._lock:
+            return list(self.messages)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [m.json() for m in self.snapshot() if m.topic.endswith("/event")]
+
+    def wait_for(self, pred: Callable[[list[Message]], Any], timeout: float = 10.0,
+                 what: str = "messages") -> Any:
+        return wait_until(lambda: pred(self.snapshot()), timeout, what=what)
+
+    def wait_events(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        wait_until(lambda: len(self.events()) >= n, timeout, what=f"{n} events")
+        return self.events()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class TestBroker(LocalBroker):
+    """A real mosquitto for one test; ``restart()`` keeps the port (outage tests)."""
+
+    __test__ = False
+
+    def __init__(self, workdir: Path, **kw: Any) -> None:
+        super().__init__(workdir=workdir, **kw)
+        self._collectors: list[Collector] = []
+
+    def subscribe(self, topic: str, **kw: Any) -> Collector:
+        c = Collector(self, topic, **kw)
+        self._collectors.append(c)
+        return c
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        for c in self._collectors:
+            try:
+                c.close()
+            except Exception:
+                pass
+        super().close()
+
+
+def make_config(tmp_path: Path, broker: LocalBroker | None, extra: str = "",
+                hub_id: str = "hub-test") -> Config:
+    """A config for tests: store in ``tmp_path``, broker credentials from ``broker``."""
+    text = f'hub_id = "{hub_id}"\n[store]\npath = "{tmp_path / "events.db"}"\n'
+    text += '[agent]\nassume_clock_synced = true\n'
+    if broker is not None:
+        text += (f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+                 f'username = "{broker.username}"\npassword_file = "{broker.password_file}"\n'
+                 'reconnect_min_s = 0.1\nreconnect_max_s = 1.0\n')
+    return parse_config_text(text + extra)
+
+
+class AgentRunner:
+    """Runs an :class:`Agent` on its own event loop thread, as ``tec-agent run`` would."""
+
+    def __init__(self, config: Config, hardware: Hardware | None = None,
+                 components: list[Component] | None = None, **kw: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.agent = Agent(config, hardware=hardware, components=components, **kw)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="agent-loop", daemon=True)
+
+    def start(self) -> AgentRunner:
+        self._thread.start()
+        self.run(self.agent.start())
+        return self
+
+    def run(self, coro: Any, timeout: float = 15.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the agent's loop and return its result."""
+        async def _do() -> Any:
+            return fn(*args)
+        return self.run(_do())
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.run(self.agent.stop())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+        self.loop.close()
+
+    def __enter__(self) -> AgentRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def with_gpio(config: Config, devices: tuple[Any, ...]) -> Config:
+    return replace(config, gpio=replace(config.gpio, devices=devices, pin_factory="mock"))
