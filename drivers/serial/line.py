@@ -249,7 +249,7 @@ class UnitLine:
     def _supervise(self, now: float) -> None:
         limit = self.unit.supervision_s
         if limit > 0 and self.online is not False and now - self.last_heard > limit:
-            self._went_offline(f"no heartbeat for {limit:.0f} s")
+            self._went_offline(f"no heartbeat for {limit:g} s")
 
     def _went_offline(self, reason: str) -> None:
         if self.online is False:

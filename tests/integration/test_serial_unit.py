@@ -1,0 +1,448 @@
+"""The serial unit driver on real pty pairs: ACK/NAK, supervision, unplug/replug, escalation.
+
+The test plays the telecare unit on the pty's master side; the driver opens the slave path
+(through a symlink standing in for /dev/serial/by-id/..., so a replug can re-point it).
+The agent side is a small fake context that "commits" each published reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import os
+import select
+import time
+import tty
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.clock import SystemClock
+from agent.model import Event, Priority, Reading
+from drivers.serial.config import SerialConfig, SerialUnit
+from drivers.serial.contact_id import ACK, DC4, NAK, decode
+from drivers.serial.unit import SerialDriver
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "serial"
+HEARTBEAT = (DATA / "heartbeat.bin").read_bytes()
+PENDANT = (DATA / "pendant_101_new.bin").read_bytes()
+
+
+class Pty:
+    """The unit's end of a pty pair, reached by the driver through ``link`` (a symlink)."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master = -1
+        self.slave = -1
+        self.plug()
+
+    def plug(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.master)
+        tmp = self.link.with_suffix(".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.ttyname(self.slave))
+        os.replace(tmp, self.link)
+
+    def unplug(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+        self.link.unlink()
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def read(self, n: int = 1, timeout: float = 3.0) -> bytes:
+        """Exactly ``n`` bytes, or fail after ``timeout``."""
+        out = b""
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                raise AssertionError(f"expected {n} bytes from the driver, got {out!r}")
+            out += os.read(self.master, n - len(out))
+        return out
+
+    def read_frame(self, timeout: float = 3.0) -> bytes:
+        out = b""
+        while not out.endswith(bytes([DC4])):
+            out += self.read(1, timeout)
+        return out
+
+    def quiet(self, seconds: float) -> bytes:
+        """Whatever the driver writes in ``seconds`` (should usually be nothing)."""
+        out = b""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([self.master], [], [], left)[0]:
+                out += os.read(self.master, 256)
+        return out
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class FakeContext:
+    """Commits every published reading (after ``commit_delay_s``) and tells subscribers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, commit_delay_s: float = 0.0) -> None:
+        self.hub_id = "hub-test"
+        self.clock = SystemClock(assume_synced=True)
+        self.loop = loop
+        self.executor = concurrent.futures.ThreadPoolExecutor(1)
+        self.commit_delay_s = commit_delay_s
+        self.readings: list[Reading] = []
+        self.events: list[Event] = []
+        self.delivered: dict[str, bool] = {}
+        self._event_subs: list[Callable[[Event], None]] = []
+        self._ack_subs: list[Callable[[int], None]] = []
+        self._seq = itertools.count(1)
+
+    def emit_reading(self, reading: Reading) -> None:
+        self.loop.call_soon_threadsafe(self._take, reading)
+
+    def _take(self, reading: Reading) -> None:
+        self.readings.append(reading)
+        if reading.publish:
+            self.loop.call_later(self.commit_delay_s, self.submit_event,
+                                 Event.from_reading(reading))
+
+    def submit_event(self, event: Event) -> None:
+        event = replace(event, seq=next(self._seq))
+        self.events.append(event)
+        self.delivered[event.id] = False
+        for cb in self._event_subs:
+            cb(event)
+
+    def ack(self, event: Event) -> None:
+        self.delivered[event.id] = True
+        for cb in self._ack_subs:
+            assert event.seq is not None
+            cb(event.seq)
+
+    def subscribe_events(self, cb: Callable[[Event], None]) -> None:
+        self._event_subs.append(cb)
+
+    def subscribe_acks(self, cb: Callable[[int], None]) -> None:
+        self._ack_subs.append(cb)
+
+    def event_delivered(self, event_id: str) -> bool | None:
+        return self.delivered.get(event_id)
+
+    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
+        pass
+
+    def types(self) -> list[str]:
+        return [r.type for r in self.readings]
+
+
+async def until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := pred()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+    return value
+
+
+async def blocking(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+@pytest.fixture
+def pty(tmp_path: Path) -> Iterator[Pty]:
+    p = Pty(tmp_path / "usb-Telecare_Unit-if00-port0")
+    yield p
+    p.close()
+
+
+def unit(pty: Pty, **kw: Any) -> SerialUnit:
+    base: dict[str, Any] = {"id": "unit-1", "port": str(pty.link), "room": "hall",
+                            "role": "telecare_unit", "supervision_s": 0.0}
+    return SerialUnit(**{**base, **kw})
+
+
+def run(body: Callable[[], Any]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_frame_is_acked_within_a_second_and_becomes_an_alarm(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            t0 = time.monotonic()
+            pty.write(PENDANT)
+            assert await blocking(pty.read, 1, 1.0) == bytes([ACK])
+            assert time.monotonic() - t0 < 1.0
+            await until(lambda: ctx.readings, what="reading")
+            r = ctx.readings[0]
+            assert (r.type, r.priority, r.device_id) == ("pendant", Priority.ALARM, "unit-1")
+            assert dict(r.data) | {} == {
+                "contact_id": 101, "qualifier": "new", "zone": 15, "group": "00",
+                "account": "1234", "label": "Personal emergency", "receiver": "01",
+                "line": "1", "room": "hall", "role": "telecare_unit", "source": "serial"}
+            # A whole recorded session: every message ACKed, events in order.
+            pty.write((DATA / "session.bin").read_bytes())
+            assert await blocking(pty.read, 7, 3.0) == bytes([ACK]) * 7
+            await until(lambda: len(ctx.readings) == 5, what="session readings")
+            assert ctx.types()[1:] == ["pendant", "pendant_restore", "battery_low", "test"]
+            assert ctx.readings[3].priority == Priority.WARNING
+            assert driver.devices()[0].details["heartbeats"] == 3
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_garbage_is_nakked_counted_and_never_stalls(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            pty.write((DATA / "garbage.bin").read_bytes())
+            assert await blocking(pty.read, 9, 3.0) == bytes([NAK]) * 9
+            noise = bytes(range(256)) * 4 + bytes([DC4])   # contains ACK/NAK/DC4 bytes too
+            pty.write(noise)
+            await blocking(pty.quiet, 0.3)
+            pty.write(PENDANT)
+            reply = await blocking(pty.read, 1, 2.0)
+            assert reply == bytes([ACK])
+            await until(lambda: ctx.types() == ["pendant"], what="good frame after garbage")
+            assert driver.devices()[0].details["rejected"] >= 10
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_slow_store_naks_and_the_resend_is_not_stored_twice(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop(), commit_delay_s=1.2)
+        driver = SerialDriver(SerialConfig(units=(unit(pty),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            pty.write(PENDANT)
+            assert await blocking(pty.read, 1, 2.0) == bytes([NAK])   # not durable in time
+            await until(lambda: ctx.events, what="late commit")
+            pty.write(PENDANT)                                       # the unit resends
+            assert await blocking(pty.read, 1, 2.0) == bytes([ACK])
+            await asyncio.sleep(0.3)
+            assert ctx.types() == ["pendant"] and len(ctx.events) == 1
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_supervision_offline_then_online(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, supervision_s=0.5),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            pty.write(HEARTBEAT)
+            assert await blocking(pty.read, 1) == bytes([ACK])
+            assert driver.devices()[0].online is True
+            await until(lambda: "device_offline" in ctx.types(), what="offline")
+            off = ctx.readings[-1]
+            assert off.priority == Priority.WARNING and "heartbeat" in off.data["reason"]
+            await asyncio.sleep(0.8)
+            assert ctx.types().count("device_offline") == 1          # one warning, not a flood
+            pty.write(HEARTBEAT)
+            await until(lambda: ctx.types()[-1:] == ["device_online"], what="online")
+            assert ctx.readings[-1].priority == Priority.INFO
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_unplug_and_replug_reconnects_and_loses_nothing(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, supervision_s=30.0),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            pty.write(HEARTBEAT)
+            assert await blocking(pty.read, 1) == bytes([ACK])
+            pty.unplug()
+            await until(lambda: "device_offline" in ctx.types(), what="offline on unplug")
+            assert "lost" in ctx.readings[-1].data["reason"]
+            await asyncio.sleep(1.0)                                   # stays away a while
+            assert driver.devices()[0].details["port_open"] is False
+            pty.plug()
+            await until(lambda: driver.devices()[0].details["port_open"], 10, "reopened")
+            pty.write(PENDANT)
+            assert await blocking(pty.read, 1, 2.0) == bytes([ACK])
+            await until(lambda: ctx.types()[-2:] == ["device_online", "pendant"],
+                        what="online + pendant")
+            assert ctx.types().count("device_offline") == 1
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_framing_19200_7e1(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, baudrate=19200, parity="E",
+                                                       bytesize=7),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            pty.write(PENDANT)
+            assert await blocking(pty.read, 1) == bytes([ACK])
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+# -- escalation ------------------------------------------------------------------------------
+
+def _alarm(ctx: FakeContext, type_: str = "fall", data: dict[str, Any] | None = None) -> Event:
+    ctx.submit_event(Event(type_, Priority.ALARM, "wearable-1", data or {}))
+    return ctx.events[-1]
+
+
+def test_unacknowledged_alarm_is_escalated_and_recorded(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        u = unit(pty, escalate_after_s=0.3, account="4321")
+        driver = SerialDriver(SerialConfig(units=(u,)), zone_of=lambda d: 7)
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            alarm = _alarm(ctx)
+            t0 = time.monotonic()
+            frame = await blocking(pty.read_frame, 3.0)
+            assert time.monotonic() - t0 >= 0.25
+            decoded = decode(frame[:-1])
+            assert frame == b"5011 184321110000007" + bytes([DC4])
+            assert decoded.event_code == "100"  # type: ignore[union-attr]
+            pty.write(bytes([ACK]))
+            rec = await until(lambda: [e for e in ctx.events if e.type == "alarm_escalated"],
+                              what="alarm_escalated")
+            assert rec[0].data["path"] == "serial" and rec[0].data["event_id"] == alarm.id
+            assert rec[0].data["attempts"] == 1 and rec[0].priority == Priority.INFO
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_broker_ack_in_time_means_nothing_is_sent(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.3),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            alarm = _alarm(ctx, "pull_cord", {"contact_id": 101})
+            ctx.ack(alarm)
+            assert await blocking(pty.quiet, 0.8) == b""
+            assert [e.type for e in ctx.events] == ["pull_cord"]
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_unit_silent_retries_then_records_failure(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        u = unit(pty, escalate_after_s=0.1, ack_timeout_s=0.5, retries=3)
+        driver = SerialDriver(SerialConfig(units=(u,)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            _alarm(ctx, "smoke")
+            frames = [await blocking(pty.read_frame, 2.0) for _ in range(4)]
+            assert len(set(frames)) == 1 and b"111" in frames[0]
+            failed = await until(
+                lambda: [e for e in ctx.events if e.type == "alarm_escalation_failed"],
+                what="failure record")
+            assert failed[0].priority == Priority.WARNING and failed[0].data["attempts"] == 4
+            assert await blocking(pty.quiet, 0.6) == b""             # gave up: no 5th try
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_nak_from_unit_is_retried(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            _alarm(ctx, "pull_cord", {"contact_id": 101})
+            first = await blocking(pty.read_frame)
+            pty.write(bytes([NAK]))
+            second = await blocking(pty.read_frame)
+            assert first == second
+            pty.write(bytes([ACK]))
+            rec = await until(lambda: [e for e in ctx.events if e.type == "alarm_escalated"],
+                              what="escalated")
+            assert rec[0].data["attempts"] == 2 and rec[0].data["contact_id"] == "101"
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_cancel_after_escalation_sends_a_406(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            alarm = _alarm(ctx, "pull_cord", {"contact_id": 101})
+            await blocking(pty.read_frame)
+            pty.write(bytes([ACK]))
+            await until(lambda: any(e.type == "alarm_escalated" for e in ctx.events))
+            ctx.submit_event(Event("alarm_cancelled", Priority.INFO, "hub-btn",
+                                   {"cancelled_ids": [alarm.id]}))
+            cancel = await blocking(pty.read_frame)
+            assert decode(cancel[:-1]).event_code == "406"  # type: ignore[union-attr]
+            pty.write(bytes([ACK]))
+        finally:
+            await driver.stop()
+
+    run(body)
+
+
+def test_alarms_from_the_unit_itself_are_not_echoed(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
+        await driver.start(ctx)
+        try:
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            pty.write(PENDANT)
+            assert await blocking(pty.read, 1) == bytes([ACK])
+            assert await blocking(pty.quiet, 0.6) == b""
+        finally:
+            await driver.stop()
+
+    run(body)
