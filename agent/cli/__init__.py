@@ -12,6 +12,7 @@ from agent import __version__
 COMMAND_MODULES = [
     "agent.cli.core",
     "agent.cli.ble",
+    "agent.cli.eval_fall",
 ]
 
 

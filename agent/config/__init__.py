@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.config.schema import load_dataclass, to_dict
 from agent.errors import ConfigError
+from agent.fall.config import FallConfig
 from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
 from drivers.serial.config import SerialConfig
@@ -118,6 +119,7 @@ class Config:
     gpio: GpioConfig = field(default_factory=GpioConfig)
     ble: BleConfig = field(default_factory=BleConfig)
     serial: SerialConfig = field(default_factory=SerialConfig)
+    fall: FallConfig = field(default_factory=FallConfig)
 
     def validate(self, path: str) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
