@@ -51,6 +51,11 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         from drivers.gpio.driver import GpioDriver
 
         components.append(GpioDriver(config.gpio, pin_factory=hardware.pin_factory))
+    if config.ble.devices:
+        from drivers.ble.component import BleComponent
+
+        components.append(BleComponent(config.ble, backend=hardware.ble_backend,
+                                       client_class=hardware.ble_client_factory))
     if config.serial.units:
         from drivers.serial.unit import SerialDriver
 
