@@ -131,7 +131,7 @@ class Escalator:
         )
         job = EscalationJob(event_id, event_type, encode(frame), code)
         self._in_flight[event_id] = job
-        log.warning("serial %s: %s %s not acknowledged by the broker after %.0f s; sending "
+        log.warning("serial %s: %s %s not acknowledged by the broker after %g s; sending "
                     "Contact ID %s to the unit", self.unit.id, event_type, event_id,
                     self.unit.escalate_after_s, code)
         self.send(job)

@@ -1,0 +1,116 @@
+"""End to end: a Contact ID frame on a pty -> ACK on the pty -> event on a real mosquitto;
+and an alarm the broker cannot take -> escalated to the unit -> the record reaches the broker
+once it is back."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+import tty
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.app import Hardware
+from agent.model import Priority, Reading
+from drivers.serial.contact_id import ACK, DC4, decode
+from tests.harness import AgentRunner, make_config, wait_until
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "serial"
+EVENT_FIELDS = {"id", "hub_id", "seq", "type", "priority", "device_id", "ts", "clock_synced",
+                "data"}
+
+
+class UnitEnd:
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.master)
+        self.path = os.ttyname(self.slave)
+
+    def read(self, n: int, timeout: float = 3.0) -> bytes:
+        out = b""
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                raise AssertionError(f"expected {n} bytes, got {out!r}")
+            out += os.read(self.master, n - len(out))
+        return out
+
+    def read_frame(self, timeout: float = 5.0) -> bytes:
+        out = b""
+        while not out.endswith(bytes([DC4])):
+            out += self.read(1, timeout)
+        return out
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.fixture
+def unit_end() -> Iterator[UnitEnd]:
+    u = UnitEnd()
+    yield u
+    u.close()
+
+
+def _serial_config(tmp_path: Path, broker: object, port: str, extra: str = "") -> object:
+    return make_config(tmp_path, broker, f"""
+[[serial.units]]
+id = "lifeline"
+port = "{port}"
+room = "hall"
+role = "telecare_unit"
+{extra}
+""")
+
+
+def test_frame_on_the_line_is_acked_and_reaches_the_broker(tmp_path: Path, mqtt_broker,
+                                                           unit_end: UnitEnd) -> None:
+    events = mqtt_broker.subscribe("tec/v1/hub-test/event")
+    cfg = _serial_config(tmp_path, mqtt_broker, unit_end.path)
+    stored_at: list[float] = []
+    with AgentRunner(cfg, Hardware(), on_stored=lambda ev: stored_at.append(time.monotonic())
+                     ) as runner:
+        wait_until(lambda: runner.agent.devices()[0].details["port_open"], what="port open")
+        t0 = time.monotonic()
+        os.write(unit_end.master, (DATA / "smoke_111_new_zone3.bin").read_bytes())
+        assert unit_end.read(1, 1.0) == bytes([ACK])
+        acked_at = time.monotonic()
+        got = events.wait_events(1)
+    assert acked_at - t0 < 1.0
+    # The ACK went out only after the event was committed to the store.
+    assert len(stored_at) == 1 and stored_at[0] <= acked_at
+    ev = got[0]
+    assert set(ev) >= EVENT_FIELDS
+    assert (ev["type"], ev["priority"], ev["device_id"]) == ("smoke", "alarm", "lifeline")
+    assert ev["data"]["contact_id"] == 111 and ev["data"]["zone"] == 3
+    assert ev["data"]["qualifier"] == "new" and ev["data"]["source"] == "serial"
+    assert ev["data"]["room"] == "hall"
+
+
+def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mqtt_broker,
+                                                              unit_end: UnitEnd) -> None:
+    cfg = _serial_config(tmp_path, mqtt_broker, unit_end.path,
+                         'escalate_after_s = 0.5\naccount = "1234"')
+    with AgentRunner(cfg, Hardware()) as runner:
+        wait_until(lambda: runner.agent.state.online, what="online")
+        wait_until(lambda: runner.agent.devices()[0].details["port_open"], what="port open")
+        mqtt_broker.stop()
+        wait_until(lambda: not runner.agent.state.online, what="offline")
+        alarm = Reading("wearable-1", "fall", Priority.ALARM, {"source": "ble"})
+        runner.agent.emit_reading(alarm)
+        frame = unit_end.read_frame()
+        assert decode(frame[:-1]).event_code == "100"  # type: ignore[union-attr]
+        os.write(unit_end.master, bytes([ACK]))
+        wait_until(lambda: runner.agent.stats["stored"] == 2, what="escalation record stored")
+        mqtt_broker.start()
+        events = mqtt_broker.subscribe("tec/v1/hub-test/event")
+        evs = events.wait_events(2, timeout=15)
+    assert [e["type"] for e in evs][:2] == ["fall", "alarm_escalated"]
+    rec = evs[1]
+    assert rec["data"]["path"] == "serial" and rec["data"]["event_id"] == alarm.id
+    assert rec["priority"] == "info" and rec["device_id"] == "lifeline"
