@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "agent.cli.core",
     "agent.cli.ble",
     "agent.cli.eval_fall",
+    "agent.cli.eval_inactivity",
 ]
 
 

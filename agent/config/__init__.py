@@ -15,6 +15,7 @@ from typing import Any
 from agent.config.schema import load_dataclass, to_dict
 from agent.errors import ConfigError
 from agent.fall.config import FallConfig
+from agent.inactivity.config import InactivityConfig
 from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
 from drivers.serial.config import SerialConfig
@@ -120,6 +121,7 @@ class Config:
     ble: BleConfig = field(default_factory=BleConfig)
     serial: SerialConfig = field(default_factory=SerialConfig)
     fall: FallConfig = field(default_factory=FallConfig)
+    inactivity: InactivityConfig = field(default_factory=InactivityConfig)
 
     def validate(self, path: str) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -1,0 +1,238 @@
+"""``InactivityDetector``: the rules engine as an agent component.
+
+Runs on the agent loop: readings arrive through ``ctx.subscribe_readings``; a timer task
+wakes at the engine's next due time (and at least every ``max_sleep_s``, so a stalled
+schedule can never hide an alarm). Alerts become events through ``ctx.submit_event``;
+the pre-warning drives ``ctx.set_prewarning("inactivity", ...)`` (LED and buzzer).
+
+State is saved to the agent database. A snapshot that records an alarm as raised is only
+written once that alarm's event is committed, so a crash in between re-raises it after
+the restart instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from typing import Any
+
+from agent.clock import Clock
+from agent.inactivity.engine import EngineOptions, RulesEngine
+from agent.inactivity.home import Alert, Instant
+from agent.inactivity.persistence import InactivityStore, downtime_s, read_boot_id
+from agent.inactivity.ruleset import RuleSet, derive_rules
+from agent.inactivity.sensors import DeviceMap, classify, device_map_from_config
+from agent.model import Event, Reading
+from agent.ports import AgentContext, DeviceInfo
+
+log = logging.getLogger(__name__)
+
+_KEEP_BOOT = object()
+
+
+class InactivityDetector:
+    name = "inactivity"
+
+    def __init__(
+        self,
+        config: Any,
+        state_db: sqlite3.Connection | None = None,
+        clock: Clock | None = None,
+        device_map: DeviceMap | None = None,
+        *,
+        boot_id: Any = _KEEP_BOOT,
+        options: EngineOptions | None = None,
+        max_sleep_s: float = 60.0,
+        persist_every_s: float = 60.0,
+    ) -> None:
+        """``config`` is the agent :class:`~agent.config.Config` (``inactivity`` and
+        ``agent.timezone`` are used). ``state_db`` defaults to the agent store's
+        connection; ``clock`` to ``ctx.clock``; ``device_map`` to the configured devices."""
+        self.config = config
+        self.settings = config.inactivity
+        self.devices: DeviceMap = (device_map if device_map is not None
+                                   else device_map_from_config(config))
+        self.ruleset: RuleSet = derive_rules(self.settings, self.devices)
+        self.tz = config.agent.timezone
+        self._db = state_db
+        self._clock = clock
+        self._boot_id = read_boot_id() if boot_id is _KEEP_BOOT else boot_id
+        self._options = options
+        self.max_sleep_s = max_sleep_s
+        self.persist_every_s = persist_every_s
+        self.engine: RulesEngine | None = None
+        self.store: InactivityStore | None = None
+        self.ctx: AgentContext | None = None
+        self.prewarning = False
+        self._awaiting_commit: set[str] = set()
+        self._last_persist = float("-inf")
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self.counts: dict[str, int] = {}
+
+    # -- life cycle ----------------------------------------------------------------------------
+    async def start(self, ctx: AgentContext) -> None:
+        self.attach(ctx)
+        self._wake = asyncio.Event()
+        self._task = ctx.loop.create_task(self._run(), name="inactivity")
+
+    def attach(self, ctx: AgentContext) -> None:
+        """Build the engine (restoring saved state) and subscribe; no timer task."""
+        self.ctx = ctx
+        clock = self._clock or ctx.clock
+        self._clock = clock
+        db = self._db
+        if db is None:
+            store = getattr(ctx, "store", None)
+            db = getattr(store, "db", None) if store is not None else None
+        self.store = InactivityStore(db) if db is not None else None
+        now = self._now()
+        routine = self.store.load_routine() if self.store else None
+        self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine, options=self._options)
+        if self.store is not None:
+            if self.engine.recorder is not None:
+                self.engine.recorder.bins.update(self.store.load_bins())
+            snap = self.store.load_snapshot()
+            if snap is not None:
+                down = downtime_s(snap, now.mono, now.wall, now.synced, self._boot_id)
+                log.info("inactivity: restoring state saved %s ago",
+                         "an unknown time" if down is None else f"{down:.0f} s")
+                self.engine.restore(snap, now, down)
+        for note in self.ruleset.notes:
+            log.info("inactivity rules: %s", note)
+        ctx.subscribe_readings(self.handle_reading)
+        ctx.subscribe_events(self._on_committed)
+        self._sync_prewarning()
+        self.persist(force=True)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self.engine is not None:
+            self.persist(force=True, ignore_pending=True)
+        if self.ctx is not None and self.prewarning:
+            self.ctx.set_prewarning("inactivity", False)
+            self.prewarning = False
+
+    def devices(self) -> list[DeviceInfo]:
+        return []
+
+    # -- driving ---------------------------------------------------------------------------------
+    def _now(self) -> Instant:
+        assert self._clock is not None
+        c = self._clock
+        return Instant(c.monotonic(), c.wall(), c.synced())
+
+    def handle_reading(self, reading: Reading) -> None:
+        if self.engine is None:
+            return
+        obs = classify(reading, self.devices, self.ruleset.exit_doors)
+        if obs is None:
+            return
+        alerts = self.engine.observe(obs, self._now())
+        self._after_step(alerts, force=obs.type not in ("motion", "motion_clear"))
+        if self._wake is not None:
+            self._wake.set()    # the next due time may have moved earlier
+
+    def poll(self) -> None:
+        """Let time pass up to the clock's now (the timer task calls this)."""
+        if self.engine is None:
+            return
+        self._after_step(self.engine.advance(self._now()))
+
+    def next_wakeup(self) -> float | None:
+        """Monotonic time at which :meth:`poll` must run next."""
+        return None if self.engine is None else self.engine.next_due(self._now())
+
+    def wake(self) -> None:
+        """Re-evaluate now (tests move a manual clock, then call this)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            try:
+                self.poll()
+                due = self.next_wakeup()
+                delay = self.max_sleep_s
+                if due is not None:
+                    delay = min(delay, max(0.0, due - self._now().mono))
+            except Exception:   # never let a bug silence the rules
+                log.exception("inactivity: evaluation failed")
+                delay = self.max_sleep_s
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay + 0.001)
+            except asyncio.TimeoutError:
+                pass
+
+    def _after_step(self, alerts: list[Alert], force: bool = False) -> None:
+        assert self.ctx is not None and self.engine is not None
+        for alert in alerts:
+            self._submit(alert)
+        changed = self._sync_prewarning()
+        self.persist(force=force or changed or bool(alerts) or self.engine.routine_changed)
+
+    def _submit(self, alert: Alert) -> None:
+        assert self.ctx is not None
+        now = self._now()
+        event = Event(
+            type=alert.type, priority=alert.priority, device_id=alert.device_id or self.name,
+            data=alert.data, wall=now.wall, mono=now.mono, clock_synced=now.synced,
+        )
+        self.counts[alert.type] = self.counts.get(alert.type, 0) + 1
+        log.warning("inactivity: raising %s (%s)", alert.type, dict(alert.data))
+        self._awaiting_commit.add(event.id)
+        self.ctx.submit_event(event)
+
+    def _sync_prewarning(self) -> bool:
+        assert self.ctx is not None and self.engine is not None
+        active = self.engine.prewarning
+        if active == self.prewarning:
+            return False
+        self.prewarning = active
+        self.ctx.set_prewarning("inactivity", active)
+        return True
+
+    def _on_committed(self, event: Event) -> None:
+        if event.id in self._awaiting_commit:
+            self._awaiting_commit.discard(event.id)
+            if not self._awaiting_commit:
+                self.persist(force=True)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def persist(self, force: bool = False, ignore_pending: bool = False) -> None:
+        """Save the snapshot (and new learning); throttled unless ``force``."""
+        if self.store is None or self.engine is None:
+            return
+        if self._awaiting_commit and not ignore_pending:
+            return      # wait until the alarms just raised are durable
+        now = self._now()
+        if not force and now.mono - self._last_persist < self.persist_every_s:
+            return
+        snap = self.engine.snapshot(now)
+        snap.update(saved_mono=now.mono, saved_wall=now.wall, saved_synced=now.synced,
+                    boot_id=self._boot_id)
+        rec = self.engine.recorder
+        bins = {k: rec.bins[k] for k in rec.dirty if k in rec.bins} if rec is not None else None
+        routine = self.engine.routine if self.engine.routine_changed else None
+        prune = None
+        if routine is not None and self.ruleset.learned is not None and routine.learned_on:
+            prune = routine.learned_on.fromordinal(
+                routine.learned_on.toordinal() - self.ruleset.learned.learn_days - 1)
+        try:
+            self.store.save(snapshot=snap, routine=routine, bins=bins, prune_before=prune)
+        except sqlite3.Error as exc:
+            log.error("inactivity: cannot save state: %s (will retry)", exc)
+            return
+        self._last_persist = now.mono
+        if rec is not None:
+            rec.dirty.clear()
+        self.engine.routine_changed = False

@@ -1,0 +1,154 @@
+"""The inactivity rules' own tables in the agent's SQLite database.
+
+The event store's schema is not touched: these tables are created beside it with
+``CREATE TABLE IF NOT EXISTS``. What survives a restart:
+
+- ``inactivity_state``: the engine snapshot (last activity, mats, away, countdowns) with
+  the monotonic time, wall time, boot id and clock sync state at which it was taken, so
+  the next start can tell how long it was down; and the learned routine.
+- ``inactivity_stillness``: per local day and hour, the longest stillness and how much of
+  the hour was observed (the learned routine's input; a few KB per month).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any
+
+from agent.errors import StoreError
+from agent.inactivity.routine import HourStat, Routine
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inactivity_state(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inactivity_stillness(
+    day TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    max_still_s REAL NOT NULL,
+    observed_s REAL NOT NULL,
+    PRIMARY KEY (day, hour)
+);
+"""
+
+
+def read_boot_id() -> str | None:
+    """The kernel's id for this boot: monotonic times compare only within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+class InactivityStore:
+    """Small typed access to the tables above, over a connection owned by someone else."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        try:
+            self._write_many([(s, ()) for s in SCHEMA.split(";") if s.strip()])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot create inactivity tables: {exc}") from exc
+
+    def _write_many(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        db = self.db
+        own = not db.in_transaction
+        if own:
+            db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                db.execute(sql, params)
+            if own:
+                db.execute("COMMIT")
+        except sqlite3.Error:
+            if own and db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    # -- key/value ---------------------------------------------------------------------------
+    def _get(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM inactivity_state WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            log.warning("inactivity state '%s' is unreadable; starting afresh", key)
+            return None
+
+    def _put(self, key: str, value: Any) -> tuple[str, tuple[Any, ...]]:
+        return ("INSERT OR REPLACE INTO inactivity_state VALUES (?, ?)",
+                (key, json.dumps(value, separators=(",", ":"))))
+
+    def load_snapshot(self) -> dict[str, Any] | None:
+        snap = self._get("snapshot")
+        return snap if isinstance(snap, dict) else None
+
+    def load_routine(self) -> Routine | None:
+        doc = self._get("routine")
+        if not isinstance(doc, dict):
+            return None
+        try:
+            return Routine.from_dict(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("stored learned routine is unreadable (%s); relearning", exc)
+            return None
+
+    def load_bins(self) -> dict[tuple[date, int], HourStat]:
+        out: dict[tuple[date, int], HourStat] = {}
+        for day, hour, mx, obs in self.db.execute(
+            "SELECT day, hour, max_still_s, observed_s FROM inactivity_stillness"
+        ):
+            try:
+                out[(date.fromisoformat(day), int(hour))] = HourStat(float(mx), float(obs))
+            except ValueError:
+                continue
+        return out
+
+    def save(
+        self,
+        snapshot: dict[str, Any] | None = None,
+        routine: Routine | None = None,
+        bins: Mapping[tuple[date, int], HourStat] | None = None,
+        prune_before: date | None = None,
+    ) -> None:
+        """Write what is given in one transaction."""
+        stmts: list[tuple[str, tuple[Any, ...]]] = []
+        if snapshot is not None:
+            stmts.append(self._put("snapshot", snapshot))
+        if routine is not None:
+            stmts.append(self._put("routine", routine.as_dict()))
+        for (day, hour), st in (bins or {}).items():
+            stmts.append(("INSERT OR REPLACE INTO inactivity_stillness VALUES (?, ?, ?, ?)",
+                          (day.isoformat(), hour, st.max_still_s, st.observed_s)))
+        if prune_before is not None:
+            stmts.append(("DELETE FROM inactivity_stillness WHERE day < ?",
+                          (prune_before.isoformat(),)))
+        if stmts:
+            self._write_many(stmts)
+
+
+def downtime_s(saved: Mapping[str, Any], mono: float, wall: float, synced: bool,
+               boot_id: str | None) -> float | None:
+    """How long ago ``saved`` was taken, or None if that cannot be known.
+
+    Within one boot the monotonic clock answers exactly (wall steps do not matter). Across
+    a reboot only two synchronised wall clocks can, and only for a plausible gap.
+    """
+    s_mono, s_wall = saved.get("saved_mono"), saved.get("saved_wall")
+    if boot_id is not None and saved.get("boot_id") == boot_id and s_mono is not None:
+        gap = mono - float(s_mono)
+        return gap if gap >= 0 else None
+    if synced and saved.get("saved_synced") and s_wall is not None:
+        gap = wall - float(s_wall)
+        if 0 <= gap <= 7 * 86400:
+            return gap
+    return None
