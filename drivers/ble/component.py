@@ -206,14 +206,14 @@ class BleComponent:
             self._problem(handler, update.status, stamp)
             return
         assert self.supervisor is not None
-        self.supervisor.seen(handler.device.id, stamp, rssi=advert.rssi)
-        for out in handler.mapper.map(update, stamp):
+        outputs = handler.mapper.map(update, stamp)
+        self.supervisor.seen(handler.device.id, stamp, rssi=advert.rssi,
+                             battery_pct=handler.mapper.state.battery_pct)
+        for out in outputs:
             if isinstance(out, Reading):
                 ctx.emit_reading(out)
             else:
                 ctx.submit_event(out)
-        if handler.mapper.state.battery_pct is not None:
-            self.supervisor.battery(handler.device.id, handler.mapper.state.battery_pct, stamp)
 
     def _problem(self, handler: _BTHomeHandler, status: DecodeStatus, stamp: Stamp) -> None:
         if status is DecodeStatus.DUPLICATE:

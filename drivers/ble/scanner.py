@@ -83,6 +83,7 @@ class ScannerOwner:
         self._last_advert: float = 0.0
         self._unanswered = 0            # restarts/start failures since the last advert
         self._last_recovery: float | None = None
+        self._recovery_interval = config.recovery_min_interval_s   # doubles after failures
         self._unavailable_reported = False
         self.mode: str | None = None
         self.stats: dict[str, int] = {
@@ -214,8 +215,8 @@ class ScannerOwner:
 
     def _report_unavailable(self, exc: BaseException, retry: float) -> None:
         log.error(
-            "BLE adapter %s unavailable: %s: %s. BLE sensors are not being heard; "
-            "retrying in %.0f s (check the adapter is present: `bluetoothctl list`, "
+            "BLE adapter %s unavailable (%s: %s); BLE sensors are not being heard; "
+            "retrying in %.3g s (check the adapter is present: `bluetoothctl list`, "
             "`rfkill list`, and that bluetoothd is running)",
             self._cfg.adapter, type(exc).__name__, exc or "no detail", retry,
         )
@@ -230,8 +231,7 @@ class ScannerOwner:
         if self._unanswered <= self._cfg.restarts_before_recovery or self._recover is None:
             return
         now = self._clock.monotonic()
-        if self._last_recovery is not None and \
-                now - self._last_recovery < self._cfg.recovery_min_interval_s:
+        if self._last_recovery is not None and now - self._last_recovery < self._recovery_interval:
             return
         self._last_recovery = now
         self._unanswered = 0
@@ -242,6 +242,10 @@ class ScannerOwner:
             log.error("BLE adapter %s recovery raised %r", self._cfg.adapter, exc)
             ok = False
         self.stats["recoveries" if ok else "recoveries_failed"] += 1
+        # A recovery that keeps failing (no adapter at all) is retried ever more rarely,
+        # so a hub without a working adapter does not raise a warning every few minutes.
+        self._recovery_interval = (self._cfg.recovery_min_interval_s if ok
+                                   else min(self._recovery_interval * 2, 86400.0))
         self._events(self._event("ble_adapter_recovery", {
             "adapter": self._cfg.adapter, "reason": reason, "ok": ok,
             "recoveries": self.stats["recoveries"],

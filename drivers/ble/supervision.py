@@ -67,10 +67,14 @@ class Supervisor:
     def start(self, now_mono: float) -> None:
         self._start_mono = now_mono
 
-    def seen(self, device_id: str, stamp: Stamp, rssi: int | None = None) -> None:
+    def seen(self, device_id: str, stamp: Stamp, rssi: int | None = None,
+             battery_pct: float | None = None) -> None:
         h = self.health.get(device_id)
         if h is None:
             return
+        if battery_pct is not None and battery_pct != h.battery_pct:
+            h.battery_pct = battery_pct
+            h.dirty = True
         was = h.online
         h.last_seen_mono = stamp.mono
         h.last_seen_wall = stamp.wall
