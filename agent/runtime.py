@@ -62,13 +62,21 @@ async def run_simulation(
     """
     from gpiozero.pins.mock import MockFactory
 
-    from agent.sim.scenarios import SCENARIOS, ScenarioEnv, SimSource, with_sim_devices
+    from agent.sim.scenarios import (
+        SCENARIOS,
+        ScenarioEnv,
+        SimSource,
+        start_sim_units,
+        with_sim_devices,
+    )
 
     if scenario not in SCENARIOS:
         return 2, f"unknown scenario {scenario!r} (choose from {', '.join(SCENARIOS)})"
     config = with_sim_devices(config)
     factory = MockFactory()
-    hardware = Hardware(pin_factory=factory)
+    units = start_sim_units(config)
+    hardware = Hardware(pin_factory=factory,
+                        serial_ports={uid: u.path for uid, u in units.items()})
     sim = SimSource()
     components: list[Component] = [*build_components(config, hardware), sim]
     agent = Agent(config, hardware=hardware, components=components, on_stored=emit)
@@ -80,7 +88,7 @@ async def run_simulation(
         await asyncio.get_running_loop().run_in_executor(None, watcher.start)
     await agent.start()
     try:
-        env = ScenarioEnv(factory, sim, agent.config, options)
+        env = ScenarioEnv(factory, sim, agent.config, options, units)
         script = asyncio.create_task(SCENARIOS[scenario](env))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({script, stopper}, timeout=max(0.0, deadline - time.monotonic()),
@@ -102,6 +110,8 @@ async def run_simulation(
         await agent.stop()
         if watcher:
             watcher.stop()
+        for unit in units.values():
+            unit.close()
 
 
 class _BrokerWatcher:

@@ -10,13 +10,14 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.config import Config
 from agent.model import Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 from drivers.gpio.config import GpioDevice
+from drivers.serial.config import SerialUnit
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,12 @@ SIM_DEVICES = (
     GpioDevice(id="pir-lounge", kind="pir", pin=5, room="lounge"),
     GpioDevice(id="door-front", kind="door", pin=17, room="hall", role="main_entrance_door"),
     GpioDevice(id="cord-bathroom", kind="pull_cord", pin=27, room="bathroom"),
+    GpioDevice(id="bed-mat", kind="bed_mat", pin=22, room="bedroom", settle_s=0.5),
 )
+# The simulated telecare unit (drivers/serial/sim.py), used when the config defines no
+# serial units: a pty stands in for its port, passed through Hardware.serial_ports.
+SIM_UNIT = SerialUnit(id="telecare-unit", port="sim://telecare-unit", room="hall",
+                      role="telecare_unit")
 
 
 class SimSource:
@@ -75,6 +81,7 @@ class ScenarioEnv:
     sim: SimSource
     config: Config
     options: dict[str, Any]
+    units: dict[str, Any] = field(default_factory=dict)   # unit id -> SimulatedUnit
 
     def pin(self, device_id: str):  # noqa: ANN201 - gpiozero MockPin
         for dev in self.config.gpio.devices:
@@ -101,6 +108,20 @@ class ScenarioEnv:
             if dev.kind == "door":
                 self.pin_factory.pin(dev.pin).drive_low()
 
+    def has(self, device_id: str) -> bool:
+        return any(d.id == device_id for d in self.config.gpio.devices) or device_id in self.units
+
+    def mat(self, device_id: str, occupied: bool) -> None:
+        """A pressure mat's contact closes under weight (pull-up: low = occupied)."""
+        pin = self.pin(device_id)
+        pin.drive_low() if occupied else pin.drive_high()
+
+    async def unit_sends(self, unit_id: str, event_code: str, qualifier: str = "1") -> bool:
+        """The simulated telecare unit sends a Contact ID event and waits for the hub's ACK."""
+        unit = self.units[unit_id]
+        return bool(await asyncio.get_running_loop().run_in_executor(
+            None, unit.send, unit.frame(event_code, qualifier)))
+
     async def door(self, device_id: str, open_s: float = 0.4) -> None:
         pin = self.pin(device_id)
         pin.drive_high()   # reed contact with pull-up: magnet away -> high -> open
@@ -109,8 +130,14 @@ class ScenarioEnv:
 
 
 async def _demo(env: ScenarioEnv) -> None:
-    """A morning at home: up, through the hall, out for the paper, then a fall in the bathroom."""
+    """A morning at home: out of bed, through the hall, out for the paper, the telecare unit's
+    daily test call, then a pull-cord alarm in the bathroom."""
     env.close_doors()
+    if env.has("bed-mat"):
+        env.mat("bed-mat", True)               # still in bed
+        await asyncio.sleep(0.8)               # mat settles: bed_occupied
+        env.mat("bed-mat", False)              # gets up
+        await asyncio.sleep(0.8)               # bed_vacated
     await asyncio.sleep(0.3)
     await env.motion("pir-hall")
     await asyncio.sleep(0.3)
@@ -119,6 +146,8 @@ async def _demo(env: ScenarioEnv) -> None:
     await asyncio.sleep(0.3)
     await env.motion("pir-hall")
     await asyncio.sleep(0.3)
+    if env.has(SIM_UNIT.id):
+        await env.unit_sends(SIM_UNIT.id, "602")   # the unit's periodic test report
     await env.press("cord-bathroom")
     await asyncio.sleep(0.5)
 
@@ -167,4 +196,15 @@ def with_sim_devices(config: Config) -> Config:
     gpio = config.gpio
     if not gpio.devices:
         gpio = replace(gpio, devices=SIM_DEVICES)
-    return replace(config, gpio=replace(gpio, pin_factory="mock"))
+    serial = config.serial
+    if not serial.units:
+        serial = replace(serial, units=(SIM_UNIT,))
+    return replace(config, gpio=replace(gpio, pin_factory="mock"), serial=serial)
+
+
+def start_sim_units(config: Config) -> dict[str, Any]:
+    """A simulated telecare unit (on a pty) for every ``sim://`` serial port in the config."""
+    from drivers.serial.sim import SimulatedUnit
+
+    return {u.id: SimulatedUnit(u.id) for u in config.serial.units
+            if u.port.startswith("sim://")}
