@@ -46,6 +46,7 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 RESEND_MEMORY_S = 60.0
 LOG_EVERY_S = 10.0
+COUNTERS = ("frames", "heartbeats", "rejected", "resends", "nak_not_stored", "stray_replies")
 
 
 class UnitLine:
@@ -84,7 +85,8 @@ class UnitLine:
         self.last_heard_wall: float | None = None
         self._offline_since = 0.0
         self._last_warn = 0.0
-        self.counters: collections.Counter[str] = collections.Counter()
+        # Every key exists from the start: the loop reads these while the thread counts.
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
 
     # -- called from the loop (thread-safe) -----------------------------------------------------
     def start(self) -> None:
