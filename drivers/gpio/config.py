@@ -49,7 +49,8 @@ class GpioDevice:
     )
     hold_s: float | None = field(
         default=None, metadata={"min": 0.5, "max": 30.0,
-                                "doc": "cancel_button: a press this long raises a test (default 3)"},
+                                "doc": "cancel_button: a press this long raises a test "
+                                       "(default 3)"},
     )
     invert: bool = field(
         default=False,
@@ -141,7 +142,8 @@ class GpioConfig:
             where = f"{path}.devices[{i}]"
             if dev.pin in seen_pins:
                 problems.append(
-                    f"{where}.pin: pin {dev.pin} of '{dev.id}' already used by '{seen_pins[dev.pin]}'"
+                    f"{where}.pin: pin {dev.pin} of '{dev.id}' already used by "
+                    f"'{seen_pins[dev.pin]}'"
                 )
             else:
                 seen_pins[dev.pin] = dev.id

@@ -234,9 +234,7 @@ class LineSplitter:
                 elif self._buf:
                     out.append(Token("frame", bytes(self._buf)))
                 self._buf.clear()
-            elif self._skipping:
-                continue
-            elif b in (0x0A, 0x0D, 0x00) and not self._buf:
+            elif self._skipping or (b in (0x0A, 0x0D, 0x00) and not self._buf):
                 continue
             else:
                 self._buf.append(b)

@@ -57,7 +57,7 @@ class UnitLine:
         unit: SerialUnit,
         opener: Callable[[], Any],
         emit: Callable[[Reading], None],
-        call_on_loop: Callable[..., None],
+        call_on_loop: Callable[..., object],
         on_job_done: Callable[[EscalationJob], None],
         ack_within_s: float = 0.8,
         clock: Callable[[], float] = time.monotonic,

@@ -20,8 +20,8 @@ from gpiozero.pins.mock import MockFactory
 from agent.clock import SystemClock
 from agent.model import Priority, Reading
 from agent.ports import AgentState, Component
-from drivers.gpio.config import GpioConfig, GpioDevice
 from drivers.gpio import outputs as o
+from drivers.gpio.config import GpioConfig, GpioDevice
 from drivers.gpio.driver import GpioDriver
 
 DEADLINE_S = 3.0
