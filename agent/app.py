@@ -63,6 +63,12 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         zones = {dev_id: i + 1 for i, (_, dev_id) in enumerate(config.device_ids())}
         components.append(SerialDriver(config.serial, ports=hardware.serial_ports,
                                        zone_of=lambda dev_id: zones.get(dev_id, 0)))
+    if config.inactivity.enabled:
+        from agent.inactivity.detector import InactivityDetector
+
+        # State (last activity, countdowns, learned routine) goes to the store's database,
+        # which the detector takes from the running agent at start.
+        components.append(InactivityDetector(config))
     components.append(AlarmCanceller(config.gpio.cancel_window_s))
     return components
 

@@ -115,16 +115,31 @@ class LearnedRoutine:
 
     The threshold for an hour is ``factor`` times the ``quantile`` of the longest stillness
     reached in that hour (pooled with the hours either side) over the last ``learn_days``,
-    clamped to ``min_s..max_s``. Until ``min_days`` days are learned the fixed windows apply.
+    clamped to ``min_s..max_s``. Until ``min_days`` days are learned the fixed windows apply;
+    an hour with fewer than ``min_samples`` samples keeps the fixed threshold.
+
+    Why these defaults: the budget is about one false alert a month, i.e. roughly one in
+    700 hour-samples. No quantile that extreme can be estimated from a few weeks, so the
+    sample maximum (``quantile = 1``) is extrapolated by ``factor = 1.5``: for the
+    exponential-like tail of stillness durations that moves the exceedance chance from
+    ``1/n`` to about ``n**-1.5``, which with ``n >= 30`` samples and a handful of
+    independent hours a day stays near one a month. ``min_s`` 2 h: things no sensor sees
+    (a bath, a nap in an unsensed chair, a long phone call) last that long in anyone's
+    day, whatever a few weeks of history say. ``max_s`` 12 h: never slower than the
+    council timer.
     """
 
     enabled: bool = field(default=False, metadata={"doc": "opt-in per home"})
-    quantile: float = field(default=0.95, metadata={"min": 0.5, "max": 1.0})
+    quantile: float = field(default=1.0, metadata={"min": 0.5, "max": 1.0})
     factor: float = field(default=1.5, metadata={"min": 1.0, "max": 5.0})
-    min_s: float = field(default=3600.0, metadata={"min": 600.0, "max": 50 * 3600.0})
+    min_s: float = field(default=7200.0, metadata={"min": 600.0, "max": 50 * 3600.0})
     max_s: float = field(default=12 * 3600.0, metadata={"min": 600.0, "max": 50 * 3600.0})
     learn_days: int = field(default=28, metadata={"min": 3, "max": 366})
     min_days: int = field(default=7, metadata={"min": 2, "max": 366})
+    min_samples: int = field(
+        default=30, metadata={"min": 3, "max": 10000,
+                              "doc": "samples (day-hours, pooled) before an hour is trusted"},
+    )
 
     def validate(self, path: str) -> list[str]:
         problems = []

@@ -72,7 +72,16 @@ class InactivityDetector:
         self.counts: dict[str, int] = {}
 
     # -- life cycle ----------------------------------------------------------------------------
+    @property
+    def has_rules(self) -> bool:
+        rs = self.ruleset
+        return bool(rs.inactivity or rs.learned or rs.not_up or rs.night_out_of_bed
+                    or rs.chair_too_long or rs.night_exit or rs.away)
+
     async def start(self, ctx: AgentContext) -> None:
+        if not self.has_rules:
+            log.info("inactivity: no rules to run (no activity sensors configured)")
+            return
         self.attach(ctx)
         self._wake = asyncio.Event()
         self._task = ctx.loop.create_task(self._run(), name="inactivity")
@@ -95,10 +104,17 @@ class InactivityDetector:
                 self.engine.recorder.bins.update(self.store.load_bins())
             snap = self.store.load_snapshot()
             if snap is not None:
-                down = downtime_s(snap, now.mono, now.wall, now.synced, self._boot_id)
-                log.info("inactivity: restoring state saved %s ago",
-                         "an unknown time" if down is None else f"{down:.0f} s")
-                self.engine.restore(snap, now, down)
+                try:
+                    down = downtime_s(snap, now.mono, now.wall, now.synced, self._boot_id)
+                    log.info("inactivity: restoring state saved %s ago",
+                             "an unknown time" if down is None else f"{down:.0f} s")
+                    self.engine.restore(snap, now, down)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    log.error("inactivity: saved state is unusable (%s); starting afresh", exc)
+                    self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine,
+                                              options=self._options)
+                    if self.engine.recorder is not None:
+                        self.engine.recorder.bins.update(self.store.load_bins())
         for note in self.ruleset.notes:
             log.info("inactivity rules: %s", note)
         ctx.subscribe_readings(self.handle_reading)

@@ -64,7 +64,8 @@ class RulesEngine:
         self.routine_changed = False
         self._unobserved = False
         self.fixed = [FixedInactivity(w, rules.prewarning_s, self.clock) for w in rules.inactivity]
-        self.learned = (LearnedInactivity(rules.prewarning_s, self.clock, self.routine)
+        self.learned = (LearnedInactivity(rules.prewarning_s, self.clock, self.routine,
+                                          self._fallback_threshold)
                         if rules.learned is not None else None)
         self.away = Away(rules.away) if rules.away is not None else None
         self.others: list[Rule] = []
@@ -77,6 +78,13 @@ class RulesEngine:
         if rules.night_exit is not None:
             self.others.append(NightExit(rules.night_exit, self.clock))
         self._set_active()
+
+    def _fallback_threshold(self, minute: float) -> float:
+        """For an hour the routine has not learned: the fixed rule's threshold, else max_s."""
+        fixed = [r.after_s for r in self.fixed if r.window.contains(minute)]
+        if fixed:
+            return min(fixed)
+        return self.ruleset.learned.max_s if self.ruleset.learned else 12 * 3600.0
 
     # -- introspection -----------------------------------------------------------------------
     @property
@@ -152,7 +160,7 @@ class RulesEngine:
             for r in self.rules:
                 r.on_segment(seg, home)
             if self.recorder is not None and now.synced and not self._unobserved:
-                observed = 0.0 if (home.away or home.learning_paused) else seg.duration
+                observed = seg.duration if home.accruing() and not home.learning_paused else 0.0
                 self.recorder.record(seg.day, seg.hour, home.still_s, observed)
 
     def _check(self, now: Instant) -> list[Alert]:

@@ -3,8 +3,11 @@
 *Stillness* is the time since the last activity, not counting time on an occupied mat or
 away from home: exactly the quantity the learned rule compares, so what is learned and
 what is tested cannot drift apart. For every local day and hour the recorder keeps the
-longest stillness reached in that hour and how much of the hour was observed (agent
-running, clock synchronised, person at home, no inactivity alarm outstanding). The
+longest stillness reached in that hour and how much of the hour could show stillness at
+all (agent running, clock synchronised, person at home and off the mats, no inactivity
+alarm outstanding): an hour spent in bed says nothing about how long this person stays
+still when up, so it is not a sample. Hours with too few samples are not learned and the
+rule falls back to the fixed threshold for that time. The
 threshold for hour ``h`` is ``factor`` x the ``quantile`` of those maxima over the learn
 days, pooled with hours ``h-1`` and ``h+1`` (people do not keep to the minute), clamped
 to ``[min_s, max_s]``. This follows the per-time-of-day models of Cuddihy et al. (2007)
@@ -21,10 +24,10 @@ from datetime import date, timedelta
 from agent.inactivity.config import LearnedRoutine
 
 HOURS = 24
-# An hour counts for a day once this much of it was observed.
-MIN_OBSERVED_S = 1800.0
-# A day counts towards ``min_days`` once this many of its hours count.
-MIN_HOURS_PER_DAY = 12
+# An hour of a day is a sample once the person was up and at home for this much of it.
+MIN_OBSERVED_S = 900.0
+# A day counts towards ``min_days`` once this many of its hours are samples.
+MIN_HOURS_PER_DAY = 4
 
 
 def quantile(values: Iterable[float], q: float) -> float:
@@ -88,9 +91,9 @@ class Routine:
     ready: bool = False
     fallback_s: float = 12 * 3600.0
 
-    def threshold(self, hour: int) -> float:
-        t = self.thresholds[hour % HOURS]
-        return self.fallback_s if t is None else t
+    def threshold(self, hour: int) -> float | None:
+        """The learned threshold for ``hour``, or None if that hour is not learned yet."""
+        return self.thresholds[hour % HOURS]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -149,7 +152,7 @@ def learn(
             if hh % HOURS in valid[d]
         ]
         ns[h] = len(sample)
-        if len(sample) < params.min_days:
+        if len(sample) < max(params.min_samples, params.min_days):
             continue
         q = quantile(sample, params.quantile)
         qs[h] = q

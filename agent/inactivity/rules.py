@@ -9,6 +9,7 @@ early is harmless, late is not). All durations are monotonic; local time comes o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from agent.inactivity.config import (
@@ -202,16 +203,22 @@ class FixedInactivity(StillnessAlarm):
 class LearnedInactivity(StillnessAlarm):
     """Stillness beyond what this person normally reaches at this hour (all day)."""
 
-    def __init__(self, prewarning_s: float, clock: LocalClock, routine: Routine) -> None:
+    def __init__(self, prewarning_s: float, clock: LocalClock, routine: Routine,
+                 fallback: Callable[[float], float]) -> None:
         super().__init__(prewarning_s)
         self.clock = clock
         self.routine = routine
+        self.fallback = fallback
 
     def value(self, home: HomeState) -> float:
         return home.still_s
 
     def threshold(self, now: Instant) -> float:
-        return self.routine.threshold(self.clock.local(now.wall).hour)
+        loc = self.clock.local(now.wall)
+        learned = self.routine.threshold(loc.hour)
+        if learned is not None:
+            return learned
+        return self.fallback(loc.hour * 60 + loc.minute + loc.second / 60.0)
 
     def accruing_now(self, now: Instant, home: HomeState) -> bool:
         return home.accruing()
