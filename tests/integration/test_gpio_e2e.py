@@ -53,7 +53,8 @@ def _types(events: list[dict]) -> list[str]:
 
 
 def _led_pattern(runner: AgentRunner) -> str | None:
-    for d in runner.call(runner.agent.devices):
+    gpio = next(c for c in runner.agent.components if c.name == "gpio")
+    for d in runner.call(gpio.devices):
         if d.device_id == "status-led":
             return d.details["pattern"]
     return None

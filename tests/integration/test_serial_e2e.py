@@ -75,7 +75,7 @@ def test_frame_on_the_line_is_acked_and_reaches_the_broker(tmp_path: Path, mqtt_
     stored_at: list[float] = []
     with AgentRunner(cfg, Hardware(), on_stored=lambda ev: stored_at.append(time.monotonic())
                      ) as runner:
-        wait_until(lambda: runner.agent.devices()[0].details["port_open"], what="port open")
+        wait_until(lambda: _serial(runner).devices()[0].details["port_open"], what="port open")
         t0 = time.monotonic()
         os.write(unit_end.master, (DATA / "smoke_111_new_zone3.bin").read_bytes())
         assert unit_end.read(1, 1.0) == bytes([ACK])
@@ -98,7 +98,7 @@ def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mq
                          'escalate_after_s = 0.5\naccount = "1234"')
     with AgentRunner(cfg, Hardware()) as runner:
         wait_until(lambda: runner.agent.state.online, what="online")
-        wait_until(lambda: runner.agent.devices()[0].details["port_open"], what="port open")
+        wait_until(lambda: _serial(runner).devices()[0].details["port_open"], what="port open")
         mqtt_broker.stop()
         wait_until(lambda: not runner.agent.state.online, what="offline")
         alarm = Reading("wearable-1", "fall", Priority.ALARM, {"source": "ble"})
@@ -114,3 +114,7 @@ def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mq
     rec = evs[1]
     assert rec["data"]["path"] == "serial" and rec["data"]["event_id"] == alarm.id
     assert rec["priority"] == "info" and rec["device_id"] == "lifeline"
+
+
+def _serial(runner: AgentRunner):  # noqa: ANN202 - drivers.serial.unit.SerialDriver
+    return next(c for c in runner.agent.components if c.name == "serial")
