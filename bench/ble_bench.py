@@ -25,15 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bthome_ble import BTHomeBluetoothDeviceData  # noqa: E402
-from habluetooth import BluetoothServiceInfoBleak  # noqa: E402
+from bthome_ble import BTHomeBluetoothDeviceData
+from habluetooth import BluetoothServiceInfoBleak
 
-from agent.clock import ManualClock  # noqa: E402
-from drivers.ble.advert import BTHOME_UUID, Advert  # noqa: E402
-from drivers.ble.component import BleComponent  # noqa: E402
-from drivers.ble.config import BleConfig, BleDevice  # noqa: E402
-from drivers.ble.replay import CollectingContext  # noqa: E402
-from drivers.ble.replay_backend import AdvertFeed  # noqa: E402
+from agent.clock import ManualClock
+from drivers.ble.advert import BTHOME_UUID, Advert
+from drivers.ble.component import BleComponent
+from drivers.ble.config import BleConfig, BleDevice
+from drivers.ble.replay import CollectingContext
+from drivers.ble.replay_backend import AdvertFeed
 
 N = int(os.environ.get("BENCH_BLE_ADVERTS", "30000"))
 VECTORS = json.loads((ROOT / "tests" / "data" / "ble" / "bthome_vectors.json").read_text())

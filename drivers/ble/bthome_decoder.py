@@ -155,7 +155,7 @@ class BTHomeDecoder:
             service_data=dict(advert.service_data),
             service_uuids=list(advert.service_data),
             source="local",
-            device=None,
+            device=None,  # type: ignore[arg-type]  # the parser never reads it
             advertisement=None,
             connectable=False,
             time=advert.mono,

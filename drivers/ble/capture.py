@@ -49,7 +49,7 @@ async def capture(
     try:
         scanner = BleakScanner(on_advert, None, "active", bluez={"adapter": adapter}, **kwargs)
         await scanner.start()
-    except Exception as exc:  # noqa: BLE001 - report any adapter problem clearly
+    except Exception as exc:
         raise DriverError(
             f"cannot scan on Bluetooth adapter {adapter}: {type(exc).__name__}: {exc or 'no detail'}"
             " (is the adapter present and bluetoothd running? try `bluetoothctl list`)"

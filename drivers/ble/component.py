@@ -158,7 +158,7 @@ class BleComponent:
             await asyncio.sleep(self._supervision_poll_s)
             try:
                 self.check_supervision()
-            except Exception:  # noqa: BLE001 - supervision must keep running
+            except Exception:
                 log.exception("BLE supervision check failed")
 
     def _require_ctx(self) -> AgentContext:

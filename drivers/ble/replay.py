@@ -87,7 +87,9 @@ class CollectingContext:
         self.executor.shutdown(wait=False)
 
     def of_type(self, type_: str) -> list[Reading | Event]:
-        return [x for x in [*self.readings, *self.events] if x.type == type_]
+        found: list[Reading | Event] = [r for r in self.readings if r.type == type_]
+        found.extend(e for e in self.events if e.type == type_)
+        return found
 
 
 def reading_json(reading: Reading) -> dict[str, Any]:

@@ -121,7 +121,7 @@ class ScannerOwner:
         self.stats["adverts"] += 1
         try:
             self._sink(device, adv)
-        except Exception:  # noqa: BLE001 - one bad advert must never stop the scanner
+        except Exception:
             log.exception("BLE advert handling failed for %s", device.address)
 
     # -- the loop ------------------------------------------------------------------------
@@ -182,7 +182,7 @@ class ScannerOwner:
             try:
                 scanner = self._build("passive")
                 await scanner.start()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if self._cfg.scanning_mode == "passive":
                     raise
                 passive_error = exc

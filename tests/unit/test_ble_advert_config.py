@@ -38,7 +38,7 @@ def test_round_trip() -> None:
     ('{"ts": 1, "address": "nope"}', "address"),
     ('{"ts": 1, "address": "A4:C1:38:8D:18:B2", "rssi": "x"}', "rssi"),
     ('{"ts": 1, "address": "A4:C1:38:8D:18:B2", "service_data": {"fcd2": "40"}}', "UUID"),
-    ('{"ts": 1, "address": "A4:C1:38:8D:18:B2", "service_data": {"%s": "4g"}}' % BTHOME_UUID,
+    (f'{{"ts": 1, "address": "A4:C1:38:8D:18:B2", "service_data": {{"{BTHOME_UUID}": "4g"}}}}',
      "not hex"),
     ('{"ts": 1, "address": "A4:C1:38:8D:18:B2", "manufacturer_data": {"apple": "00"}}',
      "company id"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from drivers.ble.wearable.profile import MotionSample
@@ -26,7 +28,7 @@ def test_chunks_of_fixed_size_at_the_rate_without_gaps() -> None:
     assert [c.chunk for c in chunks] == [0, 1, 2, 3]
     assert not any(c.gap_before for c in chunks)
     assert all(c.rate_hz == 50.0 for c in chunks)
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert b.t0 - a.t0 == pytest.approx(0.5, abs=1e-3)
     assert chunks[0].gyro_dps is not None and chunks[0].gyro_dps[0] == (1.0, 2.0, 3.0)
 

@@ -6,12 +6,12 @@ import asyncio
 import struct
 
 import pytest
+from bleak.backends.device import BLEDevice
 
 from agent.errors import DecodeError
 from drivers.ble.fake_gatt import FakeGattClient, FakePeripheral
 from drivers.ble.wearable import thingy52
 from drivers.ble.wearable.profile import MotionSample, make_profile
-from bleak.backends.device import BLEDevice
 
 
 def test_decode_known_bytes() -> None:
