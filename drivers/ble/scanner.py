@@ -214,6 +214,9 @@ class ScannerOwner:
             log.warning("BLE scanner on %s did not stop cleanly: %r", self._cfg.adapter, exc)
 
     def _report_unavailable(self, exc: BaseException, retry: float) -> None:
+        if isinstance(exc, FileNotFoundError) and not exc.filename:
+            exc = FileNotFoundError(exc.errno, "D-Bus system bus socket not found (is dbus "
+                                               "running? BlueZ is reached over D-Bus)")
         log.error(
             "BLE adapter %s unavailable (%s: %s); BLE sensors are not being heard; "
             "retrying in %.3g s (check the adapter is present: `bluetoothctl list`, "

@@ -275,3 +275,25 @@ def test_passive_where_supported_active_otherwise() -> None:
     forced = AdvertFeed(passive_supported=True)
     run(noop, BleConfig(devices=(WINDOW,), scanning_mode="active"), feed=forced)
     assert forced.modes == ["active"]
+
+
+def test_thermometer_telemetry_cold_home_and_battery_low_through_the_driver() -> None:
+    thermo = BleDevice(id="lounge-thermo", address="A4:C1:38:8D:18:B2", kind="bthome",
+                       room="lounge")
+
+    async def scenario(comp: BleComponent, feed: AdvertFeed, ctx: CollectingContext,
+                       clock: ManualClock) -> None:
+        feed.push(advert(thermo.mac, hexb(REC["atc_temperature_minus_7_7"]["payload"]), clock))
+        clock.advance(600)
+        feed.push(advert(thermo.mac, hexb(REC["atc_temperature_minus_7_7"]["payload"]), clock))
+        clock.advance(60)
+        feed.push(advert(thermo.mac, hexb("400010010f"), clock))     # battery 15 %
+        (tel, *_) = readings(ctx, "telemetry")
+        assert tel.data["temperature"] == -7.7 and tel.data["units"]["temperature"] == "°C"
+        (cold,) = events(ctx, "cold_home")
+        assert cold.data["temperature_c"] == -7.7 and cold.data["room"] == "lounge"
+        (low,) = events(ctx, "battery_low")
+        assert low.data["battery_pct"] == 15
+        assert ctx.device_states[-1][1]["battery"] == 15
+
+    run(scenario, BleConfig(devices=(thermo,), cold_home_delay_s=600.0))
