@@ -101,3 +101,40 @@ def test_out_of_range_and_both_pulls() -> None:
                      'active_high = true\n')
     assert "gpio.devices[0].pin: expected 0..27, got 40" in lines
     assert any("set pull_up or active_high, not both (entry 'd'" in x for x in lines)
+
+
+def test_check_config_cli_reports_gpio_and_serial_problems(tmp_path, capsys) -> None:  # noqa: ANN001
+    from agent.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(HEAD + """
+[[gpio.devices]]
+id = "cord"
+kind = "pull_cord"
+pin = 17
+[[gpio.devices]]
+id = "door"
+kind = "door"
+pin = 17
+hold_s = 2.0
+[[gpio.devices]]
+id = "bell"
+kind = "doorbell"
+pin = 5
+
+[[serial.units]]
+id = "unit"
+port = "ttyUSB0"
+parity = "X"
+""")
+    assert main(["check-config", str(bad)]) == 2
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "Traceback" not in text
+    assert "gpio.devices[2].kind: expected one of" in text
+    assert "serial.units[0].parity: expected one of N, E, O, got 'X'" in text
+    good = tmp_path / "good.toml"
+    good.write_text(HEAD + '[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = 17\n'
+                    '[[serial.units]]\nid = "unit"\nport = "/dev/serial/by-id/usb-FTDI-if00"\n')
+    assert main(["check-config", str(good)]) == 0
+    assert "devices: 2" in capsys.readouterr().out

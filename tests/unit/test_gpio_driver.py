@@ -214,9 +214,10 @@ def test_alarm_contact_already_closed_at_start_is_raised() -> None:
     run(body)
 
 
-def test_bed_mat_reports_after_settle() -> None:
+@pytest.mark.parametrize("kind,what", [("bed_mat", "bed"), ("chair_mat", "chair")])
+def test_mat_reports_after_settle(kind: str, what: str) -> None:
     async def body() -> None:
-        driver, factory = make([GpioDevice(id="bed", kind="bed_mat", pin=6, settle_s=0.3,
+        driver, factory = make([GpioDevice(id="mat", kind=kind, pin=6, settle_s=0.3,
                                            bounce_s=0.01)])
         ctx = FakeContext(asyncio.get_running_loop())
         await driver.start(ctx)
@@ -226,16 +227,16 @@ def test_bed_mat_reports_after_settle() -> None:
             await in_thread(pin.drive_low)         # somebody lies down
             await asyncio.sleep(0.15)
             assert ctx.readings == []              # not settled yet
-            await wait_until(lambda: ctx.types() == ["bed_occupied"])
+            await wait_until(lambda: ctx.types() == [f"{what}_occupied"])
             assert time.monotonic() - t0 >= 0.3
             assert ctx.readings[0].mono - t0 < 0.05  # stamped at the edge
             await in_thread(pin.drive_high)
             await asyncio.sleep(0.05)
             await in_thread(pin.drive_low)         # rolled over: back within settle
             await asyncio.sleep(0.5)
-            assert ctx.types() == ["bed_occupied"]
+            assert ctx.types() == [f"{what}_occupied"]
             await in_thread(pin.drive_high)
-            await wait_until(lambda: ctx.types() == ["bed_occupied", "bed_vacated"])
+            await wait_until(lambda: ctx.types() == [f"{what}_occupied", f"{what}_vacated"])
         finally:
             await driver.stop()
 
