@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import Clock, SystemClock
-from agent.config import Config
+from agent.config import Config, MqttConfig
 from agent.errors import StoreError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, Component, DeviceInfo
@@ -70,6 +70,11 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         # which the detector takes from the running agent at start.
         components.append(InactivityDetector(config))
     components.append(AlarmCanceller(config.gpio.cancel_window_s))
+    if config.remote.enabled:
+        from agent.remote.control import RemoteControl
+
+        # Signed config pushes and commands; it reconfigures the agent it is started with.
+        components.append(RemoteControl(config.remote))
     return components
 
 
@@ -119,6 +124,7 @@ class Agent:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.uplink: MqttUplink = None  # type: ignore[assignment]
         self.stats = collections.Counter()
+        self._subs_of: dict[int, list[tuple[list[Any], Any]]] = {}  # component -> callbacks
 
     # -- AgentContext -------------------------------------------------------------------------
     def emit_reading(self, reading: Reading) -> None:
@@ -278,13 +284,10 @@ class Agent:
         self._load_pending()
         if self._backlog:
             log.info("%d events from an earlier run are waiting to be sent", self._backlog)
-        self.uplink = MqttUplink(
-            self.config.mqtt, self.hub_id, self.store, self.loop,
-            on_acked=self._acked, on_connection=lambda _c: self._update_state(),
-        )
+        self.uplink = self._make_uplink(self.config.mqtt)
         self.accepting = True
         for comp in self.components:
-            await comp.start(self)
+            await self.start_component(comp)
             log.info("started %s", comp.name)
         self.uplink.start()
         self._tasks.append(self.loop.create_task(self._housekeeping(), name="housekeeping"))
@@ -314,6 +317,56 @@ class Agent:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         log.info("tec-agent stopped (%d events pending for the next start)", self._backlog)
+
+    def _make_uplink(self, mqtt_config: MqttConfig) -> MqttUplink:
+        return MqttUplink(
+            mqtt_config, self.hub_id, self.store, self.loop,
+            on_acked=self._acked, on_connection=lambda _c: self._update_state(),
+        )
+
+    # -- live reconfiguration (remote support: agent/remote/) -----------------------------------
+    async def reconfigure(self, new_config: Config) -> list[str]:
+        """Switch to ``new_config`` without a restart: rebuild the components whose settings
+        changed, swap the MQTT connection if ``[mqtt]`` changed. Returns what failed (empty:
+        all started); the caller decides whether to roll back."""
+        from agent.remote.live import apply_live
+
+        return await apply_live(self, new_config)
+
+    async def start_component(self, comp: Component) -> None:
+        """Start ``comp``, remembering the callbacks it subscribes so that
+        :meth:`stop_component` can take them away again."""
+        lists: list[list[Any]] = [self._reading_subs, self._event_subs, self._ack_subs,
+                                  self._state_subs]
+        before = [len(lst) for lst in lists]
+        try:
+            await comp.start(self)
+        finally:
+            self._subs_of[id(comp)] = [(lst, cb) for lst, n in zip(lists, before) for cb in lst[n:]]
+
+    async def stop_component(self, comp: Component, timeout: float) -> None:
+        """Stop ``comp`` and unsubscribe its callbacks (a stopped detector hears nothing more)."""
+        try:
+            await asyncio.wait_for(comp.stop(), timeout)
+        except Exception:
+            log.exception("stopping %s failed", comp.name)
+        for lst, cb in self._subs_of.pop(id(comp), []):
+            if cb in lst:
+                lst.remove(cb)
+
+    async def swap_uplink(self, mqtt_config: MqttConfig) -> None:
+        """Replace the MQTT connection. The new one is built before the old one stops (so a
+        bad credential file fails here, with the old connection still up). Events stay in
+        the store; what the old connection had not got acknowledged is sent again."""
+        new = self._make_uplink(mqtt_config)
+        old = self.uplink
+        await old.stop(time.monotonic() + self.config.agent.shutdown_timeout_s)
+        for topic, handler in old._subscriptions.items():  # the handlers belong to components
+            new.subscribe(topic, handler)
+        new._retained.update(old._retained)
+        self.uplink = new
+        new.start()
+        self._update_state()
 
     async def _watchdog(self, interval: float) -> None:
         while True:

@@ -16,6 +16,7 @@ from agent.config.schema import load_dataclass, to_dict
 from agent.errors import ConfigError
 from agent.fall.config import FallConfig
 from agent.inactivity.config import InactivityConfig
+from agent.remote.config import RemoteConfig
 from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
 from drivers.serial.config import SerialConfig
@@ -122,6 +123,7 @@ class Config:
     serial: SerialConfig = field(default_factory=SerialConfig)
     fall: FallConfig = field(default_factory=FallConfig)
     inactivity: InactivityConfig = field(default_factory=InactivityConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
 
     def validate(self, path: str) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

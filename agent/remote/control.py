@@ -1,0 +1,261 @@
+"""The ``remote`` component: signed config pushes and commands over MQTT.
+
+Topics (under ``tec/v1/{hub_id}/``):
+
+- ``config/set``     in:  a signed config (full or merge); retained by support tooling
+- ``config/result``  out: accepted / rejected / rolled_back with reasons (retained: the last)
+- ``config/current`` out: the effective config, secrets redacted, and its version (retained)
+- ``cmd/{name}``     in:  a signed command
+- ``cmd/{name}/result`` out: ok / rejected / error
+
+Offline hubs: a full config is published *retained* on ``config/set``: the broker keeps the
+latest desired config per hub and hands it over whenever the hub (re)subscribes, even
+after the MQTT session expired, the broker restarted (with persistence), or the hub was
+re-imaged. A merge, and every command, rides the hub's persistent MQTT session (QoS 1,
+``session_expiry_s``, a week by default), which keeps them in order while it is offline. The
+version counter makes redelivery harmless: a retained config seen again is ignored
+without a word, and a stale command is refused as expired. See packaging/mosquitto/README.md.
+
+Every message handler runs as its own task on the agent loop and catches everything: a
+malformed, hostile or fuzzed message yields a rejection result, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from agent.model import iso_utc
+from agent.ports import AgentContext, AgentState, DeviceInfo
+from agent.remote import envelope as env
+from agent.remote.apply import ConfigApplier
+from agent.remote.commands import Commands
+from agent.remote.config import RemoteConfig
+from agent.remote.documents import redact, secret_values
+from agent.remote.envelope import Rejected
+from agent.remote.keys import KeyStore
+from agent.remote.log_ring import LogRing
+from agent.remote.verifier import ReplayGuard, Topic, Verifier
+from agent.remote.walk_test import WalkTest
+from agent.uplink import topics
+
+log = logging.getLogger(__name__)
+
+_OUTBOX = 32  # command results kept while offline (the newest win)
+
+
+def _sigterm_self(reason: str) -> None:
+    log.warning("restarting: %s (systemd starts the agent again)", reason)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), default=str).encode()
+
+
+class RemoteControl:
+    """Component ``remote``. Needs an agent (:class:`agent.app.Agent`) as its context: it
+    reconfigures it, reads its store, uplink and devices."""
+
+    name = "remote"
+
+    def __init__(self, config: RemoteConfig, restart: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self._restart = restart or _sigterm_self
+        self.host: Any = None
+        self.ring = LogRing(config.log_ring_lines)
+        self.walk = WalkTest(config.walk_test_max_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outbox: deque[tuple[str, bytes]] = deque(maxlen=_OUTBOX)
+        self._last_quiet: tuple[int, str] | None = None
+        self.applier: ConfigApplier | None = None
+        self.verifier: Verifier | None = None
+        self.commands: Commands | None = None
+        self.stats = {"config": 0, "cmd": 0, "rejected": 0}
+
+    # -- Component ---------------------------------------------------------------------------
+    async def start(self, ctx: AgentContext) -> None:
+        if not callable(getattr(ctx, "reconfigure", None)):
+            raise TypeError("the remote component needs the agent itself as its context")
+        host: Any = ctx
+        self.host = host
+        logging.getLogger().addHandler(self.ring)
+        self._update_secrets()
+        store = host.store
+        self.verifier = Verifier(host.hub_id, KeyStore(self.config.keys_dir),
+                                 ReplayGuard(store.get_meta, store.set_meta),
+                                 self.config.max_message_bytes, self.config.max_clock_skew_s)
+        self.applier = ConfigApplier(host, self.config.config_path, self.config.rollback_after_s,
+                                     store.get_meta, store.set_meta, self._restart)
+        self.commands = Commands(host, self.walk, self.ring, lambda: self.applier.version,
+                                 self._restart)
+        self.walk.attach(ctx)
+        ctx.subscribe_state(self._on_state)
+        host.uplink.subscribe(topics.config_topic(host.hub_id, "set"), self._on_config)
+        host.uplink.subscribe(topics.cmd_topic(host.hub_id, "+"), self._on_cmd)
+        self.publish_current()
+        keys = self.verifier.keys.key_ids()
+        if keys:
+            log.info("remote management on: %d trusted key(s) (%s)", len(keys), ", ".join(keys))
+        else:
+            log.warning("remote management on but no trusted key in %s: every push and "
+                        "command will be rejected", self.config.keys_dir)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.walk.detach()
+        logging.getLogger().removeHandler(self.ring)
+
+    def devices(self) -> list[DeviceInfo]:
+        return []
+
+    # -- inbound -----------------------------------------------------------------------------
+    def _on_config(self, msg: Any) -> None:
+        self._spawn(self._handle_config(msg.payload, msg.retain))
+
+    def _on_cmd(self, msg: Any) -> None:
+        name = msg.topic.rsplit("/", 1)[-1]
+        self._spawn(self._handle_cmd(name, msg.payload))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _now(self) -> tuple[float, bool]:
+        clock = self.host.clock
+        return clock.wall(), clock.synced()
+
+    async def _handle_config(self, raw: bytes, retained: bool) -> None:
+        assert self.verifier is not None and self.applier is not None
+        self.stats["config"] += 1
+        try:
+            if self.applier.busy:
+                raise Rejected(env.BUSY, "another config is being applied; send again later")
+            e = self.verifier.check(raw, Topic("config"), *self._now())
+            self.verifier.accept(e)
+            log.info("config version %d (%s) from key %s", e.version, e.mode, e.key_id)
+            outcome = await self.applier.apply(e)
+            doc = outcome.to_json_dict(self.host.hub_id)
+            if outcome.status == "accepted":
+                self._update_secrets()
+                self._reconfigure_self()
+                self.publish_current()
+        except Rejected as rej:
+            if retained and rej.reason == env.REPLAYED:
+                log.debug("retained config already seen: %s", rej.detail)
+                return  # the desired config we already acted on, handed over again
+            if retained and self._last_quiet == (self._version_of(rej, raw), rej.reason):
+                return  # the same stale retained message on every reconnect: said once
+            if retained:
+                self._last_quiet = (self._version_of(rej, raw), rej.reason)
+            doc = self._rejection(rej, raw)
+        except Exception as exc:  # a bug must never take the agent down
+            log.exception("config message handling failed")
+            doc = {"hub_id": self.host.hub_id, "status": "rejected", "reason": env.INTERNAL_ERROR,
+                   "detail": type(exc).__name__, "ts": iso_utc(time.time()),
+                   **env.peek(raw)}
+        if doc.get("status") != "accepted":
+            self.stats["rejected"] += 1
+        self.host.uplink.publish_retained(topics.config_topic(self.host.hub_id, "result"),
+                                          _dump(doc))
+
+    async def _handle_cmd(self, name: str, raw: bytes) -> None:
+        assert self.verifier is not None and self.commands is not None
+        self.stats["cmd"] += 1
+        doc: dict[str, Any] = {"hub_id": self.host.hub_id, "name": name}
+        try:
+            e = self.verifier.check(raw, Topic("cmd", name), *self._now())
+            handler = self.commands.handlers.get(e.name)
+            if handler is None:
+                raise Rejected(env.UNKNOWN_COMMAND, f"no command {e.name!r} (have: "
+                               f"{', '.join(sorted(self.commands.handlers))})", e)
+            self.verifier.accept(e)
+            log.info("command %s (version %d) from key %s", e.name, e.version, e.key_id)
+            doc.update(version=e.version, key_id=e.key_id)
+            doc["result"] = await handler(e.args)
+            doc["status"] = "ok"
+        except Rejected as rej:
+            doc.update(self._rejection(rej, raw))
+            self.stats["rejected"] += 1
+        except Exception as exc:
+            log.exception("command %s failed", name)
+            doc.update(status="error", reason=env.INTERNAL_ERROR, detail=type(exc).__name__,
+                       **env.peek(raw))
+        doc["ts"] = iso_utc(time.time())
+        self._send(topics.cmd_topic(self.host.hub_id, f"{name}/result"), _dump(doc))
+
+    @staticmethod
+    def _version_of(rej: Rejected, raw: bytes) -> int:
+        if rej.envelope is not None:
+            return rej.envelope.version
+        return int(env.peek(raw).get("version", -1))
+
+    def _rejection(self, rej: Rejected, raw: bytes) -> dict[str, Any]:
+        log.warning("remote message rejected: %s", rej)
+        doc: dict[str, Any] = {"hub_id": self.host.hub_id, "status": "rejected",
+                               "reason": rej.reason, "detail": rej.detail,
+                               "ts": iso_utc(time.time())}
+        if rej.envelope is not None:
+            doc.update(version=rej.envelope.version, key_id=rej.envelope.key_id)
+        else:
+            doc.update(env.peek(raw))
+        if rej.reason == env.REPLAYED and self.verifier is not None and rej.envelope is not None:
+            doc["last_version"] = self.verifier.guard.last(rej.envelope.kind)
+        if isinstance(rej.__cause__, Exception) and hasattr(rej.__cause__, "problems"):
+            doc["problems"] = list(rej.__cause__.problems)[:50]
+        return doc
+
+    # -- outbound ----------------------------------------------------------------------------
+    def publish_current(self) -> None:
+        """Retained ``config/current``: what runs now, secrets redacted, with its version."""
+        assert self.applier is not None
+        doc = {"hub_id": self.host.hub_id, **self.applier.provenance(),
+               "ts": iso_utc(time.time()), "config": redact(self.host.config)}
+        self.host.uplink.publish_retained(topics.config_topic(self.host.hub_id, "current"),
+                                          _dump(doc))
+
+    def _send(self, topic: str, payload: bytes) -> None:
+        uplink = self.host.uplink
+        if uplink is not None and uplink.connected:
+            uplink.publish(topic, payload, qos=1)
+        else:
+            self._outbox.append((topic, payload))
+
+    def _on_state(self, state: AgentState) -> None:
+        if state.online and self._outbox and self.host is not None:
+            pending, self._outbox = list(self._outbox), deque(maxlen=_OUTBOX)
+            for topic, payload in pending:
+                self._send(topic, payload)
+
+    # -- own settings --------------------------------------------------------------------------
+    def _update_secrets(self) -> None:
+        from agent.uplink.mqtt_uplink import read_password
+
+        secrets = secret_values(self.host.config)
+        if self.host.config.mqtt.password_file:
+            try:
+                secrets.append(read_password(self.host.config.mqtt.password_file))
+            except Exception:
+                pass
+        self.ring.set_secrets(secrets)
+
+    def _reconfigure_self(self) -> None:
+        """The ``[remote]`` section changed: take the new settings without a restart."""
+        new = getattr(self.host.config, "remote", None)
+        if new is None or new == self.config or self.verifier is None or self.applier is None:
+            return
+        self.config = new
+        self.verifier.keys = KeyStore(new.keys_dir)
+        self.verifier.max_bytes = new.max_message_bytes
+        self.verifier.max_skew_s = new.max_clock_skew_s
+        self.applier.rollback_after_s = new.rollback_after_s
+        self.walk.max_s = new.walk_test_max_s

@@ -1,0 +1,143 @@
+"""Support keys: the hub's trusted public keys, and key files for the support CLI.
+
+The hub trusts exactly the Ed25519 public keys in ``[remote] keys_dir``, one file
+``<key_id>.pub`` per key (PEM ``SubjectPublicKeyInfo`` as written by ``tec-agent remote
+keygen`` or ``openssl pkey -pubout``, or one OpenSSH ``ssh-ed25519`` line). Rotating a key
+is adding the new file, switching the support tooling over, then deleting the old file: the
+directory is read again for every message, so no restart is needed. Private keys never
+reach a hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from agent.errors import ConfigError
+from agent.remote.envelope import KEY_ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+_KEY_ID_RE = re.compile(KEY_ID_PATTERN)
+_MAX_KEY_FILE = 16 * 1024
+
+
+def valid_key_id(key_id: str) -> bool:
+    return bool(_KEY_ID_RE.fullmatch(key_id)) and key_id not in (".", "..")
+
+
+def parse_public_key(data: bytes) -> Ed25519PublicKey:
+    """PEM or OpenSSH text to an Ed25519 public key; ValueError for anything else."""
+    text = data.strip()
+    if text.startswith(b"ssh-"):
+        key = serialization.load_ssh_public_key(text)
+    else:
+        key = serialization.load_pem_public_key(text)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"not an Ed25519 key ({type(key).__name__})")
+    return key
+
+
+class KeyStore:
+    """Looks trusted keys up by id in ``keys_dir``; re-reads a file only when it changed."""
+
+    def __init__(self, keys_dir: str | Path) -> None:
+        self.dir = Path(keys_dir)
+        self._cache: dict[str, tuple[tuple[int, int], Ed25519PublicKey]] = {}
+
+    def key_ids(self) -> list[str]:
+        """Ids of the usable keys now in the directory (unreadable files are logged, skipped)."""
+        try:
+            names = sorted(p.name for p in self.dir.iterdir() if p.suffix == ".pub")
+        except OSError:
+            return []
+        return [n[:-4] for n in names if valid_key_id(n[:-4]) and self.public_key(n[:-4])]
+
+    def public_key(self, key_id: str) -> Ed25519PublicKey | None:
+        if not valid_key_id(key_id):
+            return None
+        path = self.dir / f"{key_id}.pub"
+        try:
+            st = path.stat()
+            if st.st_size > _MAX_KEY_FILE:
+                raise ValueError("file too large for a public key")
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._cache.get(key_id)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            key = parse_public_key(path.read_bytes())
+        except FileNotFoundError:
+            self._cache.pop(key_id, None)
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            self._cache.pop(key_id, None)
+            log.error("trusted key %s is unusable: %s", path, exc)
+            return None
+        self._cache[key_id] = (stamp, key)
+        return key
+
+    def verify(self, key_id: str, signature: bytes, message: bytes) -> bool | None:
+        """True if ``key_id`` signed ``message``; False if not; None if no such trusted key."""
+        key = self.public_key(key_id)
+        if key is None:
+            return None
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+# -- support side ---------------------------------------------------------------------------
+def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    """A PEM (PKCS#8 or OpenSSH) Ed25519 private key, unencrypted."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read key: {exc.strerror}") from None
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            key = serialization.load_ssh_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{p}: not a usable private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{p}: not an Ed25519 private key")
+    return key
+
+
+def key_id_from_path(path: str | Path) -> str:
+    """``keys/support-2026.key`` -> ``support-2026``."""
+    return Path(path).name.removesuffix(".key").removesuffix(".pem")
+
+
+def generate_keypair(key_id: str, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``<key_id>.key`` (mode 0600) and ``<key_id>.pub``; never overwrite either."""
+    if not valid_key_id(key_id):
+        raise ConfigError(f"key id {key_id!r}: must be 1-64 of A-Z a-z 0-9 _ . -")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key_path, pub_path = out / f"{key_id}.key", out / f"{key_id}.pub"
+    for p in (key_path, pub_path):
+        if p.exists():
+            raise ConfigError(f"{p}: already exists (refusing to overwrite a key)")
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    pub = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pub)
+    return key_path, pub_path
