@@ -96,13 +96,20 @@ class GpioDriver:
         self._outputs: dict[str, _Output] = {}
         self._state: AgentState | None = None
         self._led_timer: asyncio.TimerHandle | None = None
+        self._factory_error = ""
 
     # -- Component -------------------------------------------------------------------------
     async def start(self, ctx: AgentContext) -> None:
         self._ctx = ctx
-        if self.pin_factory is None and self.config.pin_factory != "auto":
-            self.pin_factory = make_pin_factory(self.config.pin_factory)
         self._running = True
+        if self.pin_factory is None and self.config.pin_factory != "auto":
+            try:
+                self.pin_factory = make_pin_factory(self.config.pin_factory)
+            except DriverError as exc:
+                # Every pin fails to open below and says so (device_offline per device);
+                # the rest of the agent (BLE, serial, uplink) keeps working.
+                log.critical("gpio: %s", exc)
+                self._factory_error = str(exc)
         for conf in self.config.devices:
             if conf.kind in INPUT_KINDS:
                 self._start_input(conf)
@@ -165,6 +172,8 @@ class GpioDriver:
         inp = _Input(conf, spec, channel, invert=spec.contact_open != conf.invert)
         self._inputs[conf.id] = inp
         try:
+            if self._factory_error:
+                raise DriverError(self._factory_error)
             inp.device = self._open_input(conf, spec)
         except Exception as exc:  # pin busy, no permission, no GPIO chip
             inp.error = f"{type(exc).__name__}: {exc}"
@@ -308,6 +317,8 @@ class GpioDriver:
         try:
             import gpiozero
 
+            if self._factory_error:
+                raise DriverError(self._factory_error)
             out.device = gpiozero.DigitalOutputDevice(
                 conf.pin, active_high=True if conf.active_high is None else conf.active_high,
                 initial_value=False, pin_factory=self.pin_factory)

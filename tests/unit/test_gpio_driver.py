@@ -418,3 +418,21 @@ def _pattern(driver: object, device_id: str) -> str | None:
         if d.device_id == device_id:
             return d.details["pattern"]
     return None
+
+
+def test_unusable_pin_factory_marks_devices_offline_not_fatal() -> None:
+    async def body() -> None:
+        cfg = GpioConfig(pin_factory="pigpio",   # no pigpio daemon here
+                         devices=(GpioDevice(id="cord", kind="pull_cord", pin=17),
+                                  GpioDevice(id="led", kind="led", pin=24)))
+        driver = GpioDriver(cfg)
+        ctx = FakeContext(asyncio.get_running_loop())
+        await driver.start(ctx)
+        try:
+            assert [d.online for d in driver.devices()] == [False, False]
+            assert "pigpio" in driver.devices()[0].details["error"]
+            await wait_until(lambda: ctx.types() == ["device_offline"])
+        finally:
+            await driver.stop()
+
+    run(body)
