@@ -103,7 +103,7 @@ def agent_ack(broker: LocalBroker, n: int, workdir: Path) -> tuple[list[float], 
     with AgentRunner(cfg, Hardware()) as runner:
         wait_until(lambda: runner.agent.state.online, 10)
         wait_until(lambda: _serial(runner).devices()[0].details["port_open"], 10)
-        for i in range(n):
+        for _ in range(n):
             got = len(sub.events())
             t0 = time.perf_counter()
             os.write(master, FRAME)
