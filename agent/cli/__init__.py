@@ -14,6 +14,8 @@ COMMAND_MODULES = [
     "agent.cli.ble",
     "agent.cli.eval_fall",
     "agent.cli.eval_inactivity",
+    "agent.cli.remote",
+    "agent.cli.routine",
 ]
 
 

@@ -51,8 +51,11 @@ def read_boot_id() -> str | None:
 class InactivityStore:
     """Small typed access to the tables above, over a connection owned by someone else."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, create: bool = True) -> None:
+        """``create=False`` for a read-only look (``tec-agent routine``)."""
         self.db = db
+        if not create:
+            return
         try:
             self._write_many([(s, ()) for s in SCHEMA.split(";") if s.strip()])
         except sqlite3.Error as exc:
