@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="activity labels (start,end,activity) used to keep episode "
                                     "starts at home; default: *_activities.csv.gz beside --events")
     p.add_argument("--no-halves", action="store_true", help="skip the learn/test halves")
+    p.add_argument("--verbose", action="store_true", help="log every alert raised during replay")
     p.set_defaults(func=cmd_eval_inactivity)
 
 
@@ -60,6 +62,10 @@ def cmd_eval_inactivity(args: argparse.Namespace) -> int:
         print("eval-inactivity: --inject must be >= 0 and --episode-hours > 0", file=sys.stderr)
         return 2
     started = time.monotonic()
+    rules_log = logging.getLogger("agent.inactivity")
+    level = rules_log.level
+    if not args.verbose:
+        rules_log.setLevel(logging.ERROR)   # thousands of replayed alerts are not news
     try:
         config = load_config(args.config) if args.config else parse_config({"hub_id": "eval"})
         tz = ZoneInfo(config.agent.timezone)
@@ -79,6 +85,8 @@ def cmd_eval_inactivity(args: argparse.Namespace) -> int:
     except (AgentError, OSError, KeyError, ValueError) as exc:
         print(f"eval-inactivity: {exc}", file=sys.stderr)
         return 2
+    finally:
+        rules_log.setLevel(level)
     report["rows_out_of_order"] = disorder
     report["unknown_sensors"] = unknown
     report["labels"] = str(labels_path) if labels_path else None
