@@ -51,9 +51,9 @@ class InactivityDetector:
         connection; ``clock`` to ``ctx.clock``; ``device_map`` to the configured devices."""
         self.config = config
         self.settings = config.inactivity
-        self.devices: DeviceMap = (device_map if device_map is not None
+        self.device_map: DeviceMap = (device_map if device_map is not None
                                    else device_map_from_config(config))
-        self.ruleset: RuleSet = derive_rules(self.settings, self.devices)
+        self.ruleset: RuleSet = derive_rules(self.settings, self.device_map)
         self.tz = config.agent.timezone
         self._db = state_db
         self._clock = clock
@@ -69,7 +69,8 @@ class InactivityDetector:
         self._last_persist = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, int] = {}   # alerts raised, by type
+        self.observations = 0               # readings that said something about the person
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -148,9 +149,10 @@ class InactivityDetector:
     def handle_reading(self, reading: Reading) -> None:
         if self.engine is None:
             return
-        obs = classify(reading, self.devices, self.ruleset.exit_doors)
+        obs = classify(reading, self.device_map, self.ruleset.exit_doors)
         if obs is None:
             return
+        self.observations += 1
         alerts = self.engine.observe(obs, self._now())
         self._after_step(alerts, force=obs.type not in ("motion", "motion_clear"))
         if self._wake is not None:
