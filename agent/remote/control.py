@@ -49,6 +49,7 @@ from agent.uplink import topics
 log = logging.getLogger(__name__)
 
 _OUTBOX = 32  # command results kept while offline (the newest win)
+_CONFIG_QUEUE = 16  # config messages waiting for the one being applied; more are refused
 
 
 def _sigterm_self(reason: str) -> None:
@@ -75,6 +76,8 @@ class RemoteControl:
         self._tasks: set[asyncio.Task[None]] = set()
         self._outbox: deque[tuple[str, bytes]] = deque(maxlen=_OUTBOX)
         self._last_quiet: tuple[int, str] | None = None
+        self._config_lock = asyncio.Lock()  # FIFO: pushes apply one at a time, in order
+        self._config_waiting = 0
         self.applier: ConfigApplier | None = None
         self.verifier: Verifier | None = None
         self.commands: Commands | None = None
@@ -135,11 +138,28 @@ class RemoteControl:
         return clock.wall(), clock.synced()
 
     async def _handle_config(self, raw: bytes, retained: bool) -> None:
+        """One at a time, in arrival order: merges queued for an offline hub build on each
+        other, and each is checked against the state its predecessor left."""
+        if not raw:
+            return  # someone cleared the retained desired config: nothing to do
+        if self._config_waiting >= _CONFIG_QUEUE:
+            self._publish_config_result(self._rejection(
+                Rejected(env.BUSY, f"{_CONFIG_QUEUE} config messages already waiting"), raw))
+            return
+        self._config_waiting += 1
+        try:
+            await self._config_lock.acquire()
+        finally:
+            self._config_waiting -= 1
+        try:
+            await self._handle_config_now(raw, retained)
+        finally:
+            self._config_lock.release()
+
+    async def _handle_config_now(self, raw: bytes, retained: bool) -> None:
         assert self.verifier is not None and self.applier is not None
         self.stats["config"] += 1
         try:
-            if self.applier.busy:
-                raise Rejected(env.BUSY, "another config is being applied; send again later")
             e = self.verifier.check(raw, Topic("config"), *self._now())
             self.verifier.accept(e)
             log.info("config version %d (%s) from key %s", e.version, e.mode, e.key_id)
@@ -163,6 +183,9 @@ class RemoteControl:
             doc = {"hub_id": self.host.hub_id, "status": "rejected", "reason": env.INTERNAL_ERROR,
                    "detail": type(exc).__name__, "ts": iso_utc(time.time()),
                    **env.peek(raw)}
+        self._publish_config_result(doc)
+
+    def _publish_config_result(self, doc: dict[str, Any]) -> None:
         if doc.get("status") != "accepted":
             self.stats["rejected"] += 1
         self.host.uplink.publish_retained(topics.config_topic(self.host.hub_id, "result"),

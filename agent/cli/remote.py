@@ -1,0 +1,204 @@
+"""``tec-agent remote``: support staff push signed configs and commands to hubs.
+
+Exit codes: 0 accepted / ok, 1 rejected or rolled back by the hub, 2 a local problem
+(unreadable file, bad key, broker refused us), 3 no answer from the hub in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError, ConfigError
+
+EXIT_REJECTED, EXIT_LOCAL, EXIT_TIMEOUT = 1, 2, 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("remote", help="signed remote config and commands (support staff)")
+    rsub = p.add_subparsers(dest="remote_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--hub", required=True, help="hub id")
+        q.add_argument("--broker", default=os.environ.get("TEC_REMOTE_BROKER", "mqtt://127.0.0.1:1883"),
+                       help="mqtt[s]://user@host:port (default $TEC_REMOTE_BROKER or mqtt://127.0.0.1:1883)")
+        q.add_argument("--password-file", help="first line is the broker password")
+        q.add_argument("--ca-file", help="CA bundle for mqtts:// (default: the system's)")
+        q.add_argument("--timeout", type=float, help="seconds to wait for the hub's answer")
+
+    def signing(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--key", required=True, help="private key file (ID.key from keygen)")
+        q.add_argument("--key-id", help="default: the key file name without .key")
+        q.add_argument("--ttl", type=float, help="seconds the message stays valid")
+        q.add_argument("--version", type=int, help="explicit version (default: time in µs)")
+
+    q = rsub.add_parser("push-config", help="push a config (TOML or JSON) and wait for the result")
+    q.add_argument("file", metavar="FILE")
+    q.add_argument("--merge", action="store_true",
+                   help="FILE is partial: merge it onto the hub's config (RFC 7396; null deletes)")
+    common(q)
+    signing(q)
+    q.set_defaults(func=cmd_push_config)
+
+    q = rsub.add_parser("cmd", help="run a command on a hub and print its result")
+    q.add_argument("name", metavar="NAME",
+                   help="test_alarm | walk_test | device_inventory | status | log_tail | restart")
+    q.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="command argument (VALUE parsed as JSON when it is JSON), repeatable")
+    common(q)
+    signing(q)
+    q.set_defaults(func=cmd_cmd)
+
+    q = rsub.add_parser("get-config", help="print a hub's effective config (secrets redacted)")
+    common(q)
+    q.set_defaults(func=cmd_get_config)
+
+    q = rsub.add_parser("keygen", help="make a support key pair: ID.key (secret) and ID.pub")
+    q.add_argument("--key-id", required=True)
+    q.add_argument("--out", required=True, help="directory for ID.key and ID.pub")
+    q.set_defaults(func=cmd_keygen)
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from agent.remote.client import SupportClient, parse_broker_url
+    from agent.uplink.mqtt_uplink import read_password
+
+    broker = parse_broker_url(args.broker)
+    password = read_password(args.password_file) if args.password_file else None
+    client = SupportClient(broker, password, args.ca_file)
+    client.connect()
+    return client
+
+
+def _load_doc(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    try:
+        doc = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{p}: expected a table at the top")
+    return doc
+
+
+def _parse_args(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--arg {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
+          timeout: float, retain: bool) -> int:
+    from agent.remote.client import request
+    from agent.remote.keys import key_id_from_path, load_private_key
+
+    try:
+        key = load_private_key(args.key)
+        key_id = args.key_id or key_id_from_path(args.key)
+        client = _connect(args)
+    except AgentError as exc:
+        _err(str(exc))
+        return EXIT_LOCAL
+    try:
+        doc = request(client, key, key_id, args.hub, kind, body, ttl, timeout,
+                      version=args.version, retain=retain)
+    except TimeoutError as exc:
+        hint = " (the config is retained: the hub applies it when it reconnects)" if retain else ""
+        _err(f"no answer from hub {args.hub}: {exc}{hint}")
+        return EXIT_TIMEOUT
+    except AgentError as exc:
+        _err(str(exc))
+        return EXIT_LOCAL
+    finally:
+        client.close()
+    print(json.dumps(doc, indent=2, sort_keys=True))
+    ok = doc.get("status") in ("accepted", "ok")
+    if not ok:
+        _err(f"hub {args.hub} answered {doc.get('status')}: {doc.get('reason')}: {doc.get('detail')}")
+    return 0 if ok else EXIT_REJECTED
+
+
+def cmd_push_config(args: argparse.Namespace) -> int:
+    from agent.remote.client import CONFIG_TTL_S
+
+    try:
+        doc = _load_doc(args.file)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_LOCAL
+    body = {"mode": "merge" if args.merge else "full", "config": doc}
+    # A full config is the hub's desired state: retained, so an offline hub gets it on
+    # reconnect. A merge is a delta and rides the hub's persistent session instead.
+    return _send(args, "config", body, args.ttl or CONFIG_TTL_S, args.timeout or 120.0,
+                 retain=not args.merge)
+
+
+def cmd_cmd(args: argparse.Namespace) -> int:
+    from agent.remote.client import CMD_TTL_S
+
+    try:
+        cmd_args = _parse_args(args.arg)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_LOCAL
+    body = {"name": args.name, "args": cmd_args}
+    return _send(args, "cmd", body, args.ttl or CMD_TTL_S, args.timeout or 60.0, retain=False)
+
+
+def cmd_get_config(args: argparse.Namespace) -> int:
+    from agent.uplink import topics
+
+    try:
+        client = _connect(args)
+    except AgentError as exc:
+        _err(str(exc))
+        return EXIT_LOCAL
+    topic = topics.config_topic(args.hub, "current")
+    try:
+        client.subscribe(topic)
+        doc = client.wait_message(lambda t, d, r: t == topic, args.timeout or 5.0,
+                                  f"retained {topic}")
+    except TimeoutError:
+        _err(f"hub {args.hub} has published no config/current (remote management off?)")
+        return EXIT_TIMEOUT
+    except AgentError as exc:
+        _err(str(exc))
+        return EXIT_LOCAL
+    finally:
+        client.close()
+    print(json.dumps(doc, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from agent.remote.keys import generate_keypair
+
+    try:
+        key_path, pub_path = generate_keypair(args.key_id, args.out)
+    except (ConfigError, OSError) as exc:
+        _err(str(exc))
+        return EXIT_LOCAL
+    print(f"private key: {key_path} (keep it secret; never copy it to a hub)")
+    print(f"public key:  {pub_path} (install on hubs in [remote] keys_dir)")
+    return 0
