@@ -70,6 +70,16 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         # which the detector takes from the running agent at start.
         components.append(InactivityDetector(config))
     components.append(AlarmCanceller(config.gpio.cancel_window_s))
+    if config.report.daily_summary:
+        from agent.report.build import configured_devices
+        from agent.report.daily import DailySummary
+
+        # Battery and signal come from the drivers' inventory when each summary is sent.
+        components.append(DailySummary(
+            config.report, store_path=config.store.path, timezone=config.agent.timezone,
+            configured=configured_devices(config),
+            inventory=lambda: [d for c in components for d in c.devices()],
+        ))
     if config.remote.enabled:
         from agent.remote.control import RemoteControl
 

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "agent.cli.eval_inactivity",
     "agent.cli.remote",
     "agent.cli.routine",
+    "agent.cli.report",
 ]
 
 

@@ -17,6 +17,7 @@ from agent.errors import ConfigError
 from agent.fall.config import FallConfig
 from agent.inactivity.config import InactivityConfig
 from agent.remote.config import RemoteConfig
+from agent.report.config import ReportConfig
 from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
 from drivers.serial.config import SerialConfig
@@ -124,6 +125,7 @@ class Config:
     fall: FallConfig = field(default_factory=FallConfig)
     inactivity: InactivityConfig = field(default_factory=InactivityConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def validate(self, path: str) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -1,0 +1,156 @@
+"""Summaries of a hub's local store, per local day and over a whole period.
+
+Used by the daily ``summary`` event (one day, with live figures from the running agent)
+and by ``tec-agent report`` (several days, from the store alone: figures only the running
+agent could measure, such as broker offline minutes and battery levels, come from the
+``summary`` events it stored for those days).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agent.model import Priority
+from agent.report.period import day_bounds
+from agent.report.records import Record, last_before, read_records
+from agent.report.summary import SUPERVISION_TYPES, DeviceFacts, Summary, summarise
+from agent.store.sqlite_store import backlog_of
+
+SUMMARY_TYPE = "summary"
+
+
+def backlog_dict(db: sqlite3.Connection, now: float) -> dict[str, Any]:
+    """Pending events per priority, their total and the age of the oldest."""
+    b = backlog_of(db)
+    oldest = min(b.oldest_wall.values()) if b.oldest_wall else None
+    doc: dict[str, Any] = {p.label: b.counts.get(p.label, 0) for p in Priority}
+    doc["total"] = b.total
+    doc["oldest_age_s"] = None if oldest is None else round(max(0.0, now - oldest), 1)
+    return doc
+
+
+def summarise_day(
+    db: sqlite3.Connection,
+    day: date,
+    tz: ZoneInfo,
+    *,
+    now: float,
+    devices: Sequence[DeviceFacts] = (),
+    offline_minutes: float | None = None,
+    backlog: Mapping[str, Any] | None = None,
+) -> Summary:
+    start, end = day_bounds(day, tz)
+    records = [r for r in read_records(db, start, end) if r.type != SUMMARY_TYPE]
+    return summarise(
+        records, start, end, label=day.isoformat(), timezone=str(tz.key), now=now,
+        devices=devices, prior_supervision=last_before(db, SUPERVISION_TYPES, start),
+        offline_minutes=offline_minutes, backlog=backlog,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    hub_id: str
+    generated: float
+    timezone: str
+    days: tuple[Summary, ...]
+    total: Summary
+    offline_days_known: int
+
+    def to_dict(self) -> dict[str, Any]:
+        from agent.model import iso_utc
+
+        return {
+            "hub_id": self.hub_id,
+            "generated": iso_utc(self.generated),
+            "timezone": self.timezone,
+            "days": [d.to_dict() for d in self.days],
+            "total": self.total.to_dict() | {"offline_days_known": self.offline_days_known},
+        }
+
+
+def _sent_summaries(db: sqlite3.Connection, start: float, end: float) -> dict[str, Record]:
+    """The stored ``summary`` events by the day they describe (sent shortly after it)."""
+    out: dict[str, Record] = {}
+    for rec in read_records(db, start, end + 3 * 86400):
+        if rec.type == SUMMARY_TYPE and isinstance(rec.data.get("date"), str):
+            out[rec.data["date"]] = rec
+    return out
+
+
+def _remembered_facts(devices: Sequence[DeviceFacts], sent: Record | None) -> list[DeviceFacts]:
+    """Configured devices, with battery and signal as the day's summary event recorded them."""
+    if sent is None:
+        return list(devices)
+    known = {d.get("device_id"): d for d in sent.data.get("devices") or [] if isinstance(d, dict)}
+    out = []
+    for dev in devices:
+        rec = known.get(dev.device_id) or {}
+        battery, rssi = rec.get("battery_pct"), rec.get("rssi")
+        out.append(replace(
+            dev,
+            battery_pct=dev.battery_pct if dev.battery_pct is not None else
+            (float(battery) if isinstance(battery, (int, float)) else None),
+            rssi=dev.rssi if dev.rssi is not None else (int(rssi) if isinstance(rssi, int) else None),
+        ))
+    return out
+
+
+def build_report(
+    db: sqlite3.Connection,
+    *,
+    hub_id: str,
+    tz: ZoneInfo,
+    days: Sequence[date],
+    now: float,
+    devices: Sequence[DeviceFacts] = (),
+) -> Report:
+    """Per-day summaries for ``days`` (oldest first) and one over the whole period."""
+    first_start, _ = day_bounds(days[0], tz)
+    _, last_end = day_bounds(days[-1], tz)
+    sent = _sent_summaries(db, first_start, last_end)
+    per_day = []
+    known_offline = []
+    latest_sent: Record | None = None
+    for day in days:
+        rec = sent.get(day.isoformat())
+        latest_sent = rec or latest_sent
+        offline = rec.data.get("offline_minutes") if rec is not None else None
+        offline = float(offline) if isinstance(offline, (int, float)) else None
+        if offline is not None:
+            known_offline.append(offline)
+        per_day.append(summarise_day(db, day, tz, now=now,
+                                     devices=_remembered_facts(devices, rec or latest_sent),
+                                     offline_minutes=offline))
+    backlog = backlog_dict(db, now)
+    records = [r for r in read_records(db, first_start, last_end) if r.type != SUMMARY_TYPE]
+    label = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
+    total = summarise(
+        records, first_start, last_end, label=label, timezone=str(tz.key), now=now,
+        devices=_remembered_facts(devices, latest_sent),
+        prior_supervision=last_before(db, SUPERVISION_TYPES, first_start),
+        offline_minutes=sum(known_offline) if known_offline else None, backlog=backlog,
+    )
+    return Report(hub_id, now, str(tz.key), tuple(per_day), total, len(known_offline))
+
+
+def configured_devices(config: Any) -> list[DeviceFacts]:
+    """Every device the config names, with its kind, in config order."""
+    out: list[DeviceFacts] = []
+    for dev in getattr(config.gpio, "devices", ()):
+        if dev.kind not in ("led", "buzzer"):
+            out.append(DeviceFacts(dev.id, dev.kind))
+    for dev in getattr(getattr(config, "ble", None), "devices", ()):
+        out.append(DeviceFacts(dev.id, getattr(dev, "kind", "ble")))
+    for unit in getattr(getattr(config, "serial", None), "units", ()):
+        out.append(DeviceFacts(unit.id, "telecare_unit"))
+    return out
+
+
+def next_day(day: date) -> date:
+    return day + timedelta(days=1)

@@ -1,0 +1,278 @@
+"""Outcome figures over a period, computed from stored events (pure: no I/O, no clock).
+
+The same computation feeds the daily ``summary`` event and ``tec-agent report``, so a
+support visit sees exactly what the monitoring platform was told. Field names of
+:meth:`Summary.to_dict` are the ``summary`` event's ``data`` contract (see README).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.model import Priority, iso_utc
+from agent.report.records import Record
+
+INACTIVITY_TYPES = frozenset(
+    {"inactivity", "not_up", "night_out_of_bed", "chair_too_long", "night_exit", "not_returned"}
+)
+OFFLINE, ONLINE = "device_offline", "device_online"
+SUPERVISION_TYPES = (OFFLINE, ONLINE)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What is known about a device apart from its events (config, live inventory)."""
+
+    device_id: str
+    kind: str = ""
+    battery_pct: float | None = None
+    rssi: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStats:
+    device_id: str
+    kind: str
+    uptime_pct: float | None         # share of the period not marked offline by supervision
+    offline_minutes: float
+    offline_events: int
+    battery_pct: float | None
+    battery_low: bool
+    rssi: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "kind": self.kind,
+            "uptime_pct": _round(self.uptime_pct, 2),
+            "offline_minutes": _round(self.offline_minutes, 1),
+            "offline_events": self.offline_events,
+            "battery_pct": _round(self.battery_pct, 1),
+            "battery_low": self.battery_low,
+            "rssi": self.rssi,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    """Alarm delivery latency: event stamped on the hub -> broker acknowledgement (PUBACK)."""
+
+    count: int = 0
+    median_ms: float | None = None
+    p95_ms: float | None = None
+    max_ms: float | None = None
+
+    @classmethod
+    def of(cls, values_ms: Sequence[float]) -> LatencyStats:
+        if not values_ms:
+            return cls()
+        ordered = sorted(values_ms)
+        rank = max(0, math.ceil(0.95 * len(ordered)) - 1)   # nearest-rank percentile
+        return cls(len(ordered), statistics.median(ordered), ordered[rank], ordered[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "median": _round(self.median_ms, 1),
+                "p95": _round(self.p95_ms, 1), "max": _round(self.max_ms, 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    label: str                                  # "2025-11-24", or "2025-11-18..2025-11-24"
+    start: float
+    end: float
+    timezone: str
+    partial: bool                               # the period is still in progress
+    clock_synced: bool                          # every event stamped with a synchronised clock
+    alarms_by_type: Mapping[str, int]
+    cancelled_by_type: Mapping[str, int]
+    falls: int
+    falls_cancelled: int
+    inactivity_by_type: Mapping[str, int]
+    inactivity_prewarnings: int
+    test_alarms: int
+    warnings_by_type: Mapping[str, int]
+    latency: LatencyStats
+    undelivered_alarms: int
+    devices: tuple[DeviceStats, ...]
+    offline_minutes: float | None               # hub not connected to the broker
+    backlog: Mapping[str, Any] | None = None    # pending events at the time of computing
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def alarms(self) -> int:
+        return sum(self.alarms_by_type.values())
+
+    @property
+    def cancelled_alarms(self) -> int:
+        return sum(self.cancelled_by_type.values())
+
+    @property
+    def inactivity_alerts(self) -> int:
+        return sum(self.inactivity_by_type.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "date": self.label,
+            "start": iso_utc(self.start),
+            "end": iso_utc(self.end),
+            "timezone": self.timezone,
+            "partial": self.partial,
+            "clock_synced": self.clock_synced,
+            "alarms_total": self.alarms,
+            "alarms_by_type": dict(sorted(self.alarms_by_type.items())),
+            "cancelled_alarms": self.cancelled_alarms,
+            "cancelled_by_type": dict(sorted(self.cancelled_by_type.items())),
+            "falls": self.falls,
+            "falls_cancelled": self.falls_cancelled,
+            "inactivity_alerts": self.inactivity_alerts,
+            "inactivity_by_type": dict(sorted(self.inactivity_by_type.items())),
+            "inactivity_prewarnings": self.inactivity_prewarnings,
+            "test_alarms": self.test_alarms,
+            "warnings_by_type": dict(sorted(self.warnings_by_type.items())),
+            "alarm_latency_ms": self.latency.to_dict(),
+            "undelivered_alarms": self.undelivered_alarms,
+            "devices": [d.to_dict() for d in self.devices],
+            "offline_minutes": _round(self.offline_minutes, 1),
+            "backlog": dict(self.backlog) if self.backlog is not None else None,
+        }
+        doc.update(self.extra)
+        return doc
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _offline_seconds(
+    transitions: Sequence[Record], initially_offline: bool, start: float, end: float
+) -> tuple[float, int]:
+    """Seconds offline within ``[start, end)`` and how many times the device went offline."""
+    offline_since = start if initially_offline else None
+    total = 0.0
+    went_offline = 0
+    for rec in transitions:
+        t = min(max(rec.wall, start), end)
+        if rec.type == OFFLINE and offline_since is None:
+            offline_since = t
+            went_offline += 1
+        elif rec.type == ONLINE and offline_since is not None:
+            total += t - offline_since
+            offline_since = None
+    if offline_since is not None:
+        total += end - offline_since
+    return total, went_offline
+
+
+def summarise(
+    records: Iterable[Record],
+    start: float,
+    end: float,
+    *,
+    label: str,
+    timezone: str,
+    now: float | None = None,
+    devices: Sequence[DeviceFacts] = (),
+    prior_supervision: Sequence[Record] = (),
+    offline_minutes: float | None = None,
+    backlog: Mapping[str, Any] | None = None,
+) -> Summary:
+    """Figures for events stamped in ``[start, end)``.
+
+    ``devices`` lists the configured devices (always reported, even when silent);
+    ``prior_supervision`` holds each device's last ``device_offline``/``device_online``
+    before ``start``; ``now`` (if inside the period) cuts the period short for uptime.
+    """
+    effective_end = end if now is None else max(start, min(end, now))
+    alarms: Counter[str] = Counter()
+    alarm_types: dict[str, str] = {}
+    cancelled: Counter[str] = Counter()
+    cancelled_ids: set[str] = set()
+    inactivity: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    falls = falls_cancelled = prewarnings = tests = undelivered = 0
+    latencies: list[float] = []
+    synced = True
+    transitions: dict[str, list[Record]] = {}
+    battery: dict[str, float] = {}
+    battery_low: set[str] = set()
+    seen_devices: list[str] = []
+
+    for rec in records:
+        synced = synced and rec.clock_synced
+        if rec.priority == Priority.ALARM:
+            alarms[rec.type] += 1
+            alarm_types[rec.id] = rec.type
+            if rec.type in INACTIVITY_TYPES:
+                inactivity[rec.type] += 1
+            if rec.type == "fall":
+                falls += 1
+            if rec.acked_wall is None:
+                undelivered += 1
+            elif rec.clock_synced and rec.acked_wall >= rec.wall:
+                # Both stamps come from the hub's wall clock; an event stamped before NTP
+                # synchronised could span a clock step, so it is left out.
+                latencies.append((rec.acked_wall - rec.wall) * 1000.0)
+        elif rec.priority == Priority.WARNING:
+            warnings[rec.type] += 1
+            if rec.type == "inactivity_prewarning":
+                prewarnings += 1
+        if rec.type == "alarm_cancelled":
+            ids = rec.data.get("cancelled_ids") or []
+            types = rec.data.get("cancelled_types") or []
+            for i, eid in enumerate(ids):
+                if eid in cancelled_ids:
+                    continue
+                cancelled_ids.add(eid)
+                kind = alarm_types.get(eid) or (types[i] if i < len(types) else "unknown")
+                cancelled[str(kind)] += 1
+        elif rec.type == "fall_cancelled":
+            falls_cancelled += 1
+            cancelled["fall"] += 1
+        elif rec.type == "test":
+            tests += 1
+        if rec.type in SUPERVISION_TYPES:
+            transitions.setdefault(rec.device_id, []).append(rec)
+        pct = rec.data.get("battery_pct")
+        if isinstance(pct, (int, float)) and not isinstance(pct, bool):
+            battery[rec.device_id] = float(pct)
+        if rec.type == "battery_low":
+            battery_low.add(rec.device_id)
+        if rec.type in SUPERVISION_TYPES or rec.type == "battery_low":
+            seen_devices.append(rec.device_id)
+
+    facts = {d.device_id: d for d in devices}
+    prior = {r.device_id: r for r in prior_supervision}
+    ids = list(facts) + [d for d in dict.fromkeys(seen_devices) if d not in facts]
+    span = effective_end - start
+    stats = []
+    for dev_id in ids:
+        fact = facts.get(dev_id, DeviceFacts(dev_id))
+        initially_offline = dev_id in prior and prior[dev_id].type == OFFLINE
+        off_s, went = _offline_seconds(transitions.get(dev_id, []), initially_offline,
+                                       start, effective_end)
+        stats.append(DeviceStats(
+            device_id=dev_id,
+            kind=fact.kind,
+            uptime_pct=100.0 * (1.0 - off_s / span) if span > 0 else None,
+            offline_minutes=off_s / 60.0,
+            offline_events=went,
+            battery_pct=fact.battery_pct if fact.battery_pct is not None else battery.get(dev_id),
+            battery_low=dev_id in battery_low,
+            rssi=fact.rssi,
+        ))
+
+    return Summary(
+        label=label, start=start, end=end, timezone=timezone,
+        partial=now is not None and now < end, clock_synced=synced,
+        alarms_by_type=dict(alarms), cancelled_by_type=dict(cancelled),
+        falls=falls, falls_cancelled=falls_cancelled,
+        inactivity_by_type=dict(inactivity), inactivity_prewarnings=prewarnings,
+        test_alarms=tests, warnings_by_type=dict(warnings),
+        latency=LatencyStats.of(latencies), undelivered_alarms=undelivered,
+        devices=tuple(stats), offline_minutes=offline_minutes, backlog=backlog,
+    )
