@@ -1,0 +1,108 @@
+"""``tec-agent remote`` against ``tec-agent run``: two real processes and a real broker."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.harness import wait_until
+from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # noqa: F401
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_keygen_writes_a_private_and_a_public_key_and_never_overwrites(tmp_path: Path) -> None:
+    res = _cli("remote", "keygen", "--key-id", "desk-2026", "--out", str(tmp_path / "k"))
+    assert res.returncode == 0, res.stderr
+    key, pub = tmp_path / "k" / "desk-2026.key", tmp_path / "k" / "desk-2026.pub"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in key.read_bytes() and b"PUBLIC KEY" in pub.read_bytes()
+    again = _cli("remote", "keygen", "--key-id", "desk-2026", "--out", str(tmp_path / "k"))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = _cli("remote", "keygen", "--key-id", "../evil", "--out", str(tmp_path / "k"))
+    assert bad.returncode == 2
+
+
+def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(remote_env: RemoteEnv) -> None:
+    e = remote_env
+    pw = e.tmp / "support.pass"
+    pw.write_text("support-pw-1\n")
+    broker = f"mqtt://support@{e.broker.host}:{e.broker.port}"
+    common = ["--hub", HUB, "--broker", broker, "--password-file", str(pw)]
+    signed = [*common, "--key", str(e.key_path)]
+    log_path = e.tmp / "agent.log"
+    with open(log_path, "w") as log_file:
+        agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(e.config_path)],
+                                 stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        status = e.broker.subscribe(f"tec/v1/{HUB}/status", username="support", password="support-pw-1")
+        status.wait_for(lambda ms: ms and ms[-1].json()["state"] == "online", timeout=30, what="online")
+
+        res = _cli("remote", "cmd", "status", *signed)
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        assert doc["status"] == "ok" and doc["result"]["online"] is True
+
+        full = tomllib.loads(e.config_path.read_text())
+        full["inactivity"]["inactivity"][0]["after_s"] = 5400.0
+        push = e.tmp / "new.json"
+        push.write_text(json.dumps(full))
+        res = _cli("remote", "push-config", str(push), *signed)
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert json.loads(res.stdout)["status"] == "accepted"
+        assert tomllib.loads(e.config_path.read_text())["inactivity"]["inactivity"][0]["after_s"] == 5400.0
+
+        bad = e.tmp / "bad.toml"
+        bad.write_text("[inactivity]\nprewarning_s = -1\n")
+        res = _cli("remote", "push-config", str(bad), "--merge", *signed)
+        assert res.returncode == 1 and "invalid_config" in res.stderr
+        assert "inactivity.prewarning_s" in json.loads(res.stdout)["problems"][0]
+
+        res = _cli("remote", "cmd", "status", *common, "--key", str(e.rogue_key_path), "--key-id", "support-1")
+        assert res.returncode == 1 and "bad_signature" in res.stderr
+
+        res = _cli("remote", "cmd", "walk_test", *signed, "--arg", "action=start", "--arg", "duration_s=30")
+        assert res.returncode == 0 and json.loads(res.stdout)["result"]["active"] is True
+
+        res = _cli("remote", "get-config", *common)
+        assert res.returncode == 0
+        assert json.loads(res.stdout)["config"]["inactivity"]["inactivity"][0]["after_s"] == 5400.0
+
+        res = _cli("remote", "cmd", "restart", *signed)
+        assert res.returncode == 0 and json.loads(res.stdout)["result"]["restarting"] is True
+        assert agent.wait(15) == 0  # a clean exit: systemd (Restart=always) starts it again
+        last = status.wait_for(lambda ms: ms[-1].json()["state"] == "offline" and ms[-1], what="offline")
+        assert last.json()["reason"] == "shutdown"
+
+        res = _cli("remote", "cmd", "status", *signed, "--timeout", "1")
+        assert res.returncode == 3 and "no answer" in res.stderr
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(5)
+    log_text = log_path.read_text()
+    assert "remote restart command" in log_text
+    assert e.broker.password not in log_text
+
+
+def test_cli_reports_local_problems_with_exit_2(remote_env: RemoteEnv) -> None:
+    e = remote_env
+    res = _cli("remote", "cmd", "status", "--hub", HUB, "--key", str(e.tmp / "missing.key"),
+               "--broker", f"mqtt://support@{e.broker.host}:{e.broker.port}")
+    assert res.returncode == 2 and "cannot read key" in res.stderr
+    res = _cli("remote", "push-config", str(e.tmp / "nope.toml"), "--hub", HUB, "--key", str(e.key_path))
+    assert res.returncode == 2 and "cannot read" in res.stderr
+    wrong = e.tmp / "wrong.pass"
+    wrong.write_text("not-the-password\n")
+    res = _cli("remote", "cmd", "status", "--hub", HUB, "--key", str(e.key_path), "--broker",
+               f"mqtt://support@{e.broker.host}:{e.broker.port}", "--password-file", str(wrong))
+    assert res.returncode == 2 and "refused" in res.stderr
+    res = _cli("remote", "cmd", "status", "--hub", HUB, "--key", str(e.key_path), "--broker", "http://x")
+    assert res.returncode == 2 and "mqtt[s]://" in res.stderr
