@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -66,7 +66,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"error: --until: not a date (YYYY-MM-DD): {args.until!r}", file=sys.stderr)
             return 2
         now = min(now, day_bounds(until, tz)[1])
-    days = recent_days(args.days, now, tz)
+        days = [until - timedelta(days=i) for i in range(args.days - 1, -1, -1)]
+    else:
+        days = recent_days(args.days, now, tz)
     try:
         db = open_readonly(config.store.path)
         try:

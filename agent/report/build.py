@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -84,21 +84,35 @@ def _sent_summaries(db: sqlite3.Connection, start: float, end: float) -> dict[st
 
 
 def _remembered_facts(devices: Sequence[DeviceFacts], sent: Record | None) -> list[DeviceFacts]:
-    """Configured devices, with battery and signal as the day's summary event recorded them."""
+    """Configured devices, with battery and signal as the day's summary event recorded them,
+    then any device that summary listed and the config no longer names (it was there)."""
     if sent is None:
         return list(devices)
-    known = {d.get("device_id"): d for d in sent.data.get("devices") or [] if isinstance(d, dict)}
+    known = {d.get("device_id"): d for d in sent.data.get("devices") or []
+             if isinstance(d, dict) and isinstance(d.get("device_id"), str)}
     out = []
     for dev in devices:
-        rec = known.get(dev.device_id) or {}
-        battery, rssi = rec.get("battery_pct"), rec.get("rssi")
+        rec = known.pop(dev.device_id, None) or {}
         out.append(replace(
             dev,
-            battery_pct=dev.battery_pct if dev.battery_pct is not None else
-            (float(battery) if isinstance(battery, (int, float)) else None),
-            rssi=dev.rssi if dev.rssi is not None else (int(rssi) if isinstance(rssi, int) else None),
+            as_of=dev.as_of if dev.battery_pct is not None else sent.wall,
+            battery_pct=(dev.battery_pct if dev.battery_pct is not None
+                         else _float(rec.get("battery_pct"))),
+            rssi=dev.rssi if dev.rssi is not None else _int(rec.get("rssi")),
         ))
+    for dev_id, rec in known.items():
+        kind = rec.get("kind")
+        out.append(DeviceFacts(str(dev_id), kind if isinstance(kind, str) else "",
+                               _float(rec.get("battery_pct")), _int(rec.get("rssi")), sent.wall))
     return out
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def build_report(
@@ -150,7 +164,3 @@ def configured_devices(config: Any) -> list[DeviceFacts]:
     for unit in getattr(getattr(config, "serial", None), "units", ()):
         out.append(DeviceFacts(unit.id, "telecare_unit"))
     return out
-
-
-def next_day(day: date) -> date:
-    return day + timedelta(days=1)

@@ -32,6 +32,7 @@ class DeviceFacts:
     kind: str = ""
     battery_pct: float | None = None
     rssi: int | None = None
+    as_of: float | None = None       # wall time the battery/signal were known (None: now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,15 @@ def _offline_seconds(
     return total, went_offline
 
 
+def _latest_battery(fact: DeviceFacts, from_events: tuple[float, float] | None) -> float | None:
+    """The newer of what the inventory said and what the period's events said."""
+    if from_events is None:
+        return fact.battery_pct
+    if fact.battery_pct is None or (fact.as_of is not None and fact.as_of < from_events[0]):
+        return from_events[1]
+    return fact.battery_pct
+
+
 def summarise(
     records: Iterable[Record],
     start: float,
@@ -198,7 +208,7 @@ def summarise(
     latencies: list[float] = []
     synced = True
     transitions: dict[str, list[Record]] = {}
-    battery: dict[str, float] = {}
+    battery: dict[str, tuple[float, float]] = {}     # device -> (wall, pct), latest
     battery_low: set[str] = set()
     seen_devices: list[str] = []
 
@@ -239,7 +249,7 @@ def summarise(
             transitions.setdefault(rec.device_id, []).append(rec)
         pct = rec.data.get("battery_pct")
         if isinstance(pct, (int, float)) and not isinstance(pct, bool):
-            battery[rec.device_id] = float(pct)
+            battery[rec.device_id] = (rec.wall, float(pct))
         if rec.type == "battery_low":
             battery_low.add(rec.device_id)
         if rec.type in SUPERVISION_TYPES or rec.type == "battery_low":
@@ -261,7 +271,7 @@ def summarise(
             uptime_pct=100.0 * (1.0 - off_s / span) if span > 0 else None,
             offline_minutes=off_s / 60.0,
             offline_events=went,
-            battery_pct=fact.battery_pct if fact.battery_pct is not None else battery.get(dev_id),
+            battery_pct=_latest_battery(fact, battery.get(dev_id)),
             battery_low=dev_id in battery_low,
             rssi=fact.rssi,
         ))

@@ -15,6 +15,11 @@ PALETTE = ("#c0392b", "#2e86c1", "#d68910", "#7d3c98", "#17a589", "#566573", "#c
 _FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
 
+def _open_svg(width: int, height: int) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}"'
+            f' height="{height}" viewBox="0 0 {width} {height}" {_FONT}>')
+
+
 def nice_max(value: float) -> float:
     """A round axis maximum at or above ``value`` (1, 2, 2.5, 5 x 10^n)."""
     if value <= 0:
@@ -49,8 +54,7 @@ def bar_chart(
     slot = plot_w / n
     bar_w = max(2.0, min(48.0, slot * 0.7))
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}"'
-        f' height="{height}" viewBox="0 0 {width} {height}" {_FONT}>',
+        _open_svg(width, height),
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="15" font-weight="bold" font-size="12">{escape(title)}</text>',
     ]
@@ -64,7 +68,7 @@ def bar_chart(
     every = max(1, math.ceil(n / 14))  # keep category labels legible for long periods
     for i, cat in enumerate(categories):
         x = left + slot * i + (slot - bar_w) / 2
-        y_base = top + plot_h
+        y_base = float(top + plot_h)
         for k, (name, vals) in enumerate(series):
             v = vals[i]
             if v <= 0:
@@ -107,8 +111,7 @@ def hbar_chart(
     height = top + row_h * max(1, len(rows)) + 8
     plot_w = width - label_w - right
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}"'
-        f' height="{height}" viewBox="0 0 {width} {height}" {_FONT}>',
+        _open_svg(width, height),
         f"<title>{escape(title)}</title>",
         f'<text x="4" y="15" font-weight="bold" font-size="12">{escape(title)}</text>',
     ]

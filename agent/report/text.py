@@ -13,6 +13,13 @@ def _num(value: float | None, fmt: str = "{:.0f}", none: str = "-") -> str:
     return none if value is None else fmt.format(value)
 
 
+def _age(seconds: float) -> str:
+    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _by_type(counts: Mapping[str, int]) -> str:
     if not counts:
         return "none"
@@ -41,8 +48,8 @@ def _day_row(s: Summary, label: str, offline: str) -> list[str]:
 def render_text(report: Report) -> str:
     t = report.total
     lines = [
-        f"tec-agent report for hub {report.hub_id}: {len(report.days)} day(s) {t.label}"
-        f" ({report.timezone}), generated {iso_utc(report.generated)}",
+        (f"tec-agent report for hub {report.hub_id}: {len(report.days)} day(s) {t.label}"
+         f" ({report.timezone}), generated {iso_utc(report.generated)}"),
         "",
     ]
     header = ["Day", "Alarms", "Cancelled", "Falls", "Inactivity", "Tests", "Latency p50",
@@ -64,8 +71,8 @@ def render_text(report: Report) -> str:
         f"Alarms by type:      {_by_type(t.alarms_by_type)}",
         f"Cancelled alarms:    {_by_type(t.cancelled_by_type)}",
         f"Falls:               {t.falls} raised, {t.falls_cancelled} cancelled by the wearer",
-        f"Inactivity alerts:   {_by_type(t.inactivity_by_type)}"
-        f" ({t.inactivity_prewarnings} pre-warnings)",
+        (f"Inactivity alerts:   {_by_type(t.inactivity_by_type)}"
+         f" ({t.inactivity_prewarnings} pre-warnings)"),
         f"Warnings:            {_by_type(t.warnings_by_type)}",
         "Alarm delivery:      " + (
             f"median {_num(lat.median_ms)} ms, p95 {_num(lat.p95_ms)} ms, max {_num(lat.max_ms)} ms"
@@ -90,6 +97,6 @@ def render_text(report: Report) -> str:
         "",
         f"Backlog now: {b.get('total', 0)} pending (alarm {b.get('alarm', 0)}, warning"
         f" {b.get('warning', 0)}, info {b.get('info', 0)}, telemetry {b.get('telemetry', 0)})"
-        + (f", oldest {b['oldest_age_s']:.0f} s old" if b.get("oldest_age_s") is not None else ""),
+        + (f", oldest {_age(b['oldest_age_s'])} old" if b.get("oldest_age_s") is not None else ""),
     ]
     return "\n".join(lines) + "\n"
