@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _fmt(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    m = int(round(seconds / 60.0))
+    m = round(seconds / 60.0)
     return f"{m // 60}h{m % 60:02d}m"
 
 

@@ -188,7 +188,7 @@ class InactivityDetector:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay + 0.001)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _after_step(self, alerts: list[Alert], force: bool = False) -> None:

@@ -13,6 +13,7 @@ Durations are monotonic. An elapsed interval is placed on the local clock as
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -149,7 +150,7 @@ class RulesEngine:
         w0 = w1 - dt
         edges = [w0, *self.clock.split_points(w0, w1), w1]
         home = self.home
-        for a, b in zip(edges, edges[1:]):
+        for a, b in itertools.pairwise(edges):
             if b <= a:
                 continue
             loc = self.clock.local((a + b) / 2.0)

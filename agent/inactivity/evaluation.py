@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.inactivity.config import InactivityConfig, InactivityWindow, LearnedRoutine
@@ -126,7 +126,7 @@ def run_variant(
     for t in episodes:
         end = t + episode_s
         res = replay(log, cfg, devices, routine=routine, options=opts, end_wall=min(last, end + 60),
-                     drop=lambda ev, t=t, end=end: t <= ev.wall < end)
+                     drop=_dropper(t, end))
         hits = [e for e in _alarms(res.events) if t <= e.wall <= end]
         daytime = DAY_START_MIN <= clock.minute_of_day(t) < DAY_END_MIN
         day_n += daytime
@@ -172,6 +172,11 @@ def run_variant(
         out["routine_ready"] = clean.routine.ready
         out["routine_days"] = clean.routine.days_used
     return out
+
+
+def _dropper(start: float, end: float) -> Callable[[LogEvent], bool]:
+    """Rows an episode removes: everything in ``[start, end)``."""
+    return lambda ev: start <= ev.wall < end
 
 
 def _r(x: float | None) -> float | None:

@@ -61,7 +61,7 @@ class LocalClock:
 
     def __init__(self, tz: str | ZoneInfo, minutes: Iterable[int] = ()) -> None:
         self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
-        self._minutes = sorted(set(int(m) % _DAY_MIN for m in minutes))
+        self._minutes = sorted({int(m) % _DAY_MIN for m in minutes})
         self._day_cache: dict[date, list[float]] = {}
 
     # -- single instants -----------------------------------------------------------------
@@ -106,7 +106,7 @@ class LocalClock:
     def next_at(self, wall: float, minute: int) -> float:
         """The first instant strictly after ``wall`` at which the clock reaches ``minute``."""
         day = self.local_date(wall)
-        for k in range(0, 3):
+        for k in range(3):
             for t in self.instants(day + timedelta(days=k), minute):
                 if t > wall:
                     return t
@@ -173,7 +173,7 @@ class LocalClock:
         if not self._minutes:
             return None
         day = self.local_date(wall)
-        for k in range(0, 3):
+        for k in range(3):
             pts = self._day_points(day + timedelta(days=k))
             i = bisect.bisect_right(pts, wall)
             if i < len(pts):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,7 +79,7 @@ def load_events(path: str | Path, tz: ZoneInfo) -> tuple[list[LogEvent], int]:
         raise ConfigError(f"{p}: file not found") from None
     except (OSError, EOFError, csv.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read: {exc}") from None
-    disorder = sum(1 for a, b in zip(out, out[1:]) if b.wall < a.wall)
+    disorder = sum(1 for a, b in itertools.pairwise(out) if b.wall < a.wall)
     out.sort(key=lambda e: e.wall)
     return out, disorder
 

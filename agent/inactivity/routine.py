@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from agent.inactivity.config import LearnedRoutine
 
@@ -111,8 +112,8 @@ class Routine:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> Routine:
-        hours = list(d.get("hours") or [])  # type: ignore[call-overload]
+    def from_dict(cls, d: Mapping[str, Any]) -> Routine:
+        hours = list(d.get("hours") or [])
         th: list[float | None] = [None] * HOURS
         qs: list[float | None] = [None] * HOURS
         ns = [0] * HOURS
@@ -126,9 +127,9 @@ class Routine:
             v = d.get(key)
             return date.fromisoformat(str(v)) if v else None
 
-        return cls(tuple(th), tuple(qs), tuple(ns), int(d.get("days_used") or 0),  # type: ignore[arg-type]
+        return cls(tuple(th), tuple(qs), tuple(ns), int(d.get("days_used") or 0),
                    day("learned_on"), day("first_day"), day("last_day"), bool(d.get("ready")),
-                   float(d.get("fallback_s") or 12 * 3600.0))  # type: ignore[arg-type]
+                   float(d.get("fallback_s") or 12 * 3600.0))
 
 
 def learn(

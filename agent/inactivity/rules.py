@@ -358,7 +358,7 @@ class ChairTooLong(Rule):
             self.raised.discard(obs.device_id)
 
     def check(self, now: Instant, home: HomeState) -> list[Alert]:
-        out = []
+        out: list[Alert] = []
         if now.mono < home.hold_until_mono:
             return out
         for dev, since in self._sittings(home).items():

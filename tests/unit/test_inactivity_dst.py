@@ -6,7 +6,8 @@ and back 02:00 BST -> 01:00 GMT on 26 October (a 25-hour day).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+import itertools
+from datetime import UTC, date, datetime
 
 import pytest
 from inactivity_helpers import TZ, Home, only, wall_at
@@ -19,7 +20,7 @@ H = 3600.0
 
 
 def utc(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 def test_a_time_in_the_spring_gap_is_the_instant_the_clock_jumps() -> None:
@@ -123,7 +124,7 @@ def test_the_repeated_hour_is_recorded_once_with_at_most_an_hour_observed() -> N
     lc = LocalClock(TZ, minutes=[h * 60 for h in range(24)])
     a, b = utc("2025-10-26T00:00:00"), utc("2025-10-26T02:00:00")  # 01:00 BST .. 02:00 GMT
     edges = [a, *lc.split_points(a, b), b]
-    for s, e in zip(edges, edges[1:]):
+    for s, e in itertools.pairwise(edges):
         loc = lc.local((s + e) / 2)
         rec.record(loc.date(), loc.hour, e - a, e - s)
     st = rec.bins[(date(2025, 10, 26), 1)]

@@ -258,7 +258,7 @@ def test_chair_too_long_edges() -> None:
     home.run(4 * H - 1)
     assert home.types() == []
     home.run(2)
-    wall, alert = home.first("chair_too_long")
+    _wall, alert = home.first("chair_too_long")
     assert alert.device_id == "chair" and alert.data["seated_s"] == pytest.approx(4 * H, abs=1)
     home.run(5 * H)
     assert home.types() == ["chair_too_long"]            # once per sitting
@@ -277,7 +277,7 @@ def test_front_door_at_night_and_nobody_inside_fires() -> None:
     home.run(600 - 1)
     assert home.types() == []
     home.run(2)
-    wall, alert = home.first("night_exit")
+    _wall, alert = home.first("night_exit")
     assert alert.device_id == "front" and home.when("night_exit") == "2025-01-16T02:10:00"
 
 
@@ -335,7 +335,7 @@ def test_away_pauses_inactivity_and_raises_not_returned_at_the_limit() -> None:
     home.run(12 * H - 600 - 10)
     assert home.types() == []                            # 12 h out: no inactivity alarm
     home.run(20)
-    wall, alert = home.first("not_returned")
+    _wall, alert = home.first("not_returned")
     assert home.when("not_returned") == "2025-01-15T22:00:00"
     assert alert.data["threshold_s"] == 12 * H
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from inactivity_helpers import HOME, TYPES, Home, only
 
-from agent.clock import ManualClock
 from agent.cli import main
+from agent.clock import ManualClock
 from agent.config import parse_config_text
 from agent.inactivity.config import InactivityWindow, LearnedRoutine
 from agent.inactivity.detector import InactivityDetector
@@ -111,7 +111,7 @@ def test_the_engine_learns_the_day_and_then_uses_it() -> None:
     home.run_to(home_day(home, "10:00"))
     home.see("motion", "pir_kitchen")
     home.run(2 * H + 1)
-    wall, alarm = home.first("inactivity")
+    _wall, alarm = home.first("inactivity")
     assert alarm.data["learned"] is True and alarm.data["threshold_s"] == 2 * H
 
 
