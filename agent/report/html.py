@@ -59,13 +59,13 @@ def render_html(report: Report) -> str:
     alarms_chart = bar_chart(
         cats, [(k, [float(d.alarms_by_type.get(k, 0)) for d in days]) for k in alarm_types]
         or [("", [0.0] * len(days))],
-        title="Alarms per day, by type",
+        title="Alarms per day, by type", integer=True,
     )
     cancel_chart = bar_chart(
         cats, [("cancelled", [float(d.cancelled_alarms) for d in days]),
                ("inactivity alerts", [float(d.inactivity_alerts) for d in days]),
                ("falls", [float(d.falls) for d in days])],
-        title="Cancelled alarms, inactivity alerts and falls per day",
+        title="Cancelled alarms, inactivity alerts and falls per day", stacked=False, integer=True,
     )
     latency_chart = bar_chart(
         cats, [("median", [d.latency.median_ms or 0.0 for d in days])],

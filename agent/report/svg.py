@@ -20,16 +20,25 @@ def _open_svg(width: int, height: int) -> str:
             f' height="{height}" viewBox="0 0 {width} {height}" {_FONT}>')
 
 
-def nice_max(value: float) -> float:
-    """A round axis maximum at or above ``value`` (1, 2, 2.5, 5 x 10^n)."""
+def axis(value: float, integer: bool = False) -> tuple[float, int]:
+    """A round axis top at or above ``value`` and its number of intervals (about 4).
+
+    Steps are 1, 2, 2.5 or 5 x 10^n; counts (``integer``) never get a fractional step.
+    """
     if value <= 0:
-        return 1.0
-    exp = math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
-        top = step * 10**exp
-        if top >= value:
-            return top
-    return 10.0 ** (exp + 1)  # pragma: no cover - the loop always returns
+        return 1.0, 1 if integer else 4
+    raw = value / 4
+    exp = math.floor(math.log10(raw))
+    step = 10.0 ** (exp + 1)
+    for m in (1.0, 2.0, 2.5, 5.0):
+        candidate = m * 10**exp
+        if candidate >= raw and not (integer and candidate != int(candidate)):
+            step = candidate
+            break
+    if integer:
+        step = max(1.0, step)
+    n = max(1, math.ceil(value / step - 1e-9))
+    return step * n, n
 
 
 def _fmt(value: float) -> str:
@@ -42,46 +51,54 @@ def bar_chart(
     *,
     title: str,
     unit: str = "",
+    stacked: bool = True,
+    integer: bool = False,
     width: int = 640,
     height: int = 220,
 ) -> str:
-    """Vertical bars per category; several series are stacked, with a legend."""
-    left, right, top, bottom = 44, 10, 26, 40
+    """Vertical bars per category, with a legend. Several series are stacked (parts of one
+    whole) or, with ``stacked=False``, side by side (different measures)."""
+    left, right, top, bottom = 50, 10, 26, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(vals[i] for _, vals in series) for i in range(len(categories))]
-    top_value = nice_max(max(totals, default=0.0))
+    peak = max(totals if stacked else [v for _, vals in series for v in vals], default=0.0)
+    top_value, intervals = axis(peak, integer)
     n = max(1, len(categories))
     slot = plot_w / n
-    bar_w = max(2.0, min(48.0, slot * 0.7))
+    group_w = max(2.0, min(48.0 * (1 if stacked else len(series)), slot * 0.7))
+    bar_w = group_w if stacked else group_w / max(1, len(series))
     parts = [
         _open_svg(width, height),
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="15" font-weight="bold" font-size="12">{escape(title)}</text>',
     ]
-    for i in range(5):  # grid and y axis labels
-        v = top_value * i / 4
-        y = top + plot_h - plot_h * i / 4
+    for i in range(intervals + 1):  # grid and y axis labels
+        v = top_value * i / intervals
+        y = top + plot_h - plot_h * i / intervals
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"'
                      f' stroke="#ddd"/>')
         parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end"'
                      f' fill="#555">{_fmt(v)}{escape(unit)}</text>')
     every = max(1, math.ceil(n / 14))  # keep category labels legible for long periods
     for i, cat in enumerate(categories):
-        x = left + slot * i + (slot - bar_w) / 2
+        x0 = left + slot * i + (slot - group_w) / 2
         y_base = float(top + plot_h)
         for k, (name, vals) in enumerate(series):
             v = vals[i]
             if v <= 0:
                 continue
             h = plot_h * v / top_value
-            y_base -= h
+            if stacked:
+                x, y_base = x0, y_base - h
+            else:
+                x, y_base = x0 + k * bar_w, float(top + plot_h) - h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y_base:.1f}" width="{bar_w:.1f}" height="{h:.1f}"'
                 f' fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(cat)} {escape(name)}:'
                 f" {_fmt(v)}{escape(unit)}</title></rect>"
             )
         if i % every == 0:
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 14}"'
+            parts.append(f'<text x="{x0 + group_w / 2:.1f}" y="{top + plot_h + 14}"'
                          f' text-anchor="middle" fill="#333">{escape(cat)}</text>')
     if len(series) > 1 or (series and series[0][0]):
         lx = left
