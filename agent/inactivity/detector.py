@@ -21,6 +21,7 @@ from agent.clock import Clock
 from agent.inactivity.engine import EngineOptions, RulesEngine
 from agent.inactivity.home import Alert, Instant
 from agent.inactivity.persistence import InactivityStore, downtime_s, read_boot_id
+from agent.inactivity.routine import learn
 from agent.inactivity.ruleset import RuleSet, derive_rules
 from agent.inactivity.sensors import DeviceMap, classify, device_map_from_config
 from agent.model import Event, Reading
@@ -51,8 +52,9 @@ class InactivityDetector:
         connection; ``clock`` to ``ctx.clock``; ``device_map`` to the configured devices."""
         self.config = config
         self.settings = config.inactivity
+        self._fixed_map = device_map
         self.device_map: DeviceMap = (device_map if device_map is not None
-                                   else device_map_from_config(config))
+                                      else device_map_from_config(config))
         self.ruleset: RuleSet = derive_rules(self.settings, self.device_map)
         self.tz = config.agent.timezone
         self._db = state_db
@@ -139,6 +141,38 @@ class InactivityDetector:
 
     def devices(self) -> list[DeviceInfo]:
         return []
+
+    def reconfigure(self, config: Any) -> None:
+        """Swap in a new config without a restart (remote support changing a window).
+
+        Countdowns, presence, away and the learned samples carry over: the person's last
+        activity does not change because a threshold did.
+        """
+        old_learned = self.ruleset.learned
+        self.config = config
+        self.settings = config.inactivity
+        self.tz = config.agent.timezone
+        if self._fixed_map is None:
+            self.device_map = device_map_from_config(config)
+        self.ruleset = derive_rules(self.settings, self.device_map)
+        if self.engine is None or self.ctx is None:
+            return
+        now = self._now()
+        snap = self.engine.snapshot(now)
+        recorder, routine = self.engine.recorder, self.engine.routine
+        self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine, options=self._options)
+        if recorder is not None and self.engine.recorder is not None:
+            self.engine.recorder = recorder
+        self.engine.restore(snap, now, 0.0, live=True)
+        learned = self.ruleset.learned
+        if learned is not None and learned != old_learned and self.engine.recorder is not None:
+            self.engine.set_routine(learn(self.engine.recorder.bins, learned,
+                                          self.engine.clock.local_date(now.wall)))
+            self.engine.routine_changed = True
+        log.info("inactivity: reconfigured (%s)", "; ".join(self.ruleset.notes))
+        self._after_step(self.engine.advance(now), force=True)
+        if self._wake is not None:
+            self._wake.set()
 
     # -- driving ---------------------------------------------------------------------------------
     def _now(self) -> Instant:
@@ -241,10 +275,7 @@ class InactivityDetector:
         rec = self.engine.recorder
         bins = {k: rec.bins[k] for k in rec.dirty if k in rec.bins} if rec is not None else None
         routine = self.engine.routine if self.engine.routine_changed else None
-        prune = None
-        if routine is not None and self.ruleset.learned is not None and routine.learned_on:
-            prune = routine.learned_on.fromordinal(
-                routine.learned_on.toordinal() - self.ruleset.learned.learn_days - 1)
+        prune = self.engine.prune_before
         try:
             self.store.save(snapshot=snap, routine=routine, bins=bins, prune_before=prune)
         except sqlite3.Error as exc:
@@ -254,3 +285,4 @@ class InactivityDetector:
         if rec is not None:
             rec.dirty.clear()
         self.engine.routine_changed = False
+        self.engine.prune_before = None

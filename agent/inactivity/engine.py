@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from agent.inactivity.home import Alert, HomeState, Instant, Segment
@@ -38,6 +39,9 @@ from agent.inactivity.sensors import Observation
 log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
+# Without the learned routine switched on, samples are still kept this long, so switching
+# it on later (or ``tec-agent routine``) has a month of history to show.
+KEEP_SAMPLES_DAYS = 35
 # A restart shorter than this keeps the morning's "was up" evidence valid.
 _SHORT_GAP_S = 60.0
 
@@ -63,6 +67,8 @@ class RulesEngine:
         self.recorder = StillnessRecorder() if self.options.record else None
         self.routine = routine or Routine(fallback_s=rules.learned.max_s if rules.learned else 43200.0)
         self.routine_changed = False
+        self.prune_before: date | None = None    # samples before this day may be deleted
+        self._day: date | None = None
         self._unobserved = False
         self.fixed = [FixedInactivity(w, rules.prewarning_s, self.clock) for w in rules.inactivity]
         self.learned = (LearnedInactivity(rules.prewarning_s, self.clock, self.routine,
@@ -230,14 +236,20 @@ class RulesEngine:
 
     # -- learning ---------------------------------------------------------------------------------
     def _maybe_relearn(self, now: Instant) -> None:
-        params = self.ruleset.learned
-        if params is None or self.recorder is None or not self.options.relearn or not now.synced:
+        """Once a local day: drop old samples, and relearn if the routine is enabled."""
+        if self.recorder is None or not now.synced:
             return
         today = self.clock.local_date(now.wall)
-        if self.routine.learned_on == today:
+        if self._day == today:
+            return
+        self._day = today
+        params = self.ruleset.learned
+        keep = params.learn_days + 1 if params is not None else KEEP_SAMPLES_DAYS
+        self.prune_before = today.fromordinal(today.toordinal() - keep)
+        self.recorder.prune(self.prune_before)
+        if params is None or not self.options.relearn or self.routine.learned_on == today:
             return
         self.set_routine(learn(self.recorder.bins, params, today))
-        self.recorder.prune(today.fromordinal(today.toordinal() - params.learn_days - 1))
         self.routine_changed = True
         log.info("learned routine updated: %d days, ready=%s", self.routine.days_used,
                  self.routine.ready)
@@ -267,12 +279,15 @@ class RulesEngine:
             "rules": {key: r.snapshot(m) for key, r in self._keyed_rules().items()},
         }
 
-    def restore(self, snap: dict[str, Any], now: Instant, downtime_s: float | None) -> None:
+    def restore(self, snap: dict[str, Any], now: Instant, downtime_s: float | None,
+                live: bool = False) -> None:
         """Continue from ``snap`` taken ``downtime_s`` ago (None: unknown, counted as 0).
 
         Known downtime is counted as still time (a collapse before a power cut is not
         forgotten); no alarm fires for ``restart_grace_s`` after the restart, inactivity
         gives its full pre-warning again, and mats must be confirmed by their driver.
+        ``live`` is a config swap inside a running agent: nothing was missed, so none of
+        that applies.
         """
         if snap.get("version") != SNAPSHOT_VERSION:
             log.warning("ignoring inactivity state of unknown version %r", snap.get("version"))
@@ -289,7 +304,7 @@ class RulesEngine:
         h.last_activity_wall = s.get("last_activity_wall")
         h.last_device, h.last_room = str(s.get("last_device") or ""), str(s.get("last_room") or "")
         h.mats = {str(dev): (str(kind), then - float(a)) for dev, (kind, a) in (s.get("mats") or {}).items()}
-        h.unconfirmed_mats = set(h.mats)
+        h.unconfirmed_mats = set() if live else set(h.mats)
         h.away = bool(s.get("away"))
         h.exit_door_mono = mono_of(s.get("exit_door_age"))
         h.learning_paused = bool(s.get("learning_paused"))
@@ -297,13 +312,13 @@ class RulesEngine:
             h.observing_since_mono = then - float(s.get("observing_age") or 0.0)
         else:
             h.observing_since_mono = now.mono
-        h.hold_until_mono = now.mono + self.ruleset.restart_grace_s
+        h.hold_until_mono = 0.0 if live else now.mono + self.ruleset.restart_grace_s
         saved = snap.get("rules", {})
         for key, rule in self._keyed_rules().items():
             if key in saved:
                 rule.restore(saved[key], mono_of)
         for r in self.stillness_rules:
-            if r.prewarn_since is not None:
+            if r.prewarn_since is not None and not live:
                 r.prewarn_since = now.mono    # the whole warning again after a restart
         self._set_active()
         # Let the downtime elapse (counted as still time, not learned from).

@@ -158,8 +158,9 @@ class StillnessAlarm(Rule):
 
     def restore(self, d: dict[str, Any], mono_of: Any) -> None:
         self.raised = bool(d.get("raised"))
-        # The engine re-starts a restored warning at the restart (the person gets all of it).
-        self.prewarn_since = mono_of(0.0) if d.get("prewarn_age") is not None else None
+        age = d.get("prewarn_age")
+        # After a restart the engine re-starts a restored warning (the person gets all of it).
+        self.prewarn_since = None if age is None else mono_of(age)
 
 
 class FixedInactivity(StillnessAlarm):

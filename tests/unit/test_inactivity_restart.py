@@ -247,3 +247,18 @@ def test_unreadable_saved_state_starts_afresh(tmp_path: Path, clock: ManualClock
     hub.see("motion")
     hub.run(4 * H + 1)
     assert len(hub.alarms()) == 1
+
+
+def test_a_live_config_change_keeps_the_countdown(tmp_path: Path, clock: ManualClock) -> None:
+    hub = Hub(tmp_path / "a.db", clock)
+    hub.see("motion")                                   # 08:00, 4 h rule
+    hub.run(H)
+    shorter = dict(ONLY_INACTIVITY, inactivity=[{"start": "00:00", "end": "00:00", "after_s": 2 * H}])
+    hub.det.reconfigure(parse_config({"hub_id": "t", "inactivity": shorter}))
+    hub.run(H - 601)
+    assert not hub.det.prewarning
+    hub.run(602)
+    assert hub.alarms() == ["2025-01-15T10:00:00"]      # counted from 08:00, not from the change
+    hub.det.reconfigure(parse_config({"hub_id": "t", "inactivity": shorter}))
+    hub.run(3 * H)
+    assert len(hub.alarms()) == 1                       # not raised again by the swap
