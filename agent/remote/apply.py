@@ -104,7 +104,6 @@ class ConfigApplier:
         self._get_meta = get_meta
         self._set_meta = set_meta
         self._request_restart = request_restart
-        self.busy = False
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -168,28 +167,24 @@ class ConfigApplier:
         old = self.host.config
         changed = changed_keys(old, new)
         base.changed = changed
-        self.busy = True
+        if changed:
+            problems = await self._trial(old, new)
+            if problems:
+                return await self._roll_back(e, old, new, changed, problems, base)
         try:
-            if changed:
-                problems = await self._trial(old, new)
-                if problems:
-                    return await self._roll_back(e, old, new, changed, problems, base)
-            try:
-                self._persist(doc, e)
-            except OSError as exc:
-                log.error("cannot write %s: %s; rolling back", self.config_path, exc)
-                return await self._roll_back(e, old, new, changed,
-                                             [f"cannot write {self.config_path}: {exc}"], base)
-            self._set_meta(META_VERSION, str(e.version))
-            self._set_meta(META_KEY_ID, e.key_id)
-            self._set_meta(META_APPLIED, iso_utc(time.time()))
-            self._audit(e, old_version, changed, "applied")
-            log.info("config version %d from key %s applied (%d keys changed)", e.version,
-                     e.key_id, len(changed))
-            base.status = "accepted"
-            return base
-        finally:
-            self.busy = False
+            self._persist(doc, e)
+        except OSError as exc:
+            log.error("cannot write %s: %s; rolling back", self.config_path, exc)
+            return await self._roll_back(e, old, new, changed,
+                                         [f"cannot write {self.config_path}: {exc}"], base)
+        self._set_meta(META_VERSION, str(e.version))
+        self._set_meta(META_KEY_ID, e.key_id)
+        self._set_meta(META_APPLIED, iso_utc(time.time()))
+        self._audit(e, old_version, changed, "applied")
+        log.info("config version %d from key %s applied (%d keys changed)", e.version,
+                 e.key_id, len(changed))
+        base.status = "accepted"
+        return base
 
     async def _trial(self, old: Config, new: Config) -> list[str]:
         was_online = bool(self.host.uplink and self.host.uplink.connected)

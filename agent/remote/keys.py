@@ -54,10 +54,10 @@ class KeyStore:
     def key_ids(self) -> list[str]:
         """Ids of the usable keys now in the directory (unreadable files are logged, skipped)."""
         try:
-            names = sorted(p.name for p in self.dir.iterdir() if p.suffix == ".pub")
+            ids = sorted(p.name[:-4] for p in self.dir.iterdir() if p.name.endswith(".pub"))
         except OSError:
             return []
-        return [n[:-4] for n in names if valid_key_id(n[:-4]) and self.public_key(n[:-4])]
+        return [i for i in ids if valid_key_id(i) and self.public_key(i)]
 
     def public_key(self, key_id: str) -> Ed25519PublicKey | None:
         if not valid_key_id(key_id):

@@ -41,7 +41,7 @@ async def apply_live(agent: Agent, new: Config) -> list[str]:
         store.max_bytes = new.store.max_mb * 1024 * 1024
         store.reserve_bytes = min(int(new.store.reserve_mb * 1024 * 1024), store.max_bytes // 4)
         store.keep_history_days = new.store.keep_history_days
-    if plan.touches("mqtt"):
+    if agent.uplink is not None and agent.uplink.cfg != new.mqtt:
         try:
             await agent.swap_uplink(new.mqtt)
         except Exception as exc:
