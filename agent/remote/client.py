@@ -126,7 +126,9 @@ class SupportClient:
             raise AgentError(f"broker refused the connection: {state}")
 
     def subscribe(self, topic: str, timeout: float = 10.0) -> None:
-        _, mid = self._client.subscribe(topic, qos=1)
+        rc, mid = self._client.subscribe(topic, qos=1)
+        if mid is None:
+            raise AgentError(f"cannot subscribe to {topic}: {rc}")
         self._wait(lambda: mid in self._acked, timeout, f"subscription to {topic}")
         if -mid in self._acked:
             raise AgentError(f"broker refused subscription to {topic} (ACL?)")
@@ -201,10 +203,10 @@ def request(
     for attempt in range(2):
         payload = env.build_payload(kind, hub_id, key_id, chosen, time.time(), ttl_s, body)
         client.publish(topic, sign(key, payload), retain=retain)
-        v = chosen
-        doc = client.wait_message(
-            lambda t, d, r: t == result_topic and d.get("version") == v,
-            timeout, f"the hub's answer on {result_topic}")
+        def answer(t: str, d: dict[str, Any], r: bool, v: int = chosen) -> bool:
+            return t == result_topic and d.get("version") == v
+
+        doc = client.wait_message(answer, timeout, f"the hub's answer on {result_topic}")
         last = doc.get("last_version")
         if (doc.get("reason") == env.REPLAYED and version is None and attempt == 0
                 and isinstance(last, int) and last >= chosen):

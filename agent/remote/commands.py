@@ -40,7 +40,8 @@ def _arg(args: dict[str, Any], key: str, kind: type, default: Any, lo: float | N
         value = float(value)
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
         raise Rejected(env.INVALID_ARGS, f"args.{key}: expected {kind.__name__}")
-    if lo is not None and value < lo or hi is not None and value > hi:
+    number: Any = value
+    if lo is not None and number < lo or hi is not None and number > hi:
         raise Rejected(env.INVALID_ARGS, f"args.{key}: expected {lo}..{hi}")
     if choices is not None and value not in choices:
         raise Rejected(env.INVALID_ARGS, f"args.{key}: expected one of {', '.join(choices)}")

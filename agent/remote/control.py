@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from agent.errors import ConfigError
 from agent.model import iso_utc
 from agent.ports import AgentContext, AgentState, DeviceInfo
 from agent.remote import envelope as env
@@ -95,9 +96,10 @@ class RemoteControl:
         self.verifier = Verifier(host.hub_id, KeyStore(self.config.keys_dir),
                                  ReplayGuard(store.get_meta, store.set_meta),
                                  self.config.max_message_bytes, self.config.max_clock_skew_s)
-        self.applier = ConfigApplier(host, self.config.config_path, self.config.rollback_after_s,
-                                     store.get_meta, store.set_meta, self._restart)
-        self.commands = Commands(host, self.walk, self.ring, lambda: self.applier.version,
+        applier = ConfigApplier(host, self.config.config_path, self.config.rollback_after_s,
+                                store.get_meta, store.set_meta, self._restart)
+        self.applier = applier
+        self.commands = Commands(host, self.walk, self.ring, lambda: applier.version,
                                  self._restart)
         self.walk.attach(ctx)
         ctx.subscribe_state(self._on_state)
@@ -267,8 +269,8 @@ class RemoteControl:
         if self.host.config.mqtt.password_file:
             try:
                 secrets.append(read_password(self.host.config.mqtt.password_file))
-            except Exception:
-                pass
+            except ConfigError:
+                log.warning("cannot read the MQTT password file to redact it from log_tail")
         self.ring.set_secrets(secrets)
 
     def _reconfigure_self(self) -> None:

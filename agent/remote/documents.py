@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import typing
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from agent.config.schema import to_dict
@@ -112,10 +113,11 @@ def restore_secrets(doc: Any, current: Any, cls: type) -> Any:
             if cur is not None:
                 out[key] = cur
         elif dataclasses.is_dataclass(tp) and isinstance(value, dict):
-            out[key] = restore_secrets(value, cur, tp)
+            out[key] = restore_secrets(value, cur, typing.cast(type, tp))
         elif (item := _item_type(hints[key])) is not None and dataclasses.is_dataclass(item) \
                 and isinstance(value, list):
-            out[key] = [restore_secrets(v, _match(v, i, cur), item) for i, v in enumerate(value)]
+            item_cls = typing.cast(type, item)
+            out[key] = [restore_secrets(v, _match(v, i, cur), item_cls) for i, v in enumerate(value)]
     return out
 
 
@@ -153,5 +155,5 @@ def changed_keys(old: Any, new: Any, path: str = "") -> list[str]:
 
 def key_matches(key: str, prefix: str) -> bool:
     """``gpio.devices[0].pin`` is under ``gpio.devices`` and ``gpio``, not under ``gpio.dev``."""
-    return key == prefix or key.startswith(prefix + ".") or key.startswith(prefix + "[")
+    return key == prefix or key.startswith((prefix + ".", prefix + "["))
 

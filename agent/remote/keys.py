@@ -35,10 +35,8 @@ def valid_key_id(key_id: str) -> bool:
 def parse_public_key(data: bytes) -> Ed25519PublicKey:
     """PEM or OpenSSH text to an Ed25519 public key; ValueError for anything else."""
     text = data.strip()
-    if text.startswith(b"ssh-"):
-        key = serialization.load_ssh_public_key(text)
-    else:
-        key = serialization.load_pem_public_key(text)
+    key: object = (serialization.load_ssh_public_key(text) if text.startswith(b"ssh-")
+                   else serialization.load_pem_public_key(text))
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"not an Ed25519 key ({type(key).__name__})")
     return key
@@ -102,6 +100,7 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
         data = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read key: {exc.strerror}") from None
+    key: object
     try:
         if b"OPENSSH PRIVATE KEY" in data:
             key = serialization.load_ssh_private_key(data, password=None)

@@ -9,7 +9,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.harness import wait_until
 from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # noqa: F401
 
 

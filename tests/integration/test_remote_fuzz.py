@@ -84,7 +84,9 @@ def test_fuzzed_envelopes_never_crash_the_agent(remote_env: RemoteEnv) -> None:
     raw_bytes()
     random_envelopes()
     signed_garbage()
-    handled = lambda: remote.stats["config"] + remote.stats["cmd"]  # noqa: E731
+    def handled() -> int:
+        return remote.stats["config"] + remote.stats["cmd"]
+
     wait_until(lambda: handled() >= sent["n"], timeout=60, what=f"{sent['n']} messages handled")
 
     def results() -> list[dict]:

@@ -85,10 +85,10 @@ def test_each_check_names_its_reason(keys, tmp_path: Path) -> None:
     v = _verifier(store)
     rogue = Ed25519PrivateKey.generate()
 
-    def reason(raw: bytes, topic: Topic = Topic("cmd", "status"), now: float = NOW,
+    def reason(raw: bytes, topic: Topic | None = None, now: float = NOW,
                synced: bool = True) -> str:
         with pytest.raises(Rejected) as exc:
-            v.check(raw, topic, now, synced)
+            v.check(raw, topic or Topic("cmd", "status"), now, synced)
         return exc.value.reason
 
     assert reason(_msg(rogue)) == env.BAD_SIGNATURE
