@@ -122,7 +122,8 @@ class Agent:
         self._ack_subs: list[Callable[[int], None]] = []
         self._state_subs: list[Callable[[AgentState], None]] = []
         self._batch: list[Event] = []
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_now = False
         self._pending_ids: dict[str, int] = {}        # non-telemetry id -> seq, not yet acked
         self._pending_seq: dict[int, tuple[str, Priority]] = {}
         self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -151,9 +152,21 @@ class Agent:
         if event.clock_synced is False and self.clock.synced():
             event = replace(event, clock_synced=True)
         self._batch.append(event)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        if event.priority != Priority.TELEMETRY or self.config.store.telemetry_commit_s <= 0:
+            self._schedule_flush(0.0)
+        else:
+            self._schedule_flush(self.config.store.telemetry_commit_s)
+
+    def _schedule_flush(self, delay: float) -> None:
+        """Commit now (next loop turn) or within ``delay``; an earlier request wins.
+        Everything that arrives in one loop turn is committed in one transaction."""
+        if self._flush_handle is not None:
+            if delay > 0 or self._flush_now:
+                return
+            self._flush_handle.cancel()
+        self._flush_now = delay <= 0
+        self._flush_handle = (self.loop.call_soon(self._flush) if self._flush_now
+                              else self.loop.call_later(delay, self._flush))
 
     def subscribe_readings(self, callback: Callable[[Reading], None]) -> None:
         self._reading_subs.append(callback)
@@ -206,12 +219,15 @@ class Agent:
             self.submit_event(Event.from_reading(reading, self.clock.synced()))
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_handle = None
+        self._flush_now = False
         batch, self._batch = self._batch, []
         if not batch:
             return
         try:
-            stored = self.store.append(batch)
+            stored = self.store.append(batch, before_commit=self.uplink.send_early)
         except StoreError as exc:
             # Only alarms/warnings raise here (disk full beyond the reserve). Keep them in
             # memory and retry: they are still sent as soon as the store takes them.
@@ -239,9 +255,7 @@ class Agent:
 
     def _requeue(self, events: list[Event]) -> None:
         self._batch[:0] = events
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        self._schedule_flush(0.0)
 
     def _acked(self, seqs: list[int]) -> None:
         self._backlog = max(0, self._backlog - len(seqs))

@@ -90,6 +90,11 @@ class StoreConfig:
         default=1.0, metadata={"min": 0.0, "max": 1024.0,
                                "doc": "kept back for alarms and warnings (within max_mb and on disk)"},
     )
+    telemetry_commit_s: float = field(
+        default=1.0, metadata={"min": 0.0, "max": 30.0,
+                               "doc": "telemetry is group-committed this often (SD card wear);"
+                                      " alarms, warnings and info commit at once"},
+    )
     keep_history_days: int = field(
         default=400, metadata={"min": 0, "max": 3650,
                                "doc": "delivered non-telemetry events kept for reports"},

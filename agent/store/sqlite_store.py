@@ -19,7 +19,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
 """
 _EVICTABLE = (Priority.TELEMETRY, Priority.INFO)
 _CHECK_EVERY_BYTES = 64 * 1024
+_ROW_OVERHEAD = 48  # SQLite record and index bytes beside the payload (estimate)
+_Row = tuple[int, str, int, str, str, float, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,11 @@ class SqliteStore:
     def close(self) -> None:
         if self._db is not None:
             try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._next_seq - 1,))
+            except sqlite3.Error:
+                pass
+            try:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error:
                 pass
@@ -208,66 +215,78 @@ class SqliteStore:
         return True
 
     # -- writing ---------------------------------------------------------------------------
-    def append(self, events: Sequence[Event]) -> list[Event]:
+    def append(
+        self,
+        events: Sequence[Event],
+        before_commit: Callable[[list[PendingEvent]], None] | None = None,
+    ) -> list[Event]:
         """Commit ``events`` in one transaction and return them with ``seq`` set.
 
         Telemetry and info that do not fit the budget are dropped (counted, logged, and
         left out of the result); alarms and warnings are always stored while the disk can
         hold them. Raises :class:`StoreError` only if an alarm or warning cannot be stored.
+
+        ``before_commit(rows)`` sees the serialised rows before the transaction is written, so
+        the uplink can send an alarm while the fsync runs; an event only counts as accepted
+        once this returns.
         """
         if not events:
             return []
-        self._make_room(events)
+        rows, out = self._serialise(events)
+        rows, out = self._make_room(rows, out)
         try:
-            return self._insert(events)
+            self._insert(rows, before_commit)
+            return out
         except sqlite3.Error as exc:
             self._rollback()
             if not _is_disk_full(exc):
                 raise StoreError(f"cannot write event store {self.path}: {exc}") from exc
-            return self._append_disk_full(events, exc)
+            return self._append_disk_full(rows, out, exc)
 
-    def _append_disk_full(self, events: Sequence[Event], exc: sqlite3.Error) -> list[Event]:
-        urgent = [e for e in events if e.priority <= Priority.WARNING]
-        for e in events:
+    def _append_disk_full(self, rows: list[_Row], out: list[Event],
+                          exc: sqlite3.Error) -> list[Event]:
+        keep = [i for i, e in enumerate(out) if e.priority <= Priority.WARNING]
+        for e in out:
             if e.priority > Priority.WARNING:
                 self.dropped[e.priority.label] += 1
         log.error("disk full while storing %d events (%s); dropping %d non-urgent",
-                  len(events), exc, len(events) - len(urgent))
-        if not urgent:
+                  len(out), exc, len(out) - len(keep))
+        if not keep:
             return []
         self._release_reserve()
         try:
-            self._evict(_EVICTABLE + (None,), 1 << 62, self.reserve_bytes or 1 << 20)
-            return self._insert(urgent)
+            self._evict(self.reserve_bytes or 1 << 20)
+            self._insert([rows[i] for i in keep])
+            return [out[i] for i in keep]
         except sqlite3.Error as exc2:
             self._rollback()
-            raise StoreFullError(f"disk full: cannot store {len(urgent)} alarm/warning events: {exc2}") from exc2
+            raise StoreFullError(
+                f"disk full: cannot store {len(keep)} alarm/warning events: {exc2}") from exc2
 
-    def _insert(self, events: Sequence[Event]) -> list[Event]:
-        db = self.db
+    def _serialise(self, events: Sequence[Event]) -> tuple[list[_Row], list[Event]]:
+        """Assign seqs and serialise once: every retry sends these very bytes."""
         out: list[Event] = []
-        rows = []
+        rows: list[_Row] = []
         seq = self._next_seq
         for e in events:
             stored = replace(e, seq=seq)
             payload = json.dumps(stored.to_json_dict(self.hub_id), separators=(",", ":")).encode()
             rows.append((seq, e.id, int(e.priority), e.type, e.device_id, e.wall, payload))
-            self._bytes_since_check += len(payload) + 64
             out.append(stored)
             seq += 1
+        return rows, out
+
+    def _insert(self, rows: list[_Row],
+                before_commit: Callable[[list[PendingEvent]], None] | None = None) -> None:
+        if not rows:
+            return
+        if before_commit is not None:
+            before_commit([PendingEvent(r[0], Priority(r[2]), r[6]) for r in rows])
+        db = self.db
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (seq - 1,))
         db.execute("COMMIT")
-        self._next_seq = seq
-        return out
-
-    def _rollback(self) -> None:
-        try:
-            if self._db is not None and self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+        self._next_seq = max(self._next_seq, rows[-1][0] + 1)
 
     def used_bytes(self) -> int:
         """Bytes of live pages in the database (freed pages are reused, so not counted)."""
@@ -275,24 +294,44 @@ class SqliteStore:
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
         return int((page_count - free) * self._page_size)
 
-    def _make_room(self, events: Sequence[Event]) -> None:
-        incoming = sum(256 for _ in events)
-        if self._bytes_since_check + incoming < _CHECK_EVERY_BYTES and self._bytes_since_check:
-            return
+    def _make_room(self, rows: list[_Row], out: list[Event]) -> tuple[list[_Row], list[Event]]:
+        """Keep the store within budget: evict old telemetry/history/info; if the batch itself
+        is too big, drop its own oldest telemetry. Alarms and warnings always pass."""
+        incoming = sum(len(r[6]) + _ROW_OVERHEAD for r in rows)
+        self._bytes_since_check += incoming
+        budget = self.max_bytes - self.reserve_bytes
+        if self._bytes_since_check < _CHECK_EVERY_BYTES and incoming < budget // 8:
+            return rows, out
         self._bytes_since_check = 0
         used = self.used_bytes() + incoming
-        budget = self.max_bytes - self.reserve_bytes
         if used <= budget:
-            return
+            return rows, out
         # Free down to 95 % of the budget so eviction runs in batches, not per insert.
-        self._evict(_EVICTABLE + (None,), used - int(budget * 0.95), budget)
+        deficit = self._evict(used - int(budget * 0.95))
+        if deficit <= 0:
+            return rows, out
+        keep_rows: list[_Row] = []
+        keep_out: list[Event] = []
+        dropped = 0
+        for row, ev in zip(rows, out):
+            if deficit > 0 and ev.priority in _EVICTABLE:
+                deficit -= len(row[6]) + _ROW_OVERHEAD
+                self.evicted[ev.priority.label] += 1
+                dropped += 1
+                continue
+            keep_rows.append(row)
+            keep_out.append(ev)
+        if dropped:
+            log.warning("event store full: dropped %d oldest incoming telemetry/info events", dropped)
+        return keep_rows, keep_out
 
-    def _evict(self, order: Iterable[Priority | None], need: int, budget: int) -> None:
-        """Delete oldest telemetry, then delivered history, then info, to free ``need`` bytes."""
+    def _evict(self, need: int) -> int:
+        """Delete oldest telemetry, then delivered history, then info, to free ``need`` bytes.
+        Returns what is still missing (<= 0: enough was freed)."""
         db = self.db
         for prio in (Priority.TELEMETRY, None, Priority.INFO):
-            if prio not in tuple(order) or need <= 0:
-                continue
+            if need <= 0:
+                break
             table, where = ("delivered", "1") if prio is None else ("events", f"prio={int(prio)}")
             while need > 0:
                 avg = db.execute(
@@ -300,7 +339,7 @@ class SqliteStore:
                 ).fetchone()
                 if not avg[1]:
                     break
-                n = max(64, int(need / max(avg[0] + 48, 64)) + 1)
+                n = max(64, int(need / max(avg[0] + _ROW_OVERHEAD, 64)) + 1)
                 before = self.used_bytes()
                 cur = db.execute(
                     f"DELETE FROM {table} WHERE seq IN "
@@ -312,11 +351,20 @@ class SqliteStore:
                 if prio is not None:
                     self.evicted[prio.label] += removed
                 log.warning("event store over budget: evicted %d oldest %s events", removed, label)
-                need -= max(before - self.used_bytes(), removed * 64)
+                need -= max(before - self.used_bytes(), removed * _ROW_OVERHEAD)
                 if removed < n:
                     break
         if need > 0:
-            log.warning("event store over budget with only alarms and warnings left (%d bytes over)", need)
+            log.warning("event store over budget with only alarms and warnings left (%d bytes over)",
+                        need)
+        return need
+
+    def _rollback(self) -> None:
+        try:
+            if self._db is not None and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
     # -- reading and acknowledging -----------------------------------------------------------
     def next_batch(self, after: dict[Priority, int], limit: int) -> list[PendingEvent]:
@@ -332,6 +380,12 @@ class SqliteStore:
             ).fetchall()
             out.extend(PendingEvent(seq, prio, payload) for seq, payload in rows)
         return out
+
+    def has_pending(self, priority: Priority, after_seq: int) -> bool:
+        """Whether an event of ``priority`` with seq above ``after_seq`` is waiting."""
+        return self.db.execute(
+            "SELECT 1 FROM events WHERE prio=? AND seq>? LIMIT 1", (int(priority), after_seq)
+        ).fetchone() is not None
 
     def ack(self, seqs: Sequence[int], acked_wall: float | None = None) -> None:
         """The broker has these: move non-telemetry to history, delete the rest."""
@@ -354,6 +408,8 @@ class SqliteStore:
                         (acked_wall, *chunk, int(Priority.TELEMETRY)),
                     )
                 db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
+            # The highest seq ever issued survives the table emptying (seq never goes back).
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._next_seq - 1,))
             db.execute("COMMIT")
             db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:

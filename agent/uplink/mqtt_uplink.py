@@ -41,8 +41,10 @@ from agent.uplink import topics
 log = logging.getLogger(__name__)
 
 _FAILED_RETRY_S = 5.0
-_ACK_BATCH = 512
-_ACK_DELAY_S = 0.01
+_ACK_BATCH = 4096
+_ACK_DELAY_S = 1.0
+# Alarms may exceed the inflight window by this many, so one never waits behind telemetry.
+_ALARM_RESERVE = 8
 
 
 def read_password(path: str) -> str:
@@ -118,7 +120,7 @@ class MqttUplink:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
         )
-        client.max_inflight_messages_set(cfg.max_inflight)
+        client.max_inflight_messages_set(cfg.max_inflight + _ALARM_RESERVE)
         client.max_queued_messages_set(0)
         if cfg.username:
             password = read_password(cfg.password_file) if cfg.password_file else None
@@ -259,6 +261,7 @@ class MqttUplink:
             done.append(pending.seq)
         if done:
             self.acked += len(done)
+            self._on_acked(done)
             self._to_delete.extend(done)
             if len(self._to_delete) >= _ACK_BATCH:
                 self._commit_acks()
@@ -267,19 +270,37 @@ class MqttUplink:
         self._wake.set()
 
     def _commit_acks(self) -> None:
-        """Delete acknowledged events in one transaction. Deferred a few ms so a fast drain
-        does not pay a transaction per PUBACK; losing this on a crash only means a resend."""
+        """Delete acknowledged events in one transaction, at most every ``_ACK_DELAY_S``, so a
+        fast drain does not pay a transaction per PUBACK and a quiet hub does not wear its SD
+        card. Losing this to a crash only means sending those events again (same ids)."""
         if self._delete_timer is not None:
             self._delete_timer.cancel()
             self._delete_timer = None
         done, self._to_delete = self._to_delete, []
         if done:
             self.store.ack(done)
-            self._on_acked(done)
 
     def _rewind(self, pending: PendingEvent) -> None:
         self._cursors[pending.priority] = min(self._cursors[pending.priority], pending.seq - 1)
         self._wake.set()
+
+    def send_early(self, rows: list[PendingEvent]) -> None:
+        """Loop only, called just before ``rows`` are committed: publish the alarms among them
+        now, so the fsync and the network round trip overlap. Only when no older alarm is
+        still unsent (alarms stay in order); otherwise the send loop takes them in turn.
+        A PUBACK is handled on this loop, so never before the commit has finished."""
+        alarms = [r for r in rows if r.priority == Priority.ALARM]
+        if (not alarms or not self.connected
+                or len(self._inflight) + len(alarms) > self.cfg.max_inflight + _ALARM_RESERVE
+                or self.store.has_pending(Priority.ALARM, self._cursors[Priority.ALARM])):
+            return
+        for ev in alarms:
+            info = self._client.publish(self.event_topic, ev.payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            self._inflight[info.mid] = ev
+            self._cursors[Priority.ALARM] = max(self._cursors[Priority.ALARM], ev.seq)
+            self.published += 1
 
     def notify_new(self) -> None:
         """Loop only: new events are in the store."""
