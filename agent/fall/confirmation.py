@@ -31,24 +31,34 @@ class Evidence:
     """What the confirmation saw; goes into the ``fall`` event's ``data.confirmation``."""
 
     confirmed: bool
-    reason: str              # lying | slumped_still | recovered | no_data
+    reason: str              # lying | slumped_still | recovered | no_data | already_lying
     seconds: float           # seconds of samples assessed
     tilt_deg: float | None   # median block tilt from the pre-fall orientation
     lying_fraction: float
     still_fraction: float
     activity_g: float | None  # median per-block std of |a|
+    pre_tilt_deg: float | None = None   # pose before the impact, from the learnt upright
+    posture_reference: str = "pre_event"  # post-impact tilts are measured from this
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("seconds", "tilt_deg", "lying_fraction", "still_fraction", "activity_g"):
+        for key in ("seconds", "tilt_deg", "lying_fraction", "still_fraction", "activity_g",
+                    "pre_tilt_deg"):
             if d[key] is not None:
                 d[key] = round(float(d[key]), 3)
         return d
 
 
 def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
-           rate_hz: float = 50.0) -> Evidence:
+           rate_hz: float = 50.0, upright: np.ndarray | None = None) -> Evidence:
     """Judge the samples recorded after the decision time (raw acceleration in g).
+
+    ``reference`` is the orientation just before the impact; posture afterwards is
+    measured against it (measured against true upright instead, people reclining in an
+    armchair after dropping into it would look slumped). ``upright`` is the wearer's
+    upright orientation learnt from walking (:mod:`agent.fall.calibration`), if known:
+    with it, an impact that starts from lying (rolling over in bed) is not taken for a
+    fall from standing or sitting.
 
     With less than :data:`MIN_EVIDENCE_S` of data (the stream stopped after a detected
     fall: out of range, flat battery, body shielding the radio) we confirm: silence after a
@@ -57,13 +67,17 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
     block = max(1, int(round(BLOCK_SAMPLES * rate_hz / 50.0)))
     n_blocks = len(post) // block
     seconds = len(post) / rate_hz
+    pre_tilt = None if upright is None else tilt_deg(reference, upright)
+    posture_ref, ref_name = reference, "pre_event"
+    if pre_tilt is not None and pre_tilt >= rule.lying_tilt_deg:
+        return Evidence(False, "already_lying", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name)
     if seconds < MIN_EVIDENCE_S or n_blocks == 0:
-        return Evidence(True, "no_data", seconds, None, 0.0, 0.0, None)
+        return Evidence(True, "no_data", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name)
     tilts = np.empty(n_blocks, dtype=np.float32)
     acts = np.empty(n_blocks, dtype=np.float32)
     for b in range(n_blocks):
         seg = post[b * block:(b + 1) * block]
-        tilts[b] = tilt_deg(seg.mean(axis=0), reference)
+        tilts[b] = tilt_deg(seg.mean(axis=0), posture_ref)
         acts[b] = float(magnitude(seg).std())
     lying = float(np.mean(tilts >= rule.lying_tilt_deg))
     still = float(np.mean(acts < rule.still_g))
@@ -74,4 +88,5 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
         confirmed, reason = True, "slumped_still"
     else:
         confirmed, reason = False, "recovered"
-    return Evidence(confirmed, reason, seconds, tilt_med, lying, still, float(np.median(acts)))
+    return Evidence(confirmed, reason, seconds, tilt_med, lying, still, float(np.median(acts)),
+                    pre_tilt, ref_name)

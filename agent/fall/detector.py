@@ -211,6 +211,8 @@ class FallDetector:
         assert self._ctx is not None
         now = self._ctx.clock.monotonic()
         for stream in self._streams.values():
+            for job in stream.flush_stalled(now):
+                self._submit_job(stream, job)
             if stream.pending or stream.in_episode:
                 self._handle(stream, stream.poll(now))
 

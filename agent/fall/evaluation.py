@@ -8,8 +8,14 @@ confirmation, cancel window and episode logic as on a hub, only faster than real
 Recordings end 15 s after the fall at most, but confirmation needs ``confirm_s`` after the
 decision; each trial is therefore extended by repeating its final second ("the wearer stays
 as at the end of the recording"), for falls and daily activities alike. The continuous
-test concatenates each subject's daily-activity trials into one stream without padding and
-counts every alarm as a false alarm.
+test concatenates each subject's daily-activity trials into one stream (padded at its end
+only) and counts every alarm as a false alarm.
+
+A hub learns which way is up for a wearable from the wearer's walking
+(:mod:`agent.fall.calibration`). Isolated trials have no such history, so each trial is
+preceded by the first 20 s of the same subject's walking trial (D01, else D02) and a gap,
+exactly as a hub would have seen the wearer walk at some time before; alarms are counted
+from the trial's start only.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from agent.model import Event, Reading
 from agent.ports import AgentState
 
 STEP_S = 0.25
+PRIMING_S = 20.0
 
 
 class ReplayContext:
@@ -85,6 +92,16 @@ def hold_s(cfg: FallConfig) -> float:
     return POST_SAMPLES / SAMPLE_RATE_HZ + max(cfg.confirm_s, cfg.cancel_window_s) + STALL_GRACE_S
 
 
+def priming_segments(trials: Sequence[Trial]) -> dict[str, np.ndarray]:
+    """Per subject: the first :data:`PRIMING_S` of their walking (D01, else D02)."""
+    out: dict[str, np.ndarray] = {}
+    for code in ("D02", "D01"):  # D01 wins
+        for t in trials:
+            if t.activity == code and t.code.endswith("_R01"):
+                out[t.subject] = t.samples[:int(PRIMING_S * SAMPLE_RATE_HZ)]
+    return out
+
+
 def pad_recording(samples: np.ndarray, cfg: FallConfig) -> np.ndarray:
     """The recording followed by its final second repeated for :func:`hold_s` seconds."""
     tail = samples[-BLOCK_SAMPLES:]
@@ -119,9 +136,13 @@ class ContinuousResult:
 class Evaluator:
     """Runs trials through fresh detectors sharing one loaded scorer and one worker."""
 
-    def __init__(self, scorer: Scorer, cfg: FallConfig | None = None) -> None:
+    def __init__(self, scorer: Scorer, cfg: FallConfig | None = None,
+                 priming: dict[str, np.ndarray] | None = None) -> None:
+        """``priming``: walking per subject replayed before each trial (default: taken
+        from the trials themselves, see :func:`priming_segments`)."""
         self.scorer = scorer
         self.cfg = cfg or FallConfig()
+        self.priming = priming
 
     async def _replay(self, device_id: str, samples: np.ndarray, ctx: ReplayContext,
                       detector: FallDetector, end_extra_s: float) -> None:
@@ -136,6 +157,7 @@ class Evaluator:
         while clock.monotonic() < end:
             clock.advance(STEP_S)
             detector.process_due()
+            await detector.drain()
 
     async def _run(self, trials: Sequence[Trial], continuous: bool,
                    progress: Callable[[int, int], None] | None
@@ -143,6 +165,8 @@ class Evaluator:
         loop = asyncio.get_running_loop()
         results: list[TrialResult] = []
         cont: list[ContinuousResult] = []
+        if self.priming is None:
+            self.priming = priming_segments(trials)
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fall-eval") as ex:
             for i, trial in enumerate(trials):
                 results.append(await self._trial(trial, loop, ex))
@@ -165,10 +189,13 @@ class Evaluator:
                            observer=lambda job, s, _sc: scores.append((job, s)))
         await det.start(ctx)
         device = f"{trial.subject}-{trial.code}"
+        prime = (self.priming or {}).get(trial.subject)
+        if prime is not None:
+            await self._replay(device, prime, ctx, det, 0.0)
         t_start = ctx.clock.monotonic() + 1.0
         await self._replay(device, pad_recording(trial.samples, self.cfg), ctx, det, 1.0)
         await det.stop()
-        alarms = [e for e in ctx.events if e.type == "fall"]
+        alarms = [e for e in ctx.events if e.type == "fall" and e.mono >= t_start]
         impact_t = t_start + trial.impact_index() / SAMPLE_RATE_HZ
         impact_scores = [s for job, s in scores if abs(job.impact_t - impact_t) < 0.03]
         return TrialResult(
@@ -187,7 +214,8 @@ class Evaluator:
         await det.start(ctx)
         samples = np.concatenate([t.samples for t in adls])
         t_start = ctx.clock.monotonic() + 1.0
-        await self._replay(f"{subject}-adl", samples, ctx, det, hold_s(self.cfg))
+        # Padded like a trial: the end of the recording is not the wearer going silent.
+        await self._replay(f"{subject}-adl", pad_recording(samples, self.cfg), ctx, det, 1.0)
         await det.stop()
         alarms = [e.mono - t_start for e in ctx.events if e.type == "fall"]
         return ContinuousResult(subject, len(samples) / SAMPLE_RATE_HZ / 3600.0, len(alarms),

@@ -37,6 +37,11 @@ class ImpactGate:
         if next_index is not None:
             self._index = next_index
 
+    def flush(self) -> list[tuple[int, float]]:
+        """The stream stopped: hand over the current candidate without waiting ``radius``."""
+        cand, self._cand = self._cand, None
+        return [] if cand is None else [cand]
+
     def feed(self, mags: np.ndarray) -> list[tuple[int, float]]:
         out: list[tuple[int, float]] = []
         if self._cand is None and len(mags) and float(mags.max()) < self.gate_g:

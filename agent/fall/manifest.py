@@ -34,6 +34,7 @@ class Manifest:
     sample_rate_hz: float
     window_samples: int
     pre_samples: int
+    reference_samples: int
     decision_threshold: float
     gate_g: float
     raw: dict[str, Any]
@@ -82,18 +83,21 @@ def load_manifest(path: Path) -> Manifest:
             sample_rate_hz=float(_get(doc, "sample_rate_hz", path)),
             window_samples=int(_get(doc, "window.samples", path)),
             pre_samples=int(_get(doc, "window.pre_samples", path)),
+            reference_samples=int(_get(doc, "window.reference_samples", path)),
             decision_threshold=float(_get(doc, "decision_threshold", path)),
             gate_g=float(_get(doc, "gate_g", path)),
             raw=doc,
         )
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{path}: malformed model manifest: {exc}") from None
-    expected = (signal.SAMPLE_RATE_HZ, signal.WINDOW_SAMPLES, signal.PRE_SAMPLES)
-    if (m.sample_rate_hz, m.window_samples, m.pre_samples) != expected:
+    expected = (signal.SAMPLE_RATE_HZ, signal.WINDOW_SAMPLES, signal.PRE_SAMPLES,
+                signal.REF_SAMPLES)
+    if (m.sample_rate_hz, m.window_samples, m.pre_samples, m.reference_samples) != expected:
         raise ModelError(
             f"{path}: model expects {m.sample_rate_hz:g} Hz, {m.window_samples} samples "
-            f"({m.pre_samples} before the peak); this agent windows at {expected[0]:g} Hz, "
-            f"{expected[1]} samples ({expected[2]} before)"
+            f"({m.pre_samples} before the peak, reference {m.reference_samples}); this agent "
+            f"windows at {expected[0]:g} Hz, {expected[1]} samples ({expected[2]} before, "
+            f"reference {expected[3]})"
         )
     if m.input_shape != (1, signal.WINDOW_SAMPLES, len(signal.FEATURES)):
         raise ModelError(f"{path}: unexpected input shape {m.input_shape}")

@@ -2,7 +2,7 @@
 
 Everything that turns accelerometer samples into model input lives here, so the model
 sees exactly what it was trained on. The features do not depend on how the wearable is
-mounted: the reference "down" is the mean acceleration over the first half second of the
+mounted: the reference "down" is the mean acceleration over the first second of the
 window (before the impact), and each sample is described by its magnitude, its component
 along that reference and its component across it.
 """
@@ -15,7 +15,7 @@ SAMPLE_RATE_HZ = 50.0
 PRE_SAMPLES = 100          # window starts 2 s before the impact peak
 POST_SAMPLES = 100         # ... and ends 2 s after it (the decision time)
 WINDOW_SAMPLES = PRE_SAMPLES + POST_SAMPLES
-REF_SAMPLES = 25           # first 0.5 s of the window: the pre-event orientation
+REF_SAMPLES = 50           # first 1 s of the window (two steps): the pre-event orientation
 PEAK_RADIUS = 50           # an impact peak is the largest |a| within +-1 s
 BLOCK_SAMPLES = 50         # confirmation looks at one-second blocks
 FEATURES = ("magnitude", "along_reference", "across_reference")
@@ -36,7 +36,7 @@ def unit(vec: np.ndarray) -> np.ndarray:
 
 
 def gravity_reference(window: np.ndarray) -> np.ndarray:
-    """Unit vector of the pre-event orientation: mean of the window's first 0.5 s."""
+    """Unit vector of the pre-event orientation: mean of the window's first second."""
     return unit(window[:REF_SAMPLES].mean(axis=0))
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
 from agent.fall.confirmation import ConfirmRule, Evidence, assess
 from agent.fall.gate import ImpactGate
@@ -52,6 +53,7 @@ class ScoreJob:
     decision_t: float
     window: np.ndarray = field(repr=False)
     reference: np.ndarray = field(repr=False)
+    upright: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -108,6 +110,7 @@ class WearableStream:
         self._seg_t0: float | None = None    # time of sample _seg_start
         self._gate = ImpactGate(cfg.gate_g)
         self._resampler = _Resampler()
+        self.calibration = UprightCalibration()
         self._waiting: list[tuple[int, float]] = []   # peaks whose window is not complete
         self.suspicions: list[Suspicion] = []
         self._episode: dict[str, float | np.ndarray | None] | None = None
@@ -161,26 +164,37 @@ class WearableStream:
         self._buf[idx] = acc
         self._n += len(acc)
         self.samples_total += len(acc)
+        self.calibration.feed(acc)
         if self._episode is not None:
             self._track_episode(acc, self.time_of(self._n - 1))
         self._waiting.extend(self._gate.feed(magnitude(acc)))
-        jobs: list[ScoreJob] = []
-        still_waiting = []
-        for peak, peak_g in self._waiting:
-            if peak + POST_SAMPLES > self._n:
-                still_waiting.append((peak, peak_g))
-                continue
-            if self._episode is not None or any(s.evidence and s.evidence.confirmed
-                                                for s in self.suspicions):
-                continue  # same episode: no second alarm
+        ready = [w for w in self._waiting if w[0] + POST_SAMPLES <= self._n]
+        self._waiting = [w for w in self._waiting if w[0] + POST_SAMPLES > self._n]
+        return self._jobs(ready)
+
+    def flush_stalled(self, now: float) -> list[ScoreJob]:
+        """The wearable went silent around an impact: score what we have (edge-padded)
+        rather than wait for samples that may never come."""
+        last = self.last_t
+        if last is None or now - last < STALL_GRACE_S:
+            return []
+        ready = self._waiting + self._gate.flush()
+        self._waiting = []
+        return self._jobs(ready)
+
+    def _jobs(self, peaks: list[tuple[int, float]]) -> list[ScoreJob]:
+        if not peaks or self._episode is not None or any(
+                s.evidence and s.evidence.confirmed for s in self.suspicions):
+            return []  # same episode: no second alarm
+        jobs = []
+        for peak, peak_g in peaks:
             window = self._window(peak)
             jobs.append(ScoreJob(
                 device_id=self.device_id, peak_index=peak, peak_g=float(peak_g),
                 impact_t=self.time_of(peak), decision_index=peak + POST_SAMPLES,
                 decision_t=self.time_of(peak + POST_SAMPLES), window=window,
-                reference=gravity_reference(window),
+                reference=gravity_reference(window), upright=self.calibration.upright,
             ))
-        self._waiting = still_waiting
         return jobs
 
     def _new_segment(self, t0: float, counted: bool) -> None:
@@ -191,6 +205,7 @@ class WearableStream:
         self._seg_t0 = t0
         self._gate.reset(self._n)
         self._resampler.reset()
+        self.calibration.reset_partial()
         self._waiting.clear()
 
     def _track_episode(self, acc: np.ndarray, t_end: float) -> None:
@@ -233,7 +248,7 @@ class WearableStream:
             post = self._slice(max(start, oldest), max(start, limit))
         else:
             return  # keep waiting for samples
-        s.evidence = assess(post, s.job.reference, self.rule, SAMPLE_RATE_HZ)
+        s.evidence = assess(post, s.job.reference, self.rule, SAMPLE_RATE_HZ, s.job.upright)
 
     def poll(self, now: float) -> list[Outcome]:
         """Advance confirmations and deadlines to ``now`` (the agent's monotonic time)."""
@@ -271,5 +286,6 @@ class WearableStream:
         return first
 
     def _start_episode(self, s: Suspicion, now: float) -> None:
-        self._episode = {"reference": s.job.reference, "upright_since": None,
+        ref = s.job.upright if s.job.upright is not None else s.job.reference
+        self._episode = {"reference": ref, "upright_since": None,
                          "until": now + self.cfg.episode_max_s}

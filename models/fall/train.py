@@ -42,10 +42,17 @@ from typing import Any
 
 import numpy as np
 
+from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
 from agent.fall.confirmation import ConfirmRule, assess
 from agent.fall.dataset import Trial, data_version, load_trials
-from agent.fall.evaluation import Evaluator, TrialResult, pad_recording, summarize
+from agent.fall.evaluation import (
+    Evaluator,
+    TrialResult,
+    pad_recording,
+    priming_segments,
+    summarize,
+)
 from agent.fall.gate import find_peaks
 from agent.fall.scoring import PeakThresholdScorer
 from agent.fall.signal import (
@@ -54,6 +61,7 @@ from agent.fall.signal import (
     PEAK_RADIUS,
     POST_SAMPLES,
     PRE_SAMPLES,
+    REF_SAMPLES,
     SAMPLE_RATE_HZ,
     WINDOW_SAMPLES,
     gravity_reference,
@@ -83,15 +91,26 @@ class Candidates:
 
 
 def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
+    """Every gate candidate, with its label and whether the runtime would confirm it
+    (posture measured against the upright learnt from the subject's own walking, as in
+    :class:`agent.fall.evaluation.Evaluator`)."""
     rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g)
     confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
+    primes = priming_segments(trials)
     wins, labels, idx, conf = [], [], [], []
     for ti, trial in enumerate(trials):
         acc = pad_recording(trial.samples, cfg)[:, :3].astype(np.float32) * 1e-3
         impact = trial.impact_index()
+        cal = UprightCalibration()
+        if trial.subject in primes:
+            cal.feed(primes[trial.subject][:, :3].astype(np.float32) * 1e-3)
+            cal.reset_partial()
+        fed = 0
         for peak, _g in find_peaks(magnitude(acc), cfg.gate_g):
             if peak + POST_SAMPLES > len(acc):
                 continue
+            cal.feed(acc[fed:peak + POST_SAMPLES])
+            fed = peak + POST_SAMPLES
             w = window_at(acc, peak)
             if trial.is_fall:
                 if abs(peak - impact) <= POSITIVE_TOLERANCE:
@@ -103,7 +122,8 @@ def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
             else:
                 label = 0
             d = peak + POST_SAMPLES
-            ev = assess(acc[d:d + confirm_n], gravity_reference(w), rule, SAMPLE_RATE_HZ)
+            ev = assess(acc[d:d + confirm_n], gravity_reference(w), rule, SAMPLE_RATE_HZ,
+                        cal.upright)
             wins.append(w)
             labels.append(label)
             idx.append(ti)
@@ -260,7 +280,7 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
             "zero_point": int(inp["quantization"][1]),
             "features": list(FEATURES),
             "transform": INPUT_TRANSFORM,
-            "reference": "unit mean acceleration over the first 0.5 s of the window",
+            "reference": "unit mean acceleration over the first 1 s of the window",
         },
         "output": {
             "dtype": "int8",
@@ -273,6 +293,7 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
             "samples": WINDOW_SAMPLES,
             "pre_samples": PRE_SAMPLES,
             "post_samples": POST_SAMPLES,
+            "reference_samples": REF_SAMPLES,
             "stride": "event-driven: one window per impact-gate peak",
             "peak_radius_samples": PEAK_RADIUS,
         },

@@ -1,0 +1,185 @@
+"""The runtime detector on synthetic recordings: gate, confirmation, cancel, episodes.
+
+The threshold scorer (a real scorer, the fallback) makes these independent of the trained
+model; tests/unit/test_fall_model.py runs the same path with the shipped model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from agent.fall.config import FallConfig
+from agent.fall.scoring import PeakThresholdScorer
+from agent.model import Priority, Reading
+from tests.unit.fall_helpers import Run, hold, recording
+
+CFG = FallConfig(confirm_s=5.0, cancel_window_s=10.0)
+SCORER = PeakThresholdScorer(3.0)
+
+
+def run(coro_fn, cfg: FallConfig = CFG, **kw):  # noqa: ANN001, ANN201
+    async def main():  # noqa: ANN202
+        r = Run(cfg, scorer=kw.pop("scorer", SCORER), **kw)
+        await r.start()
+        try:
+            await coro_fn(r)
+        finally:
+            await r.stop()
+        return r
+    return asyncio.run(main())
+
+
+def test_a_fall_raises_exactly_one_alarm_after_confirmation_and_cancel_window() -> None:
+    async def body(r: Run) -> None:
+        await r.play("wear-1", hold(recording("F01_R01"), 20), extra={"room": "hall"})
+        await r.wait(5)
+
+    r = run(body)
+    falls = r.events("fall")
+    assert len(falls) == 1
+    ev = falls[0]
+    assert ev.priority == Priority.ALARM and ev.device_id == "wear-1"
+    d = ev.data
+    assert d["room"] == "hall" and d["detector"] == "baseline"
+    assert d["model_version"] == SCORER.version
+    assert d["score"] >= 3.0 and d["peak_g"] == pytest.approx(d["score"], abs=0.01)
+    assert d["confirmation"]["confirmed"] and d["confirmation"]["reason"] == "lying"
+    assert d["confirmation"]["tilt_deg"] > 60
+    # Decision 2 s after the impact, alarm max(confirm_s, cancel_window_s) later.
+    assert d["delay_s"] == pytest.approx(2.0 + 10.0, abs=0.6)
+    assert r.ctx is not None
+    assert r.ctx.prewarnings == [("fall", True), ("fall", False)]
+    assert not r.events("fall_cancelled")
+
+
+@pytest.mark.parametrize("code", ["D19_R01", "D07_R01"])
+def test_impacts_that_end_upright_are_not_confirmed(code: str) -> None:
+    async def body(r: Run) -> None:
+        await r.play("wear-1", hold(recording(code), 20))
+        await r.wait(5)
+
+    r = run(body)
+    assert r.events("fall") == []
+    assert r.ctx is not None
+    if code == "D19_R01":  # the jump's landing passes the threshold: suspected, then dropped
+        assert r.ctx.prewarnings == [("fall", True), ("fall", False)]
+
+
+def test_cancel_within_the_window_gives_fall_cancelled_and_never_an_alarm() -> None:
+    async def body(r: Run) -> None:
+        assert r.detector is not None
+        await r.play("wear-1", hold(recording("F01_R01"), 20),
+                     stop_when=lambda: r.detector is not None and r.detector._prewarning)
+        await r.wait(1.0)
+        r.cancel("hub-cancel")
+        await r.wait(20)
+        r.cancel("hub-cancel")  # a second press has nothing left to cancel
+
+    r = run(body)
+    assert r.events("fall") == []
+    cancelled = r.events("fall_cancelled")
+    assert len(cancelled) == 1
+    ev = cancelled[0]
+    assert ev.priority == Priority.INFO and ev.device_id == "wear-1"
+    assert ev.data["cancelled_by"] == "hub-cancel" and ev.data["pending_s"] >= 1.0
+    assert ev.data["score"] >= 3.0
+    assert r.ctx is not None and r.ctx.prewarnings[-1] == ("fall", False)
+
+
+def test_another_wearables_button_does_not_cancel_this_wearables_fall() -> None:
+    async def body(r: Run) -> None:
+        await r.play("wear-2", hold(recording("D19_R01"), 2))
+        await r.play("wear-1", hold(recording("F01_R01"), 20),
+                     stop_when=lambda: r.detector is not None and r.detector._prewarning)
+        r.cancel("wear-2")
+        await r.wait(25)
+
+    r = run(body)
+    assert r.events("fall_cancelled") == []
+    assert [e.device_id for e in r.events("fall")] == ["wear-1"]
+
+
+def test_silence_after_a_detection_still_raises_the_alarm() -> None:
+    """The wearable goes quiet (out of range, body over the antenna) after the impact."""
+    async def body(r: Run) -> None:
+        await r.play("wear-1", recording("F01_R01")[:int(5.4 * 50)])
+        await r.wait(25)
+
+    r = run(body)
+    falls = r.events("fall")
+    assert len(falls) == 1
+    assert falls[0].data["confirmation"]["reason"] == "no_data"
+
+
+def test_one_alarm_per_episode_even_with_more_impacts_on_the_floor() -> None:
+    fall = recording("F01_R01")
+    lying = fall[-100:]
+    bump = lying.copy()
+    bump[50:53, 2] += 4000     # more impacts while lying (struggling on the floor)
+    session = np.concatenate([fall, lying, bump, lying, bump, lying, hold(lying, 30)])
+
+    async def body(r: Run) -> None:
+        await r.play("wear-1", session)
+        await r.wait(15)
+
+    r = run(body)
+    assert len(r.events("fall")) == 1
+
+
+def test_a_second_fall_after_getting_up_is_a_new_episode() -> None:
+    fall = recording("F01_R01")
+    standing = recording("D19_R01")[:200]   # 4 s upright and still
+
+    async def body(r: Run) -> None:
+        await r.play("wear-1", np.concatenate([hold(fall, 20), standing, standing,
+                                               hold(fall, 20)]))
+        await r.wait(5)
+
+    r = run(body)
+    assert len(r.events("fall")) == 2
+
+
+def test_a_100_hz_wearable_is_resampled_and_detected() -> None:
+    fall = hold(recording("F01_R01"), 20)
+    idx = np.arange(0, len(fall) - 1, 0.5)
+    lo = np.floor(idx).astype(int)
+    frac = (idx - lo)[:, None]
+    fast = np.round(fall[lo] * (1 - frac) + fall[lo + 1] * frac).astype(np.int16)
+
+    async def body(r: Run) -> None:
+        await r.play("wear-1", fast, rate_hz=100.0)
+        await r.wait(5)
+
+    r = run(body)
+    assert len(r.events("fall")) == 1
+
+
+def test_a_gap_restarts_windows_instead_of_joining_unrelated_samples() -> None:
+    fall = hold(recording("F01_R01"), 20)
+
+    async def body(r: Run) -> None:
+        await r.play("wear-1", recording("D07_R01")[:100])
+        r.clock.advance(30.0)   # 30 s without samples, then the stream resumes
+        await r.play("wear-1", fall)
+        await r.wait(5)
+
+    r = run(body)
+    assert r.detector is not None
+    assert r.detector._streams["wear-1"].gaps == 1
+    assert len(r.events("fall")) == 1
+
+
+def test_only_configured_wearables_are_watched_and_bad_readings_are_ignored() -> None:
+    async def body(r: Run) -> None:
+        await r.feed([Reading("wear-1", "motion_samples", data={"rate_hz": 50.0},
+                              mono=r.clock.monotonic(), publish=False)])
+        await r.play("wear-1", hold(recording("F01_R01"), 20))
+        await r.wait(5)
+
+    r = run(body, cfg=replace(CFG, wearables=("wear-9",)))
+    assert r.events("fall") == []
+    assert r.detector is not None and r.detector._streams == {}

@@ -1,0 +1,126 @@
+"""Impact gate, window features and posture/stillness confirmation (pure functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.fall.confirmation import ConfirmRule, assess
+from agent.fall.gate import ImpactGate, find_peaks
+from agent.fall.signal import (
+    PRE_SAMPLES,
+    WINDOW_SAMPLES,
+    gravity_reference,
+    model_input,
+    tilt_deg,
+    window_at,
+)
+
+
+def offline_peaks(m: np.ndarray, gate: float, r: int) -> list[int]:
+    """The definition, brute force: >= gate, > every value in the r before, >= the r after."""
+    out = []
+    for p in range(len(m) - r):
+        before = m[max(0, p - r):p]
+        after = m[p + 1:p + r + 1]
+        if m[p] >= gate and (len(before) == 0 or m[p] > before.max()) and m[p] >= after.max():
+            out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_streaming_gate_matches_the_offline_definition_in_any_chunking(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = np.abs(rng.normal(1.0, 0.6, 3000)).astype(np.float32)
+    m[rng.integers(0, 3000, 40)] += rng.uniform(0.5, 4, 40).astype(np.float32)
+    expected = offline_peaks(m, 1.5, 50)
+    assert expected, "the signal must have peaks for the test to mean anything"
+    assert [p for p, _ in find_peaks(m, 1.5, 50)] == expected
+    gate = ImpactGate(1.5, 50)
+    got = []
+    i = 0
+    while i < len(m):
+        n = int(rng.integers(1, 60))
+        got.extend(p for p, _ in gate.feed(m[i:i + n]))
+        i += n
+    assert got == expected
+
+
+def test_gate_reports_the_peak_value_and_ignores_sub_threshold_signal() -> None:
+    m = np.ones(400, dtype=np.float32)
+    m[100], m[130], m[300] = 3.0, 2.5, 1.4
+    assert find_peaks(m, 1.5) == [(100, pytest.approx(3.0))]
+
+
+def rotation(seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q.astype(np.float32)
+
+
+def test_model_input_does_not_depend_on_how_the_wearable_is_mounted() -> None:
+    rng = np.random.default_rng(1)
+    w = (np.tile([0.0, -1.0, 0.0], (WINDOW_SAMPLES, 1)) + rng.normal(0, 0.3, (WINDOW_SAMPLES, 3))
+         ).astype(np.float32)
+    base = model_input(w)
+    for seed in range(3):
+        np.testing.assert_allclose(model_input(w @ rotation(seed).T), base, atol=1e-4)
+    assert base.shape == (WINDOW_SAMPLES, 3) and base.dtype == np.float32
+    # Log compression: 1 g upright reads 1.0 on the "along reference" channel.
+    upright = model_input(np.tile(np.float32([0.0, -1.0, 0.0]), (WINDOW_SAMPLES, 1)))
+    np.testing.assert_allclose(upright[:, 1], 1.0, atol=1e-5)
+    with pytest.raises(ValueError):
+        model_input(w[:-1])
+
+
+def test_window_at_pads_at_recording_edges_and_centres_the_peak() -> None:
+    acc = np.arange(300 * 3, dtype=np.float32).reshape(300, 3)
+    w = window_at(acc, 10)
+    assert w.shape == (WINDOW_SAMPLES, 3)
+    np.testing.assert_array_equal(w[PRE_SAMPLES], acc[10])
+    np.testing.assert_array_equal(w[0], acc[0])
+
+
+def test_tilt_and_reference() -> None:
+    up = gravity_reference(np.tile(np.float32([0, -1, 0]), (WINDOW_SAMPLES, 1)))
+    assert tilt_deg(np.float32([0, 0, 1]), up) == pytest.approx(90.0, abs=1e-3)
+    assert tilt_deg(np.float32([0, -2, 0]), up) == pytest.approx(0.0, abs=1e-3)
+
+
+RULE = ConfirmRule(lying_tilt_deg=45, slumped_tilt_deg=25, still_g=0.05)
+UP = np.float32([0.0, -1.0, 0.0])
+
+
+def posture(tilt: float, seconds: float, noise: float, seed: int = 0) -> np.ndarray:
+    a = np.radians(tilt)
+    g = np.float32([0.0, -np.cos(a), np.sin(a)])
+    rng = np.random.default_rng(seed)
+    return (np.tile(g, (int(seconds * 50), 1)) + rng.normal(0, noise, (int(seconds * 50), 3))
+            ).astype(np.float32)
+
+
+def test_lying_confirms_even_when_moving() -> None:
+    ev = assess(posture(85, 10, 0.2), UP, RULE)
+    assert ev.confirmed and ev.reason == "lying" and ev.lying_fraction == 1.0
+    assert ev.tilt_deg == pytest.approx(85, abs=8)
+
+
+def test_slumped_and_still_confirms_slumped_but_moving_does_not() -> None:
+    assert assess(posture(32, 10, 0.005), UP, RULE).reason == "slumped_still"
+    ev = assess(posture(32, 10, 0.2), UP, RULE)
+    assert not ev.confirmed and ev.reason == "recovered"
+
+
+def test_upright_after_the_impact_is_a_recovery_even_when_still() -> None:
+    ev = assess(posture(5, 10, 0.005), UP, RULE)
+    assert not ev.confirmed and ev.still_fraction == 1.0
+
+
+def test_getting_up_within_the_interval_is_a_recovery() -> None:
+    post = np.vstack([posture(85, 3, 0.01), posture(5, 7, 0.1, seed=1)])
+    assert not assess(post, UP, RULE).confirmed
+
+
+def test_silence_after_a_detection_confirms() -> None:
+    ev = assess(posture(5, 1.0, 0.1), UP, RULE)
+    assert ev.confirmed and ev.reason == "no_data" and ev.seconds == pytest.approx(1.0)
+    assert ev.to_dict()["tilt_deg"] is None
