@@ -119,7 +119,7 @@ class InactivityDetector:
                     if self.engine.recorder is not None:
                         self.engine.recorder.bins.update(self.store.load_bins())
         for note in self.ruleset.notes:
-            log.info("inactivity rules: %s", note)
+            (log.warning if note.startswith("warning") else log.info)("inactivity rules: %s", note)
         ctx.subscribe_readings(self.handle_reading)
         ctx.subscribe_events(self._on_committed)
         self._sync_prewarning()

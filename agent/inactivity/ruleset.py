@@ -20,6 +20,7 @@ Defaults are chosen from how the sensors see a person, not from any one home's d
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,4 +166,16 @@ def derive_rules(cfg: InactivityConfig, devices: DeviceMap) -> RuleSet:
         learned=cfg.learned if cfg.learned.enabled else None,
         notes=tuple(notes),
     )
+    # A mat proves presence, not wellbeing: without its own rule, someone unable to get
+    # out of the chair (or bed) would never be found by the inactivity rule.
+    extra = []
+    if cfg.mats_are_presence and has_chair and rs.chair_too_long is None and windows:
+        extra.append("warning: chair mat counts as presence but chair_too_long is off")
+    if cfg.mats_are_presence and has_bed and rs.not_up is None and windows:
+        extra.append("warning: bed mat counts as presence but not_up is off")
+    unknown = sorted(d for d in cfg.exit_doors if d not in devices)
+    if unknown:
+        extra.append(f"warning: exit_doors not among the configured sensors: {', '.join(unknown)}")
+    if extra:
+        rs = dataclasses.replace(rs, notes=rs.notes + tuple(extra))
     return rs
