@@ -152,6 +152,7 @@ def test_learning_survives_a_restart_and_the_cli_shows_it(tmp_path: Path, capsys
         '[[inactivity.inactivity]]\nstart = "00:00"\nend = "00:00"\nafter_s = 14400\n')
     clock = ManualClock(mono=100.0, wall=1735711200.0)       # 2025-01-01T06:00Z
     db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA synchronous=OFF")      # twelve simulated days of saves, quickly
     det = InactivityDetector(cfg, db, clock, HOME, boot_id="b")
     det.attach(ReplayContext(clock))  # type: ignore[arg-type]
 
