@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "agent.cli.remote",
     "agent.cli.routine",
     "agent.cli.report",
+    "agent.cli.commission",
 ]
 
 

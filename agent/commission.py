@@ -1,0 +1,411 @@
+"""Installer commissioning: prove, in the home, that every part of the hub works.
+
+Runs the real agent (same config, store, drivers and broker as the service) and walks the
+installer through it, printing progress as it goes:
+
+1. broker: the hub connects to the monitoring platform's broker;
+2. devices: every configured device with its driver status and when it was last seen;
+3. walk test: the installer triggers each sensor; each one ticks as its first reading
+   arrives (and a ``walk_test`` info event tells the platform), until all have or time
+   runs out;
+4. test alarm: a ``test`` event through the whole path, shown once the broker
+   acknowledged it (PUBACK);
+5. ``installation_complete``: an info event with the device inventory (ids, kinds, rooms,
+   battery, signal, walk-test result) so the referrer can be told, sent only when
+   everything above passed, and shown acknowledged.
+
+Triggering an alarm sensor during the walk test raises a real alarm (nothing is
+suppressed): the installer tells the monitoring centre the hub is on test first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import __version__
+from agent.app import Agent, Hardware
+from agent.config import Config
+from agent.model import Event, Priority, Reading, iso_utc
+from agent.ports import DeviceInfo
+from agent.remote.walk_test import WalkTest
+
+log = logging.getLogger(__name__)
+
+HUB_DEVICE_ID = "hub"
+OUTPUT_KINDS = frozenset({"led", "buzzer"})
+# Readings that arrive without anyone touching the sensor: not a walk-test trigger.
+NOT_TRIGGERS = frozenset({
+    "motion_samples", "telemetry", "device_online", "device_offline", "battery_low",
+    "bounce_storm", "cold_home", "walk_test", "motion_clear",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionOptions:
+    walk_timeout_s: float = 600.0
+    connect_timeout_s: float = 30.0
+    ack_timeout_s: float = 30.0
+    skip: tuple[str, ...] = ()            # devices that cannot be triggered today
+    installer: str | None = None
+    reminder_every_s: float = 30.0
+
+
+@dataclass
+class DeviceCheck:
+    device_id: str
+    kind: str
+    section: str
+    room: str = ""
+    role: str = ""
+    driver: str = ""
+    online: bool | None = None
+    error: str | None = None
+    last_seen_wall: float | None = None
+    battery_pct: float | None = None
+    rssi: int | None = None
+    triggered_by: str | None = None
+    skipped: bool = False
+
+    @property
+    def is_output(self) -> bool:
+        return self.kind in OUTPUT_KINDS
+
+    @property
+    def walk_result(self) -> str:
+        if self.is_output:
+            return "output"
+        if self.skipped:
+            return "skipped"
+        return "passed" if self.triggered_by else "not_triggered"
+
+    def inventory(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id, "kind": self.kind, "driver": self.driver,
+            "room": self.room, "role": self.role, "online": self.online,
+            "battery_pct": self.battery_pct, "rssi": self.rssi,
+            "last_seen": iso_utc(self.last_seen_wall) if self.last_seen_wall else None,
+            "walk_test": self.walk_result, "triggered_by": self.triggered_by,
+        }
+
+
+@dataclass
+class CommissionResult:
+    devices: list[DeviceCheck] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    test_event_id: str | None = None
+    test_ack_ms: float | None = None
+    installation_event: Event | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def configured_devices(config: Config) -> list[DeviceCheck]:
+    """Every device in the config, in config order, with its kind, room and role."""
+    out = []
+    sections: list[tuple[str, Any]] = [("gpio.devices", config.gpio.devices),
+                                       ("ble.devices", config.ble.devices),
+                                       ("serial.units", config.serial.units)]
+    for name, items in sections:
+        for i, dev in enumerate(items):
+            kind = "telecare_unit" if name == "serial.units" else str(dev.kind)
+            out.append(DeviceCheck(dev.id, kind, f"{name}[{i}]",
+                                   room=getattr(dev, "room", "") or "",
+                                   role=getattr(dev, "role", "") or ""))
+    return out
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def _label(dev: DeviceCheck) -> str:
+    where = ", ".join(x for x in (dev.kind, dev.room) if x)
+    return f"{dev.device_id} ({where})"
+
+
+class Commissioning:
+    """One commissioning run. ``out`` receives each line of progress as it happens."""
+
+    def __init__(
+        self,
+        config: Config,
+        hardware: Hardware | None = None,
+        out: Callable[[str], None] = print,
+        options: CommissionOptions | None = None,
+    ) -> None:
+        self.config = config
+        self.hardware = hardware or Hardware()
+        self.out = out
+        self.options = options or CommissionOptions()
+        self.result = CommissionResult(devices=configured_devices(config))
+        self._by_id = {d.device_id: d for d in self.result.devices}
+        self._agent: Agent | None = None
+        self._walking = False
+        self._all_triggered: asyncio.Event | None = None
+
+    # -- the run ----------------------------------------------------------------------------
+    async def run(self) -> CommissionResult:
+        started = time.time()
+        unknown = sorted(set(self.options.skip) - set(self._by_id))
+        if unknown:
+            self.result.failures.append(f"--skip names unknown device(s): {', '.join(unknown)}")
+            self._finish()
+            return self.result
+        agent = Agent(self.config, hardware=self.hardware)
+        self._agent = agent
+        self._all_triggered = asyncio.Event()
+        m = self.config.mqtt
+        self.out(f"Commissioning hub {self.config.hub_id} (tec-agent {__version__})")
+        self.out(f"  broker {m.host}:{m.port} (TLS {'on' if m.tls_ca_file else 'off'}),"
+                 f" store {self.config.store.path}")
+        await agent.start()
+        try:
+            agent.subscribe_readings(self._on_reading)
+            connected = await self._step_broker(agent)
+            self._step_devices(agent)
+            await self._step_walk(agent)
+            if connected:
+                await self._step_test_alarm(agent)
+            else:
+                self.result.failures.append("test alarm not attempted: broker not reachable")
+            if self.result.ok:
+                await self._step_installation_complete(agent, started)
+            else:
+                self.out("")
+                self.out("installation_complete NOT sent: fix the problems below and run again.")
+        finally:
+            await agent.stop()
+        self._finish()
+        return self.result
+
+    # -- 1. broker --------------------------------------------------------------------------
+    async def _step_broker(self, agent: Agent) -> bool:
+        self.out("")
+        self.out("1. Broker")
+        t0 = time.monotonic()
+        ok = await self._wait(lambda: bool(agent.uplink and agent.uplink.connected),
+                              self.options.connect_timeout_s)
+        m = self.config.mqtt
+        if ok:
+            self.out(f"  [ok]   connected to {m.host}:{m.port} in {time.monotonic() - t0:.1f} s")
+        else:
+            msg = (f"broker {m.host}:{m.port} not reachable within"
+                   f" {self.options.connect_timeout_s:.0f} s (check network, credentials, TLS)")
+            self.out(f"  [FAIL] {msg}")
+            self.result.failures.append(msg)
+        return ok
+
+    # -- 2. devices -------------------------------------------------------------------------
+    def _step_devices(self, agent: Agent) -> None:
+        self.out("")
+        self.out(f"2. Devices ({len(self.result.devices)} configured)")
+        if not self.result.devices:
+            self.out("  (none configured)")
+            self.result.warnings.append("no devices configured")
+        self._refresh_inventory(agent.devices())
+        now = time.time()
+        for dev in self.result.devices:
+            dev.skipped = dev.device_id in self.options.skip
+            seen = dev.last_seen_wall or self._last_stored(agent, dev.device_id)
+            dev.last_seen_wall = seen
+            if dev.error:
+                status = f"ERROR {dev.error}"
+                self.result.failures.append(f"{_label(dev)}: driver error: {dev.error}")
+            elif dev.online is False:
+                status = "offline"
+            elif dev.online:
+                status = "ready"
+            else:
+                status = "not reported by any driver"
+                self.result.failures.append(f"{_label(dev)}: not reported by any driver")
+            extra = [] if dev.is_output else \
+                [f"last seen {_ago(max(0.0, now - seen))}" if seen else "not seen yet"]
+            if dev.battery_pct is not None:
+                extra.append(f"battery {dev.battery_pct:.0f}%")
+            if dev.rssi is not None:
+                extra.append(f"signal {dev.rssi} dBm")
+            tag = "[FAIL]" if dev.error or dev.online is None else "[ok]  "
+            self.out(f"  {tag} {_label(dev)}: {'; '.join([status, ', '.join(extra)] if extra else [status])}")
+
+    def _refresh_inventory(self, infos: list[DeviceInfo]) -> None:
+        for info in infos:
+            dev = self._by_id.get(info.device_id)
+            if dev is None:
+                continue
+            dev.driver = info.driver
+            dev.online = info.online
+            dev.error = info.details.get("error") if info.details else None
+            dev.last_seen_wall = info.last_seen_wall or dev.last_seen_wall
+            dev.battery_pct = info.battery_pct if info.battery_pct is not None else dev.battery_pct
+            dev.rssi = info.rssi if info.rssi is not None else dev.rssi
+
+    @staticmethod
+    def _last_stored(agent: Agent, device_id: str) -> float | None:
+        row = agent.store.db.execute(
+            "SELECT max(w) FROM (SELECT max(wall) AS w FROM delivered WHERE device_id = ?"
+            " UNION ALL SELECT max(wall) FROM events WHERE device_id = ?)",
+            (device_id, device_id),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    # -- 3. walk test -----------------------------------------------------------------------
+    def _to_trigger(self) -> list[DeviceCheck]:
+        return [d for d in self.result.devices if not d.is_output and not d.skipped]
+
+    def _remaining(self) -> list[DeviceCheck]:
+        return [d for d in self._to_trigger() if d.triggered_by is None]
+
+    def _on_reading(self, reading: Reading) -> None:
+        if not self._walking or reading.type in NOT_TRIGGERS:
+            return
+        dev = self._by_id.get(reading.device_id)
+        if dev is None or dev.is_output or dev.skipped or dev.triggered_by is not None:
+            return
+        dev.triggered_by = reading.type
+        total = len(self._to_trigger())
+        done = total - len(self._remaining())
+        self.out(f"  [ok]   {done}/{total} {_label(dev)}: {reading.type}")
+        if not self._remaining() and self._all_triggered is not None:
+            self._all_triggered.set()
+
+    async def _step_walk(self, agent: Agent) -> None:
+        targets = self._to_trigger()
+        self.out("")
+        self.out(f"3. Walk test: trigger each sensor ({len(targets)})")
+        for dev in self.result.devices:
+            if dev.skipped:
+                self.out(f"  [skip] {_label(dev)}: skipped by the installer")
+                self.result.warnings.append(f"{_label(dev)}: walk test skipped")
+        if not targets:
+            self.out("  nothing to trigger")
+            return
+        self.out("  An alarm sensor raises a real alarm: tell the monitoring centre the hub"
+                 " is on test.")
+        self.out(f"  Waiting up to {self.options.walk_timeout_s:.0f} s ...")
+        walk = WalkTest(self.options.walk_timeout_s)
+        walk.attach(agent)  # type: ignore[arg-type]  # Agent is the context (see app.py)
+        walk.start(self.options.walk_timeout_s)
+        self._walking = True
+        assert self._all_triggered is not None
+        deadline = time.monotonic() + self.options.walk_timeout_s
+        try:
+            while self._remaining():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._all_triggered.wait(),
+                                           min(left, self.options.reminder_every_s))
+                except TimeoutError:
+                    remaining = self._remaining()
+                    if remaining and deadline - time.monotonic() > 0:
+                        self.out(f"  ... still waiting for {len(remaining)}: "
+                                 + ", ".join(d.device_id for d in remaining)
+                                 + f" ({deadline - time.monotonic():.0f} s left)")
+        finally:
+            self._walking = False
+            walk.stop([d.device_id for d in self.result.devices])
+            walk.detach()
+        for dev in self._remaining():
+            msg = f"{_label(dev)}: never triggered during the walk test"
+            self.out(f"  [FAIL] {msg}")
+            self.result.failures.append(msg)
+        self._refresh_inventory(agent.devices())
+
+    # -- 4. test alarm ----------------------------------------------------------------------
+    async def _step_test_alarm(self, agent: Agent) -> None:
+        self.out("")
+        self.out("4. Test alarm, end to end")
+        reading = Reading(HUB_DEVICE_ID, "test", Priority.INFO,
+                          {"source": "commission", "room": "", "role": ""})
+        t0 = time.monotonic()
+        agent.emit_reading(reading)
+        self.result.test_event_id = reading.id
+        self.out(f"  raised test event {reading.id}")
+        ok = await self._wait(lambda: agent.event_delivered(reading.id) is True,
+                              self.options.ack_timeout_s)
+        if ok:
+            self.result.test_ack_ms = (time.monotonic() - t0) * 1000.0
+            self.out(f"  [ok]   stored, sent and acknowledged by the broker in"
+                     f" {self.result.test_ack_ms:.0f} ms")
+        else:
+            state = "stored, waiting for the broker" if agent.event_delivered(reading.id) is False \
+                else "not stored"
+            msg = f"test alarm not acknowledged within {self.options.ack_timeout_s:.0f} s ({state})"
+            self.out(f"  [FAIL] {msg}")
+            self.result.failures.append(msg)
+
+    # -- 5. installation complete -----------------------------------------------------------
+    async def _step_installation_complete(self, agent: Agent, started: float) -> None:
+        self.out("")
+        self.out("5. Installation complete")
+        self._refresh_inventory(agent.devices())
+        sensors = [d for d in self.result.devices if not d.is_output]
+        data = {
+            "agent_version": __version__,
+            "installer": self.options.installer,
+            "started": iso_utc(started),
+            "finished": iso_utc(time.time()),
+            "devices": [d.inventory() for d in sensors],
+            "outputs": [{"device_id": d.device_id, "kind": d.kind, "online": d.online}
+                        for d in self.result.devices if d.is_output],
+            "walk_test": {
+                "passed": sum(1 for d in sensors if d.walk_result == "passed"),
+                "skipped": [d.device_id for d in sensors if d.skipped],
+            },
+            "test_alarm": {"event_id": self.result.test_event_id,
+                           "ack_ms": round(self.result.test_ack_ms or 0.0, 1)},
+        }
+        clock = agent.clock
+        event = Event(type="installation_complete", priority=Priority.INFO,
+                      device_id=HUB_DEVICE_ID, data=data, wall=clock.wall(),
+                      mono=clock.monotonic(), clock_synced=clock.synced())
+        agent.submit_event(event)
+        self.result.installation_event = event
+        if await self._wait(lambda: agent.event_delivered(event.id) is True,
+                            self.options.ack_timeout_s):
+            self.out(f"  [ok]   installation_complete ({len(sensors)} devices) acknowledged by"
+                     " the broker: the referrer can be informed")
+        else:
+            msg = (f"installation_complete not acknowledged within"
+                   f" {self.options.ack_timeout_s:.0f} s (it stays stored and is sent later)")
+            self.out(f"  [FAIL] {msg}")
+            self.result.failures.append(msg)
+
+    # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    async def _wait(pred: Callable[[], bool], timeout_s: float, every_s: float = 0.02) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not pred():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(every_s)
+        return True
+
+    def _finish(self) -> None:
+        r = self.result
+        self.out("")
+        for w in r.warnings:
+            self.out(f"  note: {w}")
+        if r.ok:
+            passed = sum(1 for d in r.devices if d.walk_result == "passed")
+            self.out(f"Commissioning PASSED: {passed} device(s) walk-tested, test alarm"
+                     " acknowledged, installation_complete sent.")
+        else:
+            self.out(f"Commissioning FAILED ({len(r.failures)} problem(s)):")
+            for f in r.failures:
+                self.out(f"  - {f}")
