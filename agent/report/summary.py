@@ -1,8 +1,20 @@
 """Outcome figures over a period, computed from stored events (pure: no I/O, no clock).
 
 The same computation feeds the daily ``summary`` event and ``tec-agent report``, so a
-support visit sees exactly what the monitoring platform was told. Field names of
-:meth:`Summary.to_dict` are the ``summary`` event's ``data`` contract (see README).
+support visit sees exactly what the monitoring platform was told. The field names of
+:meth:`Summary.to_dict` are the ``summary`` event's ``data`` contract:
+
+``date`` (local day, ISO), ``start``/``end`` (ISO UTC), ``timezone``, ``partial``,
+``clock_synced``; ``alarms_total``, ``alarms_by_type`` {type: n} (every alarm-priority
+event: pull_cord, pendant, fall, inactivity...); ``cancelled_alarms``,
+``cancelled_by_type`` (alarms named by ``alarm_cancelled`` plus wearer-cancelled falls);
+``falls``, ``falls_cancelled``; ``inactivity_alerts``, ``inactivity_by_type``,
+``inactivity_prewarnings``; ``test_alarms``; ``warnings_by_type``; ``alarm_latency_ms``
+{count, median, p95, max} (hub timestamp to broker PUBACK, synchronised clock only);
+``undelivered_alarms``; ``devices`` [{device_id, kind, uptime_pct, offline_minutes,
+offline_events, battery_pct, battery_low, rssi}]; ``offline_minutes`` (hub not connected to
+the broker; null when unknown); ``backlog`` {alarm, warning, info, telemetry, total,
+oldest_age_s}. The daily event adds ``agent_running_minutes``.
 """
 
 from __future__ import annotations
