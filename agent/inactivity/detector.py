@@ -46,6 +46,7 @@ class InactivityDetector:
         options: EngineOptions | None = None,
         max_sleep_s: float = 60.0,
         persist_every_s: float = 60.0,
+        idle_persist_s: float = 600.0,
     ) -> None:
         """``config`` is the agent :class:`~agent.config.Config` (``inactivity`` and
         ``agent.timezone`` are used). ``state_db`` defaults to the agent store's
@@ -62,13 +63,15 @@ class InactivityDetector:
         self._boot_id = read_boot_id() if boot_id is _KEEP_BOOT else boot_id
         self._options = options
         self.max_sleep_s = max_sleep_s
-        self.persist_every_s = persist_every_s
+        self.persist_every_s = persist_every_s    # after readings, at most this often
+        self.idle_persist_s = idle_persist_s      # when only time passes (spares the SD card)
         self.engine: RulesEngine | None = None
         self.store: InactivityStore | None = None
         self.ctx: AgentContext | None = None
         self.prewarning = False
         self._awaiting_commit: set[str] = set()
         self._last_persist = float("-inf")
+        self._unsaved_activity = False
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self.counts: dict[str, int] = {}   # alerts raised, by type
@@ -188,7 +191,7 @@ class InactivityDetector:
             return
         self.observations += 1
         alerts = self.engine.observe(obs, self._now())
-        self._after_step(alerts, force=obs.type not in ("motion", "motion_clear"))
+        self._after_step(alerts, force=obs.type not in ("motion", "motion_clear"), seen=True)
         if self._wake is not None:
             self._wake.set()    # the next due time may have moved earlier
 
@@ -225,12 +228,14 @@ class InactivityDetector:
             except TimeoutError:
                 pass
 
-    def _after_step(self, alerts: list[Alert], force: bool = False) -> None:
+    def _after_step(self, alerts: list[Alert], force: bool = False, seen: bool = False) -> None:
         assert self.ctx is not None and self.engine is not None
         for alert in alerts:
             self._submit(alert)
         changed = self._sync_prewarning()
-        self.persist(force=force or changed or bool(alerts) or self.engine.routine_changed)
+        self._unsaved_activity |= seen
+        self.persist(force=force or changed or bool(alerts) or self.engine.routine_changed,
+                     every_s=self.persist_every_s if self._unsaved_activity else self.idle_persist_s)
 
     def _submit(self, alert: Alert) -> None:
         assert self.ctx is not None
@@ -260,14 +265,20 @@ class InactivityDetector:
                 self.persist(force=True)
 
     # -- persistence -----------------------------------------------------------------------------
-    def persist(self, force: bool = False, ignore_pending: bool = False) -> None:
-        """Save the snapshot (and new learning); throttled unless ``force``."""
+    def persist(self, force: bool = False, ignore_pending: bool = False,
+                every_s: float | None = None) -> None:
+        """Save the snapshot (and new learning); at most every ``every_s`` unless ``force``.
+
+        Between saves nothing is lost that a restart cannot rebuild: the downtime since the
+        snapshot is counted as still time when it can be measured.
+        """
         if self.store is None or self.engine is None:
             return
         if self._awaiting_commit and not ignore_pending:
             return      # wait until the alarms just raised are durable
         now = self._now()
-        if not force and now.mono - self._last_persist < self.persist_every_s:
+        every = self.persist_every_s if every_s is None else every_s
+        if not force and now.mono - self._last_persist < every:
             return
         snap = self.engine.snapshot(now)
         snap.update(saved_mono=now.mono, saved_wall=now.wall, saved_synced=now.synced,
@@ -282,6 +293,7 @@ class InactivityDetector:
             log.error("inactivity: cannot save state: %s (will retry)", exc)
             return
         self._last_persist = now.mono
+        self._unsaved_activity = False
         if rec is not None:
             rec.dirty.clear()
         self.engine.routine_changed = False
