@@ -262,3 +262,19 @@ def test_a_live_config_change_keeps_the_countdown(tmp_path: Path, clock: ManualC
     hub.det.reconfigure(parse_config({"hub_id": "t", "inactivity": shorter}))
     hub.run(3 * H)
     assert len(hub.alarms()) == 1                       # not raised again by the swap
+
+
+def test_a_reading_is_saved_within_a_minute_even_if_silence_follows(
+        tmp_path: Path, clock: ManualClock) -> None:
+    hub = Hub(tmp_path / "a.db", clock)
+    hub.see("motion")                                   # 08:00
+    hub.run(2 * H)
+    hub.see("motion", "pir_kitchen")                    # 10:00, just after an idle save
+    hub.run(61)
+    hub.db.close()                                      # crash, no orderly stop
+    hub2 = Hub(tmp_path / "a.db", clock)
+    assert hub2.det.engine is not None and hub2.det.engine.home.last_device == "pir_kitchen"
+    hub2.run(4 * H - 61 - 1)
+    assert hub2.alarms() == []
+    hub2.run(2)
+    assert hub2.alarms() == ["2025-01-15T14:00:00"]
