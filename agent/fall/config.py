@@ -63,6 +63,12 @@ class FallConfig:
         metadata={"min": 5.0, "max": 90.0,
                   "doc": "smaller tilt that confirms a fall when the wearer is also still"},
     )
+    lying_before_deg: float = field(
+        default=70.0,
+        metadata={"min": 30.0, "max": 120.0,
+                  "doc": "tilt from the upright learnt from walking at or above which the "
+                         "wearer was already lying before an impact (rolling over in bed)"},
+    )
     still_g: float = field(
         default=0.05,
         metadata={"min": 0.005, "max": 0.5,

@@ -4,7 +4,9 @@ Most fall-like impacts in daily life (jumps, dropping into a chair, jogging) lea
 upright or moving. After a real fall people lie on the floor, or are slumped and still. We
 look at one-second blocks after the decision time and measure, per block, the trunk tilt
 from the pre-fall orientation and the spread of |a|. The thresholds are physiological
-priors set in config (45 deg lying, 25 deg slumped, 0.05 g still), not fitted to data.
+priors set in config (45 deg lying, 25 deg slumped, 0.05 g still; already lying before the
+impact at 70 deg from the learnt upright, beyond the 40-60 deg of trunk flexion people use
+to stand up from a chair), not fitted to data.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class ConfirmRule:
     lying_tilt_deg: float = 45.0
     slumped_tilt_deg: float = 25.0
     still_g: float = 0.05
+    lying_before_deg: float = 70.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
     seconds = len(post) / rate_hz
     pre_tilt = None if upright is None else tilt_deg(reference, upright)
     posture_ref, ref_name = reference, "pre_event"
-    if pre_tilt is not None and pre_tilt >= rule.lying_tilt_deg:
+    if pre_tilt is not None and pre_tilt >= rule.lying_before_deg:
         return Evidence(False, "already_lying", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name)
     if seconds < MIN_EVIDENCE_S or n_blocks == 0:
         return Evidence(True, "no_data", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name)

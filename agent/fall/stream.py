@@ -101,7 +101,8 @@ class WearableStream:
     def __init__(self, device_id: str, cfg: FallConfig) -> None:
         self.device_id = device_id
         self.cfg = cfg
-        self.rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g)
+        self.rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
+                                cfg.lying_before_deg)
         self.confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
         self.capacity = WINDOW_SAMPLES + self.confirm_n + int(10 * SAMPLE_RATE_HZ)
         self._buf = np.zeros((self.capacity, 3), dtype=np.float32)

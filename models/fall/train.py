@@ -94,7 +94,8 @@ def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
     """Every gate candidate, with its label and whether the runtime would confirm it
     (posture measured against the upright learnt from the subject's own walking, as in
     :class:`agent.fall.evaluation.Evaluator`)."""
-    rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g)
+    rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
+                       cfg.lying_before_deg)
     confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
     primes = priming_segments(trials)
     wins, labels, idx, conf = [], [], [], []
@@ -300,7 +301,8 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
         "gate_g": cfg.gate_g,
         "decision_threshold": threshold,
         "confirmation": {"confirm_s": cfg.confirm_s, "lying_tilt_deg": cfg.lying_tilt_deg,
-                         "slumped_tilt_deg": cfg.slumped_tilt_deg, "still_g": cfg.still_g},
+                         "slumped_tilt_deg": cfg.slumped_tilt_deg, "still_g": cfg.still_g,
+                         "lying_before_deg": cfg.lying_before_deg},
         **extra,
     }
 
