@@ -12,7 +12,7 @@ import argparse
 import json
 import sqlite3
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,7 +62,10 @@ def collect(config: Any) -> dict[str, Any]:
     icfg = config.inactivity
     params = icfg.learned if icfg.learned.enabled else LearnedRoutine(enabled=True)
     tz = ZoneInfo(config.agent.timezone)
-    today = datetime.now(tz).date()
+    # A preview learns from everything recorded (up to the last recorded day), as the agent
+    # would at its next local midnight.
+    last_day = max((d for d, _ in bins), default=None)
+    today = (last_day + timedelta(days=1)) if last_day else datetime.now(tz).date()
     preview = stored is None or not icfg.learned.enabled
     routine: Routine = stored if not preview and stored is not None else learn(bins, params, today)
     rules = derive_rules(icfg, device_map_from_config(config))
