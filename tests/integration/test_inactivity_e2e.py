@@ -90,13 +90,13 @@ def test_pir_silence_prewarns_on_the_buzzer_then_alarms(tmp_path: Path, mqtt_bro
     runner, factory, clock, detector = _start(tmp_path, mqtt_broker)
     try:
         wait_until(lambda: runner.agent.state.online, what="online")
-        time.sleep(0.3)     # let gpiozero's MotionSensor take its first sample (see README)
+        time.sleep(0.3)     # gpiozero's MotionSensor ignores a pin high before its first sample
         _motion(runner, factory, events, detector)
         wait_until(lambda: runner.call(lambda: detector.engine.home.last_device) == "pir-living",
                    what="the detector saw the PIR")
 
         _silence(runner, clock, detector, 3600 - 600 - 5)
-        time.sleep(0.2)
+        runner.call(detector.poll)                             # evaluated now, on the loop
         assert not runner.agent.state.prewarning               # 5 s before the warning
         _silence(runner, clock, detector, 6)
         wait_until(lambda: runner.agent.state.prewarning, what="pre-warning state")
@@ -143,8 +143,10 @@ def test_the_cancel_button_stops_the_prewarning(tmp_path: Path, mqtt_broker) -> 
         wait_until(lambda: not runner.agent.state.prewarning, what="pre-warning cancelled")
         wait_until(lambda: _buzzer_pattern(runner) == "silent", what="buzzer silent")
         _silence(runner, clock, detector, 3600 - 700)            # still short of a new hour
-        time.sleep(0.3)
-        assert not [e for e in events.events() if e["type"] == "inactivity"]
+        runner.call(detector.poll)
+        assert runner.call(lambda: dict(detector.counts)) == {"inactivity_prewarning": 1}
         assert not runner.agent.state.prewarning
+        wait_until(lambda: runner.agent.state.backlog == 0, what="all acknowledged")
+        assert not [e for e in events.events() if e["type"] == "inactivity"]
     finally:
         runner.stop()
