@@ -113,7 +113,8 @@ class Agent:
             reserve_bytes=int(config.store.reserve_mb * 1024 * 1024),
             keep_history_days=config.store.keep_history_days,
         )
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self.executor: concurrent.futures.Executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="inference")
         self.started_mono = time.monotonic()
         self.accepting = False
         self._on_stored = on_stored
@@ -134,7 +135,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.uplink: MqttUplink = None  # type: ignore[assignment]
-        self.stats = collections.Counter()
+        self.stats: collections.Counter[str] = collections.Counter()
         self._subs_of: dict[int, list[tuple[list[Any], Any]]] = {}  # component -> callbacks
 
     # -- AgentContext -------------------------------------------------------------------------

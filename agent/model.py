@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -118,5 +118,5 @@ class Event:
 
 def iso_utc(wall: float) -> str:
     """ISO 8601 UTC with milliseconds and a ``Z`` suffix."""
-    dt = datetime.fromtimestamp(wall, tz=timezone.utc)
+    dt = datetime.fromtimestamp(wall, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

@@ -139,13 +139,13 @@ class _BrokerWatcher:
 
         self._subscribed = threading.Event()
 
-        def on_connect(client, userdata, flags, rc, props):  # noqa: ANN001
+        def on_connect(client, userdata, flags, rc, props):
             client.subscribe(topic, qos=1)
 
-        def on_subscribe(client, userdata, mid, rcs, props):  # noqa: ANN001
+        def on_subscribe(client, userdata, mid, rcs, props):
             self._subscribed.set()
 
-        def on_message(client, userdata, msg):  # noqa: ANN001
+        def on_message(client, userdata, msg):
             self.received += 1
             try:
                 callback(json.loads(msg.payload))

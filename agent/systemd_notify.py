@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def notify(state: str) -> bool:
     """Send ``state`` (e.g. ``READY=1``) to systemd; False when not under systemd."""
     try:
-        from systemd import daemon  # type: ignore[import-not-found]
+        from systemd import daemon  # type: ignore[import-not-found,attr-defined]
 
         return bool(daemon.notify(state))
     except ImportError:

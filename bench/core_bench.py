@@ -111,7 +111,7 @@ def baseline_drain(broker: LocalBroker, n: int, payload: bytes) -> float:
     done = threading.Event()
     acked = [0]
 
-    def on_publish(c, u, mid, rc, props):  # noqa: ANN001
+    def on_publish(c, u, mid, rc, props):
         acked[0] += 1
         if acked[0] >= n:
             done.set()
@@ -182,7 +182,7 @@ def agent_drain_and_rss(broker: LocalBroker, n: int) -> tuple[float, float, floa
         done = threading.Event()
         sub = Collector(broker, f"tec/v1/{hub}/event")
 
-        def on_message(c, u, m):  # noqa: ANN001
+        def on_message(c, u, m):
             count[0] += 1
             if count[0] >= n:
                 done.set()
@@ -290,9 +290,16 @@ def main() -> None:
                               "priority": "telemetry", "device_id": "sensor-1",
                               "ts": "2026-11-25T21:00:00.000Z", "clock_synced": True,
                               "data": {"n": 1, "temperature_c": 19.5, "humidity_pct": 51.0}}).encode()
-        raw = baseline_drain(broker, BACKLOG, payload)
-        drain, rss_before, rss_peak = agent_drain_and_rss(broker, BACKLOG)
-        emit("backlog_drain_per_s", drain, "events/s", raw)
+        # Alternate baseline and agent runs and take medians: the machine may be shared.
+        raws, drains, peaks, befores = [], [], [], []
+        for _ in range(int(os.environ.get("BENCH_ROUNDS", "3"))):
+            raws.append(baseline_drain(broker, BACKLOG, payload))
+            drain, rss_before, rss_peak = agent_drain_and_rss(broker, BACKLOG)
+            drains.append(drain)
+            peaks.append(rss_peak)
+            befores.append(rss_before)
+        emit("backlog_drain_per_s", statistics.median(drains), "events/s", statistics.median(raws))
+        rss_peak, rss_before = max(peaks), statistics.median(befores)
 
         base_insert = baseline_sqlite_insert(2000)
         t = ingest("TELEMETRY", 20000, 1e9)

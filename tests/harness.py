@@ -63,7 +63,7 @@ class Collector:
         if not self._subscribed.wait(5):
             raise AssertionError(f"collector could not subscribe to {topic}")
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg) -> None:
         with self._lock:
             self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain),
                                          time.monotonic()))

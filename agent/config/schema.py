@@ -160,7 +160,7 @@ def describe_fields(cls: type, path: str = "") -> list[tuple[str, str, Any, str]
         _, inner = _is_optional(tp)
         key = _join(path, f.name)
         if dataclasses.is_dataclass(inner):
-            rows.extend(describe_fields(inner, key))
+            rows.extend(describe_fields(typing.cast(type, inner), key))
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         rows.append((key, getattr(inner, "__name__", str(inner)), default, f.metadata.get("doc", "")))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -83,7 +83,7 @@ class ScenarioEnv:
     options: dict[str, Any]
     units: dict[str, Any] = field(default_factory=dict)   # unit id -> SimulatedUnit
 
-    def pin(self, device_id: str):  # noqa: ANN201 - gpiozero MockPin
+    def pin(self, device_id: str):
         for dev in self.config.gpio.devices:
             if dev.id == device_id:
                 return self.pin_factory.pin(dev.pin)
@@ -175,7 +175,7 @@ async def _soak(env: ScenarioEnv) -> None:
     await asyncio.sleep(0.1)
 
 
-SCENARIOS: dict[str, Callable[[ScenarioEnv], Awaitable[None]]] = {
+SCENARIOS: dict[str, Callable[[ScenarioEnv], Coroutine[Any, Any, None]]] = {
     "demo": _demo,
     "pull-cord": _pull_cord,
     "soak": _soak,

@@ -43,7 +43,11 @@ log = logging.getLogger(__name__)
 _FAILED_RETRY_S = 5.0
 _ACK_BATCH = 4096
 _ACK_DELAY_S = 1.0
-# Alarms may exceed the inflight window by this many, so one never waits behind telemetry.
+# Paho enforces ``max_inflight`` on the wire; we hand it up to this many times as many, so
+# the next publish goes out from paho's own thread the moment a PUBACK frees a slot (a
+# round trip through our loop per message would halve the drain rate). An alarm stored
+# during a drain waits behind at most this queue (a few ms), never behind the backlog.
+_HANDOVER_FACTOR = 4
 _ALARM_RESERVE = 8
 
 
@@ -108,6 +112,7 @@ class MqttUplink:
         self._ever_connected_since_reset = False  # written by the paho thread only
         self._to_delete: list[int] = []
         self._closing = False
+        self._handover = cfg.max_inflight * _HANDOVER_FACTOR
         self._delete_timer: asyncio.TimerHandle | None = None
 
     # -- setup -------------------------------------------------------------------------------
@@ -120,7 +125,7 @@ class MqttUplink:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
         )
-        client.max_inflight_messages_set(cfg.max_inflight + _ALARM_RESERVE)
+        client.max_inflight_messages_set(cfg.max_inflight)
         client.max_queued_messages_set(0)
         if cfg.username:
             password = read_password(cfg.password_file) if cfg.password_file else None
@@ -167,6 +172,10 @@ class MqttUplink:
         self._client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, **kwargs)
 
     def _network_loop(self) -> None:
+        # Paho writes to the socket from whichever thread calls publish() unless it believes
+        # a network thread is running (as with loop_start()). Tell it this is that thread, so
+        # publishes from the agent loop only queue and the writes are batched here.
+        self._client._thread = threading.current_thread()
         delays = backoff_delays(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
         first = True
         while not self._stop.is_set():
@@ -194,17 +203,17 @@ class MqttUplink:
             log.warning("MQTT connection lost; reconnecting in %.1f s", wait)
             self._stop.wait(wait)
 
-    def _cb_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _cb_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("MQTT broker refused connection: %s", reason_code)
             return
         self._ever_connected_since_reset = True
         self.loop.call_soon_threadsafe(self._connected, bool(getattr(flags, "session_present", False)))
 
-    def _cb_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _cb_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.loop.call_soon_threadsafe(self._disconnected, str(reason_code))
 
-    def _cb_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+    def _cb_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._acks.append((mid, bool(reason_code.is_failure)))
         if not self._ack_scheduled:
             self._ack_scheduled = True
@@ -213,7 +222,7 @@ class MqttUplink:
             except RuntimeError:  # loop closed during shutdown
                 pass
 
-    def _cb_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _cb_message(self, client, userdata, msg) -> None:
         handler = None
         for pattern, h in self._subscriptions.items():
             if mqtt.topic_matches_sub(pattern, msg.topic):
@@ -291,7 +300,7 @@ class MqttUplink:
         A PUBACK is handled on this loop, so never before the commit has finished."""
         alarms = [r for r in rows if r.priority == Priority.ALARM]
         if (not alarms or not self.connected
-                or len(self._inflight) + len(alarms) > self.cfg.max_inflight + _ALARM_RESERVE
+                or len(self._inflight) + len(alarms) > self._handover + _ALARM_RESERVE
                 or self.store.has_pending(Priority.ALARM, self._cursors[Priority.ALARM])):
             return
         for ev in alarms:
@@ -307,7 +316,7 @@ class MqttUplink:
         self._wake.set()
 
     async def _send_loop(self) -> None:
-        window = self.cfg.max_inflight
+        window = self._handover
         while True:
             await self._wake.wait()
             self._wake.clear()

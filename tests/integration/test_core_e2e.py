@@ -13,9 +13,9 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 from agent.app import Hardware
+from agent.cancel import AlarmCanceller
 from agent.model import Priority, Reading
 from agent.sim.scenarios import SimSource
-from agent.cancel import AlarmCanceller
 from drivers.gpio.config import GpioDevice
 from tests.harness import AgentRunner, make_config, wait_until, with_gpio
 
