@@ -284,3 +284,4 @@ class RemoteControl:
         self.verifier.max_skew_s = new.max_clock_skew_s
         self.applier.rollback_after_s = new.rollback_after_s
         self.walk.max_s = new.walk_test_max_s
+        self.ring.resize(new.log_ring_lines)

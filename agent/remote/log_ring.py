@@ -30,6 +30,10 @@ class LogRing(logging.Handler):
         self._secrets = _pattern(secrets or [])
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
+    def resize(self, capacity: int) -> None:
+        with self._guard:
+            self._lines = collections.deque(self._lines, maxlen=capacity)
+
     def set_secrets(self, secrets: list[str]) -> None:
         self._secrets = _pattern(secrets)
 

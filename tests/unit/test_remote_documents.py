@@ -215,6 +215,8 @@ def test_log_ring_is_bounded_filters_levels_and_redacts() -> None:
         assert [ln.split(": ")[-1] for ln in ring.tail(10, logging.WARNING)] == \
             ["password *** and bindkey ***"]
         assert ring.tail(0) == []
+        ring.resize(2)
+        assert len(ring.tail(10)) == 2 and ring.tail(10)[-1].endswith("bindkey ***")
     finally:
         log.removeHandler(ring)
 
