@@ -48,12 +48,16 @@ class Collector:
     """A real MQTT subscriber that keeps every message it receives."""
 
     def __init__(self, broker: TestBroker, topic: str, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, persistent_id: str | None = None) -> None:
+        """``persistent_id``: a fixed client id with a persistent session, so the broker keeps
+        messages for this subscriber while it (or, with persistence on, the broker) is down."""
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"collector-{time.monotonic_ns()}")
+                                  client_id=persistent_id or f"collector-{time.monotonic_ns()}",
+                                  clean_session=persistent_id is None)
+        self.client.reconnect_delay_set(0.05, 0.5)
         self.client.username_pw_set(username or broker.username, password or broker.password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()

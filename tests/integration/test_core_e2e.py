@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from agent.app import Hardware
@@ -17,7 +18,7 @@ from agent.cancel import AlarmCanceller
 from agent.model import Priority, Reading
 from agent.sim.scenarios import SimSource
 from drivers.gpio.config import GpioDevice
-from tests.harness import AgentRunner, make_config, wait_until, with_gpio
+from tests.harness import AgentRunner, TestBroker, make_config, wait_until, with_gpio
 
 CORD = GpioDevice(id="cord-1", kind="pull_cord", pin=27, room="bathroom")
 EVENT_FIELDS = {"id", "hub_id", "seq", "type", "priority", "device_id", "ts", "clock_synced", "data"}
@@ -56,7 +57,22 @@ def _soak(n: int, alarm_every: int = 10) -> list[Reading]:
     ]
 
 
-def test_broker_outage_buffers_then_delivers_all_alarms_first(tmp_path: Path, mqtt_broker) -> None:
+@pytest.fixture
+def durable_broker(tmp_path: Path):
+    """A broker that keeps sessions across its own restart, and a platform-side subscriber
+    with a persistent session on it: what is published while the subscriber reconnects is
+    queued for it, as for a real monitoring platform."""
+    broker = TestBroker(tmp_path / "durable-broker", persistence=True)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def test_broker_outage_buffers_then_delivers_all_alarms_first(tmp_path: Path, durable_broker) -> None:
+    mqtt_broker = durable_broker
+    events = mqtt_broker.subscribe("tec/v1/hub-test/event", persistent_id="platform")
     cfg = make_config(tmp_path, mqtt_broker)
     sim = SimSource()
     with AgentRunner(cfg, components=[sim]) as runner:
@@ -68,8 +84,7 @@ def test_broker_outage_buffers_then_delivers_all_alarms_first(tmp_path: Path, mq
         wait_until(lambda: runner.agent.stats["stored"] == 300, what="300 stored")
         assert runner.agent.state.backlog == 300
         mqtt_broker.start()
-        events = mqtt_broker.subscribe("tec/v1/hub-test/event")
-        got = events.wait_events(300, timeout=30)
+        got = events.wait_events(300, timeout=60)
         wait_until(lambda: runner.agent.state.backlog == 0, what="backlog drained")
     ns = sorted(e["data"]["n"] for e in got)
     assert ns == list(range(300))
@@ -79,7 +94,9 @@ def test_broker_outage_buffers_then_delivers_all_alarms_first(tmp_path: Path, mq
     assert prios[:first_telemetry].count("alarm") == 30
 
 
-def test_store_full_still_stores_and_sends_alarms(tmp_path: Path, mqtt_broker) -> None:
+def test_store_full_still_stores_and_sends_alarms(tmp_path: Path, durable_broker) -> None:
+    mqtt_broker = durable_broker
+    events = mqtt_broker.subscribe("tec/v1/hub-test/event", persistent_id="platform")
     cfg = make_config(tmp_path, mqtt_broker, extra="")
     from dataclasses import replace
     cfg = replace(cfg, store=replace(cfg.store, max_mb=1, reserve_mb=0.25))
@@ -98,8 +115,7 @@ def test_store_full_still_stores_and_sends_alarms(tmp_path: Path, mqtt_broker) -
         assert runner.call(lambda: store.evicted["telemetry"]) > 0
         assert runner.call(store.used_bytes) <= 1024 * 1024 + 64 * 1024
         mqtt_broker.start()
-        events = mqtt_broker.subscribe("tec/v1/hub-test/event")
-        events.wait_for(lambda ms: any(m.json()["id"] == alarm.id for m in ms), timeout=30,
+        events.wait_for(lambda ms: any(m.json()["id"] == alarm.id for m in ms), timeout=60,
                         what="the alarm on the broker")
 
 
