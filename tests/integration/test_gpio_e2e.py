@@ -15,7 +15,7 @@ GPIO = """
 pin_factory = "mock"
 cancel_window_s = 30.0
 storm_events = 8
-storm_window_s = 0.5
+storm_window_s = 3.0
 
 [[gpio.devices]]
 id = "cord-bathroom"

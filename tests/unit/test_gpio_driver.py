@@ -223,16 +223,23 @@ def test_mat_reports_after_settle(kind: str, what: str) -> None:
         await driver.start(ctx)
         try:
             pin = factory.pin(6)
-            t0 = time.monotonic()
-            await in_thread(pin.drive_low)         # somebody lies down
-            await asyncio.sleep(0.15)
-            assert ctx.readings == []              # not settled yet
+
+            def lie_down() -> float:
+                t = time.monotonic()
+                pin.drive_low()
+                return t
+
+            t_edge = await in_thread(lie_down)
             await wait_until(lambda: ctx.types() == [f"{what}_occupied"])
-            assert time.monotonic() - t0 >= 0.3
-            assert ctx.readings[0].mono - t0 < 0.05  # stamped at the edge
-            await in_thread(pin.drive_high)
-            await asyncio.sleep(0.05)
-            await in_thread(pin.drive_low)         # rolled over: back within settle
+            assert time.monotonic() - t_edge >= 0.3          # not before the settle time
+            assert ctx.readings[0].mono - t_edge < 0.1       # but stamped at the edge
+
+            def roll_over() -> None:                         # off the mat for 50 ms
+                pin.drive_high()
+                time.sleep(0.05)
+                pin.drive_low()
+
+            await in_thread(roll_over)
             await asyncio.sleep(0.5)
             assert ctx.types() == [f"{what}_occupied"]
             await in_thread(pin.drive_high)
