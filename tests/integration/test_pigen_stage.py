@@ -70,6 +70,17 @@ def test_every_stage_script_is_executable_bash(tmp_path: Path) -> None:
     assert 'IMG_SUFFIX="-tec-agent"' in (STAGE / "EXPORT_IMAGE").read_text()
 
 
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_packaging_shell_scripts_are_shellcheck_clean() -> None:
+    bash = [REPO / "packaging/build-deb", STAGE / "prerun.sh", PROVISION,
+            *STAGE.glob("*/00-run.sh")]
+    posix = [REPO / "packaging/debian" / name for name in ("postinst", "prerm", "postrm")]
+    for shell, scripts in (("bash", bash), ("sh", posix)):
+        proc = subprocess.run(["shellcheck", "-s", shell, *map(str, scripts)],
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stdout
+
+
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 def test_the_deb_is_installed_with_apt_in_the_chroot(rootfs: Path, tmp_path: Path) -> None:
     log = tmp_path / "chroot.log"
