@@ -169,8 +169,11 @@ class _BrokerWatcher:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        from agent.uplink.mqtt_uplink import release_client
+
         self._client.disconnect()
         self._client.loop_stop()
+        release_client(self._client)
 
 
 def main_run(config: Config) -> int:

@@ -19,7 +19,7 @@ fi
 pkgs=(mosquitto mosquitto-clients libsystemd-dev pkg-config gcc python3-venv python3-dev)
 if [ $want_test = 1 ]; then
     # systemd-analyze (unit verify), packaging tools (the .deb test), a browser (HTML report test).
-    pkgs+=(systemd dpkg-dev fakeroot lintian debhelper chromium)
+    pkgs+=(systemd dpkg-dev fakeroot lintian debhelper chromium shellcheck)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -18,6 +18,7 @@ from agent.app import Agent, Hardware
 from agent.config import Config, parse_config_text
 from agent.ports import Component
 from agent.sim.local_broker import LocalBroker
+from agent.uplink.mqtt_uplink import release_client
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
@@ -90,6 +91,7 @@ class Collector:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        release_client(self.client)
 
 
 class TestBroker(LocalBroker):

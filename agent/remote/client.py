@@ -175,8 +175,11 @@ class SupportClient:
         return None
 
     def close(self) -> None:
+        from agent.uplink.mqtt_uplink import release_client
+
         self._client.disconnect()
         self._client.loop_stop()
+        release_client(self._client)
 
 
 def request(

@@ -67,6 +67,18 @@ class InboundMessage:
     retain: bool
 
 
+def release_client(client: mqtt.Client) -> None:
+    """Close a stopped paho client's wake-up socket pair now.
+
+    Paho closes it only when the client object is collected, which for a client caught in a
+    reference cycle (callbacks that refer back to their owner) happens at some later garbage
+    collection and shows up as an unclosed-socket ResourceWarning.
+    """
+    client.on_connect = client.on_disconnect = client.on_publish = client.on_message = None
+    client.on_subscribe = None
+    client._reset_sockets()  # noqa: SLF001 - paho 2.x: closes the socket and the socket pair
+
+
 def backoff_delays(first: float, cap: float, rng: random.Random | None = None):
     """Exponential backoff with jitter: each delay uniform in [d/2, d], d doubling to ``cap``."""
     rng = rng or random.Random()
@@ -384,3 +396,5 @@ class MqttUplink:
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 2.0)
         self.connected = False
+        if self._thread is None or not self._thread.is_alive():
+            release_client(self._client)

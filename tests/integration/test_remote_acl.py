@@ -15,6 +15,8 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.uplink.mqtt_uplink import release_client
+
 from tests.harness import Collector
 from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # noqa: F401
 
@@ -44,6 +46,7 @@ def can_publish(e: RemoteEnv, user: str, topic: str) -> bool:
     finally:
         c.disconnect()
         c.loop_stop()
+        release_client(c)
 
 
 def _publish(e: RemoteEnv, user: str, topic: str, payload: bytes) -> None:
@@ -56,6 +59,7 @@ def _publish(e: RemoteEnv, user: str, topic: str, payload: bytes) -> None:
     finally:
         p.disconnect()
         p.loop_stop()
+        release_client(p)
 
 
 def receives(e: RemoteEnv, user: str, topic: str, publisher: str, control_user: str,
