@@ -69,6 +69,11 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         # State (last activity, countdowns, learned routine) goes to the store's database,
         # which the detector takes from the running agent at start.
         components.append(InactivityDetector(config))
+    if config.fall.enabled:
+        from agent.fall.detector import FallDetector
+
+        # Scores wearables' motion_samples; the model loads in the inference executor.
+        components.append(FallDetector(config.fall))
     components.append(AlarmCanceller(config.gpio.cancel_window_s))
     if config.report.daily_summary:
         from agent.report.build import configured_devices

@@ -47,6 +47,7 @@ from agent.fall.config import FallConfig
 from agent.fall.confirmation import ConfirmRule, assess
 from agent.fall.dataset import Trial, data_version, load_trials
 from agent.fall.evaluation import (
+    ContinuousResult,
     Evaluator,
     TrialResult,
     pad_recording,
@@ -333,12 +334,14 @@ def code_version() -> dict[str, Any]:
 
 # ---- main -------------------------------------------------------------------------------
 def evaluate_fold(tflite: bytes, threshold: float, cfg: FallConfig, trials: list[Trial],
-                  extra: dict[str, Any]) -> list[TrialResult]:
+                  extra: dict[str, Any], save: Path | None = None
+                  ) -> tuple[list[TrialResult], list[ContinuousResult]]:
+    """Held-out trials and the continuous test, through the runtime path."""
     with tempfile.TemporaryDirectory() as tmp:
-        write_model(Path(tmp), tflite, manifest_for(tflite, threshold, cfg, extra))
-        scorer = TfliteFallModel(Path(tmp) / "fall.tflite", interpreter="ai_edge_litert")
-        results, _ = Evaluator(scorer, cfg).run(trials, continuous=False)
-    return results
+        out = save or Path(tmp)
+        write_model(out, tflite, manifest_for(tflite, threshold, cfg, extra))
+        scorer = TfliteFallModel(out / "fall.tflite", interpreter="ai_edge_litert")
+        return Evaluator(scorer, cfg).run(trials, continuous=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-cv", action="store_true", help="only train the shipped model")
     ap.add_argument("--subjects", help="comma-separated subset (smoke tests)")
     ap.add_argument("--report", type=Path, help="write the CV report JSON here as well")
+    ap.add_argument("--save-folds", type=Path, help="keep each fold's model in DIR/fold-K/")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("agent").setLevel(logging.ERROR)
@@ -380,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_cv:
         all_results: list[TrialResult] = []
+        all_cont: list[ContinuousResult] = []
         for k, held in enumerate(subject_folds(subjects, args.folds, args.seed)):
             t0 = time.monotonic()
             train_subj = [s for s in subjects if s not in held]
@@ -389,26 +394,33 @@ def main(argv: list[str] | None = None) -> int:
             rep = features(cands.windows[np.isin(subj_of_cand, train_subj)][::7][:400])
             tflite = to_int8(model, rep)
             held_trials = [t for t in trials if t.subject in held]
-            res = evaluate_fold(tflite, sel["threshold"], cfg, held_trials, {})
+            save = args.save_folds / f"fold-{k}" if args.save_folds else None
+            res, cont = evaluate_fold(tflite, sel["threshold"], cfg, held_trials,
+                                      {"held_out": held}, save)
             all_results.extend(res)
-            s = summarize(res, [])
+            all_cont.extend(cont)
+            s = summarize(res, cont)
             fold = {"fold": k, "held_out": held, **sel, "sensitivity": s["sensitivity"],
                     "specificity": s["specificity"], "fn": s["fn"], "fp": s["fp"],
+                    "continuous_hours": s["continuous_hours"],
+                    "continuous_false_alarms": s["continuous_false_alarms"],
                     "seconds": round(time.monotonic() - t0, 1)}
             report["folds"].append(fold)
             log.info("fold %d %s", k, json.dumps(fold))
-        cv = summarize(all_results, [])
-        base_results, _ = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg).run(
-            trials, continuous=False)
-        base = summarize(base_results, [])
-        report["cv"] = {key: cv[key] for key in ("trials", "falls", "adls", "sensitivity",
-                                                  "specificity", "f1", "tp", "fp", "fn", "tn",
-                                                  "detection_delay_s_p50")}
+        cv = summarize(all_results, all_cont)
+        base_results, base_cont = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg).run(
+            trials, continuous=True)
+        base = summarize(base_results, base_cont)
+        keys = ("trials", "falls", "adls", "sensitivity", "specificity", "f1", "tp", "fp", "fn",
+                "tn", "detection_delay_s_p50", "false_alarms_per_hour", "false_alarms_per_24h",
+                "continuous_hours", "continuous_false_alarms")
+        report["cv"] = {key: cv[key] for key in keys}
         report["cv"]["per_subject"] = {
-            s: {k2: v[k2] for k2 in ("sensitivity", "specificity", "missed", "false_alarms")}
+            s: {k2: v[k2] for k2 in ("sensitivity", "specificity", "missed", "false_alarms",
+                                     "continuous_false_alarms")}
             for s, v in cv["per_subject"].items()}
-        report["baseline"] = {key: base[key] for key in ("sensitivity", "specificity", "f1",
-                                                          "tp", "fp", "fn", "tn")}
+        report["baseline"] = {key: base[key] for key in keys if key != "trials"}
+        report["baseline"]["detector"] = PeakThresholdScorer(cfg.baseline_peak_g).version
         log.info("CV %s", json.dumps({k: v for k, v in report["cv"].items()
                                        if k != "per_subject"}))
         log.info("baseline %s", json.dumps(report["baseline"]))

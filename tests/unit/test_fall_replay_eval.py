@@ -1,0 +1,99 @@
+"""Replay of recordings as motion_samples readings, and the eval-fall command."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.cli import main
+from agent.fall.dataset import Trial, load_trials
+from agent.fall.evaluation import summarize, TrialResult, ContinuousResult
+from agent.fall.replay import motion_readings
+from tests.unit.fall_helpers import FIXTURES, recording
+
+
+def test_readings_follow_the_motion_samples_contract() -> None:
+    rec = recording("F01_R01")
+    readings = list(motion_readings("wear-1", rec, t0=10.0, extra={"room": "hall"}))
+    assert len(readings) == int(np.ceil(len(rec) / 25))
+    first, second = readings[0], readings[1]
+    assert first.type == "motion_samples" and first.publish is False
+    d = first.data
+    assert d["rate_hz"] == 50.0 and d["t0"] == 10.0 and d["chunk"] == 0
+    assert d["gap_before"] is False and d["room"] == "hall"
+    assert len(d["acc_g"]) == 25 and len(d["acc_g"][0]) == 3
+    assert d["acc_g"][0][1] == pytest.approx(rec[0, 1] / 1000.0)
+    assert d["gyro_dps"][0][2] == pytest.approx(rec[0, 5] / 10.0)
+    assert second.data["t0"] == pytest.approx(10.5) and second.data["chunk"] == 1
+    assert first.mono == pytest.approx(10.0 + 24 / 50)
+    total = sum(len(r.data["acc_g"]) for r in readings)
+    assert total == len(rec)
+
+
+def test_dataset_loader_reads_the_shared_format_and_rejects_others(tmp_path: Path) -> None:
+    trials = load_trials(FIXTURES)
+    assert {t.code for t in trials} == {"F01_R01", "D19_R01", "D07_R01"}
+    fall = next(t for t in trials if t.is_fall)
+    assert fall.subject == "SYN01" and fall.activity == "F01"
+    assert 4.0 < fall.impact_index() / 50 < 5.0
+    np.savez(tmp_path / "X.npz", F01_R01=np.zeros((10, 6), np.float32))
+    with pytest.raises(ValueError, match="int16"):
+        load_trials(tmp_path)
+
+
+def test_summary_counts_trial_level_and_continuous_figures() -> None:
+    res = [TrialResult("S1", "F01_R01", True, 1, 22.0, 0.9, 0.9, 3),
+           TrialResult("S1", "F02_R01", True, 0, None, 0.2, 0.2, 2),
+           TrialResult("S1", "D01_R01", False, 1, None, 0.95, None, 9),
+           TrialResult("S1", "D02_R01", False, 0, None, 0.1, None, 4)]
+    s = summarize(res, [ContinuousResult("S1", 2.0, 1)])
+    assert (s["sensitivity"], s["specificity"], s["f1"]) == (0.5, 0.5, 0.5)
+    assert s["false_alarms_per_hour"] == 0.5 and s["detection_delay_s_p50"] == 22.0
+    assert s["per_subject"]["S1"]["missed"] == ["F02_R01"]
+    assert s["per_subject"]["S1"]["false_alarms"] == ["D01_R01"]
+
+
+def test_eval_fall_prints_one_json_object_with_every_contract_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(FIXTURES / "SYN01.npz", data / "SYN01.npz")
+    plot = importlib.util.find_spec("matplotlib") is not None
+    argv = ["eval-fall", "--data", str(data)]
+    if plot:
+        argv += ["--plot", str(tmp_path / "png")]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    keys = {"trials", "falls", "adls", "sensitivity", "specificity", "f1",
+            "false_alarms_per_hour", "detection_delay_s_p50", "per_subject"}
+    assert keys <= set(out) and keys <= set(out["baseline"])
+    assert (out["trials"], out["falls"], out["adls"]) == (3, 1, 2)
+    assert out["sensitivity"] == 1.0 and out["specificity"] == 1.0
+    assert out["baseline"]["sensitivity"] == 1.0
+    assert out["detection_delay_s_p50"] > 2.0
+    assert out["per_subject"]["SYN01"]["falls"] == 1
+    assert out["false_alarms_per_hour"] == 0.0
+    if plot:
+        names = {Path(p).name for p in out["plots"]}
+        assert {"confusion_matrix.png", "score_distributions.png", "example_fall.png"} <= names
+        for p in out["plots"]:
+            assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_fall_reports_a_bad_model_or_directory(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval-fall", "--data", str(tmp_path / "missing")]) == 2
+    (tmp_path / "fall.tflite").write_bytes(b"junk")
+    assert main(["eval-fall", "--data", str(FIXTURES),
+                 "--model", str(tmp_path / "fall.tflite")]) == 1
+    assert "manifest not found" in capsys.readouterr().err
+
+
+def test_trial_properties() -> None:
+    t = Trial("SA01", "D07_R03", np.zeros((100, 6), np.int16))
+    assert t.key == "SA01/D07_R03" and not t.is_fall and t.duration_s == 2.0
