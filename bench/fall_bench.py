@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import importlib.util
 import json
+import logging
 import os
 import sys
 import time
@@ -95,6 +96,8 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--minutes", type=float, default=10.0)
     args = ap.parse_args()
+    # A hub logs every suspected fall; jogging for ten minutes would fill the terminal.
+    logging.getLogger("agent.fall").setLevel(logging.ERROR)
     model_path, _ = shipped_model_paths()
 
     loads, reads = [], []
