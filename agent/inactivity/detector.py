@@ -17,6 +17,7 @@ import logging
 import sqlite3
 from typing import Any
 
+from agent.aio import cancel_and_wait
 from agent.clock import Clock
 from agent.inactivity.engine import EngineOptions, RulesEngine
 from agent.inactivity.home import Alert, Instant
@@ -129,13 +130,8 @@ class InactivityDetector:
         self.persist(force=True)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.engine is not None:
             self.persist(force=True, ignore_pending=True)
         if self.ctx is not None and self.prewarning:

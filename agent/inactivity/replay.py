@@ -27,7 +27,7 @@ from agent.inactivity.engine import EngineOptions
 from agent.inactivity.routine import Routine
 from agent.inactivity.sensors import DeviceMap, SensorInfo
 from agent.model import Event, Priority, Reading
-from agent.ports import AgentState
+from agent.offline import OfflineContext
 
 _MONO0 = 1000.0
 
@@ -116,46 +116,15 @@ def to_reading(ev: LogEvent, info: SensorInfo | None, mono: float) -> Reading | 
     return Reading(ev.sensor_id, rtype, prio, data, mono=mono, wall=ev.wall, publish=publish)
 
 
-class ReplayContext:
-    """The parts of ``AgentContext`` the detector uses, recording what it does."""
+class ReplayContext(OfflineContext):
+    """The offline context, recording what the detector does during a replay."""
 
     def __init__(self, clock: ManualClock, hub_id: str = "replay") -> None:
-        self.hub_id = hub_id
-        self.clock = clock
-        self.events: list[Event] = []
-        self.prewarning_changes: list[tuple[float, bool]] = []
-        self._reading_subs: list[Callable[[Reading], None]] = []
-        self._event_subs: list[Callable[[Event], None]] = []
+        super().__init__(clock, hub_id)
 
-    def emit_reading(self, reading: Reading) -> None:
-        for cb in self._reading_subs:
-            cb(reading)
-
-    def submit_event(self, event: Event) -> None:
-        self.events.append(event)
-        for cb in self._event_subs:
-            cb(event)
-
-    def subscribe_readings(self, callback: Callable[[Reading], None]) -> None:
-        self._reading_subs.append(callback)
-
-    def subscribe_events(self, callback: Callable[[Event], None]) -> None:
-        self._event_subs.append(callback)
-
-    def subscribe_acks(self, callback: Callable[[int], None]) -> None:
-        pass
-
-    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
-        pass
-
-    def set_prewarning(self, source: str, active: bool) -> None:
-        self.prewarning_changes.append((self.clock.wall(), active))
-
-    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
-        pass
-
-    def event_delivered(self, event_id: str) -> bool | None:
-        return None
+    @property
+    def prewarning_changes(self) -> list[tuple[float, bool]]:
+        return [(wall, active) for wall, _source, active in self.prewarnings]
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.aio import cancel_and_wait
 from agent.model import Event, Priority
 from agent.ports import AgentContext, AgentState, DeviceInfo
 from agent.report.build import SUMMARY_TYPE, backlog_dict, summarise_day
@@ -96,13 +97,8 @@ class DailySummary:
             self._task = ctx.loop.create_task(self._run(), name="daily-summary")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._ctx is not None:
             self._account()
             self._persist()

@@ -9,7 +9,6 @@ a :class:`CollectingContext` that keeps (or forwards) what the agent would have 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 from agent.clock import ManualClock
 from agent.errors import DecodeError
 from agent.model import Event, Reading, iso_utc
-from agent.ports import AgentState
+from agent.offline import OfflineContext
 from drivers.ble.advert import advert_from_json_line
 from drivers.ble.bthome_decoder import DecodeStatus
 from drivers.ble.component import BleComponent
@@ -26,8 +25,8 @@ from drivers.ble.config import BleConfig
 from drivers.ble.replay_backend import AdvertFeed
 
 
-class CollectingContext:
-    """An :class:`~agent.ports.AgentContext` that records readings, events and device state.
+class CollectingContext(OfflineContext):
+    """The offline context as the BLE replay and driver tests use it: readings kept.
 
     ``on_reading`` / ``on_event`` see each item as it arrives. There is no store or
     uplink: this is what replay prints and what driver tests assert on.
@@ -36,60 +35,8 @@ class CollectingContext:
     def __init__(self, clock: Any, hub_id: str = "replay",
                  on_reading: Callable[[Reading], None] | None = None,
                  on_event: Callable[[Event], None] | None = None) -> None:
-        self.hub_id = hub_id
-        self.clock = clock
-        self.loop = asyncio.get_running_loop()
-        self.executor: concurrent.futures.Executor = concurrent.futures.ThreadPoolExecutor(1)
-        self.readings: list[Reading] = []
-        self.events: list[Event] = []
-        self.device_states: list[tuple[str, dict[str, Any]]] = []
-        self._on_reading = on_reading
-        self._on_event = on_event
-        self._reading_subs: list[Callable[[Reading], None]] = []
-        self._event_subs: list[Callable[[Event], None]] = []
-
-    def emit_reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        if self._on_reading:
-            self._on_reading(reading)
-        for cb in self._reading_subs:
-            cb(reading)
-
-    def submit_event(self, event: Event) -> None:
-        self.events.append(event)
-        if self._on_event:
-            self._on_event(event)
-        for cb in self._event_subs:
-            cb(event)
-
-    def subscribe_readings(self, callback: Callable[[Reading], None]) -> None:
-        self._reading_subs.append(callback)
-
-    def subscribe_events(self, callback: Callable[[Event], None]) -> None:
-        self._event_subs.append(callback)
-
-    def subscribe_acks(self, callback: Callable[[int], None]) -> None:
-        pass
-
-    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
-        callback(AgentState())
-
-    def set_prewarning(self, source: str, active: bool) -> None:
-        pass
-
-    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
-        self.device_states.append((device_id, state))
-
-    def event_delivered(self, event_id: str) -> bool | None:
-        return None
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False)
-
-    def of_type(self, type_: str) -> list[Reading | Event]:
-        found: list[Reading | Event] = [r for r in self.readings if r.type == type_]
-        found.extend(e for e in self.events if e.type == type_)
-        return found
+        super().__init__(clock, hub_id, keep_readings=True, on_reading=on_reading,
+                         on_event=on_event)
 
 
 def reading_json(reading: Reading) -> dict[str, Any]:

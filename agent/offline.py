@@ -1,0 +1,97 @@
+"""An :class:`~agent.ports.AgentContext` with no store and no uplink.
+
+Replays (``ble replay``), evaluations (``eval-fall``, ``eval-inactivity``) and driver tests
+run the real components against this: readings and events are fanned out to subscribers as
+the agent would (events as if committed at once), and recorded instead of stored. Time is
+whatever clock is passed in, usually a :class:`~agent.clock.ManualClock` driven by the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any
+
+from agent.clock import Clock
+from agent.model import Event, Reading
+from agent.ports import AgentState
+
+
+class OfflineContext:
+    def __init__(
+        self,
+        clock: Clock,
+        hub_id: str = "offline",
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        keep_readings: bool = False,
+        on_reading: Callable[[Reading], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.hub_id = hub_id
+        self.clock = clock
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self.loop = loop  # type: ignore[assignment]
+        self._own_executor = executor is None
+        self.executor: concurrent.futures.Executor = (
+            executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="offline"))
+        self.keep_readings = keep_readings
+        self.readings: list[Reading] = []
+        self.events: list[Event] = []
+        self.device_states: list[tuple[str, dict[str, Any]]] = []
+        self.prewarnings: list[tuple[float, str, bool]] = []   # (wall, source, active)
+        self._on_reading = on_reading
+        self._on_event = on_event
+        self._reading_subs: list[Callable[[Reading], None]] = []
+        self._event_subs: list[Callable[[Event], None]] = []
+
+    def emit_reading(self, reading: Reading) -> None:
+        if self.keep_readings:
+            self.readings.append(reading)
+        if self._on_reading:
+            self._on_reading(reading)
+        for cb in self._reading_subs:
+            cb(reading)
+
+    def submit_event(self, event: Event) -> None:
+        self.events.append(event)
+        if self._on_event:
+            self._on_event(event)
+        for cb in self._event_subs:
+            cb(event)
+
+    def subscribe_readings(self, callback: Callable[[Reading], None]) -> None:
+        self._reading_subs.append(callback)
+
+    def subscribe_events(self, callback: Callable[[Event], None]) -> None:
+        self._event_subs.append(callback)
+
+    def subscribe_acks(self, callback: Callable[[int], None]) -> None:
+        """Nothing is ever acknowledged offline."""
+
+    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
+        callback(AgentState())
+
+    def set_prewarning(self, source: str, active: bool) -> None:
+        self.prewarnings.append((self.clock.wall(), source, active))
+
+    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
+        self.device_states.append((device_id, state))
+
+    def event_delivered(self, event_id: str) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        if self._own_executor:
+            self.executor.shutdown(wait=False)
+
+    def of_type(self, type_: str) -> list[Reading | Event]:
+        found: list[Reading | Event] = [r for r in self.readings if r.type == type_]
+        found.extend(e for e in self.events if e.type == type_)
+        return found
