@@ -43,6 +43,7 @@ class LocalBroker:
         acl_file: str | Path | None = None,
         extra_users: dict[str, str] | None = None,
         persistence: bool = False,
+        tls_files: tuple[str, str, str] | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -55,6 +56,7 @@ class LocalBroker:
         self.password_file = self.dir / "agent.pass"
         self.acl_file = acl_file
         self.persistence = persistence
+        self.tls_files = tls_files  # (CA, server certificate, server key): a TLS listener
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_file = self.dir / "mosquitto.log"
 
@@ -85,6 +87,10 @@ class LocalBroker:
             "log_type error",
             "log_type warning",
         ]
+        if self.tls_files:
+            ca, cert, key = self.tls_files
+            lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}",
+                      "tls_version tlsv1.2"]
         if self.acl_file:
             lines.append(f"acl_file {self.acl_file}")
         if os.geteuid() == 0:

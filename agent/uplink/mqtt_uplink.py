@@ -19,6 +19,7 @@ import collections
 import json
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -77,6 +78,21 @@ def release_client(client: mqtt.Client) -> None:
     client.on_connect = client.on_disconnect = client.on_publish = client.on_message = None
     client.on_subscribe = None
     client._reset_sockets()  # noqa: SLF001 - paho 2.x: closes the socket and the socket pair
+
+
+def _close_sockets_of(exc: BaseException) -> None:
+    """Close the sockets a failed connect left behind. Paho does not close its socket when
+    the TLS handshake fails (wrong CA, expired certificate), so each retry would leave one to
+    the garbage collector."""
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in list(tb.tb_frame.f_locals.values()):
+            if isinstance(value, socket.socket):
+                try:
+                    value.close()
+                except OSError:
+                    pass
+        tb = tb.tb_next
 
 
 def backoff_delays(first: float, cap: float, rng: random.Random | None = None):
@@ -195,6 +211,7 @@ class MqttUplink:
                 self._connect_once(first)
                 first = False
             except (OSError, ssl.SSLError, ValueError) as exc:
+                _close_sockets_of(exc)
                 wait = next(delays)
                 log.warning("MQTT broker %s:%d unreachable (%s); retrying in %.1f s",
                             self.cfg.host, self.cfg.port, exc, wait)
