@@ -78,6 +78,9 @@ class FallDetector:
                     ctx.executor, self._model_loader, self.config)
             except ModelError as exc:
                 self._use_fallback(str(exc))
+            except Exception as exc:  # an interpreter package broken in some other way
+                log.exception("unexpected error loading the fall model")
+                self._use_fallback(f"unexpected error loading the model: {exc!r}")
         ctx.subscribe_readings(self._on_reading)
         if self._tick_s > 0:
             self._ticker = ctx.loop.create_task(self._tick_loop(), name="fall-tick")
@@ -127,13 +130,17 @@ class FallDetector:
         assert self._ctx is not None
         data = reading.data
         try:
-            acc = np.asarray(data["acc_g"], dtype=np.float32).reshape(-1, 3)
+            acc = np.asarray(data["acc_g"], dtype=np.float32)
             rate = float(data["rate_hz"])
             t0 = float(data["t0"])
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("%s: malformed motion_samples ignored: %s", reading.device_id, exc)
             return
-        if rate <= 0 or not np.isfinite(acc).all():
+        if acc.ndim != 2 or acc.shape[1] != 3:
+            log.warning("%s: motion_samples acc_g is %s, not (n, 3): ignored",
+                        reading.device_id, acc.shape)
+            return
+        if rate <= 0 or not np.isfinite(acc).all() or not np.isfinite(t0):
             log.warning("%s: motion_samples with bad rate or values ignored", reading.device_id)
             return
         stream = self._streams.get(reading.device_id)

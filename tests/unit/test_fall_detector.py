@@ -175,8 +175,13 @@ def test_a_gap_restarts_windows_instead_of_joining_unrelated_samples() -> None:
 
 def test_only_configured_wearables_are_watched_and_bad_readings_are_ignored() -> None:
     async def body(r: Run) -> None:
-        await r.feed([Reading("wear-1", "motion_samples", data={"rate_hz": 50.0},
-                              mono=r.clock.monotonic(), publish=False)])
+        bad = [{"rate_hz": 50.0},
+               {"rate_hz": 50.0, "t0": 1.0, "acc_g": ((0.0, 1.0),) * 6},
+               {"rate_hz": 0.0, "t0": 1.0, "acc_g": ((0.0, 1.0, 0.0),)},
+               {"rate_hz": 50.0, "t0": 1.0, "acc_g": ((float("nan"), 1.0, 0.0),)}]
+        await r.feed([Reading("wear-9", "motion_samples", data=d, mono=r.clock.monotonic(),
+                              publish=False) for d in bad])
+        assert r.detector is not None and r.detector._streams == {}
         await r.play("wear-1", hold(recording("F01_R01"), 20))
         await r.wait(5)
 

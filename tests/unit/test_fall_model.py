@@ -157,3 +157,20 @@ def test_shipped_model_detects_a_fall_through_the_runtime() -> None:
 def test_shipped_model_raises_nothing_for_daily_activities(code: str) -> None:
     r = _run(FallConfig(confirm_s=5.0), code)
     assert r.events("fall") == [] and r.events("model_unavailable") == []
+
+
+def test_an_unexpected_loader_failure_also_falls_back() -> None:
+    def broken(_cfg: FallConfig):  # noqa: ANN202
+        raise RuntimeError("interpreter ABI mismatch")
+
+    async def main() -> Run:
+        r = Run(FallConfig(confirm_s=5.0), model_loader=broken)
+        await r.start()
+        await r.play("wear-1", hold(recording("F01_R01"), 25))
+        await r.wait(5)
+        await r.stop()
+        return r
+
+    r = asyncio.run(main())
+    assert "ABI mismatch" in r.events("model_unavailable")[0].data["reason"]
+    assert len(r.events("fall")) == 1
