@@ -29,15 +29,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.clock import ManualClock  # noqa: E402
-from agent.fall.config import FallConfig  # noqa: E402
-from agent.fall.dataset import load_trials  # noqa: E402
-from agent.fall.detector import FallDetector  # noqa: E402
-from agent.fall.evaluation import ReplayContext  # noqa: E402
-from agent.fall.replay import motion_readings  # noqa: E402
-from agent.fall.scoring import PeakThresholdScorer, Scorer  # noqa: E402
-from agent.fall.signal import WINDOW_SAMPLES  # noqa: E402
-from agent.fall.tflite_model import TfliteFallModel, shipped_model_paths  # noqa: E402
+from agent.clock import ManualClock
+from agent.fall.config import FallConfig
+from agent.fall.dataset import load_trials
+from agent.fall.detector import FallDetector
+from agent.fall.evaluation import ReplayContext
+from agent.fall.replay import motion_readings
+from agent.fall.scoring import PeakThresholdScorer, Scorer
+from agent.fall.signal import WINDOW_SAMPLES
+from agent.fall.tflite_model import TfliteFallModel, shipped_model_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("TEC_SHARED_DIR") or ROOT / ".." / "shared") / "data" / "fall"

@@ -67,7 +67,7 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
     fall: out of range, flat battery, body shielding the radio) we confirm: silence after a
     detected fall is no reassurance.
     """
-    block = max(1, int(round(BLOCK_SAMPLES * rate_hz / 50.0)))
+    block = max(1, round(BLOCK_SAMPLES * rate_hz / 50.0))
     n_blocks = len(post) // block
     seconds = len(post) / rate_hz
     pre_tilt = None if upright is None else tilt_deg(reference, upright)

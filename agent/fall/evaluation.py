@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.clock import ManualClock
+from agent.clock import Clock, ManualClock
 from agent.fall.config import FallConfig
 from agent.fall.dataset import Trial
 from agent.fall.detector import FallDetector
@@ -53,7 +53,8 @@ class ReplayContext:
         self.hub_id = "eval"
         self.loop = loop
         self.executor = executor
-        self.clock = clock
+        self.clock: Clock = clock
+        self.manual_clock = clock   # the same object, for whoever moves time
         self.events: list[Event] = []
         self.prewarnings: list[tuple[str, bool]] = []
         self._reading_subs: list[Callable[[Reading], None]] = []
@@ -105,7 +106,7 @@ def priming_segments(trials: Sequence[Trial]) -> dict[str, np.ndarray]:
 def pad_recording(samples: np.ndarray, cfg: FallConfig) -> np.ndarray:
     """The recording followed by its final second repeated for :func:`hold_s` seconds."""
     tail = samples[-BLOCK_SAMPLES:]
-    reps = int(math.ceil(hold_s(cfg) * SAMPLE_RATE_HZ / len(tail))) + 1
+    reps = math.ceil(hold_s(cfg) * SAMPLE_RATE_HZ / len(tail)) + 1
     return np.concatenate([samples, np.tile(tail, (reps, 1))])
 
 
@@ -146,7 +147,7 @@ class Evaluator:
 
     async def _replay(self, device_id: str, samples: np.ndarray, ctx: ReplayContext,
                       detector: FallDetector, end_extra_s: float) -> None:
-        clock = ctx.clock
+        clock = ctx.manual_clock
         t0 = clock.monotonic() + 1.0
         for r in motion_readings(device_id, samples, t0, wall0=clock.wall() + 1.0):
             clock.advance(r.mono - clock.monotonic())

@@ -103,7 +103,7 @@ class WearableStream:
         self.cfg = cfg
         self.rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
                                 cfg.lying_before_deg)
-        self.confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
+        self.confirm_n = round(cfg.confirm_s * SAMPLE_RATE_HZ)
         self.capacity = WINDOW_SAMPLES + self.confirm_n + int(10 * SAMPLE_RATE_HZ)
         self._buf = np.zeros((self.capacity, 3), dtype=np.float32)
         self._n = 0                          # samples received (absolute index of the next)

@@ -15,7 +15,7 @@ from tests.unit.fall_helpers import hold, recording
 TOPIC = "tec/v1/hub-test/event"
 
 
-def start(tmp_path: Path, broker, fall_toml: str, code: str) -> tuple[AgentRunner, ReplaySource]:  # noqa: ANN001
+def start(tmp_path: Path, broker, fall_toml: str, code: str) -> tuple[AgentRunner, ReplaySource]:
     cfg = make_config(tmp_path, broker, extra="[fall]\n" + fall_toml)
     replay = ReplaySource("wearable-1", hold(recording(code), 20), room="hall")
     comps = build_components(cfg, Hardware())
@@ -24,14 +24,14 @@ def start(tmp_path: Path, broker, fall_toml: str, code: str) -> tuple[AgentRunne
     return runner, replay
 
 
-def sentinel(runner: AgentRunner, events) -> None:  # noqa: ANN001
+def sentinel(runner: AgentRunner, events) -> None:
     """Everything submitted before this reading has reached the broker once it has."""
     runner.call(runner.agent.emit_reading,
                 Reading("sentinel", "test", Priority.INFO, {"source": "test"}))
     events.wait_for(lambda ms: any(m.json()["type"] == "test" for m in ms), what="sentinel")
 
 
-def types(events) -> list[str]:  # noqa: ANN001
+def types(events) -> list[str]:
     return [e["type"] for e in events.events()]
 
 

@@ -21,8 +21,8 @@ CFG = FallConfig(confirm_s=5.0, cancel_window_s=10.0)
 SCORER = PeakThresholdScorer(3.0)
 
 
-def run(coro_fn, cfg: FallConfig = CFG, **kw):  # noqa: ANN001, ANN201
-    async def main():  # noqa: ANN202
+def run(coro_fn, cfg: FallConfig = CFG, **kw):
+    async def main():
         r = Run(cfg, scorer=kw.pop("scorer", SCORER), **kw)
         await r.start()
         try:

@@ -100,7 +100,7 @@ def test_corrupt_model_with_a_matching_manifest_is_refused(model_copy: Path) -> 
     (lambda d: d.update(format=99), "format"),
     (lambda d: d.update(decision_threshold=1.5), "decision_threshold"),
 ])
-def test_inconsistent_manifest_is_refused(model_copy: Path, mutate, message: str) -> None:  # noqa: ANN001
+def test_inconsistent_manifest_is_refused(model_copy: Path, mutate, message: str) -> None:
     manifest = model_copy.with_name("manifest.json")
     doc = json.loads(manifest.read_text())
     mutate(doc)
@@ -160,7 +160,7 @@ def test_shipped_model_raises_nothing_for_daily_activities(code: str) -> None:
 
 
 def test_an_unexpected_loader_failure_also_falls_back() -> None:
-    def broken(_cfg: FallConfig):  # noqa: ANN202
+    def broken(_cfg: FallConfig):
         raise RuntimeError("interpreter ABI mismatch")
 
     async def main() -> Run:

@@ -12,7 +12,7 @@ import pytest
 
 from agent.cli import main
 from agent.fall.dataset import Trial, load_trials
-from agent.fall.evaluation import summarize, TrialResult, ContinuousResult
+from agent.fall.evaluation import ContinuousResult, TrialResult, summarize
 from agent.fall.replay import motion_readings
 from tests.unit.fall_helpers import FIXTURES, recording
 
