@@ -167,7 +167,11 @@ def test_install_upgrade_remove_purge_in_a_scratch_root(deb: Path, tmp_path: Pat
         assert "tec-agent" in groups[g], g
     etc, state = root / "etc/tec-agent", root / "var/lib/tec-agent"
     conf = etc / "tec-agent.toml"
-    assert (etc.stat().st_uid, etc.stat().st_gid, stat.S_IMODE(etc.stat().st_mode)) == (0, gid, 0o750)
+    # Group-writable: a signed remote push replaces tec-agent.toml (temp file + rename) ...
+    assert (etc.stat().st_uid, etc.stat().st_gid, stat.S_IMODE(etc.stat().st_mode)) == (0, gid, 0o770)
+    # ... but the trusted support keys are root's alone.
+    keys = etc / "remote-keys"
+    assert (keys.stat().st_uid, keys.stat().st_gid, stat.S_IMODE(keys.stat().st_mode)) == (0, 0, 0o755)
     assert (state.stat().st_uid, stat.S_IMODE(state.stat().st_mode)) == (uid, 0o750)
     assert (conf.stat().st_uid, stat.S_IMODE(conf.stat().st_mode)) == (uid, 0o600)
     assert conf.read_bytes() == (root / "usr/share/tec-agent/tec-agent.toml").read_bytes()
