@@ -69,10 +69,12 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         # State (last activity, countdowns, learned routine) goes to the store's database,
         # which the detector takes from the running agent at start.
         components.append(InactivityDetector(config))
-    if config.fall.enabled:
+    if config.fall.enabled and (config.fall.wearables
+                                or any(d.kind == "wearable" for d in config.ble.devices)):
         from agent.fall.detector import FallDetector
 
-        # Scores wearables' motion_samples; the model loads in the inference executor.
+        # Scores wearables' motion_samples; the model loads in the inference executor. Only
+        # built when a wearable is configured: the interpreter costs ~23 MB of RSS.
         components.append(FallDetector(config.fall))
     components.append(AlarmCanceller(config.gpio.cancel_window_s))
     if config.report.daily_summary:

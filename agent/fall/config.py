@@ -18,7 +18,9 @@ class FallConfig:
     wearables: tuple[str, ...] = field(
         default=(),
         metadata={"pattern": _ID, "pattern_hint": "must be a device id",
-                  "doc": "device ids to watch; empty = every device sending motion_samples"},
+                  "doc": "device ids to watch; empty = every device sending motion_samples."
+                        " The detector runs only when this is set or a BLE wearable is"
+                        " configured"},
     )
     model_path: str | None = field(
         default=None,

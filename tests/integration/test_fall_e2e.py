@@ -16,7 +16,7 @@ TOPIC = "tec/v1/hub-test/event"
 
 
 def start(tmp_path: Path, broker, fall_toml: str, code: str) -> tuple[AgentRunner, ReplaySource]:
-    cfg = make_config(tmp_path, broker, extra="[fall]\n" + fall_toml)
+    cfg = make_config(tmp_path, broker, extra='[fall]\nwearables = ["wearable-1"]\n' + fall_toml)
     replay = ReplaySource("wearable-1", hold(recording(code), 20), room="hall")
     comps = build_components(cfg, Hardware())
     # The replay starts last, once the detector is subscribed.
