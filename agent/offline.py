@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from agent.clock import Clock
 from agent.model import Event, Reading
@@ -37,7 +37,8 @@ class OfflineContext:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 loop = None
-        self.loop = loop  # type: ignore[assignment]
+        # Replays that never schedule anything may run without a loop.
+        self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, loop)
         self._own_executor = executor is None
         self.executor: concurrent.futures.Executor = (
             executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="offline"))
@@ -45,7 +46,7 @@ class OfflineContext:
         self.readings: list[Reading] = []
         self.events: list[Event] = []
         self.device_states: list[tuple[str, dict[str, Any]]] = []
-        self.prewarnings: list[tuple[float, str, bool]] = []   # (wall, source, active)
+        self.prewarning_log: list[tuple[float, str, bool]] = []   # (wall, source, active)
         self._on_reading = on_reading
         self._on_event = on_event
         self._reading_subs: list[Callable[[Reading], None]] = []
@@ -79,7 +80,7 @@ class OfflineContext:
         callback(AgentState())
 
     def set_prewarning(self, source: str, active: bool) -> None:
-        self.prewarnings.append((self.clock.wall(), source, active))
+        self.prewarning_log.append((self.clock.wall(), source, active))
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         self.device_states.append((device_id, state))

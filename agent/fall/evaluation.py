@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.clock import Clock, ManualClock
+from agent.clock import ManualClock
 from agent.fall.config import FallConfig
 from agent.fall.dataset import Trial
 from agent.fall.detector import FallDetector
@@ -38,54 +38,23 @@ from agent.fall.replay import motion_readings
 from agent.fall.scoring import Scorer
 from agent.fall.signal import BLOCK_SAMPLES, POST_SAMPLES, SAMPLE_RATE_HZ
 from agent.fall.stream import STALL_GRACE_S, ScoreJob
-from agent.model import Event, Reading
-from agent.ports import AgentState
+from agent.offline import OfflineContext
 
 STEP_S = 0.25
 PRIMING_S = 20.0
 
 
-class ReplayContext:
-    """An :class:`AgentContext` for one evaluation run: events are collected, not stored."""
+class ReplayContext(OfflineContext):
+    """The offline context for one evaluation run: events are collected, not stored."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  executor: concurrent.futures.Executor, clock: ManualClock) -> None:
-        self.hub_id = "eval"
-        self.loop = loop
-        self.executor = executor
-        self.clock: Clock = clock
+        super().__init__(clock, "eval", loop=loop, executor=executor)
         self.manual_clock = clock   # the same object, for whoever moves time
-        self.events: list[Event] = []
-        self.prewarnings: list[tuple[str, bool]] = []
-        self._reading_subs: list[Callable[[Reading], None]] = []
 
-    def emit_reading(self, reading: Reading) -> None:
-        for cb in self._reading_subs:
-            cb(reading)
-
-    def submit_event(self, event: Event) -> None:
-        self.events.append(event)
-
-    def subscribe_readings(self, callback: Callable[[Reading], None]) -> None:
-        self._reading_subs.append(callback)
-
-    def subscribe_events(self, callback: Callable[[Event], None]) -> None:
-        pass
-
-    def subscribe_acks(self, callback: Callable[[int], None]) -> None:
-        pass
-
-    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
-        pass
-
-    def set_prewarning(self, source: str, active: bool) -> None:
-        self.prewarnings.append((source, active))
-
-    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
-        pass
-
-    def event_delivered(self, event_id: str) -> bool | None:
-        return None
+    @property
+    def prewarnings(self) -> list[tuple[str, bool]]:
+        return [(source, active) for _wall, source, active in self.prewarning_log]
 
 
 def hold_s(cfg: FallConfig) -> float:

@@ -124,7 +124,7 @@ class ReplayContext(OfflineContext):
 
     @property
     def prewarning_changes(self) -> list[tuple[float, bool]]:
-        return [(wall, active) for wall, _source, active in self.prewarnings]
+        return [(wall, active) for wall, _source, active in self.prewarning_log]
 
 
 @dataclass
