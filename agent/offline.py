@@ -85,6 +85,9 @@ class OfflineContext:
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         self.device_states.append((device_id, state))
 
+    def pending_alarms(self) -> list[Event]:
+        return []
+
     def event_delivered(self, event_id: str) -> bool | None:
         return None
 

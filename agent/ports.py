@@ -77,6 +77,10 @@ class AgentContext(Protocol):
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         """Retained device state on ``tec/v1/{hub_id}/device/{device_id}`` (best effort)."""
 
+    def pending_alarms(self) -> list[Event]:
+        """Alarms an earlier run stored that the broker has not acknowledged and no second
+        path has taken up yet (serial escalation re-arms them after a restart)."""
+
     def event_delivered(self, event_id: str) -> bool | None:
         """True if acknowledged by the broker, False if pending, None if unknown."""
 

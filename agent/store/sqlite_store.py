@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from agent.errors import StoreError, StoreFullError
 from agent.model import Event, Priority
@@ -379,6 +380,28 @@ class SqliteStore:
                 (int(prio), after.get(prio, 0), limit - len(out)),
             ).fetchall()
             out.extend(PendingEvent(seq, prio, payload) for seq, payload in rows)
+        return out
+
+    def pending_alarms(self, exclude_escalated: bool = True) -> list[dict[str, Any]]:
+        """Alarms still waiting for the broker, as published (oldest first). With
+        ``exclude_escalated``, alarms an ``alarm_escalated`` record names are left out."""
+        rows = self.db.execute(
+            "SELECT payload FROM events WHERE prio=? ORDER BY seq", (int(Priority.ALARM),)
+        ).fetchall()
+        done: set[str] = set()
+        if exclude_escalated:
+            for table in ("events", "delivered"):
+                done.update(
+                    str(r[0]) for r in self.db.execute(
+                        "SELECT json_extract(CAST(payload AS TEXT), '$.data.event_id') FROM "
+                        f"{table} WHERE type='alarm_escalated'"
+                    ) if r[0] is not None
+                )
+        out = []
+        for (payload,) in rows:
+            doc = json.loads(payload)
+            if doc.get("id") not in done:
+                out.append(doc)
         return out
 
     def has_pending(self, priority: Priority, after_seq: int) -> bool:

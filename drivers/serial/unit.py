@@ -89,6 +89,16 @@ class SerialDriver:
             ctx.subscribe_acks(self._on_ack)
         for line in self._lines.values():
             line.start()
+        if any(esc.enabled for esc in self._escalators.values()):
+            # Alarms an earlier run left undelivered (a restart during a broadband outage)
+            # get the second path too, counted from now.
+            pending = getattr(ctx, "pending_alarms", None)
+            rearmed = pending() if callable(pending) else []
+            for event in rearmed:
+                self._on_event(event)
+            if rearmed:
+                log.warning("serial: %d undelivered alarm(s) from before the restart armed for "
+                            "escalation", len(rearmed))
         log.info("serial: %d unit(s)", len(self._lines))
 
     async def stop(self) -> None:

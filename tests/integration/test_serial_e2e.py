@@ -118,3 +118,26 @@ def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mq
 
 def _serial(runner: AgentRunner):  # noqa: ANN202 - drivers.serial.unit.SerialDriver
     return next(c for c in runner.agent.components if c.name == "serial")
+
+
+def test_alarm_left_pending_by_a_restart_is_escalated(tmp_path: Path, mqtt_broker,
+                                                     unit_end: UnitEnd) -> None:
+    """Broadband down, the hub restarts: the alarm stored before still takes the second path."""
+    cfg = _serial_config(tmp_path, mqtt_broker, unit_end.path,
+                         'escalate_after_s = 60\naccount = "1234"')
+    mqtt_broker.stop()
+    alarm = Reading("cord-1", "pull_cord", Priority.ALARM, {"contact_id": 101})
+    with AgentRunner(cfg, Hardware()) as runner:
+        runner.agent.emit_reading(alarm)
+        wait_until(lambda: runner.agent.event_delivered(alarm.id) is False, what="alarm stored")
+    # Restarted with a short escalation delay; the broker is still down.
+    from dataclasses import replace
+    unit = replace(cfg.serial.units[0], escalate_after_s=0.5)
+    cfg2 = replace(cfg, serial=replace(cfg.serial, units=(unit,)))
+    with AgentRunner(cfg2, Hardware()) as runner:
+        frame = unit_end.read_frame(timeout=10)
+        assert decode(frame[:-1]).event_code == "101"  # type: ignore[union-attr]
+        os.write(unit_end.master, bytes([ACK]))
+        wait_until(lambda: runner.agent.stats["stored"] == 1, what="escalation record stored")
+        # A third start must not escalate the same alarm again.
+        assert runner.call(runner.agent.pending_alarms) == []
