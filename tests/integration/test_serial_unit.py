@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import select
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,16 @@ def unit(pty: Pty, **kw: Any) -> SerialUnit:
     return SerialUnit(**{**base, **kw})
 
 
+@contextlib.asynccontextmanager
+async def started(driver: SerialDriver, ctx: FakeContext) -> AsyncIterator[SerialDriver]:
+    """The driver, started on ``ctx`` and stopped again however the test body ends."""
+    await driver.start(ctx)
+    try:
+        yield driver
+    finally:
+        await driver.stop()
+
+
 def run(body: Callable[[], Any]) -> None:
     asyncio.run(asyncio.wait_for(body(), 60))
 
@@ -179,8 +190,7 @@ def test_frame_is_acked_within_a_second_and_becomes_an_alarm(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             t0 = time.monotonic()
             pty.write(PENDANT)
@@ -200,8 +210,6 @@ def test_frame_is_acked_within_a_second_and_becomes_an_alarm(pty: Pty) -> None:
             assert ctx.types()[1:] == ["pendant", "pendant_restore", "battery_low", "test"]
             assert ctx.readings[3].priority == Priority.WARNING
             assert driver.devices()[0].details["heartbeats"] == 3
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -210,8 +218,7 @@ def test_garbage_is_nakked_counted_and_never_stalls(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             pty.write((DATA / "garbage.bin").read_bytes())
             assert await blocking(pty.read, 9, 3.0) == bytes([NAK]) * 9
@@ -223,8 +230,6 @@ def test_garbage_is_nakked_counted_and_never_stalls(pty: Pty) -> None:
             assert reply == bytes([ACK])
             await until(lambda: ctx.types() == ["pendant"], what="good frame after garbage")
             assert driver.devices()[0].details["rejected"] >= 10
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -233,8 +238,7 @@ def test_slow_store_naks_and_the_resend_is_not_stored_twice(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop(), commit_delay_s=1.2)
         driver = SerialDriver(SerialConfig(units=(unit(pty),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             pty.write(PENDANT)
             assert await blocking(pty.read, 1, 2.0) == bytes([NAK])   # not durable in time
@@ -243,8 +247,6 @@ def test_slow_store_naks_and_the_resend_is_not_stored_twice(pty: Pty) -> None:
             assert await blocking(pty.read, 1, 2.0) == bytes([ACK])
             await asyncio.sleep(0.3)
             assert ctx.types() == ["pendant"] and len(ctx.events) == 1
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -253,8 +255,7 @@ def test_supervision_offline_then_online(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, supervision_s=0.5),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             pty.write(HEARTBEAT)
             assert await blocking(pty.read, 1) == bytes([ACK])
@@ -267,8 +268,6 @@ def test_supervision_offline_then_online(pty: Pty) -> None:
             pty.write(HEARTBEAT)
             await until(lambda: ctx.types()[-1:] == ["device_online"], what="online")
             assert ctx.readings[-1].priority == Priority.INFO
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -277,8 +276,7 @@ def test_unplug_and_replug_reconnects_and_loses_nothing(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, supervision_s=30.0),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             pty.write(HEARTBEAT)
             assert await blocking(pty.read, 1) == bytes([ACK])
@@ -294,8 +292,6 @@ def test_unplug_and_replug_reconnects_and_loses_nothing(pty: Pty) -> None:
             await until(lambda: ctx.types()[-2:] == ["device_online", "pendant"],
                         what="online + pendant")
             assert ctx.types().count("device_offline") == 1
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -305,13 +301,10 @@ def test_framing_19200_7e1(pty: Pty) -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, baudrate=19200, parity="E",
                                                        bytesize=7),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             pty.write(PENDANT)
             assert await blocking(pty.read, 1) == bytes([ACK])
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -328,8 +321,7 @@ def test_unacknowledged_alarm_is_escalated_and_recorded(pty: Pty) -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         u = unit(pty, escalate_after_s=0.3, account="4321")
         driver = SerialDriver(SerialConfig(units=(u,)), zone_of=lambda d: 7)
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             alarm = _alarm(ctx)
             t0 = time.monotonic()
@@ -343,8 +335,6 @@ def test_unacknowledged_alarm_is_escalated_and_recorded(pty: Pty) -> None:
                               what="alarm_escalated")
             assert rec[0].data["path"] == "serial" and rec[0].data["event_id"] == alarm.id
             assert rec[0].data["attempts"] == 1 and rec[0].priority == Priority.INFO
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -353,15 +343,12 @@ def test_broker_ack_in_time_means_nothing_is_sent(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.3),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             alarm = _alarm(ctx, "pull_cord", {"contact_id": 101})
             ctx.ack(alarm)
             assert await blocking(pty.quiet, 0.8) == b""
             assert [e.type for e in ctx.events] == ["pull_cord"]
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -371,8 +358,7 @@ def test_unit_silent_retries_then_records_failure(pty: Pty) -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         u = unit(pty, escalate_after_s=0.1, ack_timeout_s=0.5, retries=3)
         driver = SerialDriver(SerialConfig(units=(u,)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             _alarm(ctx, "smoke")
             frames = [await blocking(pty.read_frame, 2.0) for _ in range(4)]
@@ -382,8 +368,6 @@ def test_unit_silent_retries_then_records_failure(pty: Pty) -> None:
                 what="failure record")
             assert failed[0].priority == Priority.WARNING and failed[0].data["attempts"] == 4
             assert await blocking(pty.quiet, 0.6) == b""             # gave up: no 5th try
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -392,8 +376,7 @@ def test_nak_from_unit_is_retried(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             _alarm(ctx, "pull_cord", {"contact_id": 101})
             first = await blocking(pty.read_frame)
@@ -404,8 +387,6 @@ def test_nak_from_unit_is_retried(pty: Pty) -> None:
             rec = await until(lambda: [e for e in ctx.events if e.type == "alarm_escalated"],
                               what="escalated")
             assert rec[0].data["attempts"] == 2 and rec[0].data["contact_id"] == "101"
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -414,8 +395,7 @@ def test_cancel_after_escalation_sends_a_406(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             alarm = _alarm(ctx, "pull_cord", {"contact_id": 101})
             await blocking(pty.read_frame)
@@ -426,8 +406,6 @@ def test_cancel_after_escalation_sends_a_406(pty: Pty) -> None:
             cancel = await blocking(pty.read_frame)
             assert decode(cancel[:-1]).event_code == "406"  # type: ignore[union-attr]
             pty.write(bytes([ACK]))
-        finally:
-            await driver.stop()
 
     run(body)
 
@@ -436,13 +414,10 @@ def test_alarms_from_the_unit_itself_are_not_echoed(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
-        await driver.start(ctx)
-        try:
+        async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             pty.write(PENDANT)
             assert await blocking(pty.read, 1) == bytes([ACK])
             assert await blocking(pty.quiet, 0.6) == b""
-        finally:
-            await driver.stop()
 
     run(body)
