@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from agent.config_checks import unique_entries
+
 KINDS = ("bthome", "wearable")
 PROFILES = ("thingy52",)
 BUTTON_ACTIONS = ("pendant", "cancel")
@@ -153,20 +155,7 @@ class BleConfig:
     devices: tuple[BleDevice, ...] = ()
 
     def validate(self, path: str) -> list[str]:
-        problems: list[str] = []
-        seen_addr: dict[str, str] = {}
-        seen_ids: set[str] = set()
-        for i, dev in enumerate(self.devices):
-            where = f"{path}.devices[{i}]"
-            if dev.mac in seen_addr:
-                problems.append(
-                    f"{where}.address: {dev.mac} of '{dev.id}' already used by '{seen_addr[dev.mac]}'"
-                )
-            else:
-                seen_addr[dev.mac] = dev.id
-            if dev.id in seen_ids:
-                problems.append(f"{where}.id: duplicate device id '{dev.id}'")
-            seen_ids.add(dev.id)
+        problems = unique_entries(self.devices, f"{path}.devices", "address", lambda d: d.mac)
         if self.adapter_retry_min_s > self.adapter_retry_max_s:
             problems.append(f"{path}.adapter_retry_min_s: greater than adapter_retry_max_s")
         if self.reconnect_min_s > self.reconnect_max_s:

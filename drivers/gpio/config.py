@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent.config_checks import unique_entries
 from drivers.gpio.kinds import FIXED_PULL_UP_PINS, KINDS
 
 INPUT_KINDS = (
@@ -135,19 +136,5 @@ class GpioConfig:
     devices: tuple[GpioDevice, ...] = ()
 
     def validate(self, path: str) -> list[str]:
-        problems: list[str] = []
-        seen_pins: dict[int, str] = {}
-        seen_ids: set[str] = set()
-        for i, dev in enumerate(self.devices):
-            where = f"{path}.devices[{i}]"
-            if dev.pin in seen_pins:
-                problems.append(
-                    f"{where}.pin: pin {dev.pin} of '{dev.id}' already used by "
-                    f"'{seen_pins[dev.pin]}'"
-                )
-            else:
-                seen_pins[dev.pin] = dev.id
-            if dev.id in seen_ids:
-                problems.append(f"{where}.id: duplicate device id '{dev.id}'")
-            seen_ids.add(dev.id)
-        return problems
+        return unique_entries(self.devices, f"{path}.devices", "pin", lambda d: d.pin,
+                              show=lambda pin: f"pin {pin}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent.config_checks import unique_entries
+
 _ID = {
     "pattern": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
     "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ . - (it stands in an MQTT topic level)",
@@ -84,16 +86,5 @@ class SerialConfig:
     units: tuple[SerialUnit, ...] = ()
 
     def validate(self, path: str) -> list[str]:
-        problems: list[str] = []
-        ports: dict[str, str] = {}
-        ids: set[str] = set()
-        for i, unit in enumerate(self.units):
-            where = f"{path}.units[{i}]"
-            if unit.port in ports:
-                problems.append(f"{where}.port: {unit.port} of '{unit.id}' already used by "
-                                f"'{ports[unit.port]}'")
-            ports.setdefault(unit.port, unit.id)
-            if unit.id in ids:
-                problems.append(f"{where}.id: duplicate unit id '{unit.id}'")
-            ids.add(unit.id)
-        return problems
+        return unique_entries(self.units, f"{path}.units", "port", lambda u: u.port,
+                              id_label="unit id")
