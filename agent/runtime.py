@@ -176,10 +176,6 @@ class _BrokerWatcher:
         release_client(self._client)
 
 
-def main_run(config: Config) -> int:
-    return asyncio.run(run_agent(config))
-
-
 def with_broker(config: Config, host: str, port: int, username: str, password_file: str) -> Config:
     mqtt = replace(config.mqtt, host=host, port=port, username=username,
                    password_file=password_file, tls_ca_file=None, tls_cert_file=None,

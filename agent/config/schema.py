@@ -149,19 +149,3 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return [to_dict(x) for x in obj]
     return obj
-
-
-def describe_fields(cls: type, path: str = "") -> list[tuple[str, str, Any, str]]:
-    """(key path, type, default, doc) for the config reference."""
-    rows: list[tuple[str, str, Any, str]] = []
-    hints = get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        _, inner = _is_optional(tp)
-        key = _join(path, f.name)
-        if dataclasses.is_dataclass(inner):
-            rows.extend(describe_fields(typing.cast(type, inner), key))
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else None
-        rows.append((key, getattr(inner, "__name__", str(inner)), default, f.metadata.get("doc", "")))
-    return rows

@@ -182,15 +182,6 @@ SCENARIOS: dict[str, Callable[[ScenarioEnv], Coroutine[Any, Any, None]]] = {
 }
 
 
-def expected_events(name: str, options: dict[str, Any]) -> int | None:
-    """How many events the scenario should produce (used for a clear exit status)."""
-    if name == "soak":
-        return int(options.get("count") or 1000)
-    if name == "pull-cord":
-        return 1
-    return None
-
-
 def with_sim_devices(config: Config) -> Config:
     """The config, with the simulated home's sensors when it defines no GPIO devices."""
     gpio = config.gpio
