@@ -42,11 +42,12 @@ class Evidence:
     activity_g: float | None  # median per-block std of |a|
     pre_tilt_deg: float | None = None   # pose before the impact, from the learnt upright
     posture_reference: str = "pre_event"  # post-impact tilts are measured from this
+    upright_tilt_deg: float | None = None  # median block tilt from the learnt upright
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("seconds", "tilt_deg", "lying_fraction", "still_fraction", "activity_g",
-                    "pre_tilt_deg"):
+                    "pre_tilt_deg", "upright_tilt_deg"):
             if d[key] is not None:
                 d[key] = round(float(d[key]), 3)
         return d
@@ -77,19 +78,30 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
     if seconds < MIN_EVIDENCE_S or n_blocks == 0:
         return Evidence(True, "no_data", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name)
     tilts = np.empty(n_blocks, dtype=np.float32)
+    # Without a learnt upright every block counts as far from it (the pre-event test alone).
+    up_tilts = np.full(n_blocks, 180.0, dtype=np.float32)
     acts = np.empty(n_blocks, dtype=np.float32)
     for b in range(n_blocks):
         seg = post[b * block:(b + 1) * block]
-        tilts[b] = tilt_deg(seg.mean(axis=0), posture_ref)
+        mean = seg.mean(axis=0)
+        tilts[b] = tilt_deg(mean, posture_ref)
+        if upright is not None:
+            up_tilts[b] = tilt_deg(mean, upright)
         acts[b] = float(magnitude(seg).std())
-    lying = float(np.mean(tilts >= rule.lying_tilt_deg))
+    # Lying after a fall: the trunk has both turned away from where it was before the impact
+    # and ended far from upright. Turned alone is not enough: someone bent over (getting
+    # into a car, leaning forward in a chair) who straightens up turns as far.
+    lying = float(np.mean((tilts >= rule.lying_tilt_deg) & (up_tilts >= rule.lying_tilt_deg)))
     still = float(np.mean(acts < rule.still_g))
     tilt_med = float(np.median(tilts))
+    up_med = float(np.median(up_tilts)) if upright is not None else None
+    slumped = tilt_med >= rule.slumped_tilt_deg and (
+        up_med is None or up_med >= rule.slumped_tilt_deg)
     if lying >= 0.5:
         confirmed, reason = True, "lying"
-    elif still >= 0.9 and tilt_med >= rule.slumped_tilt_deg:
+    elif still >= 0.9 and slumped:
         confirmed, reason = True, "slumped_still"
     else:
         confirmed, reason = False, "recovered"
     return Evidence(confirmed, reason, seconds, tilt_med, lying, still, float(np.median(acts)),
-                    pre_tilt, ref_name)
+                    pre_tilt, ref_name, up_med)

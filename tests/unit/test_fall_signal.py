@@ -124,3 +124,34 @@ def test_silence_after_a_detection_confirms() -> None:
     ev = assess(posture(5, 1.0, 0.1), UP, RULE)
     assert ev.confirmed and ev.reason == "no_data" and ev.seconds == pytest.approx(1.0)
     assert ev.to_dict()["tilt_deg"] is None
+
+
+def unit_at(tilt: float) -> np.ndarray:
+    a = np.radians(tilt)
+    return np.float32([0.0, -np.cos(a), np.sin(a)])
+
+
+def test_straightening_up_from_bent_over_is_not_lying() -> None:
+    # Bent forward 55 deg (getting into a car seat), then an impact, then sitting upright
+    # and still: 50 deg away from the pre-impact pose, yet upright.
+    bent = unit_at(-55)
+    ev = assess(posture(-5, 10, 0.005), bent, RULE, upright=UP)
+    assert ev.tilt_deg == pytest.approx(50, abs=3)
+    assert ev.upright_tilt_deg == pytest.approx(5, abs=3)
+    assert not ev.confirmed and ev.reason == "recovered" and ev.lying_fraction == 0.0
+    # Without a learnt upright the pre-impact pose is all there is: the old reading.
+    assert assess(posture(-5, 10, 0.005), bent, RULE).reason == "lying"
+
+
+def test_lying_after_a_fall_from_bent_over_still_confirms() -> None:
+    ev = assess(posture(80, 10, 0.05), unit_at(-30), RULE, upright=UP)
+    assert ev.confirmed and ev.reason == "lying" and ev.upright_tilt_deg == pytest.approx(80, abs=4)
+
+
+def test_slumped_needs_to_be_away_from_upright_as_well() -> None:
+    # Leaning forward 35 deg in a chair, drops back to sitting upright and rests.
+    assert not assess(posture(3, 10, 0.005), unit_at(-35), RULE, upright=UP).confirmed
+    # Slumped sideways 35 deg from an upright start: still confirms.
+    ev = assess(posture(35, 10, 0.005), UP, RULE, upright=UP)
+    assert ev.confirmed and ev.reason == "slumped_still"
+    assert ev.to_dict()["upright_tilt_deg"] == pytest.approx(35, abs=3)
