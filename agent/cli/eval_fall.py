@@ -51,7 +51,7 @@ def _progress(label: str) -> Any:
 def cmd_eval_fall(args: argparse.Namespace) -> int:
     from agent.fall.config import FallConfig
     from agent.fall.dataset import load_trials
-    from agent.fall.evaluation import Evaluator, hold_s, summarize
+    from agent.fall.evaluation import Evaluator, hold_s, published_threshold_summary, summarize
     from agent.fall.scoring import PeakThresholdScorer
     from agent.fall.tflite_model import TfliteFallModel
 
@@ -77,6 +77,7 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
     out = summarize(m_res, m_cont)
     out["baseline"] = summarize(b_res, b_cont)
     out["baseline"]["detector"] = baseline.version
+    out["baseline_published"] = published_threshold_summary(trials, cfg.baseline_peak_g)
     out["model"] = {
         "version": model.version, "threshold": model.threshold,
         "interpreter": model.interpreter_package, "path": str(model.model_path),

@@ -3,7 +3,9 @@
 Most fall-like impacts in daily life (jumps, dropping into a chair, jogging) leave the wearer
 upright or moving. After a real fall people lie on the floor, or are slumped and still. We
 look at one-second blocks after the decision time and measure, per block, the trunk tilt
-from the pre-fall orientation and the spread of |a|. The thresholds are physiological
+from the pre-fall orientation, the tilt from the wearer's upright learnt from walking (when
+known) and the spread of |a|. Lying or slumped needs both tilts: turned from where the
+trunk was before the impact *and* away from upright. The thresholds are physiological
 priors set in config (45 deg lying, 25 deg slumped, 0.05 g still; already lying before the
 impact at 70 deg from the learnt upright, beyond the 40-60 deg of trunk flexion people use
 to stand up from a chair), not fitted to data.

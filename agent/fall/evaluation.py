@@ -36,7 +36,7 @@ from agent.fall.dataset import Trial
 from agent.fall.detector import FallDetector
 from agent.fall.replay import motion_readings
 from agent.fall.scoring import Scorer
-from agent.fall.signal import BLOCK_SAMPLES, POST_SAMPLES, SAMPLE_RATE_HZ
+from agent.fall.signal import BLOCK_SAMPLES, POST_SAMPLES, SAMPLE_RATE_HZ, magnitude
 from agent.fall.stream import STALL_GRACE_S, ScoreJob
 from agent.offline import OfflineContext
 
@@ -239,4 +239,50 @@ def summarize(results: Sequence[TrialResult], cont: Sequence[ContinuousResult]) 
         "continuous_false_alarms": cont_alarms,
         "false_alarms_per_24h": round(24 * cont_alarms / hours, 3) if hours else None,
         "per_subject": per_subject,
+    }
+
+
+PUBLISHED_REFRACTORY_S = 60.0
+
+
+def published_threshold_summary(trials: Sequence[Trial], peak_g: float) -> dict[str, Any]:
+    """The threshold detector exactly as published (Bourke et al. 2007): a fall whenever the
+    resultant acceleration reaches the upper fall threshold, with no posture or stillness
+    check. Computed on the raw recordings (it has no other state): a trial is detected when
+    any sample reaches ``peak_g``; in the continuous test crossings closer than
+    :data:`PUBLISHED_REFRACTORY_S` count as one alarm. ``baseline`` in the eval-fall output is
+    the same threshold run through the hub's path (gate, confirmation, episodes), which is
+    what the agent falls back to."""
+    falls = [t for t in trials if t.is_fall]
+    adls = [t for t in trials if not t.is_fall]
+
+    def hit(t: Trial) -> bool:
+        return bool(magnitude(t.acc_g).max() >= peak_g)
+
+    tp = sum(hit(t) for t in falls)
+    fp = sum(hit(t) for t in adls)
+    fn, tn = len(falls) - tp, len(adls) - fp
+    by_subject: dict[str, list[Trial]] = defaultdict(list)
+    for t in adls:
+        by_subject[t.subject].append(t)
+    alarms, seconds = 0, 0.0
+    gap = int(PUBLISHED_REFRACTORY_S * SAMPLE_RATE_HZ)
+    for subject in sorted(by_subject):
+        acc = np.concatenate([t.acc_g for t in by_subject[subject]])
+        seconds += len(acc) / SAMPLE_RATE_HZ
+        above = np.flatnonzero(magnitude(acc) >= peak_g)
+        if len(above):
+            alarms += 1 + int(np.count_nonzero(np.diff(above) > gap))
+    hours = seconds / 3600.0
+    return {
+        "detector": f"bourke2007-uft-{peak_g:g}g, as published (no posture check)",
+        "trials": len(trials), "falls": len(falls), "adls": len(adls),
+        "sensitivity": _ratio(tp, len(falls)),
+        "specificity": _ratio(tn, len(adls)),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "continuous_hours": round(hours, 3),
+        "continuous_false_alarms": alarms,
+        "false_alarms_per_hour": round(alarms / hours, 4) if hours else None,
+        "false_alarms_per_24h": round(24 * alarms / hours, 3) if hours else None,
     }

@@ -52,6 +52,7 @@ from agent.fall.evaluation import (
     TrialResult,
     pad_recording,
     priming_segments,
+    published_threshold_summary,
     summarize,
 )
 from agent.fall.gate import find_peaks
@@ -423,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             for s, v in cv["per_subject"].items()}
         report["baseline"] = {key: base[key] for key in keys if key != "trials"}
         report["baseline"]["detector"] = PeakThresholdScorer(cfg.baseline_peak_g).version
+        report["baseline_published"] = published_threshold_summary(trials, cfg.baseline_peak_g)
         log.info("CV %s", json.dumps({k: v for k, v in report["cv"].items()
                                        if k != "per_subject"}))
         log.info("baseline %s", json.dumps(report["baseline"]))
@@ -435,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
              "threshold_selection": {**sel, "rule": f"min (1-sens) + {SPEC_WEIGHT}*(1-spec) "
                                      "on inner group-k-fold out-of-fold scores, highest of "
                                      "ties"},
-             "cv": {k: report[k] for k in ("cv", "baseline", "folds") if k in report}}
+             "cv": {k: report[k] for k in ("cv", "baseline", "baseline_published", "folds")
+                    if k in report}}
     manifest = manifest_for(tflite, sel["threshold"], cfg, extra)
     write_model(args.out, tflite, manifest)
     log.info("final model %s: %d bytes, threshold %.2f (%.0f s); total %.0f s",

@@ -12,7 +12,12 @@ import pytest
 
 from agent.cli import main
 from agent.fall.dataset import Trial, load_trials
-from agent.fall.evaluation import ContinuousResult, TrialResult, summarize
+from agent.fall.evaluation import (
+    ContinuousResult,
+    TrialResult,
+    published_threshold_summary,
+    summarize,
+)
 from agent.fall.replay import motion_readings
 from tests.unit.fall_helpers import FIXTURES, recording
 
@@ -75,6 +80,8 @@ def test_eval_fall_prints_one_json_object_with_every_contract_key(
     assert (out["trials"], out["falls"], out["adls"]) == (3, 1, 2)
     assert out["sensitivity"] == 1.0 and out["specificity"] == 1.0
     assert out["baseline"]["sensitivity"] == 1.0
+    assert {"sensitivity", "specificity", "false_alarms_per_24h"} <= set(out["baseline_published"])
+    assert "no posture check" in out["baseline_published"]["detector"]
     assert out["detection_delay_s_p50"] > 2.0
     assert out["per_subject"]["SYN01"]["falls"] == 1
     assert out["false_alarms_per_hour"] == 0.0
@@ -92,6 +99,28 @@ def test_eval_fall_reports_a_bad_model_or_directory(tmp_path: Path,
     assert main(["eval-fall", "--data", str(FIXTURES),
                  "--model", str(tmp_path / "fall.tflite")]) == 1
     assert "manifest not found" in capsys.readouterr().err
+
+
+def test_published_threshold_has_no_posture_check_and_counts_crossings_per_minute() -> None:
+    quiet = np.tile(np.int16([0, -1000, 0, 0, 0, 0]), (3000, 1))      # 60 s upright, still
+
+    def with_spikes(at_s: list[float]) -> np.ndarray:
+        x = quiet.copy()
+        for s in at_s:
+            x[int(s * 50), :3] = (0, -4000, 0)                          # one 4 g sample
+        return x
+
+    trials = [Trial("S1", "F01_R01", with_spikes([10])),   # found
+              Trial("S1", "F02_R01", quiet),               # missed: no peak
+              Trial("S1", "D19_R01", with_spikes([5, 6])),  # a jump: alarm, no posture check
+              Trial("S1", "D01_R01", with_spikes([1])),    # 55 s later in the stream: same alarm
+              Trial("S1", "D02_R01", quiet)]
+    s = published_threshold_summary(trials, 3.52)
+    assert (s["tp"], s["fn"], s["fp"], s["tn"]) == (1, 1, 2, 1)
+    assert s["continuous_false_alarms"] == 1 and s["continuous_hours"] == pytest.approx(0.05)
+    trials.append(Trial("S1", "D03_R01", with_spikes([59])))  # 178 s after the last: a new one
+    assert published_threshold_summary(trials, 3.52)["continuous_false_alarms"] == 2
+    assert published_threshold_summary(trials, 5.0)["fp"] == 0
 
 
 def test_trial_properties() -> None:
