@@ -45,8 +45,20 @@ def test_folds_split_subjects_not_trials_and_are_seeded() -> None:
 def test_threshold_choice_weighs_false_alarms_and_takes_the_highest_tie() -> None:
     best = np.array([0.95, 0.9, 0.5, 0.1, 0.2, 0.3])
     is_fall = np.array([True, True, True, False, False, False])
-    thr, sens, spec = choose_threshold(best, is_fall)
-    assert (sens, spec) == (1.0, 1.0) and thr == pytest.approx(0.5)
+    thr, sens, spec, prewarn = choose_threshold(best, is_fall)
+    assert (sens, spec, prewarn) == (1.0, 1.0, 0.0) and thr == pytest.approx(0.5)
+
+
+def test_threshold_choice_counts_pre_warnings_the_posture_check_cleared() -> None:
+    # One fall scores only 0.2; ADLs score up to 0.9 but the posture check clears them all.
+    is_fall = np.array([True] * 8 + [False] * 8)
+    confirmed = np.array([0.95] * 7 + [0.2] + [-1.0] * 8)
+    seen = np.concatenate([confirmed[:8], [0.9, 0.85, 0.8, 0.75, 0.7, 0.1, 0.1, 0.1]])
+    thr, sens, spec, _ = choose_threshold(confirmed, is_fall)
+    assert thr == pytest.approx(0.2) and sens == 1.0           # alarms alone: catch every fall
+    thr, sens, spec, prewarn = choose_threshold(confirmed, is_fall, seen)
+    # Five beeps in eight ADLs (cost 0.25 * 5/8) outweigh one missed fall in eight (1/8).
+    assert 0.9 < thr <= 0.95 and sens == 0.875 and prewarn == 0.0
 
 
 def test_trial_score_counts_only_confirmed_candidates() -> None:
@@ -56,6 +68,9 @@ def test_trial_score_counts_only_confirmed_candidates() -> None:
 
     best = trial_max_confirmed(C(), np.array([0.9, 0.4, 0.8]), 2)  # type: ignore[arg-type]
     assert best.tolist() == [0.4, -1.0]
+    anyc = trial_max_confirmed(C(), np.array([0.9, 0.4, 0.8]), 2,  # type: ignore[arg-type]
+                               confirmed_only=False)
+    assert anyc.tolist() == [0.9, 0.8]
 
 
 def test_paced_replay_emits_in_real_time() -> None:
