@@ -14,9 +14,9 @@ import concurrent.futures
 import json
 import logging
 import time
-from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,8 @@ class Agent:
 
     def submit_event(self, event: Event) -> None:
         if not self.accepting:
-            log.error("event %s from %s after intake stopped; not accepted", event.type, event.device_id)
+            log.error("event %s from %s after intake stopped; not accepted",
+                      event.type, event.device_id)
             return
         if event.clock_synced is False and self.clock.synced():
             event = replace(event, clock_synced=True)
@@ -424,7 +425,9 @@ class Agent:
             if self.uplink.alive():
                 notify("WATCHDOG=1")
             else:
-                log.error("uplink is not alive: withholding the watchdog ping so systemd restarts us")
+                log.error(
+                    "uplink is not alive: withholding the watchdog ping so systemd restarts us"
+                )
             await asyncio.sleep(interval)
 
     async def _housekeeping(self) -> None:

@@ -239,7 +239,8 @@ class Commissioning:
             if dev.rssi is not None:
                 extra.append(f"signal {dev.rssi} dBm")
             tag = "[FAIL]" if dev.error or dev.online is None else "[ok]  "
-            self.out(f"  {tag} {_label(dev)}: {'; '.join([status, ', '.join(extra)] if extra else [status])}")
+            self.out(f"  {tag} {_label(dev)}: "
+                     f"{'; '.join([status, ', '.join(extra)] if extra else [status])}")
 
     def _refresh_inventory(self, infos: list[DeviceInfo]) -> None:
         for info in infos:

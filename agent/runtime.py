@@ -91,12 +91,14 @@ async def run_simulation(
         env = ScenarioEnv(factory, sim, agent.config, options, units)
         script = asyncio.create_task(SCENARIOS[scenario](env))
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({script, stopper}, timeout=max(0.0, deadline - time.monotonic()),
+        done, _ = await asyncio.wait({script, stopper},
+                                     timeout=max(0.0, deadline - time.monotonic()),
                                      return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if script not in done:
             script.cancel()
-            return 1, "scenario interrupted" if stop.is_set() else f"timeout after {timeout_s:.0f} s"
+            return 1, ("scenario interrupted" if stop.is_set()
+                       else f"timeout after {timeout_s:.0f} s")
         script.result()
         while agent.state.backlog > 0 and time.monotonic() < deadline and not stop.is_set():
             await asyncio.sleep(0.02)
@@ -105,7 +107,8 @@ async def run_simulation(
             return 1, f"timeout: {pending} events not yet acknowledged by the broker"
         if watcher:
             watcher.wait_for(agent.stats["stored"], max(0.5, min(5.0, deadline - time.monotonic())))
-        return 0, f"scenario {scenario} done: {agent.stats['stored']} events stored and acknowledged"
+        return 0, (f"scenario {scenario} done: {agent.stats['stored']} events stored"
+                   " and acknowledged")
     finally:
         await agent.stop()
         if watcher:

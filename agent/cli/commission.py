@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _service_active() -> bool:
     if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
         return False
-    return subprocess.run(["systemctl", "is-active", "--quiet", SERVICE], check=False).returncode == 0
+    return subprocess.run(
+        ["systemctl", "is-active", "--quiet", SERVICE], check=False
+    ).returncode == 0
 
 
 def _systemctl(action: str) -> bool:

@@ -95,11 +95,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         by_section[key] = by_section.get(key, 0) + 1
     print(f"{args.path}: OK")
     print(f"  hub_id:  {config.hub_id}")
-    print(f"  broker:  {m.host}:{m.port} (MQTT {m.protocol}, TLS {'on' if m.tls_ca_file else 'off'},"
+    print(f"  broker:  {m.host}:{m.port} (MQTT {m.protocol},"
+          f" TLS {'on' if m.tls_ca_file else 'off'},"
           f" auth {'on' if m.username else 'off'})")
     print(f"  store:   {config.store.path} (max {config.store.max_mb} MB)")
     print(f"  devices: {len(devices)}" + (
-        " (" + ", ".join(f"{k} {v}" for k, v in sorted(by_section.items())) + ")" if devices else ""))
+        " (" + ", ".join(f"{k} {v}" for k, v in sorted(by_section.items())) + ")"
+        if devices else ""))
     return 0
 
 

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "collapse episodes, and print one JSON object.",
     )
     p.add_argument("--events", required=True, help="event log, .csv or .csv.gz")
-    p.add_argument("--sensors", required=True, help="sensor map JSON {sensors: {id: {room, kind, role}}}")
+    p.add_argument("--sensors", required=True,
+                   help="sensor map JSON {sensors: {id: {room, kind, role}}}")
     p.add_argument("--config", help="agent TOML whose [inactivity] rules to use "
                                     "(default: rules derived from the sensor map)")
     p.add_argument("--inject", type=int, default=20, metavar="N",

@@ -89,7 +89,9 @@ def _load_doc(path: str) -> dict[str, Any]:
     try:
         doc = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise ConfigError(
+            f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}"
+        ) from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{p}: expected a table at the top")
     return doc
@@ -135,7 +137,8 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
     print(json.dumps(doc, indent=2, sort_keys=True))
     ok = doc.get("status") in ("accepted", "ok")
     if not ok:
-        _err(f"hub {args.hub} answered {doc.get('status')}: {doc.get('reason')}: {doc.get('detail')}")
+        _err(f"hub {args.hub} answered {doc.get('status')}: {doc.get('reason')}:"
+             f" {doc.get('detail')}")
     return 0 if ok else EXIT_REJECTED
 
 

@@ -22,12 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
              " delivery latency, devices, offline time, backlog",
     )
     p.add_argument("--config", required=True, help="path to the TOML config")
-    p.add_argument("--days", type=int, default=7, help="number of local days, ending today (default 7)")
+    p.add_argument("--days", type=int, default=7,
+                   help="number of local days, ending today (default 7)")
     p.add_argument("--until", metavar="YYYY-MM-DD",
                    help="last day of the report (default: today, in the hub's time zone)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object")
-    out.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with charts")
+    out.add_argument("--html", metavar="FILE",
+                     help="write a self-contained HTML report with charts")
     p.set_defaults(func=cmd_report)
 
 

@@ -50,7 +50,9 @@ def collect(config: Any) -> dict[str, Any]:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from exc
     try:
-        has = db.execute("SELECT count(*) FROM sqlite_master WHERE name='inactivity_state'").fetchone()[0]
+        has = db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name='inactivity_state'"
+        ).fetchone()[0]
         store = InactivityStore(db, create=False)
         stored = store.load_routine() if has else None
         bins = store.load_bins() if has else {}
@@ -123,7 +125,8 @@ def render(report: dict[str, Any]) -> str:
     mode = "enabled" if report["enabled"] else "not enabled (preview of what would be learned)"
     ready = "ready" if report["ready"] else "not ready yet"
     lines.append(f"Learned routine for hub {report['hub_id']} ({report['timezone']}): {mode}")
-    lines.append(f"  {ready}: {report['days_used']} day(s) learned, {report['days_recorded']} recorded,"
+    lines.append(f"  {ready}: {report['days_used']} day(s) learned,"
+                 f" {report['days_recorded']} recorded,"
                  f" learned on {report['learned_on'] or '-'}")
     lines.append("")
     lines.append(f"  {'hour':<6}{'samples':>8}  {'longest still':>13}  {'threshold':>9}  source")

@@ -87,8 +87,10 @@ class StoreConfig:
     path: str = field(default="/var/lib/tec-agent/events.db", metadata={"doc": "SQLite file"})
     max_mb: int = field(default=256, metadata={"min": 1, "max": 1_000_000})
     reserve_mb: float = field(
-        default=1.0, metadata={"min": 0.0, "max": 1024.0,
-                               "doc": "kept back for alarms and warnings (within max_mb and on disk)"},
+        default=1.0, metadata={
+            "min": 0.0, "max": 1024.0,
+            "doc": "kept back for alarms and warnings (within max_mb and on disk)",
+        },
     )
     telemetry_commit_s: float = field(
         default=1.0, metadata={"min": 0.0, "max": 30.0,

@@ -90,7 +90,8 @@ def _check_constraints(value: Any, path: str, meta: dict[str, Any], errors: list
         return None
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        errors.append(f"{path}: expected one of {', '.join(map(str, choices))}, got {_describe(value)}")
+        errors.append(f"{path}: expected one of {', '.join(map(str, choices))},"
+                      f" got {_describe(value)}")
         return None
     pattern = meta.get("pattern")
     if pattern is not None and not re.fullmatch(pattern, value):

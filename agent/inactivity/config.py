@@ -52,11 +52,13 @@ class InactivityWindow:
 
 @dataclass(frozen=True, slots=True)
 class NotUpRule:
-    """Not up by ``by``: bed mat still occupied, or no activity outside the bedroom since ``from_``."""
+    """Not up by ``by``: bed mat still occupied, or no activity outside the bedroom since
+    ``from_``."""
 
     by: str = field(default="11:00", metadata=_HHMM)
     morning_from: str = field(
-        default="05:00", metadata={**_HHMM, "doc": "activity outside the bedroom from here on counts as up"},
+        default="05:00",
+        metadata={**_HHMM, "doc": "activity outside the bedroom from here on counts as up"},
     )
     enabled: bool = True
 
@@ -68,7 +70,8 @@ class NotUpRule:
 
 @dataclass(frozen=True, slots=True)
 class NightOutOfBedRule:
-    """Out of bed in the night window for ``after_s`` without going back (a chair counts as safe)."""
+    """Out of bed in the night window for ``after_s`` without going back (a chair counts as
+    safe)."""
 
     start: str = field(default="23:00", metadata=_HHMM)
     end: str = field(default="07:00", metadata=_HHMM)
@@ -86,7 +89,8 @@ class ChairTooLongRule:
 
 @dataclass(frozen=True, slots=True)
 class NightExitRule:
-    """Front door opened in the night window and nobody seen inside for ``after_s``: ``night_exit``."""
+    """Front door opened in the night window and nobody seen inside for ``after_s``:
+    ``night_exit``."""
 
     start: str = field(default="23:00", metadata=_HHMM)
     end: str = field(default="07:00", metadata=_HHMM)
@@ -170,8 +174,10 @@ class InactivityConfig:
         default=(), metadata={"doc": "device ids of front doors; default: role main_entrance_door"}
     )
     door_grace_s: float = field(
-        default=15.0, metadata={"min": 0.0, "max": 300.0,
-                                "doc": "motion this soon after the front door may be the person leaving"},
+        default=15.0, metadata={
+            "min": 0.0, "max": 300.0,
+            "doc": "motion this soon after the front door may be the person leaving",
+        },
     )
     restart_grace_s: float = field(
         default=120.0, metadata={"min": 0.0, "max": 3600.0,

@@ -105,7 +105,8 @@ class InactivityDetector:
         self.store = InactivityStore(db) if db is not None else None
         now = self._now()
         routine = self.store.load_routine() if self.store else None
-        self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine, options=self._options)
+        self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine,
+                                  options=self._options)
         if self.store is not None:
             if self.engine.recorder is not None:
                 self.engine.recorder.bins.update(self.store.load_bins())
@@ -159,7 +160,8 @@ class InactivityDetector:
         now = self._now()
         snap = self.engine.snapshot(now)
         recorder, routine = self.engine.recorder, self.engine.routine
-        self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine, options=self._options)
+        self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine,
+                                  options=self._options)
         if recorder is not None and self.engine.recorder is not None:
             self.engine.recorder = recorder
         self.engine.restore(snap, now, 0.0, live=True)
@@ -231,7 +233,8 @@ class InactivityDetector:
         changed = self._sync_prewarning()
         self._unsaved_activity |= seen
         self.persist(force=force or changed or bool(alerts) or self.engine.routine_changed,
-                     every_s=self.persist_every_s if self._unsaved_activity else self.idle_persist_s)
+                     every_s=(self.persist_every_s if self._unsaved_activity
+                              else self.idle_persist_s))
 
     def _submit(self, alert: Alert) -> None:
         assert self.ctx is not None

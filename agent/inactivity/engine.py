@@ -65,7 +65,9 @@ class RulesEngine:
                               observing_since_mono=now.mono)
         self.last = now
         self.recorder = StillnessRecorder() if self.options.record else None
-        self.routine = routine or Routine(fallback_s=rules.learned.max_s if rules.learned else 43200.0)
+        self.routine = routine or Routine(
+            fallback_s=rules.learned.max_s if rules.learned else 43200.0
+        )
         self.routine_changed = False
         self.prune_before: date | None = None    # samples before this day may be deleted
         self._day: date | None = None
@@ -303,7 +305,10 @@ class RulesEngine:
         h.last_activity_mono = mono_of(s.get("last_activity_age"))
         h.last_activity_wall = s.get("last_activity_wall")
         h.last_device, h.last_room = str(s.get("last_device") or ""), str(s.get("last_room") or "")
-        h.mats = {str(dev): (str(kind), then - float(a)) for dev, (kind, a) in (s.get("mats") or {}).items()}
+        h.mats = {
+            str(dev): (str(kind), then - float(a))
+            for dev, (kind, a) in (s.get("mats") or {}).items()
+        }
         h.unconfirmed_mats = set() if live else set(h.mats)
         h.away = bool(s.get("away"))
         h.exit_door_mono = mono_of(s.get("exit_door_age"))

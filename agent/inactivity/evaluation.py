@@ -68,7 +68,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def sample_episodes(log: Sequence[LogEvent], labels: Sequence[Labelled], n: int, seed: int,
-                    episode_s: float, start: float | None = None, end: float | None = None) -> list[float]:
+                    episode_s: float, start: float | None = None,
+                    end: float | None = None) -> list[float]:
     """``n`` episode start times, seeded, at home, with room for the whole episode."""
     if n <= 0 or not log:
         return []
@@ -220,7 +221,8 @@ def evaluate(
             routine = learn_on(train, base_config, devices)
             eps = sample_episodes(test, labels, max(1, inject // 2) if inject else 0, seed + 1,
                                   episode_s)
-            part: dict[str, Any] = {"learned_days": routine.days_used, "routine_ready": routine.ready}
+            part: dict[str, Any] = {"learned_days": routine.days_used,
+                                    "routine_ready": routine.ready}
             for v in VARIANTS:
                 part[v] = run_variant(test, base_config, devices, v, eps, episode_s, labels,
                                       routine=routine if v == "learned_routine" else None)

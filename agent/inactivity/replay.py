@@ -89,7 +89,8 @@ def load_labels(path: str | Path, tz: ZoneInfo) -> list[Labelled]:
     out = []
     with _open_text(p) as fh:
         for row in csv.DictReader(fh):
-            out.append(Labelled(local_to_wall(row["start"], tz), local_to_wall(row["end"], tz) + 1.0,
+            out.append(Labelled(local_to_wall(row["start"], tz),
+                                local_to_wall(row["end"], tz) + 1.0,
                                 row["activity"]))
     return out
 

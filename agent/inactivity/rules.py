@@ -106,7 +106,8 @@ class StillnessAlarm(Rule):
 
     def _data(self, now: Instant, home: HomeState, v: float, t: float) -> dict[str, Any]:
         return {
-            "rule": "inactivity", **self.label(), "still_s": round(v, 1), "threshold_s": round(t, 1),
+            "rule": "inactivity", **self.label(),
+            "still_s": round(v, 1), "threshold_s": round(t, 1),
             "since": _iso(home.last_activity_wall), "last_device": home.last_device,
             "last_room": home.last_room,
         }

@@ -126,7 +126,9 @@ def derive_rules(cfg: InactivityConfig, devices: DeviceMap) -> RuleSet:
     if cfg.bedroom:
         bedrooms = frozenset({cfg.bedroom.lower()})
     else:
-        bedrooms = frozenset(d.room.lower() for d in devices.values() if d.kind == "bed_mat" and d.room)
+        bedrooms = frozenset(
+            d.room.lower() for d in devices.values() if d.kind == "bed_mat" and d.room
+        )
         if not bedrooms:
             bedrooms = frozenset(
                 d.room.lower() for d in devices.values() if "bedroom" in d.room.lower()
@@ -162,7 +164,8 @@ def derive_rules(cfg: InactivityConfig, devices: DeviceMap) -> RuleSet:
                              "chair_too_long", "chair mat", notes),
         night_exit=_pick(cfg.night_exit, auto, bool(exit_doors), NightExitRule(),
                          "night_exit", "front door contact", notes),
-        away=_pick(cfg.away, auto, bool(exit_doors), AwayRule(), "away", "front door contact", notes),
+        away=_pick(cfg.away, auto, bool(exit_doors), AwayRule(),
+                   "away", "front door contact", notes),
         learned=cfg.learned if cfg.learned.enabled else None,
         notes=tuple(notes),
     )

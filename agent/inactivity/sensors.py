@@ -71,7 +71,9 @@ def mat_kind_for_role(role: str) -> str | None:
     return None
 
 
-def classify(reading: Reading, devices: DeviceMap, exit_doors: Iterable[str] = ()) -> Observation | None:
+def classify(
+    reading: Reading, devices: DeviceMap, exit_doors: Iterable[str] = ()
+) -> Observation | None:
     """The observation a reading makes, or None if it says nothing about the person."""
     info = devices.get(reading.device_id)
     data = reading.data

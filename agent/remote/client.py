@@ -119,7 +119,9 @@ class SupportClient:
         try:
             self._client.connect(self.broker.host, self.broker.port, 30)
         except (OSError, ssl.SSLError) as exc:
-            raise AgentError(f"cannot reach broker {self.broker.host}:{self.broker.port}: {exc}") from None
+            raise AgentError(
+                f"cannot reach broker {self.broker.host}:{self.broker.port}: {exc}"
+            ) from None
         self._client.loop_start()
         state = self._wait(lambda: self._connected, timeout, "the broker to accept us")
         if state != "ok":
@@ -133,7 +135,8 @@ class SupportClient:
         if -mid in self._acked:
             raise AgentError(f"broker refused subscription to {topic} (ACL?)")
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 10.0) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                timeout: float = 10.0) -> None:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         self._wait(lambda: info.mid in self._acked, timeout, f"the broker to take {topic}")
 
@@ -197,10 +200,12 @@ def request(
     """Sign, publish and wait for the hub's result document (with one re-sign on a
     version clash). Raises TimeoutError when the hub does not answer in time."""
     if kind == "config":
-        topic, result_topic = topics.config_topic(hub_id, "set"), topics.config_topic(hub_id, "result")
+        topic, result_topic = (topics.config_topic(hub_id, "set"),
+                               topics.config_topic(hub_id, "result"))
     else:
         name = body["name"]
-        topic, result_topic = topics.cmd_topic(hub_id, name), topics.cmd_topic(hub_id, f"{name}/result")
+        topic, result_topic = (topics.cmd_topic(hub_id, name),
+                               topics.cmd_topic(hub_id, f"{name}/result"))
     client.subscribe(result_topic)
     chosen = version or new_version()
     for attempt in range(2):

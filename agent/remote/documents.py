@@ -117,7 +117,8 @@ def restore_secrets(doc: Any, current: Any, cls: type) -> Any:
         elif (item := _item_type(hints[key])) is not None and dataclasses.is_dataclass(item) \
                 and isinstance(value, list):
             item_cls = typing.cast(type, item)
-            out[key] = [restore_secrets(v, _match(v, i, cur), item_cls) for i, v in enumerate(value)]
+            out[key] = [restore_secrets(v, _match(v, i, cur), item_cls)
+                        for i, v in enumerate(value)]
     return out
 
 

@@ -174,14 +174,16 @@ def parse(raw: bytes, max_bytes: int) -> Envelope:
     body = {k: v for k, v in doc.items() if k not in common}
     if kind == "config":
         if set(body) != {"mode", "config"}:
-            raise Rejected(MALFORMED, "config payload needs exactly mode and config besides the header")
+            raise Rejected(MALFORMED,
+                           "config payload needs exactly mode and config besides the header")
         if body["mode"] not in CONFIG_MODES:
             raise Rejected(MALFORMED, f"payload.mode: expected one of {', '.join(CONFIG_MODES)}")
         if not isinstance(body["config"], dict):
             raise Rejected(MALFORMED, "payload.config: expected a table")
     else:
         if not set(body) <= {"name", "args"} or "name" not in body:
-            raise Rejected(MALFORMED, "cmd payload needs name (and optional args) besides the header")
+            raise Rejected(MALFORMED,
+                           "cmd payload needs name (and optional args) besides the header")
         if not isinstance(body["name"], str) or not _COMMAND_RE.fullmatch(body["name"]):
             raise Rejected(MALFORMED, "payload.name: expected a command name")
         if not isinstance(body.get("args", {}), dict):

@@ -71,7 +71,8 @@ class Verifier:
         if not ok:
             raise Rejected(env.BAD_SIGNATURE, f"signature does not verify with key {e.key_id!r}", e)
         if e.hub_id != self.hub_id:
-            raise Rejected(env.WRONG_HUB, f"signed for hub {e.hub_id!r}, this is {self.hub_id!r}", e)
+            raise Rejected(env.WRONG_HUB,
+                           f"signed for hub {e.hub_id!r}, this is {self.hub_id!r}", e)
         if clock_synced:
             if now_wall >= e.expires_at:
                 raise Rejected(env.EXPIRED, f"expired {now_wall - e.expires_at:.0f} s ago", e)

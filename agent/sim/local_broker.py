@@ -71,7 +71,8 @@ class LocalBroker:
         passwd.write_text("")
         for user, pw in self.users.items():
             subprocess.run(
-                [shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(passwd), user, pw],
+                [shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
+                 "-b", str(passwd), user, pw],
                 check=True, capture_output=True,
             )
         os.chmod(passwd, 0o600)

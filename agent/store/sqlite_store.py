@@ -323,7 +323,8 @@ class SqliteStore:
             keep_rows.append(row)
             keep_out.append(ev)
         if dropped:
-            log.warning("event store full: dropped %d oldest incoming telemetry/info events", dropped)
+            log.warning("event store full: dropped %d oldest incoming telemetry/info events",
+                        dropped)
         return keep_rows, keep_out
 
     def _evict(self, need: int) -> int:
@@ -356,8 +357,10 @@ class SqliteStore:
                 if removed < n:
                     break
         if need > 0:
-            log.warning("event store over budget with only alarms and warnings left (%d bytes over)",
-                        need)
+            log.warning(
+                "event store over budget with only alarms and warnings left (%d bytes over)",
+                need,
+            )
         return need
 
     def _rollback(self) -> None:
@@ -426,7 +429,8 @@ class SqliteStore:
                 marks = ",".join("?" * len(chunk))
                 if self.keep_history_days > 0:
                     db.execute(
-                        "INSERT OR REPLACE INTO delivered SELECT seq, id, prio, type, device_id, wall, ?,"
+                        "INSERT OR REPLACE INTO delivered"
+                        " SELECT seq, id, prio, type, device_id, wall, ?,"
                         f" payload FROM events WHERE seq IN ({marks}) AND prio < ?",
                         (acked_wall, *chunk, int(Priority.TELEMETRY)),
                     )

@@ -237,7 +237,9 @@ class MqttUplink:
             log.error("MQTT broker refused connection: %s", reason_code)
             return
         self._ever_connected_since_reset = True
-        self.loop.call_soon_threadsafe(self._connected, bool(getattr(flags, "session_present", False)))
+        self.loop.call_soon_threadsafe(
+            self._connected, bool(getattr(flags, "session_present", False))
+        )
 
     def _cb_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.loop.call_soon_threadsafe(self._disconnected, str(reason_code))
@@ -355,7 +357,8 @@ class MqttUplink:
                     break
                 for ev in batch:
                     info = self._client.publish(self.event_topic, ev.payload, qos=1)
-                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,
+                                       MQTTErrorCode.MQTT_ERR_NO_CONN):
                         log.error("publish of seq %d failed: %s", ev.seq, info.rc)
                         break
                     self._inflight[info.mid] = ev
@@ -400,7 +403,8 @@ class MqttUplink:
             self._sender.cancel()
         self._commit_acks()
         if self.connected:
-            info = self._client.publish(self.status_topic, self._status_payload("offline", "shutdown"),
+            info = self._client.publish(self.status_topic,
+                                        self._status_payload("offline", "shutdown"),
                                         qos=1, retain=True)
             end = min(deadline, time.monotonic() + 1.0)
             while not info.is_published() and time.monotonic() < end and self.connected:
