@@ -92,7 +92,9 @@ def advert_from_json_dict(doc: Any, mono: float | None = None) -> Advert:
     name = doc.get("name")
     if name is not None and not isinstance(name, str):
         raise DecodeError(f"name: expected a string, got {name!r}")
-    service_data = {k.lower(): v for k, v in _hex_map(doc.get("service_data"), "service_data").items()}
+    service_data = {
+        k.lower(): v for k, v in _hex_map(doc.get("service_data"), "service_data").items()
+    }
     for key in service_data:
         if not _UUID_RE.fullmatch(key):
             raise DecodeError(f"service_data: key {key!r} is not a 128-bit UUID")
@@ -101,7 +103,9 @@ def advert_from_json_dict(doc: Any, mono: float | None = None) -> Advert:
         try:
             company = int(key)
         except ValueError:
-            raise DecodeError(f"manufacturer_data: key {key!r} is not a decimal company id") from None
+            raise DecodeError(
+                f"manufacturer_data: key {key!r} is not a decimal company id"
+            ) from None
         if not 0 <= company <= 0xFFFF:
             raise DecodeError(f"manufacturer_data: company id {company} out of range")
         manufacturer[company] = data

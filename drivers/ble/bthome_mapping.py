@@ -6,15 +6,19 @@ and values out.
 
 | BTHome                                   | reading / event                               |
 |------------------------------------------|-----------------------------------------------|
-| button press, double/triple/long, hold   | ``pendant`` alarm, contact_id 101 (or ``cancel`` when the device's ``button = "cancel"``) |
-| motion = 1                               | ``motion`` (telemetry); motion = 0 -> ``motion_clear`` (unpublished) |
+| button press, double/triple/long, hold   | ``pendant`` alarm, contact_id 101 (or         |
+|                                          | ``cancel`` when the device's                  |
+|                                          | ``button = "cancel"``)                        |
+| motion = 1                               | ``motion`` (telemetry); motion = 0 ->         |
+|                                          | ``motion_clear`` (unpublished)                |
 | occupancy 0 -> 1 / 1 -> 0                | ``motion`` / ``motion_clear``                 |
 | opening, door, window, garage door       | ``door_open`` / ``door_close`` on change      |
 | moisture (binary) dry -> wet             | ``flood`` alarm, contact_id 154               |
 | smoke clear -> detected                  | ``smoke`` alarm, contact_id 111               |
 | battery % under threshold, or low flag   | ``battery_low`` warning (hysteresis)          |
 | temperature under ``cold_home_c``        | ``cold_home`` warning (after a delay, hysteresis) |
-| every measurement (temperature, ...)     | ``telemetry`` with names, values and units (rate-limited) |
+| every measurement (temperature, ...)     | ``telemetry`` with names, values and units    |
+|                                          | (rate-limited)                                |
 """
 
 from __future__ import annotations

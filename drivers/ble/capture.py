@@ -51,7 +51,8 @@ async def capture(
         await scanner.start()
     except Exception as exc:
         raise DriverError(
-            f"cannot scan on Bluetooth adapter {adapter}: {type(exc).__name__}: {exc or 'no detail'}"
+            f"cannot scan on Bluetooth adapter {adapter}: {type(exc).__name__}:"
+            f" {exc or 'no detail'}"
             " (is the adapter present and bluetoothd running? try `bluetoothctl list`)"
         ) from exc
     try:

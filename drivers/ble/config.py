@@ -49,8 +49,10 @@ class BleDevice:
                   "doc": "expected report interval; offline after missed_intervals of these"},
     )
     offline_after_s: float | None = field(
-        default=None, metadata={"min": 10.0, "max": 30 * 86400.0,
-                                "doc": "explicit offline threshold (overrides the per-kind default)"},
+        default=None, metadata={
+            "min": 10.0, "max": 30 * 86400.0,
+            "doc": "explicit offline threshold (overrides the per-kind default)",
+        },
     )
     button: str = field(
         default="pendant",
@@ -58,7 +60,8 @@ class BleDevice:
                   "doc": "what a BTHome button press means: pendant alarm or alarm cancel"},
     )
     cold_home: bool = field(
-        default=True, metadata={"doc": "raise cold_home from this thermometer (false: outdoor, fridge)"}
+        default=True,
+        metadata={"doc": "raise cold_home from this thermometer (false: outdoor, fridge)"},
     )
     rate_hz: float = field(
         default=50.0, metadata={"min": 50.0, "max": 200.0, "doc": "wearable motion sample rate"}
@@ -75,7 +78,8 @@ class BleDevice:
             problems.append(f"{path}.bindkey: must be 32 hex digits (the 16-byte BTHome "
                             f"encryption key) for device '{self.id}'")
         if self.kind == "wearable" and self.profile is None:
-            problems.append(f"{path}.profile: required for a wearable (one of {', '.join(PROFILES)})")
+            problems.append(f"{path}.profile: required for a wearable"
+                            f" (one of {', '.join(PROFILES)})")
         if self.kind == "bthome" and self.profile is not None:
             problems.append(f"{path}.profile: only applies to wearables (device '{self.id}')")
         if self.kind == "wearable" and self.bindkey is not None:
@@ -128,8 +132,10 @@ class BleConfig:
                              "doc": "offline after this many missed interval_s (when set)"},
     )
     bthome_offline_s: float = field(
-        default=25 * 3600.0, metadata={"min": 60.0, "max": 30 * 86400.0,
-                                       "doc": "offline threshold for BTHome devices without interval_s"},
+        default=25 * 3600.0, metadata={
+            "min": 60.0, "max": 30 * 86400.0,
+            "doc": "offline threshold for BTHome devices without interval_s",
+        },
     )
     wearable_offline_s: float = field(
         default=600.0, metadata={"min": 30.0, "max": 30 * 86400.0,
@@ -144,13 +150,16 @@ class BleConfig:
                                  "doc": "at most one telemetry reading per device per interval"},
     )
     duplicate_window_s: float = field(
-        default=60.0, metadata={"min": 1.0, "max": 3600.0,
-                                "doc": "an advert repeating the last packet id within this is dropped"},
+        default=60.0, metadata={
+            "min": 1.0, "max": 3600.0,
+            "doc": "an advert repeating the last packet id within this is dropped",
+        },
     )
     reconnect_min_s: float = field(default=2.0, metadata={"min": 0.05, "max": 600.0})
     reconnect_max_s: float = field(default=120.0, metadata={"min": 1.0, "max": 3600.0})
     battery_poll_s: float = field(
-        default=900.0, metadata={"min": 10.0, "max": 86400.0, "doc": "wearable battery read interval"}
+        default=900.0,
+        metadata={"min": 10.0, "max": 86400.0, "doc": "wearable battery read interval"},
     )
     devices: tuple[BleDevice, ...] = ()
 

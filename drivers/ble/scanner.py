@@ -238,7 +238,8 @@ class ScannerOwner:
             return
         self._last_recovery = now
         self._unanswered = 0
-        log.warning("BLE adapter %s: %s persists; recovering the adapter", self._cfg.adapter, reason)
+        log.warning("BLE adapter %s: %s persists; recovering the adapter",
+                    self._cfg.adapter, reason)
         try:
             ok = await self._recover(self._cfg.adapter)
         except Exception as exc:  # noqa: BLE001
