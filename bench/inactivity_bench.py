@@ -40,7 +40,8 @@ def home_log(tz: ZoneInfo) -> tuple[list[LogEvent], dict[str, SensorInfo]]:
     if (data / "ordonez_B_events.csv.gz").exists():
         log, _ = load_events(data / "ordonez_B_events.csv.gz", tz)
         return log, device_map_from_sensor_json(data / "ordonez_B_sensors.json")
-    devices = {"pir": SensorInfo("pir", "motion", "Living"), "bed": SensorInfo("bed", "bed_mat", "Bedroom"),
+    devices = {"pir": SensorInfo("pir", "motion", "Living"),
+               "bed": SensorInfo("bed", "bed_mat", "Bedroom"),
                "chair": SensorInfo("chair", "chair_mat", "Living")}
     t0 = 1735714800.0
     log = []

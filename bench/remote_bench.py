@@ -134,7 +134,8 @@ rollback_after_s = 0.2
             for i in range(10):
                 t0 = time.perf_counter()
                 doc = request(client, key, "desk", "hub-1", "config",
-                              {"mode": "merge", "config": {"store": {"keep_history_days": 100 + i}}},
+                              {"mode": "merge",
+                               "config": {"store": {"keep_history_days": 100 + i}}},
                               300, 10)
                 times.append((time.perf_counter() - t0) * 1e3)
                 assert doc["status"] == "accepted", doc
