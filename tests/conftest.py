@@ -9,16 +9,18 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from agent.sim.local_broker import find_mosquitto
+from tests.harness import TestBroker
+
 # CI runs the property tests derandomized (the same examples every run), so a rare
 # counterexample shows up in a developer's run, not as a random red CI.
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-from agent.sim.local_broker import find_mosquitto
-from tests.harness import TestBroker
-
-SHARED_DIR = Path(os.environ.get("TEC_SHARED_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared").resolve()
+SHARED_DIR = Path(
+    os.environ.get("TEC_SHARED_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared"
+).resolve()
 
 
 @pytest.fixture

@@ -140,7 +140,8 @@ class AgentRunner:
                  components: list[Component] | None = None, **kw: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.agent = Agent(config, hardware=hardware, components=components, **kw)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="agent-loop", daemon=True)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="agent-loop",
+                                        daemon=True)
 
     def start(self) -> AgentRunner:
         self._thread.start()

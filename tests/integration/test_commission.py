@@ -141,7 +141,9 @@ def test_full_commissioning_reaches_the_broker(tmp_path: Path, mqtt_broker) -> N
     assert "pull_cord" in types          # a real alarm: nothing is suppressed on test
 
 
-def test_a_device_never_triggered_is_reported_and_fails(tmp_path: Path, mqtt_broker, capsys) -> None:
+def test_a_device_never_triggered_is_reported_and_fails(
+    tmp_path: Path, mqtt_broker, capsys
+) -> None:
     events = mqtt_broker.subscribe("tec/v1/hub-test/event")
     config_path = tmp_path / "hub.toml"
     config_path.write_text(

@@ -21,7 +21,9 @@ from drivers.gpio.config import GpioDevice
 from tests.harness import AgentRunner, TestBroker, make_config, wait_until, with_gpio
 
 CORD = GpioDevice(id="cord-1", kind="pull_cord", pin=27, room="bathroom")
-EVENT_FIELDS = {"id", "hub_id", "seq", "type", "priority", "device_id", "ts", "clock_synced", "data"}
+EVENT_FIELDS = {
+    "id", "hub_id", "seq", "type", "priority", "device_id", "ts", "clock_synced", "data",
+}
 
 
 def test_pull_cord_reaches_broker_with_every_field(tmp_path: Path, mqtt_broker) -> None:
@@ -46,7 +48,8 @@ def test_pull_cord_reaches_broker_with_every_field(tmp_path: Path, mqtt_broker) 
     assert ev["ts"].endswith("Z") and len(ev["id"]) == 32
     # Graceful stop leaves a retained offline status.
     status.wait_for(lambda ms: ms[-1].json()["state"] == "offline", what="offline status")
-    assert status.snapshot()[-1].retain is False or status.snapshot()[-1].json()["state"] == "offline"
+    assert (status.snapshot()[-1].retain is False
+            or status.snapshot()[-1].json()["state"] == "offline")
 
 
 def _soak(n: int, alarm_every: int = 10) -> list[Reading]:
@@ -70,7 +73,9 @@ def durable_broker(tmp_path: Path):
         broker.close()
 
 
-def test_broker_outage_buffers_then_delivers_all_alarms_first(tmp_path: Path, durable_broker) -> None:
+def test_broker_outage_buffers_then_delivers_all_alarms_first(
+    tmp_path: Path, durable_broker
+) -> None:
     mqtt_broker = durable_broker
     events = mqtt_broker.subscribe("tec/v1/hub-test/event", persistent_id="platform")
     cfg = make_config(tmp_path, mqtt_broker)
@@ -105,7 +110,8 @@ def test_store_full_still_stores_and_sends_alarms(tmp_path: Path, durable_broker
         wait_until(lambda: runner.agent.state.online, what="online")
         mqtt_broker.stop()
         big = "x" * 1500
-        tele = [Reading("sim", "telemetry", Priority.TELEMETRY, {"n": i, "pad": big}) for i in range(3000)]
+        tele = [Reading("sim", "telemetry", Priority.TELEMETRY, {"n": i, "pad": big})
+                for i in range(3000)]
         sim.emit_from_thread(tele, rate=0).join()
         wait_until(lambda: runner.agent.stats["readings"] == 3000, what="readings")
         alarm = Reading("sim", "pull_cord", Priority.ALARM, {"n": -1})
@@ -127,7 +133,9 @@ def test_cancel_button_cancels_recent_alarm(tmp_path: Path, mqtt_broker) -> None
         alarm = Reading("cord", "pull_cord", Priority.ALARM, {})
         sim.emit_from_thread([alarm], 0).join()
         events.wait_events(1)
-        sim.emit_from_thread([Reading("hub-button", "cancel", Priority.INFO, {}, publish=False)], 0).join()
+        sim.emit_from_thread(
+            [Reading("hub-button", "cancel", Priority.INFO, {}, publish=False)], 0
+        ).join()
         got = events.wait_events(2)
     assert got[1]["type"] == "alarm_cancelled" and got[1]["data"]["cancelled_ids"] == [alarm.id]
 
@@ -184,9 +192,11 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(tmp_path: Path, mqtt_broke
 def test_sigterm_publishes_offline_and_exits_fast(tmp_path: Path, mqtt_broker) -> None:
     cfg = _write_config(tmp_path, mqtt_broker)
     status = mqtt_broker.subscribe("tec/v1/hub-test/status")
-    proc = subprocess.Popen(_agent_cmd("run", "--config", str(cfg)), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_agent_cmd("run", "--config", str(cfg)), stderr=subprocess.PIPE,
+                            text=True)
     try:
-        status.wait_for(lambda ms: ms and ms[-1].json()["state"] == "online", timeout=20, what="online")
+        status.wait_for(lambda ms: ms and ms[-1].json()["state"] == "online", timeout=20,
+                        what="online")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(10)
@@ -199,7 +209,8 @@ def test_sigterm_publishes_offline_and_exits_fast(tmp_path: Path, mqtt_broker) -
         proc.stderr.close()
     assert rc == 0, err[-2000:]
     assert elapsed < 5.0
-    last = status.wait_for(lambda ms: ms[-1].json()["state"] == "offline" and ms[-1], what="offline")
+    last = status.wait_for(lambda ms: ms[-1].json()["state"] == "offline" and ms[-1],
+                           what="offline")
     assert last.json()["reason"] == "shutdown"
     assert mqtt_broker.password not in err
 
@@ -233,7 +244,8 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
                 "ProtectHome=yes", "PrivateTmp=yes", "SupplementaryGroups=gpio dialout bluetooth"):
         assert key in unit
     # Point the unit at this checkout's interpreter so verify can check the command lines.
-    local = unit.replace("/opt/tec-agent/venv/bin/tec-agent", str(Path(sys.executable).parent / "tec-agent"))
+    local = unit.replace("/opt/tec-agent/venv/bin/tec-agent",
+                         str(Path(sys.executable).parent / "tec-agent"))
     path = tmp_path / "tec-agent.service"
     path.write_text(local)
     res = subprocess.run([exe, "verify", str(path)], capture_output=True, text=True, timeout=60)

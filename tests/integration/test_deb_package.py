@@ -67,8 +67,10 @@ def test_control_fields(deb: Path) -> None:
 
 def test_contents(deb: Path, extracted: Path) -> None:
     listing = sh("dpkg-deb", "-c", deb).stdout
-    assert re.search(r"^-rwxr-xr-x root/root .* \./opt/tec-agent/venv/bin/tec-agent$", listing, re.MULTILINE)
-    assert re.search(r"^lrwxrwxrwx root/root .* \./usr/bin/tec-agent -> /opt/tec-agent/venv/bin/tec-agent$",
+    assert re.search(r"^-rwxr-xr-x root/root .* \./opt/tec-agent/venv/bin/tec-agent$", listing,
+                     re.MULTILINE)
+    assert re.search(r"^lrwxrwxrwx root/root .* \./usr/bin/tec-agent"
+                     r" -> /opt/tec-agent/venv/bin/tec-agent$",
                      listing, re.MULTILINE)
     assert "__pycache__" not in listing and ".pyc" not in listing
     assert "/bin/activate" not in listing and "site-packages/pip/" not in listing
@@ -77,7 +79,8 @@ def test_contents(deb: Path, extracted: Path) -> None:
     assert unit.read_bytes() == (REPO / "systemd/tec-agent.service").read_bytes()
     # The unit runs what the package installs, as the user postinst creates.
     text = unit.read_text()
-    assert "ExecStart=/opt/tec-agent/venv/bin/tec-agent run --config /etc/tec-agent/tec-agent.toml" in text
+    assert ("ExecStart=/opt/tec-agent/venv/bin/tec-agent run"
+            " --config /etc/tec-agent/tec-agent.toml") in text
     assert "User=tec-agent" in text
     # The venv was relocated: no staging paths left, its interpreter is Debian's versioned one.
     venv = extracted / PREFIX / "venv"
@@ -88,7 +91,8 @@ def test_contents(deb: Path, extracted: Path) -> None:
                               check=False, capture_output=True, text=True)
     assert leftover.stdout == ""
     lock = (extracted / PREFIX / "requirements.lock").read_text()
-    assert re.search(r"^paho-mqtt==2\.", lock, re.MULTILINE) and re.search(r"^tec-agent==", lock, re.MULTILINE)
+    assert (re.search(r"^paho-mqtt==2\.", lock, re.MULTILINE)
+            and re.search(r"^tec-agent==", lock, re.MULTILINE))
     for so in venv.rglob("*.so"):
         assert not so.stat().st_mode & stat.S_IXUSR, so
     for doc in ("copyright", "changelog.Debian.gz", "README.Debian"):
@@ -157,7 +161,8 @@ def test_install_upgrade_remove_purge_in_a_scratch_root(deb: Path, tmp_path: Pat
     _scratch_root(root)
     dpkg(root, "-i", deb)
 
-    users = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
+    users = {line.split(":")[0]: line.split(":")
+             for line in (root / "etc/passwd").read_text().splitlines()}
     user = users["tec-agent"]
     uid, gid = int(user[2]), int(user[3])
     assert uid < 1000 and user[5] == "/var/lib/tec-agent" and user[6] == "/usr/sbin/nologin"
@@ -168,10 +173,12 @@ def test_install_upgrade_remove_purge_in_a_scratch_root(deb: Path, tmp_path: Pat
     etc, state = root / "etc/tec-agent", root / "var/lib/tec-agent"
     conf = etc / "tec-agent.toml"
     # Group-writable: a signed remote push replaces tec-agent.toml (temp file + rename) ...
-    assert (etc.stat().st_uid, etc.stat().st_gid, stat.S_IMODE(etc.stat().st_mode)) == (0, gid, 0o770)
+    assert (etc.stat().st_uid, etc.stat().st_gid,
+            stat.S_IMODE(etc.stat().st_mode)) == (0, gid, 0o770)
     # ... but the trusted support keys are root's alone.
     keys = etc / "remote-keys"
-    assert (keys.stat().st_uid, keys.stat().st_gid, stat.S_IMODE(keys.stat().st_mode)) == (0, 0, 0o755)
+    assert (keys.stat().st_uid, keys.stat().st_gid,
+            stat.S_IMODE(keys.stat().st_mode)) == (0, 0, 0o755)
     assert (state.stat().st_uid, stat.S_IMODE(state.stat().st_mode)) == (uid, 0o750)
     assert (conf.stat().st_uid, stat.S_IMODE(conf.stat().st_mode)) == (uid, 0o600)
     assert conf.read_bytes() == (root / "usr/share/tec-agent/tec-agent.toml").read_bytes()
@@ -197,7 +204,8 @@ def test_install_upgrade_remove_purge_in_a_scratch_root(deb: Path, tmp_path: Pat
 
 
 @pytest.mark.skipif(shutil.which("lintian") is None,
-                    reason="lintian is not installed (apt-get install lintian; scripts/setup.sh --test does)")
+                    reason="lintian is not installed"
+                           " (apt-get install lintian; scripts/setup.sh --test does)")
 def test_lintian_findings_are_fixed_or_explained(deb: Path) -> None:
     proc = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb)],
                           check=False, capture_output=True, text=True, timeout=600)

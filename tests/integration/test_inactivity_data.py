@@ -20,7 +20,8 @@ def test_targets_on_the_real_home(shared_dir: Path, capsys) -> None:
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["events"] == 4668 and report["unknown_sensors"] == []
-    fixed, learned, timer = (report[k] for k in ("fixed_rules", "learned_routine", "fixed_12h_timer"))
+    fixed, learned, timer = (report[k]
+                             for k in ("fixed_rules", "learned_routine", "fixed_12h_timer"))
     # Every injected daytime episode detected within its rule's threshold + 5 min.
     assert fixed["daytime_detected_in_time"] == fixed["daytime_injected"] > 0
     assert fixed["detected"] == fixed["injected"] == 6

@@ -50,7 +50,9 @@ after_s = 3600
 """
 
 
-def _start(tmp_path: Path, broker) -> tuple[AgentRunner, MockFactory, ManualClock, InactivityDetector]:
+def _start(
+    tmp_path: Path, broker
+) -> tuple[AgentRunner, MockFactory, ManualClock, InactivityDetector]:
     factory = MockFactory()
     cfg = make_config(tmp_path, broker, HOME)
     hw = Hardware(pin_factory=factory)
@@ -76,7 +78,8 @@ def _buzzer_pattern(runner: AgentRunner) -> str | None:
     return None
 
 
-def _motion(runner: AgentRunner, factory: MockFactory, events, detector: InactivityDetector) -> None:
+def _motion(runner: AgentRunner, factory: MockFactory, events,
+            detector: InactivityDetector) -> None:
     """One pass of the PIR: motion, then (about 0.1 s later) motion_clear, both seen."""
     pir = factory.pin(17)
     pir.drive_high()
@@ -122,7 +125,9 @@ def test_pir_silence_prewarns_on_the_buzzer_then_alarms(tmp_path: Path, mqtt_bro
     import sqlite3
     db = sqlite3.connect(tmp_path / "events.db")
     try:
-        assert db.execute("SELECT count(*) FROM inactivity_state WHERE key='snapshot'").fetchone()[0] == 1
+        assert db.execute(
+            "SELECT count(*) FROM inactivity_state WHERE key='snapshot'"
+        ).fetchone()[0] == 1
     finally:
         db.close()
 

@@ -164,7 +164,8 @@ def provision(root: Path) -> subprocess.CompletedProcess[str]:
 CONFIG = 'hub_id = "hub-0042"\n[mqtt]\nhost = "mqtt.example.org"\n'
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="provisioning chowns to the tec-agent user: needs root")
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="provisioning chowns to the tec-agent user: needs root")
 def test_provisioning_moves_config_and_secrets_and_wipes_the_boot_partition(hub: Path) -> None:
     boot = hub / "boot/firmware"
     (boot / "tec-agent.toml").write_text(CONFIG)
@@ -175,7 +176,8 @@ def test_provisioning_moves_config_and_secrets_and_wipes_the_boot_partition(hub:
     proc = provision(hub)
     assert proc.returncode == 0, proc.stderr
     etc = hub / "etc/tec-agent"
-    assert (etc.stat().st_uid, etc.stat().st_gid, stat.S_IMODE(etc.stat().st_mode)) == (0, GID, 0o750)
+    assert (etc.stat().st_uid, etc.stat().st_gid,
+            stat.S_IMODE(etc.stat().st_mode)) == (0, GID, 0o750)
     for name, content in (("tec-agent.toml", CONFIG), ("mqtt.pass", "s3cret-password\n"),
                           ("ca.pem", "-----BEGIN CERTIFICATE-----\n")):
         f = etc / name
@@ -193,7 +195,8 @@ def test_provisioning_moves_config_and_secrets_and_wipes_the_boot_partition(hub:
     assert (etc / "tec-agent.toml").read_text() == CONFIG
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="provisioning chowns to the tec-agent user: needs root")
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="provisioning chowns to the tec-agent user: needs root")
 def test_reprovisioning_keeps_the_previous_config_aside(hub: Path) -> None:
     (hub / "boot/firmware/tec-agent.toml").write_text(CONFIG)
     assert provision(hub).returncode == 0

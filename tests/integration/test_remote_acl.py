@@ -16,7 +16,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.uplink.mqtt_uplink import release_client
-
 from tests.harness import Collector
 from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # noqa: F401
 

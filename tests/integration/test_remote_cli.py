@@ -29,7 +29,9 @@ def test_keygen_writes_a_private_and_a_public_key_and_never_overwrites(tmp_path:
     assert bad.returncode == 2
 
 
-def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(remote_env: RemoteEnv) -> None:
+def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(
+    remote_env: RemoteEnv,
+) -> None:
     e = remote_env
     pw = e.tmp / "support.pass"
     pw.write_text("support-pw-1\n")
@@ -38,11 +40,15 @@ def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(remote_env
     signed = [*common, "--key", str(e.key_path)]
     log_path = e.tmp / "agent.log"
     with open(log_path, "w") as log_file:
-        agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(e.config_path)],
-                                 stdout=subprocess.DEVNULL, stderr=log_file)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(e.config_path)],
+            stdout=subprocess.DEVNULL, stderr=log_file,
+        )
     try:
-        status = e.broker.subscribe(f"tec/v1/{HUB}/status", username="support", password="support-pw-1")
-        status.wait_for(lambda ms: ms and ms[-1].json()["state"] == "online", timeout=30, what="online")
+        status = e.broker.subscribe(f"tec/v1/{HUB}/status", username="support",
+                                    password="support-pw-1")
+        status.wait_for(lambda ms: ms and ms[-1].json()["state"] == "online", timeout=30,
+                        what="online")
 
         res = _cli("remote", "cmd", "status", *signed)
         assert res.returncode == 0, res.stderr
@@ -56,7 +62,9 @@ def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(remote_env
         res = _cli("remote", "push-config", str(push), *signed)
         assert res.returncode == 0, res.stderr + res.stdout
         assert json.loads(res.stdout)["status"] == "accepted"
-        assert tomllib.loads(e.config_path.read_text())["inactivity"]["inactivity"][0]["after_s"] == 5400.0
+        assert tomllib.loads(
+            e.config_path.read_text()
+        )["inactivity"]["inactivity"][0]["after_s"] == 5400.0
 
         bad = e.tmp / "bad.toml"
         bad.write_text("[inactivity]\nprewarning_s = -1\n")
@@ -64,10 +72,12 @@ def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(remote_env
         assert res.returncode == 1 and "invalid_config" in res.stderr
         assert "inactivity.prewarning_s" in json.loads(res.stdout)["problems"][0]
 
-        res = _cli("remote", "cmd", "status", *common, "--key", str(e.rogue_key_path), "--key-id", "support-1")
+        res = _cli("remote", "cmd", "status", *common, "--key", str(e.rogue_key_path),
+                   "--key-id", "support-1")
         assert res.returncode == 1 and "bad_signature" in res.stderr
 
-        res = _cli("remote", "cmd", "walk_test", *signed, "--arg", "action=start", "--arg", "duration_s=30")
+        res = _cli("remote", "cmd", "walk_test", *signed, "--arg", "action=start",
+                   "--arg", "duration_s=30")
         assert res.returncode == 0 and json.loads(res.stdout)["result"]["active"] is True
 
         res = _cli("remote", "get-config", *common)
@@ -77,7 +87,8 @@ def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(remote_env
         res = _cli("remote", "cmd", "restart", *signed)
         assert res.returncode == 0 and json.loads(res.stdout)["result"]["restarting"] is True
         assert agent.wait(15) == 0  # a clean exit: systemd (Restart=always) starts it again
-        last = status.wait_for(lambda ms: ms[-1].json()["state"] == "offline" and ms[-1], what="offline")
+        last = status.wait_for(lambda ms: ms[-1].json()["state"] == "offline" and ms[-1],
+                               what="offline")
         assert last.json()["reason"] == "shutdown"
 
         res = _cli("remote", "cmd", "status", *signed, "--timeout", "1")
@@ -96,7 +107,8 @@ def test_cli_reports_local_problems_with_exit_2(remote_env: RemoteEnv) -> None:
     res = _cli("remote", "cmd", "status", "--hub", HUB, "--key", str(e.tmp / "missing.key"),
                "--broker", f"mqtt://support@{e.broker.host}:{e.broker.port}")
     assert res.returncode == 2 and "cannot read key" in res.stderr
-    res = _cli("remote", "push-config", str(e.tmp / "nope.toml"), "--hub", HUB, "--key", str(e.key_path))
+    res = _cli("remote", "push-config", str(e.tmp / "nope.toml"), "--hub", HUB,
+               "--key", str(e.key_path))
     assert res.returncode == 2 and "cannot read" in res.stderr
     wrong = e.tmp / "wrong.pass"
     wrong.write_text("not-the-password\n")

@@ -101,7 +101,8 @@ def test_bad_commands_are_rejected_with_reasons(remote_env: RemoteEnv) -> None:
     raw, _ = support.signed("cmd", {"name": "restart", "args": {}}, rogue=True)
     assert answer("restart", raw)["reason"] == env.BAD_SIGNATURE
     raw, _ = support.signed("cmd", {"name": "status", "args": {}})
-    assert answer("test_alarm", raw)["reason"] == env.WRONG_TOPIC  # status signed, sent as test_alarm
+    # status signed, sent as test_alarm
+    assert answer("test_alarm", raw)["reason"] == env.WRONG_TOPIC
     ok = answer("status", raw)
     assert ok["status"] == "ok"
     assert answer("status", raw)["reason"] == env.REPLAYED

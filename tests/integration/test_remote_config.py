@@ -26,7 +26,8 @@ def test_signed_push_changes_inactivity_window_without_restart(remote_env: Remot
     agent = runner.agent
     wait_until(lambda: agent.state.online, what="online")
     support = remote_env.support()
-    old_detector, uplink, store, started = _detector(runner), agent.uplink, agent.store, agent.started_mono
+    old_detector, uplink, store, started = (_detector(runner), agent.uplink, agent.store,
+                                            agent.started_mono)
     connects = uplink.connects
     assert old_detector.ruleset.inactivity[0].after_s == 14400.0
 
@@ -69,7 +70,9 @@ def test_signed_push_changes_inactivity_window_without_restart(remote_env: Remot
     support.close()
 
 
-def test_every_bad_message_is_rejected_with_its_reason_and_changes_nothing(remote_env: RemoteEnv) -> None:
+def test_every_bad_message_is_rejected_with_its_reason_and_changes_nothing(
+    remote_env: RemoteEnv,
+) -> None:
     runner = remote_env.start_agent()
     agent = runner.agent
     wait_until(lambda: agent.state.online, what="online")

@@ -25,7 +25,8 @@ from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # 
 json_scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | \
     st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+                           | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                           max_leaves=12)
 header_keys = st.sampled_from(["v", "kind", "hub_id", "key_id", "issued_at", "expires_at",
                                "version", "mode", "config", "name", "args"])
 cmd_names = st.sampled_from(["status", "log_tail", "walk_test", "device_inventory",
@@ -76,7 +77,8 @@ def test_fuzzed_envelopes_never_crash_the_agent(remote_env: RemoteEnv) -> None:
             args = {k: v for k, v in args.items() if k != "wait_s"}
             body["args"] = args
         try:
-            payload = env.build_payload(kind, HUB, "support-1", next(versions), time.time(), ttl, body)
+            payload = env.build_payload(kind, HUB, "support-1", next(versions), time.time(), ttl,
+                                        body)
         except ValueError:
             return
         publish(topic_for(None if kind == "config" else name), sign(support.key, payload))
@@ -94,7 +96,8 @@ def test_fuzzed_envelopes_never_crash_the_agent(remote_env: RemoteEnv) -> None:
 
     wait_until(lambda: len(results()) >= sent["n"], timeout=30, what="a result for every message")
     docs = results()
-    assert not [d for d in docs if d.get("reason") == env.INTERNAL_ERROR or d.get("status") == "error"]
+    assert not [d for d in docs
+                if d.get("reason") == env.INTERNAL_ERROR or d.get("status") == "error"]
     assert all(d.get("status") in ("rejected", "accepted", "ok", "rolled_back") for d in docs)
     # Still the same agent, running, on the same config, and answering.
     assert agent.uplink.alive() and agent.state.online

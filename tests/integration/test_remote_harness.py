@@ -135,7 +135,8 @@ class Support:
         return request(self.client, self.key, "support-1", HUB, "config",
                        {"mode": mode, "config": doc}, 300.0, timeout, retain=retain)
 
-    def cmd(self, name: str, args: dict[str, Any] | None = None, timeout: float = 20.0) -> dict[str, Any]:
+    def cmd(self, name: str, args: dict[str, Any] | None = None,
+            timeout: float = 20.0) -> dict[str, Any]:
         return request(self.client, self.key, "support-1", HUB, "cmd",
                        {"name": name, "args": args or {}}, 300.0, timeout)
 
@@ -153,7 +154,8 @@ class Support:
         self.client.publish(topic, raw, retain=retain)
         return mark
 
-    def result_after(self, mark: int, topic: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    def result_after(self, mark: int, topic: str | None = None,
+                     timeout: float = 10.0) -> dict[str, Any]:
         want = topic or self.config_result
         return self.client.wait_message(lambda t, d, r: t == want and not r, timeout,
                                         f"a result on {want}", start=mark)

@@ -95,7 +95,8 @@ class Home:
         self.run(wall_at(local) - self.clock.wall())
 
     def see(self, what: str, device: str | None = None, **data: Any) -> list[Alert]:
-        dev = device or DEVICE_OF.get(what) or {"open": "front", "close": "front"}.get(what, "pir_living")
+        dev = (device or DEVICE_OF.get(what)
+               or {"open": "front", "close": "front"}.get(what, "pir_living"))
         reading = Reading(dev, TYPES[what], data=data, mono=self.clock.monotonic(),
                           wall=self.clock.wall())
         obs = classify(reading, self.devices, self.rules.exit_doors)

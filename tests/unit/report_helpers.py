@@ -108,7 +108,8 @@ def write_week(store_path: Path) -> Week:
         _put(store, _ev("test", Priority.INFO, "cancel", at(0, 10)), 0.05)
         _put(store, _ev("fall", Priority.ALARM, "wearable-1", at(2, 11), {"score": 0.97}), 0.12)
         _put(store, _ev("fall_cancelled", Priority.INFO, "wearable-1", at(4, 11)), 0.05)
-        _put(store, _ev("inactivity_prewarning", Priority.WARNING, "inactivity", at(5, 15, 30)), 0.05)
+        _put(store, _ev("inactivity_prewarning", Priority.WARNING, "inactivity", at(5, 15, 30)),
+             0.05)
         _put(store, _ev("inactivity", Priority.ALARM, "inactivity", at(5, 16)), 0.09)
         _put(store, _ev("device_offline", Priority.WARNING, "pendant-1", at(3, 22)), 0.05)
         _put(store, _ev("device_online", Priority.INFO, "pendant-1", at(4, 1)), 0.05)

@@ -111,7 +111,9 @@ def test_check_config_cli_ok(tmp_path: Path) -> None:
         ('hub_id = "h"\n[store]\nmax_mb = 0\nbogus = 1\n', "store.bogus"),
     ],
 )
-def test_check_config_cli_invalid_exits_2_without_traceback(tmp_path: Path, text: str, key: str) -> None:
+def test_check_config_cli_invalid_exits_2_without_traceback(
+    tmp_path: Path, text: str, key: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     res = _cli("check-config", str(path))

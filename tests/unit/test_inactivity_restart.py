@@ -104,7 +104,9 @@ def test_restart_during_the_prewarning_gives_the_whole_warning_again(
     assert hub2.alarms() == ["2025-01-15T12:06:00"]
 
 
-def test_restart_after_the_due_time_waits_out_grace_and_warning(tmp_path: Path, clock: ManualClock) -> None:
+def test_restart_after_the_due_time_waits_out_grace_and_warning(
+    tmp_path: Path, clock: ManualClock
+) -> None:
     hub = Hub(tmp_path / "a.db", clock)
     hub.see("motion")
     hub.run(3 * H)
@@ -117,7 +119,9 @@ def test_restart_after_the_due_time_waits_out_grace_and_warning(tmp_path: Path, 
     assert hub2.alarms() == ["2025-01-15T13:10:00"]
 
 
-def test_a_raised_alarm_is_not_raised_again_after_a_restart(tmp_path: Path, clock: ManualClock) -> None:
+def test_a_raised_alarm_is_not_raised_again_after_a_restart(
+    tmp_path: Path, clock: ManualClock
+) -> None:
     hub = Hub(tmp_path / "a.db", clock)
     hub.see("motion")
     hub.run(4 * H + 60)
@@ -139,7 +143,9 @@ def test_an_alarm_not_yet_committed_is_raised_again(tmp_path: Path, clock: Manua
     assert len(hub2.alarms()) == 1                      # not lost
 
 
-def test_reboot_with_unknown_downtime_resumes_the_countdown(tmp_path: Path, clock: ManualClock) -> None:
+def test_reboot_with_unknown_downtime_resumes_the_countdown(
+    tmp_path: Path, clock: ManualClock
+) -> None:
     hub = Hub(tmp_path / "a.db", clock)
     hub.see("motion")
     hub.run(3 * H)
@@ -153,7 +159,9 @@ def test_reboot_with_unknown_downtime_resumes_the_countdown(tmp_path: Path, cloc
     assert len(hub2.alarms()) == 1                      # ...but the pending alarm is not lost
 
 
-def test_reboot_with_synchronised_clocks_counts_the_downtime(tmp_path: Path, clock: ManualClock) -> None:
+def test_reboot_with_synchronised_clocks_counts_the_downtime(
+    tmp_path: Path, clock: ManualClock
+) -> None:
     hub = Hub(tmp_path / "a.db", clock)
     hub.see("motion")
     hub.run(2 * H)
@@ -253,7 +261,8 @@ def test_a_live_config_change_keeps_the_countdown(tmp_path: Path, clock: ManualC
     hub = Hub(tmp_path / "a.db", clock)
     hub.see("motion")                                   # 08:00, 4 h rule
     hub.run(H)
-    shorter = dict(ONLY_INACTIVITY, inactivity=[{"start": "00:00", "end": "00:00", "after_s": 2 * H}])
+    shorter = dict(ONLY_INACTIVITY,
+                   inactivity=[{"start": "00:00", "end": "00:00", "after_s": 2 * H}])
     hub.det.reconfigure(parse_config({"hub_id": "t", "inactivity": shorter}))
     hub.run(H - 601)
     assert not hub.det.prewarning

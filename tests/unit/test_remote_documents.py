@@ -146,7 +146,8 @@ def test_plan_rebuilds_only_what_depends_on_the_change(home: Config) -> None:
     plan = plan_change(home, window)
     assert plan.affects("inactivity") and not plan.affects("gpio") and not plan.affects("ble")
     assert plan.affects("some-new-detector")  # unknown: rebuilt to be safe
-    mqtt = parse_config(merge_patch(doc, {"mqtt": {"keepalive_s": 20}, "agent": {"log_level": "DEBUG"}}))
+    mqtt = parse_config(merge_patch(doc, {"mqtt": {"keepalive_s": 20},
+                                          "agent": {"log_level": "DEBUG"}}))
     plan = plan_change(home, mqtt)
     assert not plan.needs_components() and not plan.affects("some-new-detector")
     assert plan.touches("mqtt") and plan.sections == {"mqtt", "agent"}
@@ -166,7 +167,9 @@ def _envelope(mode: str, config: dict) -> Envelope:
                     b"", b"")
 
 
-def test_applier_prepares_merges_onto_the_file_and_keeps_defaults(home: Config, tmp_path: Path) -> None:
+def test_applier_prepares_merges_onto_the_file_and_keeps_defaults(
+    home: Config, tmp_path: Path
+) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(HOME)
     meta: dict[str, str] = {}

@@ -52,14 +52,17 @@ def _verifier(store: KeyStore, meta: MemoryMeta | None = None) -> Verifier:
 
 def _msg(key: Ed25519PrivateKey, kind: str = "cmd", body: dict | None = None, hub: str = "hub-1",
          key_id: str = "desk", version: int = 5, issued: float = NOW, ttl: float = 60) -> bytes:
-    payload = env.build_payload(kind, hub, key_id, version, issued, ttl, body or (CMD if kind == "cmd" else CFG))
+    payload = env.build_payload(kind, hub, key_id, version, issued, ttl,
+                                body or (CMD if kind == "cmd" else CFG))
     return sign(key, payload)
 
 
 def test_round_trip_keeps_every_field(keys) -> None:
     key, store = keys
     e = _verifier(store).check(_msg(key, "config"), Topic("config"), NOW + 1, True)
-    assert (e.kind, e.hub_id, e.key_id, e.version, e.mode) == ("config", "hub-1", "desk", 5, "merge")
+    assert (e.kind, e.hub_id, e.key_id, e.version, e.mode) == (
+        "config", "hub-1", "desk", 5, "merge"
+    )
     assert e.config == CFG["config"] and e.expires_at == NOW + 60
 
 

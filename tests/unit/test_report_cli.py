@@ -28,14 +28,16 @@ def test_table(config: Path, capsys) -> None:
     code, out, _ = run(capsys, "--config", str(config), "--days", "7", "--until", "2025-03-30")
     assert code == 0
     assert f"hub {HUB}: 7 day(s) 2025-03-24..2025-03-30 (Europe/London)" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:4] in ("2025", "Tota")}
+    rows = {line.split()[0]: line.split()
+            for line in out.splitlines() if line[:4] in ("2025", "Tota")}
     assert rows["2025-03-26"][1:4] == ["2", "0", "1"]        # alarms, cancelled, falls
     assert rows["Total"][1:6] == ["14", "3", "1", "1", "1"]
     assert "150.0 (6 of 7 days)" in out
     assert re.search(r"Alarms by type:\s+pull_cord 8, pendant 4, fall 1, inactivity 1", out)
     assert "median 90 ms, p95 200 ms, max 200 ms over 12 alarm(s); 1 not yet delivered" in out
     assert re.search(r"pendant-1\s+-\s+98\.2%\s+180\.0\s+1\s+18% LOW\s+-70 dBm", out)
-    assert "Backlog now: 8 pending (alarm 1, warning 0, info 0, telemetry 7), oldest 6.5 days" in out
+    assert ("Backlog now: 8 pending (alarm 1, warning 0, info 0, telemetry 7),"
+            " oldest 6.5 days") in out
     assert "! some events were stamped before the hub's clock was synchronised" in out
 
 

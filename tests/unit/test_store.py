@@ -17,7 +17,8 @@ def _store(tmp_path: Path, **kw) -> SqliteStore:
 
 
 def _ev(prio: Priority, n: int = 0, pad: int = 0) -> Event:
-    return Event(type="test_" + prio.label, priority=prio, device_id="dev", data={"n": n, "pad": "x" * pad})
+    return Event(type="test_" + prio.label, priority=prio, device_id="dev",
+                 data={"n": n, "pad": "x" * pad})
 
 
 def test_append_assigns_increasing_seq_and_serialises_once(tmp_path: Path) -> None:
@@ -27,7 +28,9 @@ def test_append_assigns_increasing_seq_and_serialises_once(tmp_path: Path) -> No
     batch = s.next_batch({}, 10)
     doc = json.loads(batch[0].payload)
     assert doc["seq"] == 2 and doc["priority"] == "alarm" and doc["hub_id"] == "hub-1"
-    assert set(doc) >= {"id", "hub_id", "seq", "type", "priority", "device_id", "ts", "clock_synced", "data"}
+    assert set(doc) >= {
+        "id", "hub_id", "seq", "type", "priority", "device_id", "ts", "clock_synced", "data",
+    }
     assert doc["ts"].endswith("Z")
 
 

@@ -82,7 +82,8 @@ def jump() -> np.ndarray:
 
 def sit_down() -> np.ndarray:
     walk = walking(3.0)
-    lower = np.stack([gravity(25 * p) * (1 - 0.3 * np.sin(np.pi * p)) for p in np.linspace(0, 1, 40)])
+    lower = np.stack([gravity(25 * p) * (1 - 0.3 * np.sin(np.pi * p))
+                      for p in np.linspace(0, 1, 40)])
     seat = impact(np.array([0.0, -1.0, -0.3]), 2.6) + gravity(25)
     return to_int16(np.vstack([walk, lower, seat, still(8.0, 15)]))
 
