@@ -79,7 +79,8 @@ class FallConfig:
     baseline_peak_g: float = field(
         default=3.52,
         metadata={"min": 1.5, "max": 16.0,
-                  "doc": "fallback detector: upper fall threshold on |a| (Bourke et al. 2007, trunk)"},
+                  "doc": "fallback detector: upper fall threshold on |a|"
+                         " (Bourke et al. 2007, trunk)"},
     )
     rearm_upright_s: float = field(
         default=5.0,

@@ -76,7 +76,8 @@ def load_subject(path: Path) -> list[Trial]:
             if not _KEY.fullmatch(code):
                 raise DecodeError(f"{path}: trial key {code!r} is not CODE_RNN")
             if arr.ndim != 2 or arr.shape[1] != 6 or arr.dtype != np.int16:
-                raise DecodeError(f"{path}: {code} is {arr.dtype} {arr.shape}, expected int16 (n, 6)")
+                raise DecodeError(f"{path}: {code} is {arr.dtype} {arr.shape},"
+                                  " expected int16 (n, 6)")
             trials.append(Trial(subject, code, arr))
     return trials
 

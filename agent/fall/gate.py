@@ -68,6 +68,8 @@ class ImpactGate:
         return out
 
 
-def find_peaks(mags: np.ndarray, gate_g: float, radius: int = PEAK_RADIUS) -> list[tuple[int, float]]:
+def find_peaks(
+    mags: np.ndarray, gate_g: float, radius: int = PEAK_RADIUS
+) -> list[tuple[int, float]]:
     """All candidates in a whole recording (peaks in the last ``radius`` samples excluded)."""
     return ImpactGate(gate_g, radius).feed(np.asarray(mags, dtype=np.float32))

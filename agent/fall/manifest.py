@@ -116,9 +116,11 @@ def verify_model_bytes(manifest: Manifest, model: Path) -> bytes:
         raise ModelError(f"{model}: cannot read model: {exc}") from None
     if len(data) != manifest.size_bytes:
         raise ModelError(
-            f"{model}: {len(data)} bytes, manifest says {manifest.size_bytes} (truncated or replaced)"
+            f"{model}: {len(data)} bytes, manifest says {manifest.size_bytes}"
+            " (truncated or replaced)"
         )
     digest = hashlib.sha256(data).hexdigest()
     if digest != manifest.sha256:
-        raise ModelError(f"{model}: sha256 {digest[:12]}... does not match manifest {manifest.sha256[:12]}...")
+        raise ModelError(f"{model}: sha256 {digest[:12]}... does not match manifest"
+                         f" {manifest.sha256[:12]}...")
     return data

@@ -126,7 +126,8 @@ class WearableStream:
 
     @property
     def last_t(self) -> float | None:
-        return None if self._seg_t0 is None or self._n == self._seg_start else self.time_of(self._n - 1)
+        return (None if self._seg_t0 is None or self._n == self._seg_start
+                else self.time_of(self._n - 1))
 
     def _slice(self, lo: int, hi: int) -> np.ndarray:
         idx = np.arange(lo, hi) % self.capacity

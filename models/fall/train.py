@@ -166,19 +166,22 @@ def set_seeds(seed: int) -> None:
 
 
 def build_model() -> Any:
+    """Every layer is named: Keras otherwise numbers them by how many models the process built
+    before, and the names end up in the .tflite, so ``--skip-cv`` would give other bytes."""
     from tensorflow import keras
 
+    layers = keras.layers
     inp = keras.Input((WINDOW_SAMPLES, len(FEATURES)), name="window")
-    x = keras.layers.Conv1D(16, 7, strides=2, padding="same", activation="relu")(inp)
-    x = keras.layers.Conv1D(24, 5, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.Conv1D(32, 3, padding="same", activation="relu")(x)
-    x = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
-                                    keras.layers.GlobalMaxPooling1D()(x)])
-    x = keras.layers.Dropout(0.2)(x)
-    x = keras.layers.Dense(16, activation="relu")(x)
-    out = keras.layers.Dense(1, activation="sigmoid", name="fall")(x)
-    model = keras.Model(inp, out)
+    x = layers.Conv1D(16, 7, strides=2, padding="same", activation="relu", name="conv1")(inp)
+    x = layers.Conv1D(24, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu", name="conv3")(x)
+    x = layers.Conv1D(32, 3, padding="same", activation="relu", name="conv4")(x)
+    x = layers.Concatenate(name="pools")([layers.GlobalAveragePooling1D(name="avg")(x),
+                                          layers.GlobalMaxPooling1D(name="max")(x)])
+    x = layers.Dropout(0.2, name="dropout")(x)
+    x = layers.Dense(16, activation="relu", name="dense")(x)
+    out = layers.Dense(1, activation="sigmoid", name="fall")(x)
+    model = keras.Model(inp, out, name="fall_cnn")
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC(name="auc")])
     return model
