@@ -6,9 +6,9 @@ Reproducible from ``../shared/data/fall`` (SisFall at 50 Hz), from the repositor
     .trainvenv/bin/python -m models.fall.train --data ../shared/data/fall
 
 About 11 minutes on two cores (seven outer folds, each with three inner folds, then the
-shipped model). The output is byte-identical for the same TensorFlow and NumPy versions
-(recorded in the manifest's ``code``). Trained under NumPy 2.4 instead of 1.26 the file's
-bytes differed while its scores on 787 test windows were identical.
+shipped model; ``--skip-cv`` trains only the shipped model). Seeded, with deterministic
+TensorFlow ops: the same TensorFlow version (recorded in the manifest's ``code``) gives the
+same bytes.
 
 Design (see models/fall/README.md):
 
