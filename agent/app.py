@@ -43,6 +43,9 @@ class Hardware:
     serial_ports: dict[str, Any] = field(default_factory=dict)
 
 
+DEVICE_STATE_DELAY_S = 0.02  # retained device state follows the events of the same moment
+
+
 def build_components(config: Config, hardware: Hardware) -> list[Component]:
     """Construct every component the config asks for. The one place that does."""
     from agent.cancel import AlarmCanceller
@@ -133,6 +136,8 @@ class Agent:
         self._batch: list[Event] = []
         self._flush_handle: asyncio.Handle | None = None
         self._flush_now = False
+        self._device_states: dict[str, bytes] = {}    # device id -> latest retained state
+        self._states_handle: asyncio.TimerHandle | None = None
         self._pending_ids: dict[str, int] = {}        # non-telemetry id -> seq, not yet acked
         self._pending_seq: dict[int, tuple[str, Priority]] = {}
         self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -199,8 +204,23 @@ class Agent:
         self._update_state()
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
-        payload = json.dumps(state, separators=(",", ":"), default=str).encode()
-        self.uplink.publish_retained(topics.device_topic(self.hub_id, device_id), payload)
+        """Loop only. Sent :data:`DEVICE_STATE_DELAY_S` later, the latest state per device:
+        a driver publishes state right after the reading it emits, and that publish (paho's
+        lock, a wake-up of the network thread) must not run ahead of the reading's alarm. A
+        burst of edges also becomes one message."""
+        self._device_states[device_id] = json.dumps(
+            state, separators=(",", ":"), default=str).encode()
+        if self._states_handle is None:
+            self._states_handle = self.loop.call_later(DEVICE_STATE_DELAY_S,
+                                                       self._send_device_states)
+
+    def _send_device_states(self) -> None:
+        if self._states_handle is not None:
+            self._states_handle.cancel()
+        self._states_handle = None
+        states, self._device_states = self._device_states, {}
+        for device_id, payload in states.items():
+            self.uplink.publish_retained(topics.device_topic(self.hub_id, device_id), payload)
 
     def pending_alarms(self) -> list[Event]:
         """Alarms stored by an earlier run and still not acknowledged by the broker, and not
@@ -361,6 +381,7 @@ class Agent:
                 log.exception("stopping %s failed", comp.name)
         await asyncio.sleep(0)  # let readings already handed over reach the loop
         self._flush()
+        self._send_device_states()
         self.accepting = False
         for task in self._tasks:
             task.cancel()

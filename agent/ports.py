@@ -75,7 +75,8 @@ class AgentContext(Protocol):
         """A detector says it is (or no longer is) counting down to an alarm."""
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
-        """Retained device state on ``tec/v1/{hub_id}/device/{device_id}`` (best effort)."""
+        """Loop only: retained device state on ``tec/v1/{hub_id}/device/{device_id}`` (best
+        effort; may be sent a moment later than the events emitted with it)."""
 
     def pending_alarms(self) -> list[Event]:
         """Alarms an earlier run stored that the broker has not acknowledged and no second

@@ -52,6 +52,32 @@ def test_pull_cord_reaches_broker_with_every_field(tmp_path: Path, mqtt_broker) 
             or status.snapshot()[-1].json()["state"] == "offline")
 
 
+def test_device_state_follows_the_alarm_and_the_last_one_is_retained(
+        tmp_path: Path, mqtt_broker) -> None:
+    everything = mqtt_broker.subscribe("tec/v1/hub-test/#")
+    factory = MockFactory()
+    cfg = with_gpio(make_config(tmp_path, mqtt_broker), (CORD,))
+    with AgentRunner(cfg, Hardware(pin_factory=factory)) as runner:
+        wait_until(lambda: runner.agent.state.online, what="online")
+        pin = factory.pin(27)
+        pin.drive_low()
+        everything.wait_for(lambda ms: any(m.topic.endswith("/device/cord-1")
+                                           and m.json()["state"] == "pulled" for m in ms),
+                            what="the pulled state")
+        msgs = everything.snapshot()
+        # The alarm is on the wire before the state published in the same moment.
+        first_pulled = next(i for i, m in enumerate(msgs)
+                            if m.topic.endswith("/device/cord-1") and m.json()["state"] == "pulled")
+        assert any(m.topic.endswith("/event") and m.json()["type"] == "pull_cord"
+                   for m in msgs[:first_pulled]), [m.topic for m in msgs]
+        pin.drive_high()
+        everything.wait_for(lambda ms: ms[-1].topic.endswith("/device/cord-1")
+                            and ms[-1].json()["state"] == "idle", what="the idle state")
+    late = mqtt_broker.subscribe("tec/v1/hub-test/device/cord-1")
+    (kept,) = late.wait_for(lambda ms: ms, what="the retained state")
+    assert kept.retain and kept.json()["state"] == "idle"
+
+
 def _soak(n: int, alarm_every: int = 10) -> list[Reading]:
     return [
         Reading("sim", "pull_cord" if i % alarm_every == 0 else "telemetry",
