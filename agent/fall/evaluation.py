@@ -143,11 +143,7 @@ class Evaluator:
                 if progress is not None:
                     progress(i + 1, len(trials))
             if continuous:
-                by_subject: dict[str, list[Trial]] = defaultdict(list)
-                for t in trials:
-                    if not t.is_fall:
-                        by_subject[t.subject].append(t)
-                for subject, adls in sorted(by_subject.items()):
+                for subject, adls in adls_by_subject(trials):
                     cont.append(await self._continuous(subject, adls, loop, ex))
         return results, cont
 
@@ -197,20 +193,42 @@ class Evaluator:
         return asyncio.run(self._run(trials, continuous, progress))
 
 
+def adls_by_subject(trials: Sequence[Trial]) -> list[tuple[str, list[Trial]]]:
+    """Each subject's daily-activity trials, in order: the continuous test's streams."""
+    by_subject: dict[str, list[Trial]] = defaultdict(list)
+    for t in trials:
+        if not t.is_fall:
+            by_subject[t.subject].append(t)
+    return sorted(by_subject.items())
+
+
 def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
+
+
+def _figures(falls: int, adls: int, tp: int, fp: int, cont_alarms: int, hours: float
+             ) -> dict[str, Any]:
+    """Trial-level and continuous figures from the counts (every detector's summary)."""
+    fn, tn = falls - tp, adls - fp
+    return {
+        "falls": falls,
+        "adls": adls,
+        "sensitivity": _ratio(tp, falls),
+        "specificity": _ratio(tn, adls),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "false_alarms_per_hour": round(cont_alarms / hours, 4) if hours else None,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "continuous_hours": round(hours, 3),
+        "continuous_false_alarms": cont_alarms,
+        "false_alarms_per_24h": round(24 * cont_alarms / hours, 3) if hours else None,
+    }
 
 
 def summarize(results: Sequence[TrialResult], cont: Sequence[ContinuousResult]) -> dict[str, Any]:
     """The figures ``tec-agent eval-fall`` prints (one detector)."""
     falls = [r for r in results if r.is_fall]
     adls = [r for r in results if not r.is_fall]
-    tp = sum(r.detected for r in falls)
-    fp = sum(r.detected for r in adls)
-    fn, tn = len(falls) - tp, len(adls) - fp
     delays = [r.delay_s for r in falls if r.delay_s is not None]
-    hours = sum(c.hours for c in cont)
-    cont_alarms = sum(c.alarms for c in cont)
     per_subject: dict[str, dict[str, Any]] = {}
     for subject in sorted({r.subject for r in results}):
         rs = [r for r in results if r.subject == subject]
@@ -227,17 +245,10 @@ def summarize(results: Sequence[TrialResult], cont: Sequence[ContinuousResult]) 
         }
     return {
         "trials": len(results),
-        "falls": len(falls),
-        "adls": len(adls),
-        "sensitivity": _ratio(tp, len(falls)),
-        "specificity": _ratio(tn, len(adls)),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "false_alarms_per_hour": round(cont_alarms / hours, 4) if hours else None,
+        **_figures(len(falls), len(adls), sum(r.detected for r in falls),
+                   sum(r.detected for r in adls), sum(c.alarms for c in cont),
+                   sum(c.hours for c in cont)),
         "detection_delay_s_p50": round(float(np.median(delays)), 2) if delays else None,
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "continuous_hours": round(hours, 3),
-        "continuous_false_alarms": cont_alarms,
-        "false_alarms_per_24h": round(24 * cont_alarms / hours, 3) if hours else None,
         "per_subject": per_subject,
     }
 
@@ -253,36 +264,21 @@ def published_threshold_summary(trials: Sequence[Trial], peak_g: float) -> dict[
     :data:`PUBLISHED_REFRACTORY_S` count as one alarm. ``baseline`` in the eval-fall output is
     the same threshold run through the hub's path (gate, confirmation, episodes), which is
     what the agent falls back to."""
+    mags = {t.key: magnitude(t.acc_g) for t in trials}
     falls = [t for t in trials if t.is_fall]
     adls = [t for t in trials if not t.is_fall]
-
-    def hit(t: Trial) -> bool:
-        return bool(magnitude(t.acc_g).max() >= peak_g)
-
-    tp = sum(hit(t) for t in falls)
-    fp = sum(hit(t) for t in adls)
-    fn, tn = len(falls) - tp, len(adls) - fp
-    by_subject: dict[str, list[Trial]] = defaultdict(list)
-    for t in adls:
-        by_subject[t.subject].append(t)
     alarms, seconds = 0, 0.0
     gap = int(PUBLISHED_REFRACTORY_S * SAMPLE_RATE_HZ)
-    for subject in sorted(by_subject):
-        acc = np.concatenate([t.acc_g for t in by_subject[subject]])
-        seconds += len(acc) / SAMPLE_RATE_HZ
-        above = np.flatnonzero(magnitude(acc) >= peak_g)
+    for _subject, stream in adls_by_subject(adls):
+        m = np.concatenate([mags[t.key] for t in stream])
+        seconds += len(m) / SAMPLE_RATE_HZ
+        above = np.flatnonzero(m >= peak_g)
         if len(above):
             alarms += 1 + int(np.count_nonzero(np.diff(above) > gap))
-    hours = seconds / 3600.0
     return {
         "detector": f"bourke2007-uft-{peak_g:g}g, as published (no posture check)",
-        "trials": len(trials), "falls": len(falls), "adls": len(adls),
-        "sensitivity": _ratio(tp, len(falls)),
-        "specificity": _ratio(tn, len(adls)),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "continuous_hours": round(hours, 3),
-        "continuous_false_alarms": alarms,
-        "false_alarms_per_hour": round(alarms / hours, 4) if hours else None,
-        "false_alarms_per_24h": round(24 * alarms / hours, 3) if hours else None,
+        "trials": len(trials),
+        **_figures(len(falls), len(adls), sum(bool(mags[t.key].max() >= peak_g) for t in falls),
+                   sum(bool(mags[t.key].max() >= peak_g) for t in adls), alarms,
+                   seconds / 3600.0),
     }
