@@ -1,10 +1,13 @@
-"""``tec-agent eval-fall --data DIR [--model PATH] [--plot OUTDIR]``.
+"""``tec-agent eval-fall --data DIR [--model PATH] [--plot OUTDIR] [--shuffled-orders N]``.
 
 Runs every trial under DIR (the format of ``../shared/data/fall/``) through the runtime
 fall detector, time-compressed, once with the model and once with the threshold fallback,
 plus the continuous test (each subject's daily activities back to back), and prints one
-JSON object. Note that trials the model was trained on give in-sample figures: the
-cross-validated, held-out figures are in ``models/fall/manifest.json`` (``cv``).
+JSON object. With ``--shuffled-orders N`` the continuous test is repeated with each
+subject's recordings in N seeded random orders (``continuous_shuffled``): which postures
+meet at the junctions between recordings changes the count. Note that trials the model was
+trained on give in-sample figures: the cross-validated, held-out figures are in
+``models/fall/manifest.json`` (``cv``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fall.tflite to evaluate (manifest.json beside it); default: shipped")
     p.add_argument("--plot", type=Path, metavar="OUTDIR",
                    help="write PNGs: confusion matrix, score distributions, example signals")
+    p.add_argument("--shuffled-orders", type=int, default=0, metavar="N",
+                   help="also run the continuous test with each subject's daily activities "
+                        "in N seeded random orders (default 0)")
     p.set_defaults(func=cmd_eval_fall)
 
 
@@ -51,7 +57,13 @@ def _progress(label: str) -> Any:
 def cmd_eval_fall(args: argparse.Namespace) -> int:
     from agent.fall.config import FallConfig
     from agent.fall.dataset import load_trials
-    from agent.fall.evaluation import Evaluator, hold_s, published_threshold_summary, summarize
+    from agent.fall.evaluation import (
+        Evaluator,
+        hold_s,
+        published_threshold_summary,
+        shuffled_summary,
+        summarize,
+    )
     from agent.fall.scoring import PeakThresholdScorer
     from agent.fall.tflite_model import TfliteFallModel
 
@@ -63,6 +75,9 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         print(f"error: {args.data}: not a directory", file=sys.stderr)
         return 2
+    if args.shuffled_orders < 0:
+        print("error: --shuffled-orders must be 0 or more", file=sys.stderr)
+        return 2
     cfg = FallConfig()
     try:
         trials = load_trials(args.data)
@@ -72,10 +87,16 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
         return 1
     baseline = PeakThresholdScorer(cfg.baseline_peak_g)
     started = time.monotonic()
-    m_res, m_cont = Evaluator(model, cfg).run(trials, progress=_progress("model"))
-    b_res, b_cont = Evaluator(baseline, cfg).run(trials, progress=_progress("baseline"))
+    m_eval, b_eval = Evaluator(model, cfg), Evaluator(baseline, cfg)
+    m_res, m_cont = m_eval.run(trials, progress=_progress("model"))
+    b_res, b_cont = b_eval.run(trials, progress=_progress("baseline"))
     out = summarize(m_res, m_cont)
     out["baseline"] = summarize(b_res, b_cont)
+    if args.shuffled_orders:
+        out["continuous_shuffled"] = shuffled_summary(
+            m_eval.run_shuffled(trials, args.shuffled_orders))
+        out["baseline"]["continuous_shuffled"] = shuffled_summary(
+            b_eval.run_shuffled(trials, args.shuffled_orders))
     out["baseline"]["detector"] = baseline.version
     out["baseline_published"] = published_threshold_summary(trials, cfg.baseline_peak_g)
     out["model"] = {

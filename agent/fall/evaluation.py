@@ -9,7 +9,12 @@ Recordings end 15 s after the fall at most, but confirmation needs ``confirm_s``
 decision; each trial is therefore extended by repeating its final second ("the wearer stays
 as at the end of the recording"), for falls and daily activities alike. The continuous
 test concatenates each subject's daily-activity trials into one stream (padded at its end
-only) and counts every alarm as a false alarm.
+only) and counts every alarm as a false alarm. Joining two recordings is not something a
+wearer can do: the posture jumps between samples (from sitting straight into lying on the
+back, say). An alarm whose window or confirmation spans such a junction is still counted,
+and is also reported under ``continuous_false_alarms_at_junctions``; and because the order
+of the recordings decides which postures meet, :meth:`Evaluator.run_shuffled` repeats the
+continuous test with each subject's recordings in seeded random orders.
 
 A hub learns which way is up for a wearable from the wearer's walking
 (:mod:`agent.fall.calibration`). Isolated trials have no such history, so each trial is
@@ -36,7 +41,13 @@ from agent.fall.dataset import Trial
 from agent.fall.detector import FallDetector
 from agent.fall.replay import motion_readings
 from agent.fall.scoring import Scorer
-from agent.fall.signal import BLOCK_SAMPLES, POST_SAMPLES, SAMPLE_RATE_HZ, magnitude
+from agent.fall.signal import (
+    BLOCK_SAMPLES,
+    POST_SAMPLES,
+    PRE_SAMPLES,
+    SAMPLE_RATE_HZ,
+    magnitude,
+)
 from agent.fall.stream import STALL_GRACE_S, ScoreJob
 from agent.offline import OfflineContext
 
@@ -101,6 +112,33 @@ class ContinuousResult:
     hours: float
     alarms: int
     alarm_times_s: list[float] = field(default_factory=list)
+    junction_alarms: int = 0       # alarms whose window or confirmation spans a junction
+    junction_exposure_s: float = 0.0  # seconds in which an impact would span one
+    recordings: tuple[str, ...] = ()  # the trial codes, in the order they were joined
+
+
+SHUFFLE_SEED = 20261126
+
+
+def spans_junction(impact_s: float, junctions_s: Sequence[float], cfg: FallConfig) -> bool:
+    """Whether an impact's model window or confirmation interval contains a junction
+    between two recordings (times in seconds from the start of the stream)."""
+    lo = impact_s - PRE_SAMPLES / SAMPLE_RATE_HZ
+    hi = impact_s + POST_SAMPLES / SAMPLE_RATE_HZ + cfg.confirm_s
+    return any(lo <= j <= hi for j in junctions_s)
+
+
+def junction_exposure_s(junctions_s: Sequence[float], total_s: float, cfg: FallConfig) -> float:
+    """Seconds of the stream in which an impact would :func:`spans_junction`: the share of
+    false alarms at junctions to expect if they had nothing to do with the junctions."""
+    before = PRE_SAMPLES / SAMPLE_RATE_HZ
+    after = POST_SAMPLES / SAMPLE_RATE_HZ + cfg.confirm_s
+    covered, end = 0.0, 0.0
+    for j in sorted(junctions_s):
+        lo, hi = max(j - after, end, 0.0), min(j + before, total_s)
+        covered += max(0.0, hi - lo)
+        end = max(end, hi)
+    return covered
 
 
 class Evaluator:
@@ -179,18 +217,43 @@ class Evaluator:
         det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0)
         await det.start(ctx)
         samples = np.concatenate([t.samples for t in adls])
+        junctions = np.cumsum([len(t.samples) for t in adls])[:-1] / SAMPLE_RATE_HZ
         t_start = ctx.clock.monotonic() + 1.0
         # Padded like a trial: the end of the recording is not the wearer going silent.
         await self._replay(f"{subject}-adl", pad_recording(samples, self.cfg), ctx, det, 1.0)
         await det.stop()
-        alarms = [e.mono - t_start for e in ctx.events if e.type == "fall"]
-        return ContinuousResult(subject, len(samples) / SAMPLE_RATE_HZ / 3600.0, len(alarms),
-                                alarms)
+        falls = [e for e in ctx.events if e.type == "fall"]
+        at_junction = sum(spans_junction(e.mono - t_start - float(e.data["delay_s"]),
+                                         junctions, self.cfg) for e in falls)
+        total_s = len(samples) / SAMPLE_RATE_HZ
+        return ContinuousResult(subject, total_s / 3600.0, len(falls),
+                                [e.mono - t_start for e in falls], at_junction,
+                                junction_exposure_s(junctions, total_s, self.cfg),
+                                tuple(t.code for t in adls))
 
     def run(self, trials: Sequence[Trial], *, continuous: bool = True,
             progress: Callable[[int, int], None] | None = None
             ) -> tuple[list[TrialResult], list[ContinuousResult]]:
         return asyncio.run(self._run(trials, continuous, progress))
+
+    def run_shuffled(self, trials: Sequence[Trial], orders: int, seed: int = SHUFFLE_SEED
+                     ) -> list[list[ContinuousResult]]:
+        """The continuous test ``orders`` more times, each subject's daily activities in a
+        random order (seeded per order and subject, so reruns give the same streams)."""
+        async def go() -> list[list[ContinuousResult]]:
+            loop = asyncio.get_running_loop()
+            out: list[list[ContinuousResult]] = []
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fall-eval") as ex:
+                for order in range(1, orders + 1):
+                    streams = []
+                    for subject, adls in adls_by_subject(trials):
+                        key = [seed, order, *subject.encode()]
+                        perm = np.random.default_rng(key).permutation(len(adls))
+                        shuffled = [adls[i] for i in perm]
+                        streams.append(await self._continuous(subject, shuffled, loop, ex))
+                    out.append(streams)
+            return out
+        return asyncio.run(go())
 
 
 def adls_by_subject(trials: Sequence[Trial]) -> list[tuple[str, list[Trial]]]:
@@ -248,8 +311,31 @@ def summarize(results: Sequence[TrialResult], cont: Sequence[ContinuousResult]) 
         **_figures(len(falls), len(adls), sum(r.detected for r in falls),
                    sum(r.detected for r in adls), sum(c.alarms for c in cont),
                    sum(c.hours for c in cont)),
+        "continuous_false_alarms_at_junctions": sum(c.junction_alarms for c in cont),
+        "continuous_junction_exposure": _ratio(
+            round(sum(c.junction_exposure_s for c in cont)),
+            round(sum(c.hours for c in cont) * 3600)),
         "detection_delay_s_p50": round(float(np.median(delays)), 2) if delays else None,
         "per_subject": per_subject,
+    }
+
+
+def shuffled_summary(orders: Sequence[Sequence[ContinuousResult]],
+                     seed: int = SHUFFLE_SEED) -> dict[str, Any]:
+    """Figures of :meth:`Evaluator.run_shuffled`: false alarms per order and overall."""
+    hours = sum(c.hours for streams in orders for c in streams)
+    alarms = [sum(c.alarms for c in streams) for streams in orders]
+    return {
+        "orders": len(orders),
+        "seed": seed,
+        "hours_per_order": round(hours / len(orders), 3) if orders else 0.0,
+        "false_alarms": alarms,
+        "false_alarms_at_junctions": [sum(c.junction_alarms for c in streams)
+                                      for streams in orders],
+        "junction_exposure": _ratio(
+            round(sum(c.junction_exposure_s for streams in orders for c in streams)),
+            round(hours * 3600)),
+        "false_alarms_per_24h": round(24 * sum(alarms) / hours, 3) if hours else None,
     }
 
 

@@ -57,6 +57,7 @@ from agent.fall.evaluation import (
     pad_recording,
     priming_segments,
     published_threshold_summary,
+    shuffled_summary,
     summarize,
 )
 from agent.fall.gate import find_peaks
@@ -362,14 +363,18 @@ def code_version() -> dict[str, Any]:
 
 # ---- main -------------------------------------------------------------------------------
 def evaluate_fold(tflite: bytes, threshold: float, cfg: FallConfig, trials: list[Trial],
-                  extra: dict[str, Any], save: Path | None = None
-                  ) -> tuple[list[TrialResult], list[ContinuousResult]]:
-    """Held-out trials and the continuous test, through the runtime path."""
+                  extra: dict[str, Any], save: Path | None = None, orders: int = 0
+                  ) -> tuple[list[TrialResult], list[ContinuousResult],
+                             list[list[ContinuousResult]]]:
+    """Held-out trials, the continuous test and ``orders`` shuffled continuous tests,
+    through the runtime path."""
     with tempfile.TemporaryDirectory() as tmp:
         out = save or Path(tmp)
         write_model(out, tflite, manifest_for(tflite, threshold, cfg, extra))
         scorer = TfliteFallModel(out / "fall.tflite", interpreter="ai_edge_litert")
-        return Evaluator(scorer, cfg).run(trials, continuous=True)
+        evaluator = Evaluator(scorer, cfg)
+        res, cont = evaluator.run(trials, continuous=True)
+        return res, cont, evaluator.run_shuffled(trials, orders) if orders else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subjects", help="comma-separated subset (smoke tests)")
     ap.add_argument("--report", type=Path, help="write the CV report JSON here as well")
     ap.add_argument("--save-folds", type=Path, help="keep each fold's model in DIR/fold-K/")
+    ap.add_argument("--shuffled-orders", type=int, default=5,
+                    help="continuous test also in N seeded random orders of the recordings")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("agent").setLevel(logging.ERROR)
@@ -413,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cv:
         all_results: list[TrialResult] = []
         all_cont: list[ContinuousResult] = []
+        all_orders: list[list[ContinuousResult]] = [[] for _ in range(args.shuffled_orders)]
         for k, held in enumerate(subject_folds(subjects, args.folds, args.seed)):
             t0 = time.monotonic()
             train_subj = [s for s in subjects if s not in held]
@@ -423,26 +431,37 @@ def main(argv: list[str] | None = None) -> int:
             tflite = to_int8(model, rep)
             held_trials = [t for t in trials if t.subject in held]
             save = args.save_folds / f"fold-{k}" if args.save_folds else None
-            res, cont = evaluate_fold(tflite, sel["threshold"], cfg, held_trials,
-                                      {"held_out": held}, save)
+            res, cont, orders = evaluate_fold(tflite, sel["threshold"], cfg, held_trials,
+                                              {"held_out": held}, save, args.shuffled_orders)
             all_results.extend(res)
             all_cont.extend(cont)
+            for i, streams in enumerate(orders):
+                all_orders[i].extend(streams)
             s = summarize(res, cont)
             fold = {"fold": k, "held_out": held, **sel, "sensitivity": s["sensitivity"],
                     "specificity": s["specificity"], "fn": s["fn"], "fp": s["fp"],
                     "continuous_hours": s["continuous_hours"],
                     "continuous_false_alarms": s["continuous_false_alarms"],
+                    "continuous_false_alarms_at_junctions":
+                        s["continuous_false_alarms_at_junctions"],
+                    "shuffled_false_alarms": [sum(c.alarms for c in o) for o in orders],
                     "seconds": round(time.monotonic() - t0, 1)}
             report["folds"].append(fold)
             log.info("fold %d %s", k, json.dumps(fold))
         cv = summarize(all_results, all_cont)
-        base_results, base_cont = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg).run(
-            trials, continuous=True)
+        base_eval = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg)
+        base_results, base_cont = base_eval.run(trials, continuous=True)
         base = summarize(base_results, base_cont)
         keys = ("trials", "falls", "adls", "sensitivity", "specificity", "f1", "tp", "fp", "fn",
                 "tn", "detection_delay_s_p50", "false_alarms_per_hour", "false_alarms_per_24h",
-                "continuous_hours", "continuous_false_alarms")
+                "continuous_hours", "continuous_false_alarms",
+                "continuous_false_alarms_at_junctions", "continuous_junction_exposure")
         report["cv"] = {key: cv[key] for key in keys}
+        if args.shuffled_orders:
+            report["cv"]["continuous_shuffled"] = shuffled_summary(all_orders)
+            base["continuous_shuffled"] = shuffled_summary(
+                base_eval.run_shuffled(trials, args.shuffled_orders))
+            keys += ("continuous_shuffled",)
         report["cv"]["per_subject"] = {
             s: {k2: v[k2] for k2 in ("sensitivity", "specificity", "missed", "false_alarms",
                                      "continuous_false_alarms")}

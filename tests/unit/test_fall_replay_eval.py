@@ -11,14 +11,20 @@ import numpy as np
 import pytest
 
 from agent.cli import main
+from agent.fall.config import FallConfig
 from agent.fall.dataset import Trial, load_trials
 from agent.fall.evaluation import (
     ContinuousResult,
+    Evaluator,
     TrialResult,
+    junction_exposure_s,
     published_threshold_summary,
+    shuffled_summary,
+    spans_junction,
     summarize,
 )
 from agent.fall.replay import motion_readings
+from agent.fall.scoring import PeakThresholdScorer
 from tests.unit.fall_helpers import FIXTURES, recording
 
 
@@ -126,3 +132,72 @@ def test_published_threshold_has_no_posture_check_and_counts_crossings_per_minut
 def test_trial_properties() -> None:
     t = Trial("SA01", "D07_R03", np.zeros((100, 6), np.int16))
     assert t.key == "SA01/D07_R03" and not t.is_fall and t.duration_s == 2.0
+
+
+def test_junction_window_and_exposure_follow_the_detection_timeline() -> None:
+    cfg = FallConfig()   # window 2 s before the impact, decision 2 s after, confirm 10 s
+    assert spans_junction(10.0, [8.5], cfg) and spans_junction(10.0, [22.0], cfg)
+    assert not spans_junction(10.0, [7.9], cfg) and not spans_junction(10.0, [22.1], cfg)
+    assert not spans_junction(10.0, [], cfg)
+    # Each junction exposes the 12 s before it and the 2 s after it.
+    assert junction_exposure_s([20.0, 100.0], 120.0, cfg) == pytest.approx(28.0)
+    assert junction_exposure_s([20.0, 25.0], 120.0, cfg) == pytest.approx(19.0)   # overlap
+    assert junction_exposure_s([5.0, 119.0], 120.0, cfg) == pytest.approx(7.0 + 13.0)
+
+
+def _posture_mg(tilt_deg: float, seconds: float) -> np.ndarray:
+    a = np.radians(tilt_deg)
+    rng = np.random.default_rng(int(tilt_deg * 10 + seconds))
+    g = np.tile([0.0, -np.cos(a) * 1000, np.sin(a) * 1000], (int(seconds * 50), 1))
+    acc = g + rng.normal(0, 5, g.shape)
+    return np.hstack([acc, np.zeros_like(acc)]).astype(np.int16)
+
+
+def _impact(x: np.ndarray, at_s: float) -> np.ndarray:
+    x = x.copy()
+    x[int(at_s * 50), :3] = (0, -4000, 0)          # a 4 g sample: over 3.52 g
+    return x
+
+
+def test_continuous_alarms_are_attributed_to_junctions_and_orders_are_reproducible() -> None:
+    # S1: an impact while upright, then the recording ends; the next recording starts
+    # lying. The stream shows "impact, then lying" only because the two were joined.
+    upright_impact = _impact(_posture_mg(0, 20), 17.0)
+    lying = _posture_mg(90, 30)
+    # S2: the same impact and lying within one recording.
+    within = np.vstack([upright_impact, lying])
+    trials = [Trial("S1", "D01_R01", upright_impact), Trial("S1", "D14_R01", lying),
+              Trial("S2", "D01_R01", within), Trial("S2", "D02_R01", _posture_mg(0, 30))]
+    ev = Evaluator(PeakThresholdScorer(3.52), FallConfig())
+    _, cont = ev.run(trials)
+    by = {c.subject: c for c in cont}
+    assert (by["S1"].alarms, by["S1"].junction_alarms) == (1, 1)
+    assert (by["S2"].alarms, by["S2"].junction_alarms) == (1, 0)
+    s = summarize([], cont)
+    assert s["continuous_false_alarms"] == 2 and s["continuous_false_alarms_at_junctions"] == 1
+    assert 0.0 < s["continuous_junction_exposure"] < 1.0
+    first = ev.run_shuffled(trials, 3)
+    again = ev.run_shuffled(trials, 3)
+    assert len(first) == 3 and all(len(o) == 2 for o in first)
+    assert [[c.alarms for c in o] for o in first] == [[c.alarms for c in o] for o in again]
+    # S1 in the order lying -> upright: the impact is followed by nothing but upright.
+    for order in first:
+        s1 = order[0]
+        assert s1.alarms == s1.junction_alarms == int(s1.recordings[0] == "D01_R01")
+    assert len({o[0].recordings for o in first + [cont]}) == 2   # both orders occur
+    summary = shuffled_summary(first)
+    assert summary["orders"] == 3 and len(summary["false_alarms"]) == 3
+    assert summary["hours_per_order"] == pytest.approx(by["S1"].hours + by["S2"].hours, abs=1e-3)
+    assert all(j <= a for j, a in zip(summary["false_alarms_at_junctions"],
+                                      summary["false_alarms"], strict=True))
+
+
+def test_eval_fall_shuffled_orders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval-fall", "--data", str(FIXTURES), "--shuffled-orders", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for part in (out, out["baseline"]):
+        sh = part["continuous_shuffled"]
+        assert sh["orders"] == 2 and len(sh["false_alarms"]) == 2
+        assert sh["hours_per_order"] == pytest.approx(part["continuous_hours"], abs=1e-3)
+    assert "continuous_false_alarms_at_junctions" in out
+    assert main(["eval-fall", "--data", str(FIXTURES), "--shuffled-orders", "-1"]) == 2
