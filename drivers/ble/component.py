@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
+from agent.inactivity.persistence import read_boot_id
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.bthome_decoder import BTHomeDecoder, DecodeStatus
 from drivers.ble.bthome_mapping import BTHomeMapper, Stamp
 from drivers.ble.config import BleConfig, BleDevice
+from drivers.ble.persistence import SupervisionStore
 from drivers.ble.replay_backend import AdvertFeed, ReplayScannerBackend
 from drivers.ble.scanner import ScannerOwner
 from drivers.ble.supervision import Supervisor
@@ -82,8 +85,14 @@ class BleComponent:
     # -- life cycle ----------------------------------------------------------------------
     async def start(self, ctx: AgentContext) -> None:
         self._ctx = ctx
-        self.supervisor = Supervisor(self.config, ctx.submit_event, ctx.publish_device_state)
+        store = getattr(ctx, "store", None)
+        db = getattr(store, "db", None) if store is not None else None
+        self.supervisor = Supervisor(
+            self.config, ctx.submit_event, ctx.publish_device_state,
+            store=SupervisionStore(db) if isinstance(db, sqlite3.Connection) else None,
+            boot_id=read_boot_id())
         self.supervisor.start(ctx.clock.monotonic())
+        self.supervisor.restore(self.stamp())
         for dev in self.config.devices:
             if dev.kind == "bthome":
                 self._bthome[dev.mac] = _BTHomeHandler(dev, self.config)
@@ -122,6 +131,8 @@ class BleComponent:
             await link.stop()
         if self.scanner is not None:
             await self.scanner.stop()
+        if self.supervisor is not None and self._ctx is not None:
+            self.supervisor.save(self.stamp().mono, everything=True)
 
     def devices(self) -> list[DeviceInfo]:
         out = []

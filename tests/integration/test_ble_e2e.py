@@ -23,14 +23,17 @@ EVENT_FIELDS = {"id", "hub_id", "seq", "type", "priority", "device_id", "ts", "c
                 "data"}
 
 
-def test_bthome_button_advert_raises_a_pendant_alarm_on_the_broker(tmp_path, mqtt_broker) -> None:
-    config = make_config(tmp_path, mqtt_broker, f"""
+PENDANT_TOML = f"""
 [[ble.devices]]
 id = "pendant-1"
 address = "{BUTTON['address']}"
 kind = "bthome"
 bindkey = "{BUTTON['bindkey']}"
-room = "bedroom"
+"""
+
+
+def test_bthome_button_advert_raises_a_pendant_alarm_on_the_broker(tmp_path, mqtt_broker) -> None:
+    config = make_config(tmp_path, mqtt_broker, PENDANT_TOML + """room = "bedroom"
 role = "pendant"
 """)
     feed = AdvertFeed()
@@ -96,3 +99,27 @@ room = "lounge"
     assert bare.returncode == 0, bare.stderr
     devices = {json.loads(line)["device_id"] for line in bare.stdout.splitlines()}
     assert devices == {"bthome-a4c1388d18b2", "bthome-c0ffee000001"}   # every BTHome device
+
+
+def test_last_sighting_and_battery_survive_an_agent_restart(tmp_path, mqtt_broker) -> None:
+    config = make_config(tmp_path, mqtt_broker, PENDANT_TOML)
+
+    def pendant(runner: AgentRunner):
+        return next(d for d in runner.call(runner.agent.devices) if d.device_id == "pendant-1")
+
+    feed = AdvertFeed()
+    with AgentRunner(config, hardware=Hardware(ble_backend=feed)) as runner:
+        wait_until(lambda: feed.scanning, 5, what="the BLE scanner")
+        assert pendant(runner).last_seen_wall is None
+        heard = time.time()
+        runner.call(feed.push, Advert(address=BUTTON["address"], rssi=-61, ts=heard,
+                                      mono=time.monotonic(), name="SBBT-002C",
+                                      service_data={BTHOME_UUID: bytes.fromhex(
+                                          BUTTON["payload"])}))
+        seen = wait_until(lambda: pendant(runner).last_seen_wall, 5, what="the sighting")
+    feed = AdvertFeed()
+    with AgentRunner(config, hardware=Hardware(ble_backend=feed)) as runner:
+        wait_until(lambda: feed.scanning, 5, what="the BLE scanner")
+        info = pendant(runner)                  # nothing heard since the restart
+        assert info.last_seen_wall == seen and abs(seen - heard) < 5
+        assert (info.battery_pct, info.rssi) == (100, -61)

@@ -1,0 +1,102 @@
+"""What BLE supervision remembers across restarts, in the agent's SQLite database.
+
+A sleepy BTHome sensor is declared offline after 25 h of silence. Without memory a hub that
+restarts (power cut, update) would start that clock again from zero: a sensor that died an
+hour before the restart would be reported a day late, one already reported offline would
+be reported again, and the installer's check would say "not seen yet" for a sensor seen
+this morning. So per configured device we keep when it was last heard (monotonic time with
+the boot id, and wall time with the clock's sync state), its battery, signal and whether
+it was online, in a table beside the event store's (``CREATE TABLE IF NOT EXISTS``; the
+store's schema is not touched).
+
+Writes are few, to spare the SD card: a device's record is written when it goes online or
+offline or its battery changes, otherwise at most every :data:`SAVE_EVERY_S`, and all of
+them when the driver stops. A crash loses at most that much "last heard" precision, never
+an event (events are in the event store).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from agent.inactivity.persistence import downtime_s
+
+log = logging.getLogger(__name__)
+
+SAVE_EVERY_S = 900.0
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS ble_supervision(
+    device_id TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)"""
+
+
+class SupervisionStore:
+    """The ``ble_supervision`` table over a connection owned by someone else. Errors are
+    logged and swallowed: supervision carries on from memory when the disk misbehaves."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.ok = self._run(lambda: self.db.execute(SCHEMA), "create the table")
+
+    def _run(self, fn: Any, what: str) -> bool:
+        own = not self.db.in_transaction
+        try:
+            if own:
+                self.db.execute("BEGIN IMMEDIATE")
+            fn()
+            if own:
+                self.db.execute("COMMIT")
+            return True
+        except sqlite3.Error as exc:
+            if own and self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            log.error("BLE supervision: cannot %s: %s (carrying on without)", what, exc)
+            return False
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        if not self.ok:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            rows = self.db.execute("SELECT device_id, value FROM ble_supervision").fetchall()
+        except sqlite3.Error as exc:
+            log.error("BLE supervision: cannot read saved state: %s", exc)
+            return {}
+        for device_id, value in rows:
+            try:
+                doc = json.loads(value)
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict):
+                out[str(device_id)] = doc
+            else:
+                log.warning("BLE supervision: saved state of %s is unreadable, ignored",
+                            device_id)
+        return out
+
+    def save(self, records: Mapping[str, Mapping[str, Any]]) -> bool:
+        if not self.ok or not records:
+            return self.ok
+
+        def write() -> None:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO ble_supervision(device_id, value) VALUES (?, ?)",
+                [(k, json.dumps(dict(v), separators=(",", ":"))) for k, v in records.items()])
+        return self._run(write, "save state")
+
+
+def seconds_since_seen(record: Mapping[str, Any], mono: float, wall: float, synced: bool,
+                       boot_id: str | None) -> float | None:
+    """How long ago the saved record's device was last heard, None if unknown (no sighting,
+    or a reboot without two synchronised wall clocks to compare)."""
+    if record.get("seen_wall") is None and record.get("seen_mono") is None:
+        return None
+    return downtime_s({"saved_mono": record.get("seen_mono"),
+                       "saved_wall": record.get("seen_wall"),
+                       "saved_synced": record.get("seen_synced"),
+                       "boot_id": record.get("boot_id")}, mono, wall, synced, boot_id)
