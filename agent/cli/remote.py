@@ -7,6 +7,7 @@ Exit codes: 0 accepted / ok, 1 rejected or rolled back by the hub, 2 a local pro
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     def signing(q: argparse.ArgumentParser) -> None:
         q.add_argument("--key", required=True, help="private key file (ID.key from keygen)")
         q.add_argument("--key-id", help="default: the key file name without .key")
+        q.add_argument("--key-passphrase-file", metavar="FILE",
+                       help="first line is the key's passphrase (an encrypted key without "
+                            "it: asked for in a terminal, an error otherwise)")
         q.add_argument("--ttl", type=float, help="seconds the message stays valid")
         q.add_argument("--version", type=int, help="explicit version (default: time in µs)")
 
@@ -62,11 +66,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = rsub.add_parser("keygen", help="make a support key pair: ID.key (secret) and ID.pub")
     q.add_argument("--key-id", required=True)
     q.add_argument("--out", required=True, help="directory for ID.key and ID.pub")
+    pw = q.add_mutually_exclusive_group()
+    pw.add_argument("--passphrase-file", metavar="FILE",
+                    help="encrypt ID.key with the first line of FILE (default in a terminal: "
+                         "asked for)")
+    pw.add_argument("--no-passphrase", action="store_true",
+                    help="leave ID.key unencrypted (e.g. for a hardware-protected store)")
     q.set_defaults(func=cmd_keygen)
 
 
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _passphrase_from_file(path: str) -> bytes:
+    from agent.uplink.mqtt_uplink import read_password
+
+    try:
+        value = read_password(path)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("mqtt.password_file", "passphrase file")) from None
+    if not value:
+        raise ConfigError(f"{path}: the passphrase file's first line is empty")
+    return value.encode("utf-8")
+
+
+def _signing_key(args: argparse.Namespace) -> Any:
+    """The support key, decrypted with --key-passphrase-file or a prompt if it must be."""
+    from agent.remote.keys import PassphraseNeeded, load_private_key
+
+    if args.key_passphrase_file:
+        return load_private_key(args.key, _passphrase_from_file(args.key_passphrase_file))
+    try:
+        return load_private_key(args.key)
+    except PassphraseNeeded:
+        if not _interactive():
+            raise ConfigError(f"{args.key}: the key is encrypted: give --key-passphrase-file "
+                              "(or run in a terminal to be asked)") from None
+    return load_private_key(args.key, getpass.getpass(f"Passphrase for {args.key}: ").encode())
 
 
 def _connect(args: argparse.Namespace) -> Any:
@@ -113,10 +154,10 @@ def _parse_args(pairs: list[str]) -> dict[str, Any]:
 def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
           timeout: float, retain: bool) -> int:
     from agent.remote.client import request
-    from agent.remote.keys import key_id_from_path, load_private_key
+    from agent.remote.keys import key_id_from_path
 
     try:
-        key = load_private_key(args.key)
+        key = _signing_key(args)
         key_id = args.key_id or key_id_from_path(args.key)
         client = _connect(args)
     except AgentError as exc:
@@ -198,10 +239,31 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     from agent.remote.keys import generate_keypair
 
     try:
-        key_path, pub_path = generate_keypair(args.key_id, args.out)
+        passphrase = _keygen_passphrase(args)
+        key_path, pub_path = generate_keypair(args.key_id, args.out, passphrase)
     except (ConfigError, OSError) as exc:
         _err(str(exc))
         return EXIT_LOCAL
-    print(f"private key: {key_path} (keep it secret; never copy it to a hub)")
+    if passphrase is None and not args.no_passphrase:
+        print(f"warning: {key_path} is not encrypted: anyone who copies the file can sign "
+              "configs for your hubs (use --passphrase-file, or run keygen in a terminal)",
+              file=sys.stderr)
+    state = "encrypted" if passphrase else "NOT encrypted"
+    print(f"private key: {key_path} ({state}; keep it secret; never copy it to a hub)")
     print(f"public key:  {pub_path} (install on hubs in [remote] keys_dir)")
     return 0
+
+
+def _keygen_passphrase(args: argparse.Namespace) -> bytes | None:
+    if args.no_passphrase:
+        return None
+    if args.passphrase_file:
+        return _passphrase_from_file(args.passphrase_file)
+    if not _interactive():
+        return None
+    first = getpass.getpass("Passphrase for the new key (empty: none): ")
+    if not first:
+        return None
+    if getpass.getpass("Again: ") != first:
+        raise ConfigError("the passphrases differ; no key written")
+    return first.encode("utf-8")

@@ -93,20 +93,54 @@ class KeyStore:
 
 
 # -- support side ---------------------------------------------------------------------------
-def load_private_key(path: str | Path) -> Ed25519PrivateKey:
-    """A PEM (PKCS#8 or OpenSSH) Ed25519 private key, unencrypted."""
+class PassphraseNeeded(ConfigError):
+    """The private key is encrypted and no passphrase was given."""
+
+
+def is_encrypted(path: str | Path) -> bool:
+    """Whether the key file at ``path`` needs a passphrase (False if it cannot be read)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    if b"ENCRYPTED PRIVATE KEY" in data:
+        return True
+    if b"OPENSSH PRIVATE KEY" in data:
+        try:
+            serialization.load_ssh_private_key(data, password=None)
+        except TypeError:
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def load_private_key(path: str | Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """A PEM (PKCS#8, encrypted or not, or OpenSSH) Ed25519 private key. An encrypted key
+    without ``passphrase`` raises :class:`PassphraseNeeded`; a wrong one, ConfigError."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read key: {exc.strerror}") from None
+    if passphrase is not None and not passphrase:
+        passphrase = None
     key: object
     try:
         if b"OPENSSH PRIVATE KEY" in data:
-            key = serialization.load_ssh_private_key(data, password=None)
+            key = serialization.load_ssh_private_key(data, password=passphrase)
         else:
-            key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
+            key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as exc:
+        if passphrase is not None and "not encrypted" in str(exc).lower():
+            return load_private_key(p, None)     # a passphrase for a plain key: not needed
+        if passphrase is None and "encrypted" in str(exc).lower():
+            raise PassphraseNeeded(f"{p}: the key is encrypted: a passphrase is needed") \
+                from None
+        raise ConfigError(f"{p}: not a usable private key: {exc}") from None
+    except ValueError as exc:
+        if is_encrypted(p):
+            raise ConfigError(f"{p}: wrong passphrase for this key") from None
         raise ConfigError(f"{p}: not a usable private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{p}: not an Ed25519 private key")
@@ -118,8 +152,10 @@ def key_id_from_path(path: str | Path) -> str:
     return Path(path).name.removesuffix(".key").removesuffix(".pem")
 
 
-def generate_keypair(key_id: str, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``<key_id>.key`` (mode 0600) and ``<key_id>.pub``; never overwrite either."""
+def generate_keypair(key_id: str, out_dir: str | Path,
+                     passphrase: bytes | None = None) -> tuple[Path, Path]:
+    """Write ``<key_id>.key`` (mode 0600; encrypted with ``passphrase`` when given, PKCS#8
+    with the best encryption the library offers) and ``<key_id>.pub``; never overwrite."""
     if not valid_key_id(key_id):
         raise ConfigError(f"key id {key_id!r}: must be 1-64 of A-Z a-z 0-9 _ . -")
     out = Path(out_dir)
@@ -129,8 +165,11 @@ def generate_keypair(key_id: str, out_dir: str | Path) -> tuple[Path, Path]:
         if p.exists():
             raise ConfigError(f"{p}: already exists (refusing to overwrite a key)")
     private = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase
+        else serialization.NoEncryption())
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+                                encryption)
     pub = private.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -9,6 +9,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
+from agent.remote.keys import load_private_key
 from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # noqa: F401
 
 
@@ -27,6 +30,30 @@ def test_keygen_writes_a_private_and_a_public_key_and_never_overwrites(tmp_path:
     assert again.returncode == 2 and "already exists" in again.stderr
     bad = _cli("remote", "keygen", "--key-id", "../evil", "--out", str(tmp_path / "k"))
     assert bad.returncode == 2
+    # Not in a terminal and no passphrase given: written unencrypted, with a warning.
+    assert "not encrypted" in res.stderr and b"ENCRYPTED" not in key.read_bytes()
+    quiet = _cli("remote", "keygen", "--key-id", "hsm", "--out", str(tmp_path / "k"),
+                 "--no-passphrase")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_keygen_encrypts_the_key_with_a_passphrase_file(tmp_path: Path) -> None:
+    phrase = tmp_path / "phrase"
+    phrase.write_text("correct horse battery staple\n")
+    res = _cli("remote", "keygen", "--key-id", "desk", "--out", str(tmp_path / "k"),
+               "--passphrase-file", str(phrase))
+    assert res.returncode == 0, res.stderr
+    assert "warning" not in res.stderr and "(encrypted;" in res.stdout
+    key = tmp_path / "k" / "desk.key"
+    assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert "correct horse" not in res.stdout + res.stderr
+    assert load_private_key(key, b"correct horse battery staple") is not None
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    res = _cli("remote", "keygen", "--key-id", "other", "--out", str(tmp_path / "k"),
+               "--passphrase-file", str(empty))
+    assert res.returncode == 2 and "empty" in res.stderr
+    assert not (tmp_path / "k" / "other.key").exists()
 
 
 def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(
@@ -54,6 +81,22 @@ def test_cli_pushes_config_runs_commands_and_restarts_a_running_agent(
         assert res.returncode == 0, res.stderr
         doc = json.loads(res.stdout)
         assert doc["status"] == "ok" and doc["result"]["online"] is True
+
+        # The same key, encrypted with a passphrase (same file name: same key id).
+        enc_dir = e.tmp / "encrypted"
+        enc_dir.mkdir()
+        enc_key = enc_dir / e.key_path.name
+        enc_key.write_bytes(load_private_key(e.key_path).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"desk passphrase")))
+        phrase = e.tmp / "phrase"
+        phrase.write_text("desk passphrase\n")
+        with_enc = [*common, "--key", str(enc_key)]
+        res = _cli("remote", "cmd", "status", *with_enc)
+        assert res.returncode == 2 and "--key-passphrase-file" in res.stderr
+        res = _cli("remote", "cmd", "status", *with_enc, "--key-passphrase-file", str(phrase))
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["result"]["online"] is True
 
         full = tomllib.loads(e.config_path.read_text())
         full["inactivity"]["inactivity"][0]["after_s"] = 5400.0

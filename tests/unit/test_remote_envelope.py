@@ -13,10 +13,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.errors import ConfigError
 from agent.remote import envelope as env
 from agent.remote.client import sign
 from agent.remote.envelope import Rejected
-from agent.remote.keys import KeyStore, generate_keypair, load_private_key
+from agent.remote.keys import (
+    KeyStore,
+    PassphraseNeeded,
+    generate_keypair,
+    is_encrypted,
+    load_private_key,
+)
 from agent.remote.verifier import ReplayGuard, Topic, Verifier
 from agent.store.sqlite_store import SqliteStore
 
@@ -192,3 +199,19 @@ def test_expiry_is_checked_against_the_hub_clock(keys) -> None:
     now = time.time()
     raw = _msg(key, issued=now - 30, ttl=60)
     assert _verifier(store).check(raw, Topic("cmd", "status"), now, True).version == 5
+
+
+def test_an_encrypted_support_key_needs_its_passphrase(tmp_path: Path) -> None:
+    key_path, _ = generate_keypair("desk", tmp_path, b"s3cret phrase")
+    assert is_encrypted(key_path)
+    with pytest.raises(PassphraseNeeded, match="encrypted"):
+        load_private_key(key_path)
+    with pytest.raises(ConfigError, match="wrong passphrase"):
+        load_private_key(key_path, b"guess")
+    key = load_private_key(key_path, b"s3cret phrase")
+    plain, _ = generate_keypair("plain", tmp_path)
+    assert not is_encrypted(plain)
+    # A passphrase given for a plain key is not needed and does no harm.
+    assert load_private_key(plain, b"unneeded").public_key() is not None
+    assert key.public_key().public_bytes_raw() != load_private_key(plain).public_key(
+        ).public_bytes_raw()
