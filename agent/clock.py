@@ -10,7 +10,8 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +134,31 @@ class ManualClock:
 
     def set_synced(self, synced: bool) -> None:
         self._synced = synced
+
+
+# -- how long ago, across restarts ---------------------------------------------------------
+def read_boot_id() -> str | None:
+    """The kernel's id for this boot: monotonic times compare only within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def downtime_s(saved: Mapping[str, Any], mono: float, wall: float, synced: bool,
+               boot_id: str | None) -> float | None:
+    """How long ago ``saved`` was taken, or None if that cannot be known.
+
+    Within one boot the monotonic clock answers exactly (wall steps do not matter). Across
+    a reboot only two synchronised wall clocks can, and only for a plausible gap.
+    """
+    s_mono, s_wall = saved.get("saved_mono"), saved.get("saved_wall")
+    if boot_id is not None and saved.get("boot_id") == boot_id and s_mono is not None:
+        gap = mono - float(s_mono)
+        return gap if gap >= 0 else None
+    if synced and saved.get("saved_synced") and s_wall is not None:
+        gap = wall - float(s_wall)
+        if 0 <= gap <= 7 * 86400:
+            return gap
+    return None

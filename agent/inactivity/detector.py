@@ -18,10 +18,10 @@ import sqlite3
 from typing import Any
 
 from agent.aio import cancel_and_wait
-from agent.clock import Clock
+from agent.clock import Clock, downtime_s, read_boot_id
 from agent.inactivity.engine import EngineOptions, RulesEngine
 from agent.inactivity.home import Alert, Instant
-from agent.inactivity.persistence import InactivityStore, downtime_s, read_boot_id
+from agent.inactivity.persistence import InactivityStore
 from agent.inactivity.routine import learn
 from agent.inactivity.ruleset import RuleSet, derive_rules
 from agent.inactivity.sensors import DeviceMap, classify, device_map_from_config

@@ -20,7 +20,7 @@ from typing import Any
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
-from agent.inactivity.persistence import read_boot_id
+from agent.clock import read_boot_id
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 from drivers.ble.advert import BTHOME_UUID, Advert

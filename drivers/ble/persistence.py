@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from agent.inactivity.persistence import downtime_s
+from agent.clock import downtime_s
 
 log = logging.getLogger(__name__)
 

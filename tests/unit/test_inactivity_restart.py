@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from inactivity_helpers import HOME, TYPES, local_of, wall_at
 
-from agent.clock import ManualClock
+from agent.clock import ManualClock, downtime_s
 from agent.config import parse_config
 from agent.inactivity.detector import InactivityDetector
-from agent.inactivity.persistence import InactivityStore, downtime_s
+from agent.inactivity.persistence import InactivityStore
 from agent.inactivity.replay import ReplayContext
 from agent.model import Event, Reading
 
