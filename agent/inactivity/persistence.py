@@ -24,7 +24,6 @@ from agent.inactivity.routine import HourStat, Routine
 
 log = logging.getLogger(__name__)
 
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inactivity_state(
     key TEXT PRIMARY KEY,
@@ -129,5 +128,3 @@ class InactivityStore:
                           (prune_before.isoformat(),)))
         if stmts:
             self._write_many(stmts)
-
-
