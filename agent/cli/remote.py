@@ -86,10 +86,7 @@ def _interactive() -> bool:
 def _passphrase_from_file(path: str) -> bytes:
     from agent.uplink.mqtt_uplink import read_password
 
-    try:
-        value = read_password(path)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("mqtt.password_file", "passphrase file")) from None
+    value = read_password(path, "passphrase file")
     if not value:
         raise ConfigError(f"{path}: the passphrase file's first line is empty")
     return value.encode("utf-8")

@@ -52,13 +52,13 @@ _HANDOVER_FACTOR = 4
 _ALARM_RESERVE = 8
 
 
-def read_password(path: str) -> str:
-    """First line of the password file, without its newline."""
+def read_password(path: str, what: str = "mqtt.password_file") -> str:
+    """First line of the password file, without its newline (``what`` names it in errors)."""
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.readline().rstrip("\r\n")
     except OSError as exc:
-        raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True, slots=True)
