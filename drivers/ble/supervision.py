@@ -45,7 +45,8 @@ class DeviceHealth:
 
     def record(self, boot_id: str | None) -> dict[str, Any]:
         """What :class:`~drivers.ble.persistence.SupervisionStore` keeps for this device."""
-        return {"seen_mono": self.last_seen_mono, "seen_wall": self.last_seen_wall,
+        return {"address": self.device.mac,
+                "seen_mono": self.last_seen_mono, "seen_wall": self.last_seen_wall,
                 "seen_synced": self.seen_synced, "boot_id": boot_id,
                 "battery": self.battery_pct, "rssi": self.rssi, "online": self.online}
 
@@ -97,6 +98,10 @@ class Supervisor:
         for device_id, rec in self._store.load().items():
             h = self.health.get(device_id)
             if h is None:
+                continue
+            if rec.get("address") not in (None, h.device.mac):
+                log.info("BLE supervision: %s is now %s (was %s): saved state not used",
+                         device_id, h.device.mac, rec.get("address"))
                 continue
             try:
                 battery, rssi, wall = (_num(rec.get("battery")), _num(rec.get("rssi")),

@@ -231,3 +231,22 @@ def test_sightings_are_written_rarely_and_a_broken_disk_is_survived(
     clock.advance(3 * 600)
     sup3.check(stamp(clock))
     assert "thermo" in offline_ids(sinks)
+
+
+def test_a_replaced_sensor_does_not_inherit_the_old_ones_state(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "agent.db")
+    clock = ManualClock()
+    sup, _ = restarted(db, clock, "boot-1")
+    sup.seen("door", stamp(clock), battery_pct=5.0)
+    clock.advance(25 * 3600)
+    sup.check(stamp(clock))                       # the old sensor died: reported offline
+    # The installer fits a new sensor under the same id.
+    new_door = BleDevice(id="door", address="A4:C1:38:00:00:01", kind="bthome", room="hall")
+    sinks = Sinks()
+    sup2 = Supervisor(BleConfig(devices=(new_door,)), sinks.events.append,
+                      lambda d, s: sinks.states.append((d, s)), store=SupervisionStore(db),
+                      boot_id="boot-1")
+    sup2.start(clock.monotonic())
+    assert sup2.restore(stamp(clock)) == 0
+    h = sup2.health["door"]
+    assert (h.battery_pct, h.last_seen_wall, h.online) == (None, None, None)
