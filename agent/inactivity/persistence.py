@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 from agent.errors import StoreError
 from agent.inactivity.routine import HourStat, Routine
+from agent.store.sqlite_store import write_many
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +49,9 @@ class InactivityStore:
         if not create:
             return
         try:
-            self._write_many([(s, ()) for s in SCHEMA.split(";") if s.strip()])
+            write_many(self.db, [(s, ()) for s in SCHEMA.split(";") if s.strip()])
         except sqlite3.Error as exc:
             raise StoreError(f"cannot create inactivity tables: {exc}") from exc
-
-    def _write_many(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
-        db = self.db
-        own = not db.in_transaction
-        if own:
-            db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                db.execute(sql, params)
-            if own:
-                db.execute("COMMIT")
-        except sqlite3.Error:
-            if own and db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     # -- key/value ---------------------------------------------------------------------------
     def _get(self, key: str) -> Any:
@@ -127,4 +113,4 @@ class InactivityStore:
             stmts.append(("DELETE FROM inactivity_stillness WHERE day < ?",
                           (prune_before.isoformat(),)))
         if stmts:
-            self._write_many(stmts)
+            write_many(self.db, stmts)

@@ -1,5 +1,5 @@
 """Durable event store (SQLite, WAL)."""
 
-from agent.store.sqlite_store import Backlog, PendingEvent, SqliteStore
+from agent.store.sqlite_store import Backlog, PendingEvent, SqliteStore, write_many
 
-__all__ = ["Backlog", "PendingEvent", "SqliteStore"]
+__all__ = ["Backlog", "PendingEvent", "SqliteStore", "write_many"]

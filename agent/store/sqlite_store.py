@@ -19,7 +19,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,25 @@ class Backlog:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+def write_many(db: sqlite3.Connection,
+               statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    """Run ``statements`` in one transaction on a connection shared with the event store
+    (components keep their own tables beside it). Inside a transaction already open they
+    join it; otherwise a failure rolls back and raises ``sqlite3.Error``."""
+    own = not db.in_transaction
+    if own:
+        db.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            db.execute(sql, params)
+        if own:
+            db.execute("COMMIT")
+    except sqlite3.Error:
+        if own and db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.clock import downtime_s
+from agent.store.sqlite_store import write_many
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,13 @@ class SupervisionStore:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self.ok = self._run(lambda: self.db.execute(SCHEMA), "create the table")
+        self.ok = self._run([(SCHEMA, ())], "create the table")
 
-    def _run(self, fn: Any, what: str) -> bool:
-        own = not self.db.in_transaction
+    def _run(self, statements: list[tuple[str, tuple[Any, ...]]], what: str) -> bool:
         try:
-            if own:
-                self.db.execute("BEGIN IMMEDIATE")
-            fn()
-            if own:
-                self.db.execute("COMMIT")
+            write_many(self.db, statements)
             return True
         except sqlite3.Error as exc:
-            if own and self.db.in_transaction:
-                self.db.execute("ROLLBACK")
             log.error("BLE supervision: cannot %s: %s (carrying on without)", what, exc)
             return False
 
@@ -82,12 +76,10 @@ class SupervisionStore:
     def save(self, records: Mapping[str, Mapping[str, Any]]) -> bool:
         if not self.ok or not records:
             return self.ok
-
-        def write() -> None:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO ble_supervision(device_id, value) VALUES (?, ?)",
-                [(k, json.dumps(dict(v), separators=(",", ":"))) for k, v in records.items()])
-        return self._run(write, "save state")
+        return self._run(
+            [("INSERT OR REPLACE INTO ble_supervision(device_id, value) VALUES (?, ?)",
+              (k, json.dumps(dict(v), separators=(",", ":")))) for k, v in records.items()],
+            "save state")
 
 
 def seconds_since_seen(record: Mapping[str, Any], mono: float, wall: float, synced: bool,
