@@ -103,6 +103,10 @@ def is_encrypted(path: str | Path) -> bool:
         data = Path(path).read_bytes()
     except OSError:
         return False
+    return _encrypted(data)
+
+
+def _encrypted(data: bytes) -> bool:
     if b"ENCRYPTED PRIVATE KEY" in data:
         return True
     if b"OPENSSH PRIVATE KEY" in data:
@@ -139,7 +143,7 @@ def load_private_key(path: str | Path, passphrase: bytes | None = None) -> Ed255
                 from None
         raise ConfigError(f"{p}: not a usable private key: {exc}") from None
     except ValueError as exc:
-        if is_encrypted(p):
+        if _encrypted(data):
             raise ConfigError(f"{p}: wrong passphrase for this key") from None
         raise ConfigError(f"{p}: not a usable private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
