@@ -25,7 +25,7 @@ from agent.config import Config, MqttConfig
 from agent.errors import StoreError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, Component, DeviceInfo
-from agent.store.sqlite_store import SqliteStore
+from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
 from agent.uplink import topics
 from agent.uplink.mqtt_uplink import MqttUplink
@@ -44,6 +44,9 @@ class Hardware:
 
 
 DEVICE_STATE_DELAY_S = 0.02  # retained device state follows the events of the same moment
+STORE_RETRY_S = (1.0, 30.0)  # storing held alarms again: first wait, doubling to this cap
+MAINTAIN_EVERY_S = 10.0      # store upkeep (reserve re-armed, disk-full state left)
+STORE_DEVICE = "store"       # device_id of the store's own warnings
 
 
 def build_components(config: Config, hardware: Hardware) -> list[Component]:
@@ -109,7 +112,10 @@ class Agent:
         components: list[Component] | None = None,
         clock: Clock | None = None,
         on_stored: Callable[[Event], None] | None = None,
+        store: SqliteStore | None = None,
     ) -> None:
+        """``store``: the event store to use (tests hand in one with a fault-injecting
+        ``connect``); by default one is made from ``config.store``."""
         self.config = config
         self.hub_id = config.hub_id
         self.hardware = hardware or Hardware()
@@ -117,13 +123,14 @@ class Agent:
         self.components: list[Component] = (
             components if components is not None else build_components(config, self.hardware)
         )
-        self.store = SqliteStore(
+        self.store = store or SqliteStore(
             config.store.path,
             config.hub_id,
             max_bytes=config.store.max_mb * 1024 * 1024,
             reserve_bytes=int(config.store.reserve_mb * 1024 * 1024),
             keep_history_days=config.store.keep_history_days,
         )
+        self.store.on_notice = self._store_notice
         self.executor: concurrent.futures.Executor = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="inference")
         self.started_mono = time.monotonic()
@@ -146,6 +153,11 @@ class Agent:
         self._state = AgentState()
         self._last_alarm_delivered: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._notices: list[StoreNotice] = []         # found before intake opened
+        self._unstored: list[Event] = []              # alarms/warnings the store refused
+        self._store_retry: asyncio.TimerHandle | None = None
+        self._store_retry_s = STORE_RETRY_S[0]
+        self._storage_failed = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.uplink: MqttUplink = None  # type: ignore[assignment]
         self.stats: collections.Counter[str] = collections.Counter()
@@ -272,17 +284,19 @@ class Agent:
         self._flush_handle = None
         self._flush_now = False
         batch, self._batch = self._batch, []
+        if self._unstored and self._store_retry is None:
+            batch[:0], self._unstored = self._unstored, []
         if not batch:
             return
         try:
             stored = self.store.append(batch, before_commit=self.uplink.send_early)
         except StoreError as exc:
-            # Only alarms/warnings raise here (disk full beyond the reserve). Keep them in
-            # memory and retry: they are still sent as soon as the store takes them.
-            log.critical("cannot store %d events: %s; retrying in 1 s", len(batch), exc)
-            urgent = [e for e in batch if e.priority <= Priority.WARNING]
-            self.loop.call_later(1.0, self._requeue, urgent)
+            self._store_failed(batch, exc)
             return
+        if self._storage_failed and not self._unstored:
+            log.warning("event store accepts alarms again")
+            self._storage_failed = False
+            self._store_retry_s = STORE_RETRY_S[0]
         self._backlog += len(stored)
         for ev in stored:
             if ev.priority != Priority.TELEMETRY:
@@ -301,9 +315,52 @@ class Agent:
                     log.exception("event subscriber %r failed", cb)
         self._update_state()
 
-    def _requeue(self, events: list[Event]) -> None:
-        self._batch[:0] = events
+    def _store_failed(self, batch: list[Event], exc: StoreError) -> None:
+        """Alarms and warnings the store refused stay in memory and are retried (backing
+        off to 30 s); each is sent to the broker once now (alarms were already, before the
+        commit), raises ``storage_failed`` (event, LED and buzzer) and is never dropped."""
+        urgent = [e for e in batch if e.priority <= Priority.WARNING]
+        lost = len(batch) - len(urgent)
+        if lost:
+            self.stats["dropped_unstored"] += lost
+        self.uplink.send_unstored(list(getattr(exc, "rows", [])))
+        if not self._storage_failed:
+            self._storage_failed = True
+            alarms = sum(1 for e in urgent if e.priority == Priority.ALARM)
+            log.critical("cannot store %d alarms and %d warnings (%s): sent to the broker"
+                         " once, kept in memory, storing again in %.0f s", alarms,
+                         len(urgent) - alarms, exc, self._store_retry_s)
+            warning = Event(
+                type="storage_failed", priority=Priority.WARNING, device_id=STORE_DEVICE,
+                data={"reason": str(exc)[:300], "unstored_alarms": alarms,
+                      "unstored_warnings": len(urgent) - alarms,
+                      "dropped_telemetry_info": lost},
+                wall=self.clock.wall(), clock_synced=self.clock.synced())
+            # Stored with the next batch if the store recovers; if refused too, it is sent
+            # as it is, like the alarms.
+            self._batch.append(warning)
+            self._schedule_flush(0.0)
+        else:
+            log.error("still cannot store %d alarms/warnings (%s); again in %.0f s",
+                      len(urgent), exc, self._store_retry_s)
+        self._unstored[:0] = urgent
+        if self._store_retry is None:
+            self._store_retry = self.loop.call_later(self._store_retry_s, self._retry_store)
+            self._store_retry_s = min(self._store_retry_s * 2, STORE_RETRY_S[1])
+        self._update_state()
+
+    def _retry_store(self) -> None:
+        self._store_retry = None
         self._schedule_flush(0.0)
+
+    def _store_notice(self, notice: StoreNotice) -> None:
+        """The store found a loss or a damaged row: report it as a warning event."""
+        if not self.accepting:
+            self._notices.append(notice)
+            return
+        self.submit_event(Event(type=notice.type, priority=Priority.WARNING,
+                                device_id=STORE_DEVICE, data=notice.data,
+                                wall=self.clock.wall(), clock_synced=self.clock.synced()))
 
     def _acked(self, seqs: list[int]) -> None:
         self._backlog = max(0, self._backlog - len(seqs))
@@ -325,13 +382,17 @@ class Agent:
         self._update_state()
 
     def _update_state(self) -> None:
-        alarm_pending = any(p == Priority.ALARM for _, p in self._pending_seq.values())
+        alarm_pending = (any(p == Priority.ALARM for _, p in self._pending_seq.values())
+                         or any(e.priority == Priority.ALARM for e in self._unstored))
+        if self.uplink is not None:
+            self.uplink.set_urgent(alarm_pending)
         new = AgentState(
             online=bool(self.uplink and self.uplink.connected),
             backlog=self._backlog,
             alarm_pending=alarm_pending,
             last_alarm_delivered_mono=self._last_alarm_delivered,
             prewarning=bool(self._prewarning),
+            storage_failed=self._storage_failed,
         )
         if new != self._state:
             self._state = new
@@ -358,6 +419,9 @@ class Agent:
             log.info("%d events from an earlier run are waiting to be sent", self._backlog)
         self.uplink = self._make_uplink(self.config.mqtt)
         self.accepting = True
+        notices, self._notices = self._notices, []
+        for notice in notices:
+            self._store_notice(notice)
         for comp in self.components:
             await self.start_component(comp)
             log.info("started %s", comp.name)
@@ -380,7 +444,13 @@ class Agent:
             except Exception:
                 log.exception("stopping %s failed", comp.name)
         await asyncio.sleep(0)  # let readings already handed over reach the loop
+        if self._store_retry is not None:
+            self._store_retry.cancel()
+            self._store_retry = None
         self._flush()
+        for ev in self._unstored:
+            log.critical("shutting down with %s %s (id %s, from %s) not stored: the broker"
+                         " was sent it once", ev.priority.label, ev.type, ev.id, ev.device_id)
         self._send_device_states()
         self.accepting = False
         for task in self._tasks:
@@ -452,12 +522,16 @@ class Agent:
             await asyncio.sleep(interval)
 
     async def _housekeeping(self) -> None:
+        last_prune = time.monotonic()
         while True:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(MAINTAIN_EVERY_S)
             try:
-                removed = self.store.prune_history()
-                if removed:
-                    log.info("pruned %d old delivered events from history", removed)
+                self.store.maintain()
+                if time.monotonic() - last_prune >= 3600:
+                    last_prune = time.monotonic()
+                    removed = self.store.prune_history()
+                    if removed:
+                        log.info("pruned %d old delivered events from history", removed)
             except Exception:
                 log.exception("housekeeping failed")
 

@@ -26,8 +26,22 @@ class StoreError(AgentError, OSError):
     """The durable event store cannot do what was asked."""
 
 
-class StoreFullError(StoreError):
-    """The store refused an event because its size budget is spent."""
+class StoreWriteError(StoreError):
+    """Alarms or warnings could not be committed. ``rows`` are the events not stored,
+    serialised with the seqs they were given (:class:`agent.store.PendingEvent`), so they
+    can still be sent."""
+
+    def __init__(self, message: str, rows: list | None = None) -> None:
+        super().__init__(message)
+        self.rows: list = list(rows or [])
+
+
+class StoreFullError(StoreWriteError):
+    """The disk is full and nothing more could be freed for alarms and warnings."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's database; it was waited on and left untouched."""
 
 
 class UplinkError(AgentError, ConnectionError):

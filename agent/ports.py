@@ -45,6 +45,7 @@ class AgentState:
     alarm_pending: bool = False          # an alarm is stored but not yet acknowledged
     last_alarm_delivered_mono: float | None = None
     prewarning: bool = False             # a detector is counting down to an alarm
+    storage_failed: bool = False         # an alarm/warning could not be stored (held in memory)
 
 
 class AgentContext(Protocol):

@@ -50,6 +50,10 @@ class MqttConfig:
     )
     reconnect_min_s: float = field(default=0.5, metadata={"min": 0.05, "max": 60.0})
     reconnect_max_s: float = field(default=60.0, metadata={"min": 1.0, "max": 3600.0})
+    reconnect_alarm_s: float = field(
+        default=5.0, metadata={"min": 0.5, "max": 3600.0,
+                               "doc": "reconnect wait cap while an alarm is waiting to be sent"},
+    )
     allow_insecure: bool = field(
         default=False,
         metadata={"doc": "permit plaintext to a non-loopback broker (never in production)"},

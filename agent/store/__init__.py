@@ -1,5 +1,11 @@
 """Durable event store (SQLite, WAL)."""
 
-from agent.store.sqlite_store import Backlog, PendingEvent, SqliteStore, write_many
+from agent.store.sqlite_store import (
+    Backlog,
+    PendingEvent,
+    SqliteStore,
+    StoreNotice,
+    write_many,
+)
 
-__all__ = ["Backlog", "PendingEvent", "SqliteStore", "write_many"]
+__all__ = ["Backlog", "PendingEvent", "SqliteStore", "StoreNotice", "write_many"]

@@ -10,6 +10,13 @@ events in priority order, so an alarm stored behind 100,000 telemetry events goe
 Paho keeps in-flight messages across reconnects and resends them (DUP) itself, so cursors
 only move forward while this process lives; a restarted agent starts from the store.
 An event leaves the store only on a successful PUBACK.
+
+An alarm is sent once *early*, while its commit's fsync runs (:meth:`MqttUplink.send_early`);
+that send moves no cursor (the commit may still fail), the send loop steps over it when the
+store hands it out. An alarm or warning the store could not take at all is sent once
+(:meth:`MqttUplink.send_unstored`) and then left to paho's QoS 1 retries; storing it later
+sends it again under its new seq (same id). While an alarm waits, a reconnect is never put
+off by more than ``reconnect_alarm_s``, whatever the backoff has grown to.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ _ACK_DELAY_S = 1.0
 # during a drain waits behind at most this queue (a few ms), never behind the backlog.
 _HANDOVER_FACTOR = 4
 _ALARM_RESERVE = 8
+_EARLY_IDS_KEPT = 4096
 
 
 def read_password(path: str, what: str = "mqtt.password_file") -> str:
@@ -142,6 +150,10 @@ class MqttUplink:
         self._closing = False
         self._handover = cfg.max_inflight * _HANDOVER_FACTOR
         self._delete_timer: asyncio.TimerHandle | None = None
+        self._early_seqs: set[int] = set()   # sent before commit; the send loop skips them
+        self._early_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._urgent = False                 # an alarm is waiting: reconnect soon (read by
+        self._kick = threading.Event()       # the network thread, woken through _kick)
 
     # -- setup -------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -213,9 +225,9 @@ class MqttUplink:
             except (OSError, ssl.SSLError, ValueError) as exc:
                 _close_sockets_of(exc)
                 wait = next(delays)
-                log.warning("MQTT broker %s:%d unreachable (%s); retrying in %.1f s",
-                            self.cfg.host, self.cfg.port, exc, wait)
-                self._stop.wait(wait)
+                log.warning("MQTT broker %s:%d unreachable (%s); retrying in %.1f s%s",
+                            self.cfg.host, self.cfg.port, exc, wait, self._urgent_note(wait))
+                self._backoff_wait(wait)
                 continue
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.2)
@@ -229,8 +241,36 @@ class MqttUplink:
                 delays = backoff_delays(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
                 self._ever_connected_since_reset = False
             wait = next(delays)
-            log.warning("MQTT connection lost; reconnecting in %.1f s", wait)
-            self._stop.wait(wait)
+            log.warning("MQTT connection lost; reconnecting in %.1f s%s", wait,
+                        self._urgent_note(wait))
+            self._backoff_wait(wait)
+
+    def _urgent_note(self, wait: float) -> str:
+        if wait > self.cfg.reconnect_alarm_s:
+            return f" (within {self.cfg.reconnect_alarm_s:g} s while an alarm waits)"
+        return ""
+
+    def _backoff_wait(self, wait: float) -> None:
+        """Network thread: sleep ``wait`` seconds before the next attempt, but no longer than
+        ``reconnect_alarm_s`` from the start of the wait while an alarm is waiting (one
+        stored during a long wait shortens it too)."""
+        start = time.monotonic()
+        deadline = start + wait
+        while not self._stop.is_set():
+            if self._urgent:
+                deadline = min(deadline, start + self.cfg.reconnect_alarm_s)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._kick.wait(left)
+            self._kick.clear()
+
+    def set_urgent(self, alarm_waiting: bool) -> None:
+        """Loop: whether an alarm is waiting for the broker (shortens reconnect waits)."""
+        if alarm_waiting != self._urgent:
+            self._urgent = alarm_waiting
+            if alarm_waiting:
+                self._kick.set()
 
     def _cb_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -328,19 +368,44 @@ class MqttUplink:
         """Loop only, called just before ``rows`` are committed: publish the alarms among them
         now, so the fsync and the network round trip overlap. Only when no older alarm is
         still unsent (alarms stay in order); otherwise the send loop takes them in turn.
-        A PUBACK is handled on this loop, so never before the commit has finished."""
-        alarms = [r for r in rows if r.priority == Priority.ALARM]
+        A PUBACK is handled on this loop, so never before the commit has finished. Each
+        alarm (by id) is sent early at most once, however often its commit is retried, and
+        no cursor moves: if the commit fails, the seq is simply never stored."""
+        alarms = [r for r in rows if r.priority == Priority.ALARM and r.id not in self._early_ids]
         if (not alarms or not self.connected
                 or len(self._inflight) + len(alarms) > self._handover + _ALARM_RESERVE
-                or self.store.has_pending(Priority.ALARM, self._cursors[Priority.ALARM])):
+                or self.store.has_pending(Priority.ALARM, self._cursors[Priority.ALARM],
+                                          exclude=self._early_seqs)):
             return
         for ev in alarms:
             info = self._client.publish(self.event_topic, ev.payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             self._inflight[info.mid] = ev
-            self._cursors[Priority.ALARM] = max(self._cursors[Priority.ALARM], ev.seq)
+            self._early_seqs.add(ev.seq)
+            self._remember_early(ev.id)
             self.published += 1
+
+    def send_unstored(self, rows: list[PendingEvent]) -> None:
+        """Loop only: alarms and warnings the store could not take (disk full, I/O error).
+        Each is published once (by id) and then left to paho's QoS 1 delivery (queued while
+        offline, resent after a reconnect); it is not in the store, so nothing else sends it
+        until a later attempt to store it succeeds."""
+        for ev in rows:
+            if ev.id in self._early_ids:
+                continue
+            info = self._client.publish(self.event_topic, ev.payload, qos=1)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                log.error("could not hand unstored event seq %d to MQTT: %s", ev.seq, info.rc)
+                continue
+            self._inflight[info.mid] = ev
+            self._remember_early(ev.id)
+            self.published += 1
+
+    def _remember_early(self, event_id: str) -> None:
+        self._early_ids[event_id] = None
+        if len(self._early_ids) > _EARLY_IDS_KEPT:
+            self._early_ids.popitem(last=False)
 
     def notify_new(self) -> None:
         """Loop only: new events are in the store."""
@@ -356,6 +421,10 @@ class MqttUplink:
                 if not batch:
                     break
                 for ev in batch:
+                    if ev.seq in self._early_seqs:   # already on the wire (send_early)
+                        self._early_seqs.discard(ev.seq)
+                        self._cursors[ev.priority] = max(self._cursors[ev.priority], ev.seq)
+                        continue
                     info = self._client.publish(self.event_topic, ev.payload, qos=1)
                     if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,
                                        MQTTErrorCode.MQTT_ERR_NO_CONN):
@@ -364,6 +433,10 @@ class MqttUplink:
                     self._inflight[info.mid] = ev
                     self._cursors[ev.priority] = max(self._cursors[ev.priority], ev.seq)
                     self.published += 1
+            if self._early_seqs:
+                # Early sends whose commit failed never come back from the store.
+                cursor = self._cursors[Priority.ALARM]
+                self._early_seqs = {s for s in self._early_seqs if s > cursor}
 
     @property
     def inflight(self) -> int:
@@ -414,6 +487,7 @@ class MqttUplink:
             await asyncio.sleep(0.05)
         self._closing = True
         self._stop.set()
+        self._kick.set()
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 2.0)
         self.connected = False

@@ -50,12 +50,18 @@ LED_ONLINE = Pattern("online", steady=True)
 LED_OFFLINE = Pattern("offline", (1.0, 1.0))
 LED_ALARM_PENDING = Pattern("alarm_pending", (0.1, 0.1))
 LED_ALARM_DELIVERED = Pattern("alarm_delivered", (1.8, 0.2))
+LED_STORAGE_FAILED = Pattern("storage_failed", (0.1, 0.1, 0.1, 0.1, 0.1, 0.9))
 BUZZER_SILENT = Pattern("silent")
 BUZZER_PREWARNING = Pattern("prewarning", (0.2, 0.8))
 BUZZER_CONFIRM = Pattern("confirm", (0.1, 0.1, 0.1), repeat=False)
+BUZZER_FAULT = Pattern("fault", (0.5, 0.2, 0.5), repeat=False)
 
 
 def led_pattern(state: AgentState, now: float, delivered_show_s: float) -> Pattern:
+    if state.storage_failed:
+        # The hub cannot keep alarms durably: the installer must see it (it outranks an
+        # alarm in flight, which the broker may still take).
+        return LED_STORAGE_FAILED
     if state.alarm_pending:
         return LED_ALARM_PENDING
     delivered = state.last_alarm_delivered_mono
@@ -76,6 +82,8 @@ def led_next_change(state: AgentState, now: float, delivered_show_s: float) -> f
 
 def buzzer_pattern(state: AgentState, previous: AgentState | None) -> Pattern | None:
     """The buzzer pattern to start now, or None to leave the buzzer as it is."""
+    if state.storage_failed and (previous is None or not previous.storage_failed):
+        return BUZZER_FAULT  # once, as the fault begins: not a night of beeping
     if state.prewarning:
         if previous is None or not previous.prewarning:
             return BUZZER_PREWARNING
