@@ -18,10 +18,16 @@ WAL_LIMIT_MIN = 64 * 1024
 WAL_LIMIT_MAX = 4 * 1024 * 1024
 
 
-def wal_limit(max_bytes: int) -> int:
+def wal_limit(max_bytes: int, reserve_bytes: int = 0) -> int:
     """How large the WAL may grow before a checkpoint folds it back (and how large it is
-    left after one): a sixteenth of the budget, between 64 KB and 4 MB."""
-    return max(WAL_LIMIT_MIN, min(WAL_LIMIT_MAX, max_bytes // 16))
+    left after one): a sixteenth of the budget, between 64 KB and 4 MB, and at most half the
+    reserve. A checkpoint copies the WAL into the database, which on a full disk may have to
+    grow by as much: releasing the reserve must always leave room for that, or the WAL can
+    never be folded back and the card stays full for good."""
+    limit = max_bytes // 16
+    if reserve_bytes > 0:
+        limit = min(limit, reserve_bytes // 2)
+    return max(WAL_LIMIT_MIN, min(WAL_LIMIT_MAX, limit))
 
 
 def file_size(path: Path) -> int:

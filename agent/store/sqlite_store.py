@@ -284,7 +284,7 @@ class SqliteStore:
         if result != "ok":
             raise recovery.CorruptStoreError(f"quick_check: {result}")
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        limit = wal_limit(self.max_bytes)
+        limit = self._wal_limit()
         db.execute(f"PRAGMA journal_size_limit={limit}")
         db.execute(f"PRAGMA wal_autocheckpoint={max(16, limit // self._page_size)}")
         # A write at open: a lock held by another process shows here, not at the first alarm.
@@ -293,6 +293,9 @@ class SqliteStore:
             if statement.strip():
                 db.execute(statement)
         db.execute("COMMIT")
+
+    def _wal_limit(self) -> int:
+        return wal_limit(self.max_bytes, self.reserve_bytes)
 
     def _db_max(self) -> int:
         row = self.db.execute(
@@ -455,7 +458,7 @@ class SqliteStore:
         if self._db is None:
             return not self.degraded
         free = disk_free(self.path.parent)
-        room = self.reserve_bytes + 2 * wal_limit(self.max_bytes)
+        room = self.reserve_bytes + 2 * self._wal_limit()
         if free is not None and free < room + (0 if self._reserve.armed else self.reserve_bytes):
             return not self.degraded
         if not self._reserve.arm():
@@ -500,7 +503,7 @@ class SqliteStore:
         db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
         db.execute("COMMIT")
         self._floor.committed(rows[-1][0])
-        if file_size(self.wal_path) > wal_limit(self.max_bytes):
+        if file_size(self.wal_path) > self._wal_limit():
             # A big batch grew the WAL past its limit; the autocheckpoint has copied it back,
             # but SQLite would shrink the file only at the next write.
             self._checkpoint(truncate=True)
@@ -519,7 +522,7 @@ class SqliteStore:
         incoming = sum(len(r[6]) + _ROW_OVERHEAD for r in rows)
         self._bytes_since_check += incoming
         # The WAL may hold up to its limit beside the database's own pages.
-        budget = self.max_bytes - self.reserve_bytes - wal_limit(self.max_bytes)
+        budget = self.max_bytes - self.reserve_bytes - self._wal_limit()
         if self._bytes_since_check < _CHECK_EVERY_BYTES and incoming < budget // 8:
             return rows, out
         self._bytes_since_check = 0
