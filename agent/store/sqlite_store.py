@@ -40,6 +40,7 @@ from agent.store import recovery
 from agent.store.rows import check_row, damaged_row_data
 from agent.store.seqfloor import Floor, SeqFloor
 from agent.store.space import Reserve, disk_free, file_size, wal_limit
+from agent.store.spill import Spill
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._floor = SeqFloor(self.path.with_name(self.path.name + ".seq"))
         self._reserve = Reserve(self.reserve_path, self.reserve_bytes)
+        self._spill = Spill(self.path.with_name(self.path.name + ".spill"))
+        self._refused: dict[str, PendingEvent] = {}   # by id: refused rows now spilled
         self._next_seq = 1
         self._bytes_since_check = 0
         self._page_size = 4096
@@ -227,7 +230,43 @@ class SqliteStore:
             self._notice("store_reset", reset)
         self._floor.open(Floor(next_seq - 1, db_max))
         self._floor.reserve(next_seq)
+        self._import_spill()
+        self._spill.allocate()
         self._reserve.arm()
+
+    def _import_spill(self) -> None:
+        """Alarms and warnings an earlier run could not commit and spilled: into the
+        database now, as pending, with the seqs they were given."""
+        records = self._spill.read()
+        if not records:
+            return
+        rows: list[_Row] = []
+        for rec in records:
+            try:
+                seq, prio, event_id = int(rec["seq"]), int(rec["prio"]), str(rec["id"])
+                payload = str(rec["payload"]).encode()
+                doc = json.loads(payload)
+            except (KeyError, TypeError, ValueError):
+                log.error("alarm spill file: unreadable record skipped")
+                continue
+            if check_row(seq, event_id, prio, payload) is not None:
+                log.error("alarm spill file: damaged record seq %s skipped", seq)
+                continue
+            known = self.db.execute("SELECT 1 FROM events WHERE id=? UNION ALL"
+                                    " SELECT 1 FROM delivered WHERE id=?",
+                                    (event_id, event_id)).fetchone()
+            if known is None:
+                rows.append((seq, event_id, prio, str(doc["type"]), str(doc["device_id"]),
+                             time.time(), payload))
+        try:
+            write_many(self.db, [("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", r)
+                                 for r in rows])
+        except sqlite3.Error as exc:
+            log.critical("cannot import %d spilled alarms/warnings: %s (kept in %s)",
+                         len(rows), exc, self._spill.path)
+            return
+        log.warning("imported %d alarms/warnings an earlier run could not store", len(rows))
+        self._spill.clear()
 
     def _prepare_file(self) -> None:
         """Create the database file with the store's mode (SQLite gives its WAL and SHM the
@@ -370,18 +409,42 @@ class SqliteStore:
                 return []
         rows, out = self._make_room(rows, out)
         try:
-            self._insert(rows, before_commit)
-            if self.degraded:
-                self._checkpoint(truncate=True)
-            return out
-        except sqlite3.Error as exc:
-            self._rollback()
-            if not _is_disk_full(exc):
-                urgent = [PendingEvent(r[0], Priority(r[2]), r[6], r[1]) for r in rows
-                          if r[2] <= Priority.WARNING]
-                raise StoreWriteError(f"cannot write event store {self.path}: {exc}",
-                                      rows=urgent) from exc
-            return self._append_disk_full(rows, out, exc)
+            try:
+                self._insert(rows, before_commit)
+                if self.degraded:
+                    self._checkpoint(truncate=True)
+            except sqlite3.Error as exc:
+                self._rollback()
+                if not _is_disk_full(exc):
+                    urgent = [PendingEvent(r[0], Priority(r[2]), r[6], r[1]) for r in rows
+                              if r[2] <= Priority.WARNING]
+                    raise StoreWriteError(f"cannot write event store {self.path}: {exc}",
+                                          rows=urgent) from exc
+                out = self._append_disk_full(rows, out, exc)
+        except StoreWriteError as exc:
+            self._spill_refused(exc.rows, [])
+            raise
+        self._spill_refused([], out)
+        return out
+
+    def _spill_refused(self, refused: list[PendingEvent], stored: list[Event]) -> None:
+        """Keep the spill file equal to the alarms and warnings refused and not stored since
+        (a retry stores them under new seqs: matched by id)."""
+        if not refused and not self._refused:
+            return
+        changed = False
+        for ev in stored:
+            changed |= self._refused.pop(ev.id, None) is not None
+        for row in refused:
+            self._refused[row.id] = row
+            changed = True
+        if not changed:
+            return
+        if self._refused:
+            self._spill.write([{"seq": r.seq, "prio": int(r.priority), "id": r.id,
+                                "payload": r.payload.decode()} for r in self._refused.values()])
+        else:
+            self._spill.clear()
 
     def _append_disk_full(self, rows: list[_Row], out: list[Event],
                           exc: sqlite3.Error) -> list[Event]:

@@ -272,3 +272,24 @@ def test_full_card_keeps_storing_and_sending_alarms_and_recovers(
         wait_until(lambda: runner.agent.stats["stored"] > before, what="telemetry stored again")
         wait_until(lambda: runner.call(store.pending_count) == 0, timeout=60,
                    what="backlog drained")
+
+
+def test_alarm_refused_at_shutdown_is_sent_by_the_next_run(tmp_path: Path,
+                                                           mqtt_broker) -> None:
+    """The card fails and the broker is away: the alarm lives in the spill file, not only in
+    memory, so the restarted agent (card working again) delivers it."""
+    plan, sim = FaultPlan(), SimSource()
+    with _faulty_agent(tmp_path, mqtt_broker, plan, sim) as runner:
+        wait_until(lambda: runner.agent.state.online, what="online")
+        mqtt_broker.stop()
+        wait_until(lambda: not runner.agent.state.online, what="offline")
+        plan.fail("COMMIT", times=-1)
+        alarm = Reading("cord", "pull_cord", Priority.ALARM, {"n": 1})
+        sim.emit_from_thread([alarm], 0).join()
+        wait_until(lambda: runner.agent.state.storage_failed, what="storage_failed")
+    mqtt_broker.start()
+    events = mqtt_broker.subscribe(TOPIC)               # subscribed before the agent starts
+    with AgentRunner(make_config(tmp_path, mqtt_broker), components=[SimSource()]) as runner:
+        events.wait_for(lambda ms: alarm.id in _ids(events.events()), timeout=20,
+                        what="the spilled alarm on the broker")
+        wait_until(lambda: runner.agent.event_delivered(alarm.id) is True, what="acked")

@@ -315,3 +315,37 @@ def test_store_files_are_private(tmp_path: Path) -> None:
                        ("events.db.reserve", 0o600), ("events.db.seq", 0o600)):
         got = stat.S_IMODE((tmp_path / name).stat().st_mode)
         assert got & ~mode == 0, f"{name} is {oct(got)}"
+
+
+# -- refused alarms survive a crash: the spill file ------------------------------------------
+def test_refused_alarm_is_spilled_and_imported_by_the_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    plan = FaultPlan()
+    s = _open(path, connect=plan.connect)
+    spill = tmp_path / "events.db.spill"
+    assert spill.stat().st_size == 256 * 1024          # allocated up front
+    plan.fail("COMMIT", times=-1)
+    alarm = _ev(Priority.ALARM, 1)
+    with pytest.raises(StoreWriteError) as info:
+        s.append([alarm, _ev(Priority.TELEMETRY, 2)])
+    seq = info.value.rows[0].seq
+    # kill -9 now: no close(). The next run finds the alarm pending, with its seq.
+    s2 = _open(path)
+    rows = s2.db.execute("SELECT seq, id FROM events").fetchall()
+    assert rows == [(seq, alarm.id)]
+    assert [p.seq for p in s2.next_batch({}, 10)] == [seq]
+    s2.close()
+    assert _open(path).pending_count() == 1             # imported once, not twice
+
+
+def test_spill_is_cleared_once_the_refused_alarm_is_stored(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    plan = FaultPlan()
+    s = _open(path, connect=plan.connect)
+    plan.fail("COMMIT", times=1)
+    alarm = _ev(Priority.ALARM, 1)
+    with pytest.raises(StoreWriteError):
+        s.append([alarm])
+    stored = s.append([alarm])                          # the agent's retry
+    s2 = _open(path)
+    assert [r[0] for r in s2.db.execute("SELECT seq FROM events")] == [stored[0].seq]
