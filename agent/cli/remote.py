@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="mqtt[s]://user@host:port (default $TEC_REMOTE_BROKER or mqtt://127.0.0.1:1883)")
         q.add_argument("--password-file", help="first line is the broker password")
         q.add_argument("--ca-file", help="CA bundle for mqtts:// (default: the system's)")
+        q.add_argument("--insecure", action="store_true",
+                       help="allow plaintext mqtt:// to a broker off this machine (refused "
+                            "otherwise: use mqtts://)")
         q.add_argument("--timeout", type=float, help="seconds to wait for the hub's answer")
 
     def signing(q: argparse.ArgumentParser) -> None:
@@ -124,7 +127,7 @@ def _connect(args: argparse.Namespace) -> Any:
     broker = parse_broker_url(args.broker)
     password = (_read_secret_file(args.password_file, "--password-file", "broker password")
                 if args.password_file else None)
-    client = SupportClient(broker, password, args.ca_file)
+    client = SupportClient(broker, password, args.ca_file, insecure=args.insecure)
     client.connect()
     return client
 
