@@ -46,22 +46,48 @@ def watchdog_interval_s() -> float | None:
 
 
 class RedactFilter(logging.Filter):
-    """Replaces known secret strings in every log record (defence in depth)."""
+    """Replaces known secret strings in every log record (defence in depth).
+
+    The message and any exception text are both redacted (a traceback repeats the
+    exception's message, which is where a rejected key tends to turn up), and matching
+    ignores case: a hex key configured in upper case would otherwise leak when some
+    library prints ``key.hex()``.
+    """
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._pattern = (
-            re.compile("|".join(re.escape(s) for s in secrets if s)) if any(secrets) else None
-        )
+        self._pattern: re.Pattern[str] | None = None
+        self.set_secrets(secrets)
+
+    def set_secrets(self, secrets: list[str]) -> None:
+        """Replace the secrets to redact (a new config may bring new ones)."""
+        parts = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._pattern = (re.compile("|".join(re.escape(s) for s in parts), re.IGNORECASE)
+                         if parts else None)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._pattern is None:
+        pattern = self._pattern
+        if pattern is None:
             return True
         msg = record.getMessage()
-        if self._pattern.search(msg):
-            record.msg = self._pattern.sub("***", msg)
+        if pattern.search(msg):
+            record.msg = pattern.sub("***", msg)
             record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and pattern.search(record.exc_text):
+            record.exc_text = pattern.sub("***", record.exc_text)
+            record.exc_info = None  # journald would store its str() beside the text
         return True
+
+
+def update_log_secrets(secrets: list[str]) -> None:
+    """Give every :class:`RedactFilter` on the root logger's handlers new ``secrets`` (after
+    a config swap: a remotely pushed bindkey must be redacted from then on)."""
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, RedactFilter):
+                f.set_secrets(secrets)
 
 
 def setup_logging(level: str = "INFO", secrets: list[str] | None = None) -> None:

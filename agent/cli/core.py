@@ -57,15 +57,9 @@ def load_or_report(path: str) -> Config | None:
 
 
 def _secrets(config: Config) -> list[str]:
-    from agent.uplink.mqtt_uplink import read_password
+    from agent.redaction import config_secrets
 
-    out = []
-    if config.mqtt.password_file:
-        try:
-            out.append(read_password(config.mqtt.password_file))
-        except ConfigError:
-            pass
-    return out
+    return config_secrets(config)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

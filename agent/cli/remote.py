@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="mqtt[s]://user@host:port (default $TEC_REMOTE_BROKER or mqtt://127.0.0.1:1883)")
         q.add_argument("--password-file", help="first line is the broker password")
         q.add_argument("--ca-file", help="CA bundle for mqtts:// (default: the system's)")
+        q.add_argument("--insecure", action="store_true",
+                       help="allow plaintext mqtt:// to a broker off this machine (refused "
+                            "otherwise: use mqtts://)")
         q.add_argument("--timeout", type=float, help="seconds to wait for the hub's answer")
 
     def signing(q: argparse.ArgumentParser) -> None:
@@ -83,10 +86,20 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def _passphrase_from_file(path: str) -> bytes:
+def _read_secret_file(path: str, option: str, what: str) -> str:
+    """First line of the file ``option`` names. A name that is not a file is not echoed:
+    it may be the secret itself, typed where its file name belongs."""
     from agent.uplink.mqtt_uplink import read_password
 
-    value = read_password(path, "passphrase file")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{option}: no such file (the name is not shown: it might be the "
+                          f"{what} itself); give the name of a file whose first line is the "
+                          f"{what}")
+    return read_password(path, option)
+
+
+def _passphrase_from_file(path: str, option: str = "--passphrase-file") -> bytes:
+    value = _read_secret_file(path, option, "passphrase")
     if not value:
         raise ConfigError(f"{path}: the passphrase file's first line is empty")
     return value.encode("utf-8")
@@ -97,7 +110,8 @@ def _signing_key(args: argparse.Namespace) -> Any:
     from agent.remote.keys import PassphraseNeeded, load_private_key
 
     if args.key_passphrase_file:
-        return load_private_key(args.key, _passphrase_from_file(args.key_passphrase_file))
+        return load_private_key(args.key, _passphrase_from_file(args.key_passphrase_file,
+                                                                "--key-passphrase-file"))
     try:
         return load_private_key(args.key)
     except PassphraseNeeded:
@@ -109,11 +123,11 @@ def _signing_key(args: argparse.Namespace) -> Any:
 
 def _connect(args: argparse.Namespace) -> Any:
     from agent.remote.client import SupportClient, parse_broker_url
-    from agent.uplink.mqtt_uplink import read_password
 
     broker = parse_broker_url(args.broker)
-    password = read_password(args.password_file) if args.password_file else None
-    client = SupportClient(broker, password, args.ca_file)
+    password = (_read_secret_file(args.password_file, "--password-file", "broker password")
+                if args.password_file else None)
+    client = SupportClient(broker, password, args.ca_file, insecure=args.insecure)
     client.connect()
     return client
 

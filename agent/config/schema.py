@@ -7,6 +7,8 @@ Each config section is a frozen dataclass. Field constraints live in ``field(met
 - ``pattern``: a regular expression a string must match in full
 - ``file``: the path must name an existing, readable file
 - ``doc``: one line for the config reference
+- ``secret``: the value is a secret (a BLE bindkey): no problem message ever shows it, not
+  even a mistyped one (a mistyped key is mostly the real key)
 
 A dataclass may define ``validate(self, path) -> list[str]`` for checks across fields
 (pin conflicts, window ordering). Problems are collected, never raised one at a time, so
@@ -33,9 +35,28 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _describe(value: Any) -> str:
+def _describe(value: Any, secret: bool = False) -> str:
+    """What a wrong value was, for a problem message. Tables and arrays are described by
+    their shape only: they may hold a secret (an inline ``{bindkey = ...}`` in the wrong
+    place) and no message may echo one. A secret field's value is never shown."""
+    if secret:
+        return f"{_kind(value)} (not shown: a secret)"
+    if isinstance(value, (dict, list)):
+        return _kind(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"a table (keys: {', '.join(sorted(map(str, value))[:8])})" if value else \
+            "an empty table"
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    if isinstance(value, bool):
+        return "a bool"
+    return {int: "an int", float: "a number", str: "a string"}.get(type(value),
+                                                                    type(value).__name__)
 
 
 def _is_optional(tp: Any) -> tuple[bool, Any]:
@@ -49,6 +70,7 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
 
 def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any], errors: list[str]) -> Any:
     optional, tp = _is_optional(tp)
+    secret = bool(meta.get("secret"))
     if value is None:
         if optional:
             return None
@@ -56,26 +78,26 @@ def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any], errors: list[
         return None
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
-            errors.append(f"{path}: expected a table, got {_describe(value)}")
+            errors.append(f"{path}: expected a table, got {_describe(value, secret)}")
             return None
         return load_dataclass(tp, value, path, errors)
     origin = get_origin(tp)
     if origin is tuple:
         (item_tp, *_rest) = get_args(tp)
         if not isinstance(value, list):
-            errors.append(f"{path}: expected an array, got {_describe(value)}")
+            errors.append(f"{path}: expected an array, got {_describe(value, secret)}")
             return None
         return tuple(
             _convert(item_tp, item, _join(path, i), meta, errors) for i, item in enumerate(value)
         )
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{path}: expected number, got {_describe(value)}")
+            errors.append(f"{path}: expected number, got {_describe(value, secret)}")
             return None
         value = float(value)
     elif tp in (int, str, bool):
         if isinstance(value, bool) != (tp is bool) or not isinstance(value, tp):
-            errors.append(f"{path}: expected {_TYPE_NAMES[tp]}, got {_describe(value)}")
+            errors.append(f"{path}: expected {_TYPE_NAMES[tp]}, got {_describe(value, secret)}")
             return None
     else:  # pragma: no cover - a programming error in a section definition
         raise TypeError(f"unsupported config type {tp!r} at {path}")
@@ -83,20 +105,21 @@ def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any], errors: list[
 
 
 def _check_constraints(value: Any, path: str, meta: dict[str, Any], errors: list[str]) -> Any:
+    secret = bool(meta.get("secret"))
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo or hi is not None and value > hi:
         rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
-        errors.append(f"{path}: expected {rng}, got {_describe(value)}")
+        errors.append(f"{path}: expected {rng}, got {_describe(value, secret)}")
         return None
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         errors.append(f"{path}: expected one of {', '.join(map(str, choices))},"
-                      f" got {_describe(value)}")
+                      f" got {_describe(value, secret)}")
         return None
     pattern = meta.get("pattern")
     if pattern is not None and not re.fullmatch(pattern, value):
         hint = meta.get("pattern_hint", f"must match {pattern}")
-        errors.append(f"{path}: {hint}, got {_describe(value)}")
+        errors.append(f"{path}: {hint}, got {_describe(value, secret)}")
         return None
     if meta.get("file"):
         if not os.path.isfile(value):

@@ -9,6 +9,7 @@ with the next version.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import ssl
@@ -56,6 +57,31 @@ def parse_broker_url(url: str) -> BrokerUrl:
     return BrokerUrl(parts.hostname, port, user, parts.scheme == "mqtts")
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): traffic that never leaves
+    this machine."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(broker: BrokerUrl, insecure: bool = False) -> None:
+    """Refuse plaintext MQTT off this machine: the support password and every signed push
+    (which may carry a secret, e.g. a new bindkey) would cross the network readable."""
+    if broker.tls or insecure or is_loopback(broker.host):
+        return
+    host = f"[{broker.host}]" if ":" in broker.host else broker.host
+    raise ConfigError(
+        f"--broker mqtt://{host}:{broker.port} is plaintext to another machine: the "
+        f"broker password and the pushed configs would travel readable. Use TLS: "
+        f"mqtts://{broker.username + '@' if broker.username else ''}{host}:8883 "
+        f"(with --ca-file if the broker's CA is not the system's), or pass --insecure for a "
+        f"lab broker on a network you trust")
+
+
 def sign(key: Ed25519PrivateKey, payload: bytes) -> bytes:
     return env.wrap(payload, key.sign(env.DOMAIN + payload))
 
@@ -68,7 +94,10 @@ class SupportClient:
     """One MQTT connection that publishes and collects what comes back."""
 
     def __init__(self, broker: BrokerUrl, password: str | None = None,
-                 ca_file: str | None = None) -> None:
+                 ca_file: str | None = None, insecure: bool = False) -> None:
+        """``insecure``: allow plaintext ``mqtt://`` to a broker that is not on loopback
+        (refused otherwise, see :func:`check_transport`)."""
+        check_transport(broker, insecure)
         self.broker = broker
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                    client_id=f"tec-support-{time.time_ns()}",

@@ -32,14 +32,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agent.errors import ConfigError
 from agent.model import iso_utc
 from agent.ports import AgentContext, AgentState, DeviceInfo
 from agent.remote import envelope as env
 from agent.remote.apply import ConfigApplier
 from agent.remote.commands import Commands
 from agent.remote.config import RemoteConfig
-from agent.remote.documents import redact, secret_values
+from agent.remote.documents import redact
 from agent.remote.envelope import Rejected
 from agent.remote.keys import KeyStore
 from agent.remote.log_ring import LogRing
@@ -263,15 +262,12 @@ class RemoteControl:
 
     # -- own settings --------------------------------------------------------------------------
     def _update_secrets(self) -> None:
-        from agent.uplink.mqtt_uplink import read_password
+        from agent.redaction import config_secrets
+        from agent.systemd_notify import update_log_secrets
 
-        secrets = secret_values(self.host.config)
-        if self.host.config.mqtt.password_file:
-            try:
-                secrets.append(read_password(self.host.config.mqtt.password_file))
-            except ConfigError:
-                log.warning("cannot read the MQTT password file to redact it from log_tail")
+        secrets = config_secrets(self.host.config)
         self.ring.set_secrets(secrets)
+        update_log_secrets(secrets)  # the journal too: a pushed bindkey is redacted at once
 
     def _reconfigure_self(self) -> None:
         """The ``[remote]`` section changed: take the new settings without a restart."""

@@ -6,6 +6,7 @@ and checked with lintian."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -138,6 +139,41 @@ def test_the_packaged_venv_runs_and_the_default_config_is_production_grade(
     assert "TLS on" in ok.stdout and "auth on" in ok.stdout and ":8883" in ok.stdout
 
 
+_AGENT_ATTEMPTS = r"""
+import errno, json, os
+out = {}
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = "ok"
+    except OSError as exc:
+        out[name] = "EACCES/EPERM" if exc.errno in (errno.EACCES, errno.EPERM) else repr(exc)
+def plant():
+    with open("remote-keys/evil.pub", "w") as fh:
+        fh.write("planted")
+def replace_config():  # as agent/remote/apply.write_atomic, with relative names
+    tmp = ".tec-agent.toml.new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("written by the agent\n")
+    os.replace(tmp, "tec-agent.toml")
+attempt("rename remote-keys", lambda: os.rename("remote-keys", "remote-keys.old"))
+attempt("plant a key", plant)
+attempt("unlink remote-keys/desk.pub", lambda: os.unlink("remote-keys/desk.pub"))
+attempt("replace tec-agent.toml", replace_config)
+print(json.dumps(out))
+"""
+
+
+def _as_agent(etc: Path, uid: int, gid: int) -> dict[str, str]:
+    """Try, as the agent's uid and group (no other groups) from inside ``etc``, to replace
+    the trusted keys and to rewrite the config the way a remote push does."""
+    proc = subprocess.run(["/usr/bin/python3", "-c", _AGENT_ATTEMPTS], cwd=etc, user=uid,
+                          group=gid, extra_groups=[], capture_output=True, text=True,
+                          check=True, timeout=60)
+    return json.loads(proc.stdout)
+
+
 def _scratch_root(root: Path) -> None:
     for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "etc"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -172,13 +208,31 @@ def test_install_upgrade_remove_purge_in_a_scratch_root(deb: Path, tmp_path: Pat
         assert "tec-agent" in groups[g], g
     etc, state = root / "etc/tec-agent", root / "var/lib/tec-agent"
     conf = etc / "tec-agent.toml"
-    # Group-writable: a signed remote push replaces tec-agent.toml (temp file + rename) ...
+    # Group-writable: a signed remote push replaces tec-agent.toml (temp file + rename);
+    # sticky, so the agent cannot move what it does not own; and the mode the unit's
+    # ConfigurationDirectoryMode= names (systemd complains at every start otherwise).
     assert (etc.stat().st_uid, etc.stat().st_gid,
-            stat.S_IMODE(etc.stat().st_mode)) == (0, gid, 0o770)
-    # ... but the trusted support keys are root's alone.
+            stat.S_IMODE(etc.stat().st_mode)) == (0, gid, 0o1770)
+    unit_mode = re.search(r"^ConfigurationDirectoryMode=(\d+)$",
+                          (root / "lib/systemd/system/tec-agent.service").read_text(), re.M)
+    assert unit_mode and int(unit_mode.group(1), 8) == stat.S_IMODE(etc.stat().st_mode)
+    # The trusted support keys are root's alone ...
     keys = etc / "remote-keys"
     assert (keys.stat().st_uid, keys.stat().st_gid,
             stat.S_IMODE(keys.stat().st_mode)) == (0, 0, 0o755)
+    # ... and a process of the agent (its uid and group) can neither move them aside and
+    # plant its own, nor plant one inside; it can still replace its config file.
+    (keys / "desk.pub").write_text("trusted\n")
+    attempt = _as_agent(etc, uid, gid)
+    assert attempt == {"rename remote-keys": "EACCES/EPERM", "plant a key": "EACCES/EPERM",
+                       "unlink remote-keys/desk.pub": "EACCES/EPERM",
+                       "replace tec-agent.toml": "ok"}, attempt
+    assert (keys / "desk.pub").read_text() == "trusted\n"
+    assert sorted(p.name for p in keys.iterdir()) == ["desk.pub"]
+    assert conf.read_text() == "written by the agent\n"
+    conf.write_bytes((root / "usr/share/tec-agent/tec-agent.toml").read_bytes())
+    os.chown(conf, uid, gid)
+    os.chmod(conf, 0o600)
     assert (state.stat().st_uid, stat.S_IMODE(state.stat().st_mode)) == (uid, 0o750)
     assert (conf.stat().st_uid, stat.S_IMODE(conf.stat().st_mode)) == (uid, 0o600)
     assert conf.read_bytes() == (root / "usr/share/tec-agent/tec-agent.toml").read_bytes()

@@ -176,8 +176,11 @@ def test_provisioning_moves_config_and_secrets_and_wipes_the_boot_partition(hub:
     proc = provision(hub)
     assert proc.returncode == 0, proc.stderr
     etc = hub / "etc/tec-agent"
+    # The mode the unit expects (ConfigurationDirectoryMode=): systemd warns when they differ.
     assert (etc.stat().st_uid, etc.stat().st_gid,
-            stat.S_IMODE(etc.stat().st_mode)) == (0, GID, 0o750)
+            stat.S_IMODE(etc.stat().st_mode)) == (0, GID, 0o1770)
+    unit = (REPO / "systemd/tec-agent.service").read_text()
+    assert "\nConfigurationDirectoryMode=1770\n" in unit
     for name, content in (("tec-agent.toml", CONFIG), ("mqtt.pass", "s3cret-password\n"),
                           ("ca.pem", "-----BEGIN CERTIFICATE-----\n")):
         f = etc / name
