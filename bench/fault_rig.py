@@ -113,11 +113,13 @@ class AgentRun:
         self._log = log.open("a")
         self._log.write(f"--- {' '.join(args)}\n")
         self._log.flush()
+        self._log_path, self._log_from = log, self._log.tell()
         self.proc = subprocess.Popen([sys.executable, "-m", "agent", *args], cwd=cwd, env=env,
                                      stdout=subprocess.PIPE, stderr=self._log, text=True,
                                      start_new_session=True)
         self.accepted: list[dict[str, Any]] = []
         self.partial_lines = 0
+        self.last_words = ""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -131,6 +133,13 @@ class AgentRun:
                 continue
             doc["_t"] = time.monotonic()
             self.accepted.append(doc)
+
+    def _said(self, lines: int) -> str:
+        """The last ``lines`` lines this run wrote on stderr (its final message, an error)."""
+        with self._log_path.open() as f:
+            f.seek(self._log_from)
+            text = [ln for ln in f.read().splitlines() if ln.strip()]
+        return " / ".join(ln.strip()[:200] for ln in text[-lines:])
 
     def ids(self) -> set[str]:
         return {d["id"] for d in list(self.accepted)}
@@ -155,6 +164,7 @@ class AgentRun:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
+        self.last_words = self._said(2)
         return rc
 
 
