@@ -143,16 +143,19 @@ def broker_down(rig: Rig, opts: argparse.Namespace) -> Result:
 
 
 def full_disk(rig: Rig, opts: argparse.Namespace) -> Result:
-    """The store on a 4 MB tmpfs, the rest of it filled by a file; a stream for
-    ``--full-s`` seconds, then the file is deleted and the stream goes on ``--full-s``
-    more. Counts alarms emitted / stored / received, and whether the agent recovers."""
+    """The store on a 4 MB tmpfs; once the stream flows, the rest of it is filled by a
+    file for ``--full-s`` seconds, then the file is deleted and the stream goes on.
+    Counts alarms emitted / stored / received, and whether the agent recovers."""
     broker = rig.broker()
     sub = rig.subscriber(broker)
     disk = rig.tmpfs("disk", "4m")
     store = disk / "events.db"
     cfg = rig.config(broker, store)
-    rig.drain(cfg, timeout=30)                  # creates the store and its reserve file
-    filler = disk / "filler"
+    rate = opts.rate
+    count = int(rate * 2 * opts.full_s)
+    run = rig.simulate(cfg, count=count, rate=rate, timeout=2 * opts.full_s + 120)
+    run.wait_accepted(1, 30)                    # the store is open, the stream flowing
+    filler = disk / "filler"                    # now the rest of the card fills up
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         for chunk in (65536, 4096):             # big steps, then to the last page
@@ -164,10 +167,6 @@ def full_disk(rig: Rig, opts: argparse.Namespace) -> Result:
     finally:
         os.close(fd)
     free_after_fill = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-    rate = opts.rate
-    count = int(rate * 2 * opts.full_s)
-    run = rig.simulate(cfg, count=count, rate=rate, timeout=2 * opts.full_s + 120)
-    run.wait_accepted(1, 30)
     t0 = time.monotonic()
     time.sleep(opts.full_s)
     filler.unlink()
@@ -187,7 +186,8 @@ def full_disk(rig: Rig, opts: argparse.Namespace) -> Result:
         "alarms_never_received_while_full": len({n for n in emitted - got if n < n_freed}),
         "alarms_never_received_after_free": len({n for n in emitted - got if n >= n_freed}),
         "alarms_received_not_stored": len((got & emitted) - stored),
-        "stored_after_free": len(after), "stream_rc": rc, "drain_rc": drain_rc,
+        "stored_after_free": len(after), "stream_rc": rc, "stream_said": run.last_words,
+        "drain_rc": drain_rc,
         "recovered": bool(after) and drain_rc == 0, "_docs": _docs([run])})
 
 
