@@ -159,13 +159,20 @@ async def _pull_cord(env: ScenarioEnv) -> None:
 
 
 async def _soak(env: ScenarioEnv) -> None:
-    count = int(env.options.get("count") or 1000)
+    """A stream of ``count`` events (default 1000) at ``rate`` per second (default 200): one
+    alarm and one warning in ten, the rest telemetry. ``--count 0`` sends nothing: the run
+    only delivers what an earlier run left in the store (a drain)."""
+    count = env.options.get("count")
+    count = 1000 if count is None else int(count)
     rate = float(env.options.get("rate") or 200.0)
     readings = []
     for n in range(count):
         if n % 10 == 0:
             readings.append(Reading("sim-sensor", "pull_cord", Priority.ALARM,
                                     {"n": n, "contact_id": 101, "source": "sim"}))
+        elif n % 10 == 5:
+            readings.append(Reading("sim-sensor", "battery_low", Priority.WARNING,
+                                    {"n": n, "source": "sim"}))
         else:
             readings.append(Reading("sim-sensor", "telemetry", Priority.TELEMETRY,
                                     {"n": n, "source": "sim"}))

@@ -202,25 +202,29 @@ class Token:
 class LineSplitter:
     """Splits a byte stream into messages on DC4; ACK and NAK bytes are tokens of their own.
 
-    Resilient by design: a message longer than :data:`MAX_FRAME` is reported once as
-    garbage and the rest of it is skipped up to the next DC4; a partial message that sat
-    idle longer than ``stale_s`` (the sender gave up and will resend) is dropped as
-    truncated when new bytes arrive. CR, LF and NUL between messages are ignored.
+    Every message the sender finishes gets exactly one token, so the line answers it exactly
+    once (ACK or NAK) and the sender never waits out its 4 s retry for a reply that will not
+    come. A message ends at DC4, or when the sender goes quiet for longer than ``stale_s``
+    (it gave up and will resend): a partial message is then reported as truncated garbage,
+    and the next byte starts a new message whatever came before.
+
+    A message longer than :data:`MAX_FRAME` is reported once, as garbage, when it ends (not
+    when it overflows: noise running into a real message is then answered with one NAK at
+    that message's DC4, and the sender resends at once). Only its first 32 bytes are kept.
+    CR, LF and NUL between messages are ignored.
     """
 
     def __init__(self, stale_s: float = 1.0, max_frame: int = MAX_FRAME) -> None:
         self.stale_s = stale_s
         self.max_frame = max_frame
         self._buf = bytearray()
-        self._skipping = False
+        self._overlong = False      # past max_frame: _buf holds the head, the rest is skipped
         self._last = 0.0
 
     def feed(self, data: bytes, now: float) -> list[Token]:
         out: list[Token] = []
-        if self._buf and now - self._last > self.stale_s:
-            out.append(Token("garbage", bytes(self._buf), "truncated message (sender went "
-                                                          "quiet mid-message)"))
-            self._buf.clear()
+        if now - self._last > self.stale_s:
+            self._end(out, terminated=False)
         if data:
             self._last = now
         for b in data:
@@ -229,21 +233,28 @@ class LineSplitter:
             elif b == NAK:
                 out.append(Token("nak"))
             elif b == DC4:
-                if self._skipping:
-                    self._skipping = False
-                elif self._buf:
-                    out.append(Token("frame", bytes(self._buf)))
-                self._buf.clear()
-            elif self._skipping or (b in (0x0A, 0x0D, 0x00) and not self._buf):
+                self._end(out, terminated=True)
+            elif self._overlong or (b in (0x0A, 0x0D, 0x00) and not self._buf):
                 continue
             else:
                 self._buf.append(b)
                 if len(self._buf) > self.max_frame:
-                    out.append(Token("garbage", bytes(self._buf[:32]) + b"...",
-                                     f"message longer than {self.max_frame} bytes"))
-                    self._buf.clear()
-                    self._skipping = True
+                    del self._buf[32:]
+                    self._overlong = True
         return out
+
+    def _end(self, out: list[Token], terminated: bool) -> None:
+        """The current message ended (DC4, or the sender went quiet): one token for it."""
+        if self._overlong:
+            out.append(Token("garbage", bytes(self._buf) + b"...",
+                             f"message longer than {self.max_frame} bytes"))
+        elif self._buf and not terminated:
+            out.append(Token("garbage", bytes(self._buf), "truncated message (sender went "
+                                                          "quiet mid-message)"))
+        elif self._buf:
+            out.append(Token("frame", bytes(self._buf)))
+        self._buf.clear()
+        self._overlong = False
 
     @property
     def pending(self) -> int:

@@ -31,6 +31,7 @@ from drivers.serial.unit import SerialDriver
 DATA = Path(__file__).resolve().parents[1] / "data" / "serial"
 HEARTBEAT = (DATA / "heartbeat.bin").read_bytes()
 PENDANT = (DATA / "pendant_101_new.bin").read_bytes()
+NOISE = (DATA / "noise_burst.bin").read_bytes()          # 300 bytes, no terminator
 
 
 class Pty:
@@ -230,6 +231,31 @@ def test_garbage_is_nakked_counted_and_never_stalls(pty: Pty) -> None:
             assert reply == bytes([ACK])
             await until(lambda: ctx.types() == ["pendant"], what="good frame after garbage")
             assert driver.devices()[0].details["rejected"] >= 10
+
+    run(body)
+
+
+def test_noise_burst_then_pause_then_alarm_is_acked_at_once(pty: Pty) -> None:
+    # Issue 16 item 8: after an unterminated burst longer than any message, the next alarm
+    # got neither ACK nor NAK and the unit had to wait out its ~4 s retry.
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty),)))
+        async with started(driver, ctx):
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            for burst in (NOISE, NOISE * 20, NOISE[:20]):     # past the limit, far past, short
+                pty.write(burst)
+                # The pause: the burst is answered once, when the line goes quiet.
+                assert await blocking(pty.quiet, 1.6) == bytes([NAK])
+                count = len(ctx.events)
+                t0 = time.monotonic()
+                pty.write(PENDANT)
+                assert await blocking(pty.read, 1, 0.9) == bytes([ACK])
+                assert time.monotonic() - t0 < 0.5
+                await until(lambda: len(ctx.events) == count + 1, what="alarm stored")
+                assert ctx.events[-1].type == "pendant"
+                assert ctx.events[-1].priority == Priority.ALARM
+                assert await blocking(pty.quiet, 0.3) == b""     # one reply, nothing more
 
     run(body)
 

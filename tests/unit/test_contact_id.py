@@ -19,6 +19,7 @@ from drivers.serial.contact_id import (
     ContactIdFrame,
     Heartbeat,
     LineSplitter,
+    Token,
     checksum_digit,
     decode,
     encode,
@@ -258,3 +259,79 @@ def test_fuzz_splitter_never_loses_a_good_frame_after_a_terminator(
 
 def _asdict(frame: ContactIdFrame) -> dict[str, object]:
     return {k: getattr(frame, k) for k in ContactIdFrame.__slots__}  # type: ignore[attr-defined]
+
+
+# -- noise on the line (issue 16 item 8) --------------------------------------------------
+
+NOISE = (DATA / "noise_burst.bin").read_bytes()           # 300 bytes, no DC4/ACK/NAK
+PENDANT = (DATA / "pendant_101_new.bin").read_bytes()
+
+
+def test_splitter_noise_burst_then_pause_then_frame_is_answered() -> None:
+    # Issue 16 item 8: noise past MAX_FRAME with no terminator left the splitter skipping,
+    # and the next good frame got neither ACK nor NAK (the unit waits 4 s and resends).
+    for noise in (NOISE, NOISE * 40, NOISE[:20]):           # past the limit, far past, short
+        sp = LineSplitter(stale_s=1.0)
+        assert sp.feed(noise, 0.0) == []                     # not answered while it lasts
+        assert sp.pending <= MAX_FRAME
+        (tok,) = sp.feed(b"", 1.5)                           # the line's idle read: one NAK
+        assert tok.kind == "garbage"
+        assert sp.feed(PENDANT, 1.6) == [Token("frame", PENDANT[:-1])]
+        # Without an idle read in between, the stale noise is still answered first.
+        sp = LineSplitter(stale_s=1.0)
+        sp.feed(noise, 0.0)
+        assert [t.kind for t in sp.feed(PENDANT, 2.0)] == ["garbage", "frame"]
+
+
+def test_splitter_noise_running_into_a_frame_is_one_nak_at_its_end() -> None:
+    # No pause: the noise and the frame are one message to the splitter. It is answered once,
+    # when it ends (so the unit, waiting for its reply, resends at once), not at the overflow.
+    sp = LineSplitter()
+    assert sp.feed(NOISE, 0.0) == []
+    (tok,) = sp.feed(PENDANT, 0.2)
+    assert tok.kind == "garbage" and "longer than" in tok.reason
+    assert tok.body.startswith(NOISE[:32])
+    assert sp.feed(PENDANT, 0.4) == [Token("frame", PENDANT[:-1])]   # the resend
+
+
+def test_splitter_noise_with_a_terminator_inside() -> None:
+    # Noise holding a DC4 (and CR/LF): each part is one message, answered once; the tail
+    # without a terminator is dropped as truncated once the line goes quiet.
+    sp = LineSplitter()
+    noise = NOISE[:10] + bytes([DC4]) + b"\r\n" + NOISE[100:250]
+    assert [t.kind for t in sp.feed(noise, 0.0)] == ["frame"]      # decode() will NAK it
+    assert [t.reason for t in sp.feed(b"", 1.2)] == ["message longer than 64 bytes"]
+    assert sp.feed(PENDANT, 1.3) == [Token("frame", PENDANT[:-1])]
+
+
+def noise() -> st.SearchStrategy[bytes]:
+    """Line noise, short and (often) longer than any message."""
+    return st.one_of(st.binary(max_size=80), st.binary(min_size=MAX_FRAME, max_size=600))
+
+
+@settings(max_examples=300, deadline=None)
+@given(noise(), cid_frames().map(encode))
+def test_fuzz_any_noise_then_a_pause_never_costs_the_next_frame(noise: bytes,
+                                                                frame: bytes) -> None:
+    sp = LineSplitter(stale_s=1.0)
+    sp.feed(noise, 0.0)
+    sp.feed(b"", 1.5)
+    assert sp.feed(frame, 1.6) == [Token("frame", frame[:-1])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(cid_frames().map(encode), noise()), max_size=8))
+def test_fuzz_every_message_is_answered_exactly_once_at_its_end(chunks: list[bytes]) -> None:
+    # Fed byte by byte with no pause: a DC4 that ends a message (anything but ACK/NAK and
+    # leading CR/LF/NUL since the last DC4) yields exactly one frame or garbage token; no
+    # other byte yields one. That is one ACK or NAK per message the unit sent.
+    sp = LineSplitter()
+    started = False
+    for b in b"".join(chunks):
+        answers = [t for t in sp.feed(bytes([b]), 0.0) if t.kind in ("frame", "garbage")]
+        if b == DC4:
+            assert len(answers) == int(started)
+            started = False
+        else:
+            assert answers == []
+            started = started or (b not in (ACK, NAK) and (started or b not in (0x0A, 0x0D, 0)))
