@@ -91,9 +91,10 @@ class StoreConfig:
     path: str = field(default="/var/lib/tec-agent/events.db", metadata={"doc": "SQLite file"})
     max_mb: int = field(default=256, metadata={"min": 1, "max": 1_000_000})
     reserve_mb: float = field(
-        default=1.0, metadata={
+        default=4.0, metadata={
             "min": 0.0, "max": 1024.0,
-            "doc": "kept back for alarms and warnings (within max_mb and on disk)",
+            "doc": "kept back on disk for alarms and warnings when the card fills (at most"
+                   " a quarter of the free disk); the WAL is kept to half of it",
         },
     )
     telemetry_commit_s: float = field(

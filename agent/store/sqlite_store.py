@@ -39,7 +39,7 @@ from agent.model import Event, Priority
 from agent.store import recovery
 from agent.store.rows import check_row, damaged_row_data
 from agent.store.seqfloor import Floor, SeqFloor
-from agent.store.space import Reserve, disk_free, file_size, wal_limit
+from agent.store.space import Reserve, disk_free, file_size, reserve_size, wal_limit
 from agent.store.spill import Spill
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class SqliteStore:
         path: str | Path,
         hub_id: str,
         max_bytes: int = 256 * 1024 * 1024,
-        reserve_bytes: int = 1024 * 1024,
+        reserve_bytes: int = 4 * 1024 * 1024,
         keep_history_days: int = 400,
         *,
         connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
@@ -191,7 +191,11 @@ class SqliteStore:
         :class:`StoreLockedError`); moves a corrupt database aside and salvages what is
         readable; reports detected losses as ``store_reset`` notices."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._reserve.size = self.reserve_bytes
+        self._reserve.size = reserve_size(self.reserve_bytes, self.path.parent,
+                                          file_size(self.reserve_path))
+        if self._reserve.size < self.reserve_bytes:
+            log.warning("store reserve cut to %d bytes (a quarter of the free disk; %d"
+                        " configured)", self._reserve.size, self.reserve_bytes)
         previous = self._floor.read()
         had_store = previous is not None or self.reserve_path.exists()
         reset: dict[str, Any] | None = None
@@ -233,6 +237,7 @@ class SqliteStore:
         self._import_spill()
         self._spill.allocate()
         self._reserve.arm()
+        self._apply_wal_limit()
 
     def _import_spill(self) -> None:
         """Alarms and warnings an earlier run could not commit and spilled: into the
@@ -323,9 +328,7 @@ class SqliteStore:
         if result != "ok":
             raise recovery.CorruptStoreError(f"quick_check: {result}")
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        limit = self._wal_limit()
-        db.execute(f"PRAGMA journal_size_limit={limit}")
-        db.execute(f"PRAGMA wal_autocheckpoint={max(16, limit // self._page_size)}")
+        self._apply_wal_limit()
         # A write at open: a lock held by another process shows here, not at the first alarm.
         db.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA.split(";"):
@@ -334,7 +337,16 @@ class SqliteStore:
         db.execute("COMMIT")
 
     def _wal_limit(self) -> int:
-        return wal_limit(self.max_bytes, self.reserve_bytes)
+        return wal_limit(self.max_bytes, self._reserve.size if self._reserve.armed else 0)
+
+    def _apply_wal_limit(self) -> None:
+        """Size the WAL to the reserve armed now (after open, release and re-arming)."""
+        limit = self._wal_limit()
+        try:
+            self.db.execute(f"PRAGMA journal_size_limit={limit}")
+            self.db.execute(f"PRAGMA wal_autocheckpoint={max(16, limit // self._page_size)}")
+        except sqlite3.Error as exc:
+            log.warning("cannot set the WAL limit: %s", exc)
 
     def _db_max(self) -> int:
         row = self.db.execute(
@@ -489,7 +501,8 @@ class SqliteStore:
     def _free_disk(self, need: int) -> None:
         """Give back disk space, least valuable first: the reserve, stores moved aside
         after corruption (already salvaged), the WAL, then evictable rows."""
-        self._reserve.release()
+        if self._reserve.release():
+            self._apply_wal_limit()
         for old in recovery.moved_aside_files(self.path):
             try:
                 size = file_size(old)
@@ -521,11 +534,15 @@ class SqliteStore:
         if self._db is None:
             return not self.degraded
         free = disk_free(self.path.parent)
-        room = self.reserve_bytes + 2 * self._wal_limit()
-        if free is not None and free < room + (0 if self._reserve.armed else self.reserve_bytes):
+        size = self._reserve.size
+        room = size + 2 * wal_limit(self.max_bytes, size)
+        if free is not None and free < room + (0 if self._reserve.armed else size):
             return not self.degraded
+        was_armed = self._reserve.armed
         if not self._reserve.arm():
             return not self.degraded
+        if not was_armed:
+            self._apply_wal_limit()
         if self.degraded:
             log.warning("disk space returned (%s bytes free): storing all events again, the"
                         " reserve is re-armed", free)

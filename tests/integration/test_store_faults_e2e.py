@@ -29,6 +29,18 @@ from tests.store_faults import FaultPlan
 TOPIC = "tec/v1/hub-test/event"
 
 
+@pytest.fixture
+def durable_broker(tmp_path: Path) -> Iterator[TestBroker]:
+    """A broker that keeps sessions across its own restart: a platform subscriber with a
+    persistent session gets what the agent sends while it is still reconnecting."""
+    broker = TestBroker(tmp_path / "durable-broker", persistence=True)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
 def _faulty_agent(tmp_path: Path, broker: TestBroker, plan: FaultPlan, sim: SimSource,
                   **store_kw) -> AgentRunner:
     cfg = make_config(tmp_path, broker)
@@ -61,10 +73,11 @@ def test_one_failed_commit_strands_no_later_alarm(tmp_path: Path, mqtt_broker) -
         sim.emit_from_thread([later], 0).join()
         events.wait_for(lambda ms: later.id in _ids(events.events()), timeout=10,
                         what="the later alarm on the broker")
-        wait_until(lambda: runner.call(runner.agent.store.pending_count) == 0, timeout=15,
-                   what="nothing left pending")
-        assert runner.agent.event_delivered(first.id) is True
+        wait_until(lambda: runner.agent.event_delivered(first.id) is True, timeout=15,
+                   what="the first alarm stored on retry and acknowledged")
         assert runner.agent.event_delivered(later.id) is True
+        wait_until(lambda: runner.call(runner.agent.store.pending_count) == 0,
+                   what="nothing left pending")
     got = events.events()
     _no_seq_reused(got)
     counts = _ids(got)
@@ -144,13 +157,13 @@ def test_lost_wal_reaches_the_broker_as_store_reset(tmp_path: Path, mqtt_broker)
     assert got[0]["data"]["events_lost_at_most"] == 1
 
 
-def test_damaged_row_is_reported_never_published(tmp_path: Path, mqtt_broker) -> None:
+def test_damaged_row_is_reported_never_published(tmp_path: Path, durable_broker) -> None:
     sim = SimSource()
-    raw = mqtt_broker.subscribe(TOPIC)
-    cfg = make_config(tmp_path, mqtt_broker)
+    raw = durable_broker.subscribe(TOPIC, persistent_id="platform")
+    cfg = make_config(tmp_path, durable_broker)
     with AgentRunner(cfg, components=[sim]) as runner:
         wait_until(lambda: runner.agent.state.online, what="online")
-        mqtt_broker.stop()
+        durable_broker.stop()
         wait_until(lambda: not runner.agent.state.online, what="offline")
         good = Reading("cord", "pull_cord", Priority.ALARM, {"n": 1})
         bad = Reading("cord", "pull_cord", Priority.ALARM, {"n": 2})
@@ -160,7 +173,7 @@ def test_damaged_row_is_reported_never_published(tmp_path: Path, mqtt_broker) ->
         garbage = random.Random(3).randbytes(235)
         runner.call(lambda: runner.agent.store.db.execute(
             "UPDATE events SET payload=? WHERE id=?", (garbage, bad.id)))
-        mqtt_broker.start()
+        durable_broker.start()
         raw.wait_for(lambda ms: any(b'"store_damaged_row"' in m.payload for m in ms),
                      timeout=15, what="store_damaged_row")
         wait_until(lambda: runner.agent.event_delivered(good.id) is True, what="good alarm")
@@ -173,21 +186,21 @@ def test_damaged_row_is_reported_never_published(tmp_path: Path, mqtt_broker) ->
 
 
 def test_reconnect_backoff_is_cut_short_while_an_alarm_waits(tmp_path: Path,
-                                                              mqtt_broker) -> None:
+                                                              durable_broker) -> None:
     sim = SimSource()
-    cfg = make_config(tmp_path, mqtt_broker)
+    cfg = make_config(tmp_path, durable_broker)
     # A long outage has grown the backoff: the next attempt is 10-20 s away.
     cfg = replace(cfg, mqtt=replace(cfg.mqtt, reconnect_min_s=20.0, reconnect_max_s=60.0))
-    events = mqtt_broker.subscribe(TOPIC)
+    events = durable_broker.subscribe(TOPIC, persistent_id="platform")
     with AgentRunner(cfg, components=[sim]) as runner:
         wait_until(lambda: runner.agent.state.online, what="online")
-        mqtt_broker.stop()
+        durable_broker.stop()
         wait_until(lambda: not runner.agent.state.online, what="offline")
         time.sleep(0.5)                        # the network thread is in its backoff wait
         alarm = Reading("cord", "pull_cord", Priority.ALARM, {})
         sim.emit_from_thread([alarm], 0).join()
         wait_until(lambda: runner.agent.event_delivered(alarm.id) is False, what="stored")
-        mqtt_broker.start()
+        durable_broker.start()
         back = time.monotonic()
         events.wait_for(lambda ms: alarm.id in _ids(events.events()), timeout=30,
                         what="the alarm after the broker returned")
@@ -224,16 +237,16 @@ def _fill(card: Path) -> Path:
 
 
 def test_full_card_keeps_storing_and_sending_alarms_and_recovers(
-        tmp_path: Path, small_card: Path, mqtt_broker) -> None:
+        tmp_path: Path, small_card: Path, durable_broker) -> None:
     sim = SimSource()
-    cfg = make_config(tmp_path, mqtt_broker)
+    cfg = make_config(tmp_path, durable_broker)
     cfg = replace(cfg, store=replace(cfg.store, path=str(small_card / "events.db"),
                                      reserve_mb=0.5))
-    events = mqtt_broker.subscribe(TOPIC)
+    events = durable_broker.subscribe(TOPIC, persistent_id="platform")
     with AgentRunner(cfg, components=[sim]) as runner:
         store = runner.agent.store
         wait_until(lambda: runner.agent.state.online, what="online")
-        mqtt_broker.stop()                     # pending telemetry piles up on the card
+        durable_broker.stop()                     # pending telemetry piles up on the card
         wait_until(lambda: not runner.agent.state.online, what="offline")
         pad = "t" * 400
         for chunk in range(10):
@@ -258,7 +271,7 @@ def test_full_card_keeps_storing_and_sending_alarms_and_recovers(
         assert not runner.agent.state.storage_failed
         wal = small_card / "events.db-wal"
         assert not wal.exists() or wal.stat().st_size <= 1 << 20
-        mqtt_broker.start()
+        durable_broker.start()
         wait_until(lambda: all(runner.agent.event_delivered(a.id) for a in alarms), timeout=60,
                    what="every alarm acknowledged")
         received = _ids(events.events())
@@ -293,3 +306,17 @@ def test_alarm_refused_at_shutdown_is_sent_by_the_next_run(tmp_path: Path,
         events.wait_for(lambda ms: alarm.id in _ids(events.events()), timeout=20,
                         what="the spilled alarm on the broker")
         wait_until(lambda: runner.agent.event_delivered(alarm.id) is True, what="acked")
+
+
+def test_reserve_fits_a_small_card_and_sizes_the_wal(small_card: Path) -> None:
+    """The default 4 MB reserve cannot fit a 4 MB card: it is cut to a quarter of the free
+    space (and armed), and the WAL limit follows it down."""
+    store = SqliteStore(small_card / "events.db", "hub-test")   # default reserve: 4 MB
+    store.open()
+    try:
+        size = store.reserve_path.stat().st_size
+        assert 0 < size <= 1 << 20
+        limit = store.db.execute("PRAGMA journal_size_limit").fetchone()[0]
+        assert limit <= size // 2 or limit == 64 * 1024
+    finally:
+        store.close()
