@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config.schema import load_dataclass, to_dict
+from agent.config.schema import load_dataclass, name_entries, to_dict
 from agent.errors import ConfigError
 from agent.fall.config import FallConfig
 from agent.inactivity.config import InactivityConfig
@@ -72,9 +72,20 @@ class MqttConfig:
             )
         if self.password_file and not self.username:
             problems.append(f"{path}.username: required when password_file is set")
+        if self.password_file and _first_line_empty(self.password_file):
+            problems.append(f"{path}.password_file: {self.password_file} is empty (or its first "
+                            "line is): put the broker password on its first line")
         if self.reconnect_min_s > self.reconnect_max_s:
             problems.append(f"{path}.reconnect_min_s: greater than reconnect_max_s")
         return problems
+
+
+def _first_line_empty(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return not fh.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False  # not found or unreadable: reported as such by the file check
 
 
 def _is_loopback(host: str) -> bool:
@@ -164,7 +175,7 @@ def parse_config(doc: dict[str, Any], source: str = "config") -> Config:
     errors: list[str] = []
     cfg = load_dataclass(Config, doc, "", errors)
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError([name_entries(problem, doc) for problem in errors])
     return cfg
 
 
