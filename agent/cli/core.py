@@ -53,11 +53,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_or_report(path: str) -> Config | None:
-    """Load a config; on problems print one line each (key path first) and return None."""
+    """Load a config; on problems print one line each (key path first, array entries
+    named by their id) and return None. ``ConfigError.problems`` keep the plain key path
+    (``gpio.devices[1].pin``): remote results carry them to tools that parse it."""
+    from agent.config.schema import name_entries
+
     try:
         return load_config(path)
     except ConfigError as exc:
+        doc = _read_doc(path)
         for problem in exc.problems:
+            problem = name_entries(problem, doc)  # gpio.devices[1] ('pir-hall').pin: ...
             print(f"{path}: {problem}" if not problem.startswith(path) else problem)
         return None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config.schema import load_dataclass, name_entries, to_dict
+from agent.config.schema import load_dataclass, to_dict
 from agent.errors import ConfigError
 from agent.fall.config import FallConfig
 from agent.inactivity.config import InactivityConfig
@@ -175,7 +175,7 @@ def parse_config(doc: dict[str, Any], source: str = "config") -> Config:
     errors: list[str] = []
     cfg = load_dataclass(Config, doc, "", errors)
     if errors:
-        raise ConfigError([name_entries(problem, doc) for problem in errors])
+        raise ConfigError(errors)
     return cfg
 
 
