@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agent.config import parse_config
-from agent.remote.toml_edit import HEADER_MARK
 from tests.integration.test_remote_harness import (  # noqa: F401
     HUB,
     RemoteEnv,
@@ -22,6 +21,8 @@ from tests.integration.test_remote_harness import (  # noqa: F401
     remote_env,
 )
 
+# agent.remote.toml_edit.HEADER_MARK (spelt out: the test must load on older code too)
+HEADER_MARK = "# Last changed by tec-agent remote support:"
 COMMENT = "# Mrs Smith's flat: installed by J. Jones, 2026-03-02"
 
 
@@ -98,7 +99,7 @@ def test_a_config_file_that_cannot_be_written_is_reported_at_once_and_at_start(
     e.config_path.write_text(e.config_path.read_text()
                              .replace(str(e.tmp / "agent.toml"), str(target))
                              .replace("rollback_after_s = 1.0", "rollback_after_s = 20.0"))
-    check = _cli("check-config", "--config", str(e.config_path))
+    check = _cli("check-config", str(e.config_path))
     assert check.returncode == 0, check.stdout
     assert f"warning: remote.config_path: remote config is on but {target}" in check.stdout
     assert "not_writable" in check.stdout

@@ -86,7 +86,7 @@ def test_remote_keys_without_enabled_is_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], remote: str
 ) -> None:
     cfg = _write(tmp_path, remote)
-    assert main(["check-config", "--config", str(cfg)]) == 0
+    assert main(["check-config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "warning: remote" in out and "remote support is OFF" in out
     assert "enabled = true" in out
