@@ -202,13 +202,13 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
         status = _hub_status(client, args.hub)
         what = ("to try the config and answer" if kind == "config"
                 else f"to run {body['name']!r} and answer")
-        print(f"waiting up to {timeout:g} s for hub {args.hub} {what} "
-              f"({_status_line(args.hub, status)})", file=sys.stderr, flush=True)
+        print(f"waiting up to {timeout:g} s for hub {args.hub} {what}; "
+              f"{_status_line(args.hub, status)}", file=sys.stderr, flush=True)
         doc = request(client, key, key_id, args.hub, kind, body, ttl, timeout,
                       version=args.version, retain=retain)
     except TimeoutError as exc:
         hint = (" The config is retained: the hub applies it when it reconnects." if retain
-                else f" The {kind} waits in the hub's MQTT session until it reconnects "
+                else " The command waits in the hub's MQTT session until it reconnects "
                      f"(valid for {ttl:g} s).")
         _err(f"no answer from hub {args.hub}: {exc}. {_status_line(args.hub, status)}.{hint}")
         return EXIT_TIMEOUT
@@ -246,9 +246,9 @@ def _status_line(hub: str, status: dict[str, Any] | None) -> str:
                 "this broker: check --hub and --broker; the hub may be offline or not set up")
     state, ts = status.get("state"), status.get("ts", "?")
     if state == "online":
-        return f"hub {hub} is online (since {ts})"
-    reason = f", {status['reason']}" if status.get("reason") else ""
-    return f"hub {hub} is {state} (since {ts}{reason}): it may not answer until it reconnects"
+        return f"hub {hub} is online since {ts}"
+    reason = f" ({status['reason']})" if status.get("reason") else ""
+    return f"hub {hub} is {state} since {ts}{reason}: it may not answer until it reconnects"
 
 
 def cmd_push_config(args: argparse.Namespace) -> int:

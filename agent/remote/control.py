@@ -112,7 +112,8 @@ class RemoteControl:
         self.publish_current()
         keys = self.verifier.keys.key_ids()
         if keys:
-            log.info("remote management on: %d trusted key(s) (%s)", len(keys), ", ".join(keys))
+            log.info("remote management on: %d trusted key(s) (%s); accepted configs are "
+                     "written to %s", len(keys), ", ".join(keys), applier.config_path)
         else:
             log.warning("remote management on but no trusted key in %s: every push and "
                         "command will be rejected", self.config.keys_dir)

@@ -44,7 +44,7 @@ def edited_text(path: Path, doc: dict[str, Any], note: str, header: str) -> str:
         old = parse_config(tomllib.loads(text))
         edited = tomlkit.parse(text)
         _sync(edited, old, new)
-        out = _with_header(tomlkit.dumps(edited), note)
+        out = _with_header(tomlkit.dumps(edited).rstrip("\n") + "\n", note)
         if parse_config(tomllib.loads(out)) == new:
             return out
         log.warning("editing %s in place gave a different config; writing it in full", path)
