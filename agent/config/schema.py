@@ -169,9 +169,7 @@ def load_dataclass(cls: type[T], table: dict[str, Any], path: str, errors: list[
 
 def _did_you_mean(key: str, known: Any) -> str:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean '{close[0]}'?)"
-    return f" (known: {', '.join(sorted(known))})" if len(known) <= 12 else ""
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 _ENTRY = re.compile(r"([A-Za-z0-9_]+)\[(\d+)\]")
