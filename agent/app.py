@@ -49,8 +49,12 @@ MAINTAIN_EVERY_S = 10.0      # store upkeep (reserve re-armed, disk-full state l
 STORE_DEVICE = "store"       # device_id of the store's own warnings
 
 
-def build_components(config: Config, hardware: Hardware) -> list[Component]:
-    """Construct every component the config asks for. The one place that does."""
+def build_components(config: Config, hardware: Hardware,
+                     config_file: str | None = None) -> list[Component]:
+    """Construct every component the config asks for. The one place that does.
+
+    ``config_file``: the file the agent was started from (``run --config``); remote
+    support writes accepted pushes there unless ``remote.config_path`` says otherwise."""
     from agent.cancel import AlarmCanceller
 
     components: list[Component] = []
@@ -98,7 +102,7 @@ def build_components(config: Config, hardware: Hardware) -> list[Component]:
         from agent.remote.control import RemoteControl
 
         # Signed config pushes and commands; it reconfigures the agent it is started with.
-        components.append(RemoteControl(config.remote))
+        components.append(RemoteControl(config.remote, config_file=config_file))
     return components
 
 
@@ -113,15 +117,18 @@ class Agent:
         clock: Clock | None = None,
         on_stored: Callable[[Event], None] | None = None,
         store: SqliteStore | None = None,
+        config_file: str | None = None,
     ) -> None:
         """``store``: the event store to use (tests hand in one with a fault-injecting
-        ``connect``); by default one is made from ``config.store``."""
+        ``connect``); by default one is made from ``config.store``. ``config_file``: the
+        file ``config`` was read from (see :func:`build_components`)."""
         self.config = config
         self.hub_id = config.hub_id
         self.hardware = hardware or Hardware()
         self.clock: Clock = clock or SystemClock(config.agent.assume_clock_synced)
         self.components: list[Component] = (
-            components if components is not None else build_components(config, self.hardware)
+            components if components is not None
+            else build_components(config, self.hardware, config_file)
         )
         self.store = store or SqliteStore(
             config.store.path,

@@ -33,11 +33,13 @@ async def run_agent(
     hardware: Hardware | None = None,
     stop: asyncio.Event | None = None,
     on_stored: Callable[[Event], None] | None = None,
+    config_file: str | None = None,
 ) -> int:
-    """``tec-agent run``: start, wait for SIGTERM/SIGINT (or ``stop``), shut down cleanly."""
+    """``tec-agent run``: start, wait for SIGTERM/SIGINT (or ``stop``), shut down cleanly.
+    ``config_file``: the file ``config`` came from (remote pushes are written there)."""
     stop = stop or asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop)
-    agent = Agent(config, hardware=hardware, on_stored=on_stored)
+    agent = Agent(config, hardware=hardware, on_stored=on_stored, config_file=config_file)
     await agent.start()
     try:
         await stop.wait()

@@ -24,12 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="path to the TOML config")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check-config", help="validate a config file; exit 2 if invalid")
-    p.add_argument("path")
+    p = sub.add_parser("check-config", help="validate a config file; exit 2 if invalid",
+                       description="Validate a config file: exit 0 and a summary (and any "
+                                   "warnings) if it is valid, exit 2 and one line per "
+                                   "problem, each naming its key path, if not.")
+    p.add_argument("--config", dest="config_opt", metavar="PATH", help="the TOML config")
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="the same, as a positional argument (older form, still accepted)")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("status", help="backlog of the local store (no broker needed)")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", help="TOML config (default: the embedded simulated home, as "
+                                    "for simulate: store in ./.tec-agent/)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_status)
 
@@ -47,13 +53,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_or_report(path: str) -> Config | None:
-    """Load a config; on problems print one line each (key path first) and return None."""
+    """Load a config; on problems print one line each (key path first, array entries
+    named by their id) and return None. ``ConfigError.problems`` keep the plain key path
+    (``gpio.devices[1].pin``): remote results carry them to tools that parse it."""
+    from agent.config.schema import name_entries
+
     try:
         return load_config(path)
     except ConfigError as exc:
+        doc = _read_doc(path)
         for problem in exc.problems:
+            problem = name_entries(problem, doc)  # gpio.devices[1] ('pir-hall').pin: ...
             print(f"{path}: {problem}" if not problem.startswith(path) else problem)
         return None
+
+
+def _read_doc(path: str) -> dict[str, Any]:
+    """The file as TOML (already known to load), for the warnings that need the raw keys."""
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def config_warnings_for(config: Config, path: str) -> list[str]:
+    from agent.config.startup_checks import config_warnings
+
+    return config_warnings(config, _read_doc(path), str(Path(path).resolve()))
 
 
 def _secrets(config: Config) -> list[str]:
@@ -70,17 +98,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     setup_logging(config.agent.log_level, _secrets(config))
+    for warning in config_warnings_for(config, args.config):
+        log.warning("%s: %s", args.config, warning)
     try:
-        return asyncio.run(run_agent(config))
+        return asyncio.run(run_agent(config, config_file=str(Path(args.config).resolve())))
     except AgentError as exc:
         logging.getLogger("tec-agent").critical("%s", exc)
         return 1
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_or_report(args.path)
+    if args.config_opt and args.path and args.config_opt != args.path:
+        print(f"error: two configs given ({args.path} and --config {args.config_opt}): "
+              "give one", file=sys.stderr)
+        return 2
+    path = args.config_opt or args.path
+    if not path:
+        print("error: which config? tec-agent check-config --config PATH", file=sys.stderr)
+        return 2
+    args.path = path
+    config = load_or_report(path)
     if config is None:
         return 2
+    warnings = config_warnings_for(config, path)
     m = config.mqtt
     devices = config.device_ids()
     by_section: dict[str, int] = {}
@@ -96,19 +136,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  devices: {len(devices)}" + (
         " (" + ", ".join(f"{k} {v}" for k, v in sorted(by_section.items())) + ")"
         if devices else ""))
+    if config.remote.enabled:
+        target = config.remote.config_path or str(Path(path).resolve())
+        print(f"  remote:  on (keys in {config.remote.keys_dir}; pushes written to {target})")
+    for warning in warnings:
+        print(f"{path}: warning: {warning}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from agent.store.sqlite_store import read_backlog
 
-    config = load_or_report(args.config)
-    if config is None:
-        return 2
+    if args.config:
+        config = load_or_report(args.config)
+        if config is None:
+            return 2
+    else:
+        config = parse_config_text(default_sim_config_text(), "embedded simulated home")
     try:
         backlog = read_backlog(config.store.path)
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = "" if args.config else (
+            " (without --config, status reads the store of the embedded simulated home that "
+            "`tec-agent simulate` writes in ./.tec-agent/; give --config PATH for a hub)")
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 1
     now = time.time()
     doc: dict[str, Any] = {

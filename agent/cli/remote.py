@@ -45,8 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--ttl", type=float, help="seconds the message stays valid")
         q.add_argument("--version", type=int, help="explicit version (default: time in µs)")
 
-    q = rsub.add_parser("push-config", help="push a config (TOML or JSON) and wait for the result")
-    q.add_argument("file", metavar="FILE")
+    q = rsub.add_parser("push-config", help="push a config (TOML or JSON) and wait for the result",
+                        description="Push a config and wait for the hub's answer. FILE may be "
+                                    "what get-config wrote (JSON, or TOML with --toml), edited: "
+                                    "secrets left as \"***\" keep the hub's own values.")
+    q.add_argument("file", metavar="FILE",
+                   help="TOML or JSON (.json); get-config's output is accepted as it is")
     q.add_argument("--merge", action="store_true",
                    help="FILE is partial: merge it onto the hub's config (RFC 7396; null deletes)")
     common(q)
@@ -63,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_cmd)
 
     q = rsub.add_parser("get-config", help="print a hub's effective config (secrets redacted)")
+    q.add_argument("--toml", action="store_true",
+                   help="print the config as TOML, ready to edit and give to push-config "
+                        "(default: the retained JSON document, which push-config also takes)")
     common(q)
     q.set_defaults(func=cmd_get_config)
 
@@ -149,6 +156,22 @@ def _load_doc(path: str) -> dict[str, Any]:
     return doc
 
 
+_CURRENT_KEYS = {"hub_id", "version", "key_id", "applied_at", "ts", "config"}
+
+
+def _config_of(doc: dict[str, Any], path: str, hub: str) -> dict[str, Any]:
+    """The config to push from what FILE holds: a config, or get-config's document (the
+    config plus its provenance), which is unwrapped."""
+    inner = doc.get("config")
+    if isinstance(inner, dict) and set(doc) <= _CURRENT_KEYS and "hub_id" in inner:
+        doc = inner
+    hub_id = doc.get("hub_id")
+    if isinstance(hub_id, str) and hub_id != hub:
+        raise ConfigError(f"{path} is the config of hub {hub_id!r} (its hub_id), not of "
+                          f"--hub {hub}: push it to its own hub, or change hub_id in the file")
+    return doc
+
+
 def _parse_args(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -174,12 +197,20 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
     except AgentError as exc:
         _err(str(exc))
         return EXIT_LOCAL
+    status = None
     try:
+        status = _hub_status(client, args.hub)
+        what = ("to try the config and answer" if kind == "config"
+                else f"to run {body['name']!r} and answer")
+        print(f"waiting up to {timeout:g} s for hub {args.hub} {what}; "
+              f"{_status_line(args.hub, status)}", file=sys.stderr, flush=True)
         doc = request(client, key, key_id, args.hub, kind, body, ttl, timeout,
                       version=args.version, retain=retain)
     except TimeoutError as exc:
-        hint = " (the config is retained: the hub applies it when it reconnects)" if retain else ""
-        _err(f"no answer from hub {args.hub}: {exc}{hint}")
+        hint = (" The config is retained: the hub applies it when it reconnects." if retain
+                else " The command waits in the hub's MQTT session until it reconnects "
+                     f"(valid for {ttl:g} s).")
+        _err(f"no answer from hub {args.hub}: {exc}. {_status_line(args.hub, status)}.{hint}")
         return EXIT_TIMEOUT
     except AgentError as exc:
         _err(str(exc))
@@ -194,11 +225,37 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
     return 0 if ok else EXIT_REJECTED
 
 
+def _hub_status(client: Any, hub: str) -> dict[str, Any] | None:
+    """The hub's retained ``status`` (online/offline, since when), or None if it has none."""
+    from agent.uplink import topics
+
+    topic = topics.status_topic(hub)
+    try:
+        client.subscribe(topic)
+        return client.wait_message(lambda t, d, r: t == topic and r, 1.0, f"retained {topic}")
+    except (TimeoutError, AgentError):
+        return None
+
+
+def _status_line(hub: str, status: dict[str, Any] | None) -> str:
+    """What the hub's retained status says, for a user wondering why it does not answer."""
+    from agent.uplink import topics
+
+    if status is None:
+        return (f"hub {hub} has never published its status ({topics.status_topic(hub)}) on "
+                "this broker: check --hub and --broker; the hub may be offline or not set up")
+    state, ts = status.get("state"), status.get("ts", "?")
+    if state == "online":
+        return f"hub {hub} is online since {ts}"
+    reason = f" ({status['reason']})" if status.get("reason") else ""
+    return f"hub {hub} is {state} since {ts}{reason}: it may not answer until it reconnects"
+
+
 def cmd_push_config(args: argparse.Namespace) -> int:
     from agent.remote.client import CONFIG_TTL_S
 
     try:
-        doc = _load_doc(args.file)
+        doc = _config_of(_load_doc(args.file), args.file, args.hub)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_LOCAL
@@ -235,15 +292,33 @@ def cmd_get_config(args: argparse.Namespace) -> int:
         doc = client.wait_message(lambda t, d, r: t == topic, args.timeout or 5.0,
                                   f"retained {topic}")
     except TimeoutError:
-        _err(f"hub {args.hub} has published no config/current (remote management off?)")
+        status = _hub_status(client, args.hub)
+        _err(f"hub {args.hub} has published no config/current ({topic}): remote management "
+             f"is off on the hub, or it never connected; {_status_line(args.hub, status)}")
         return EXIT_TIMEOUT
     except AgentError as exc:
         _err(str(exc))
         return EXIT_LOCAL
     finally:
         client.close()
-    print(json.dumps(doc, indent=2, sort_keys=True))
+    if args.toml:
+        print(_as_toml(doc), end="")
+    else:
+        print(json.dumps(doc, indent=2, sort_keys=True))
     return 0
+
+
+def _as_toml(doc: dict[str, Any]) -> str:
+    from agent.remote.documents import REDACTED, without_nulls
+    from agent.remote.toml_writer import dumps
+
+    header = (f"Config of hub {doc.get('hub_id')}, version {doc.get('version')} (key "
+              f"{doc.get('key_id') or '-'}, applied {doc.get('applied_at') or '-'}), read "
+              f"{doc.get('ts')}.\n"
+              f"Edit, then: tec-agent remote push-config FILE --hub {doc.get('hub_id')} ...\n"
+              f"Secrets show as \"{REDACTED}\": leave them so to keep the hub's own values.\n"
+              "Every default is spelt out here; the hub writes only the keys you change.")
+    return dumps(without_nulls(doc.get("config") or {}), header)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

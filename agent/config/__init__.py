@@ -72,9 +72,20 @@ class MqttConfig:
             )
         if self.password_file and not self.username:
             problems.append(f"{path}.username: required when password_file is set")
+        if self.password_file and _first_line_empty(self.password_file):
+            problems.append(f"{path}.password_file: {self.password_file} is empty (or its first "
+                            "line is): put the broker password on its first line")
         if self.reconnect_min_s > self.reconnect_max_s:
             problems.append(f"{path}.reconnect_min_s: greater than reconnect_max_s")
         return problems
+
+
+def _first_line_empty(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return not fh.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False  # not found or unreadable: reported as such by the file check
 
 
 def _is_loopback(host: str) -> bool:

@@ -18,6 +18,7 @@ A dataclass may define ``validate(self, path) -> list[str]`` for checks across f
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import types
@@ -145,7 +146,7 @@ def load_dataclass(cls: type[T], table: dict[str, Any], path: str, errors: list[
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in table:
         if key not in fields:
-            errors.append(f"{_join(path, key)}: unknown key")
+            errors.append(f"{_join(path, key)}: unknown key{_did_you_mean(str(key), fields)}")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key_path = _join(path, name)
@@ -164,6 +165,37 @@ def load_dataclass(cls: type[T], table: dict[str, Any], path: str, errors: list[
         if callable(validate):
             errors.extend(validate(path))
     return obj
+
+
+def _did_you_mean(key: str, known: Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_ENTRY = re.compile(r"([A-Za-z0-9_]+)\[(\d+)\]")
+_PATH = re.compile(r"[A-Za-z0-9_]+(?:\[\d+\])?(?:\.[A-Za-z0-9_]+(?:\[\d+\])?)*")
+
+
+def name_entries(problem: str, doc: dict[str, Any]) -> str:
+    """Name the array entries in a problem's key path by their ``id``, as installers know
+    them: ``gpio.devices[1].pin: ...`` becomes ``gpio.devices[1] ('pir-hall').pin: ...``."""
+    m = _PATH.match(problem)
+    if not m or "[" not in m.group(0) or problem[m.end():m.end() + 1] not in (":", ""):
+        return problem
+    node: Any = doc
+    out: list[str] = []
+    for part in m.group(0).split("."):
+        entry = _ENTRY.fullmatch(part)
+        name = entry.group(1) if entry else part
+        node = node.get(name) if isinstance(node, dict) else None
+        if entry:
+            i = int(entry.group(2))
+            node = node[i] if isinstance(node, list) and i < len(node) else None
+            ident = node.get("id") if isinstance(node, dict) else None
+            if isinstance(ident, str) and ident.isprintable() and len(ident) <= 64:
+                part = f"{part} ({ident!r})"
+        out.append(part)
+    return ".".join(out) + problem[m.end():]
 
 
 def to_dict(obj: Any) -> Any:

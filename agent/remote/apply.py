@@ -2,13 +2,16 @@
 
 The order is chosen so that no single failure can leave a hub offline:
 
+0. A file the agent could not write is refused at once (``not_writable``): trying a config
+   for ``rollback_after_s`` only to lose it at the end would hide the real cause.
 1. The new document (full, or an RFC 7396 merge onto the current one) is validated with
    the same schema as the local file. Invalid or forbidden changes are refused untouched.
 2. The running agent is switched over in memory (:meth:`Agent.reconfigure`), and then
    watched for ``rollback_after_s``: the broker must be reachable (if it was before) and
    every component must have started. Anything else rolls back to the last good config.
 3. Only a config that survived its trial is written to ``config_path`` (temp file, fsync,
-   ``os.replace``, fsync of the directory). Until then the file holds the last good config,
+   ``os.replace``, fsync of the directory), edited in the installer's own layout (see
+   :mod:`agent.remote.toml_edit`). Until then the file holds the last good config,
    so a crash or a crash loop during the trial comes back on the old config by itself:
    systemd restarts the agent and the replay counter stops the push from being re-applied.
 """
@@ -39,7 +42,7 @@ from agent.remote.documents import (
 from agent.remote.envelope import Envelope, Rejected
 from agent.remote.keys import KeyStore
 from agent.remote.plan import plan_change
-from agent.remote.toml_writer import dumps
+from agent.remote.toml_edit import edited_text
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +95,14 @@ class ConfigApplier:
     def __init__(
         self,
         host: ApplyHost,
-        config_path: str | Path,
+        config_path: str | Path | None,
         rollback_after_s: float,
         get_meta: Callable[[str], str | None],
         set_meta: Callable[[str, str], None],
         request_restart: Callable[[str], None],
     ) -> None:
         self.host = host
-        self.config_path = Path(config_path)
+        self.config_path = Path(config_path) if config_path else None
         self.rollback_after_s = rollback_after_s
         self._get_meta = get_meta
         self._set_meta = set_meta
@@ -122,6 +125,8 @@ class ConfigApplier:
         defaults as defaults); else the running config written out in full."""
         running = self.host.config
         try:
+            if self.config_path is None:
+                raise OSError("no config file")
             doc = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
             if parse_config(doc) == running:
                 return doc
@@ -157,6 +162,14 @@ class ConfigApplier:
         """Apply a verified, prepared push. Never raises for a bad config: it is an Outcome."""
         old_version = self.version
         base = Outcome(e.version, "rejected", old_version=old_version, key_id=e.key_id)
+        unwritable = config_write_problem(self.config_path)
+        if unwritable:
+            log.error("config version %d refused: %s", e.version, unwritable)
+            base.reason = env.NOT_WRITABLE
+            base.detail = unwritable
+            base.problems = [f"remote.config_path: {unwritable}: set [remote] config_path to a "
+                             "file the agent may replace, or fix the file's owner or mode"]
+            return base
         try:
             new, doc = self.prepare(e)
         except Rejected as rej:
@@ -224,8 +237,10 @@ class ConfigApplier:
         header = (f"Written by tec-agent: remote config version {e.version}, key {e.key_id},\n"
                   f"{iso_utc(time.time())}. Local edits are fine; the agent merges onto this\n"
                   "file while it matches the running config.")
-        text = dumps(without_nulls(doc), header)
         path = self.config_path
+        assert path is not None  # apply() refused the push otherwise
+        note = f"config version {e.version}, key {e.key_id}, {iso_utc(time.time())}"
+        text = edited_text(path, without_nulls(doc), note, header)
         if path.exists():
             write_atomic(path.with_name(path.name + ".previous"), path.read_bytes())
         write_atomic(path, text.encode("utf-8"))
@@ -239,6 +254,31 @@ class ConfigApplier:
             data["problems"] = problems[:20]
         self.host.submit_event(Event(type="config_changed", priority=Priority.INFO,
                                      device_id="remote", data=data))
+
+
+def config_write_problem(path: Path | str | None) -> str | None:
+    """Why :func:`write_atomic` (and the ``.previous`` copy beside it) would fail for
+    ``path``, starting with the path; None if it would work, as far as can be told."""
+    if path is None:
+        return ("(none): the agent was not started from a config file and "
+                "remote.config_path is not set")
+    p = Path(path)
+    parent = p.parent
+    if not parent.is_dir():
+        return f"{p}: directory {parent} does not exist"
+    if p.exists() and not p.is_file():
+        return f"{p}: not a regular file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{p}: cannot create files in {parent} (uid {os.geteuid()})"
+    st_dir = parent.stat()
+    euid = os.geteuid()
+    for f in (p, p.with_name(p.name + ".previous")):
+        # In a sticky directory (/etc/tec-agent is 1770) only a file's owner may replace it.
+        if f.exists() and st_dir.st_mode & 0o1000 and euid not in (0, st_dir.st_uid) \
+                and f.stat().st_uid != euid:
+            return (f"{p}: {f.name} is owned by uid {f.stat().st_uid} in sticky directory "
+                    f"{parent}: only its owner can replace it")
+    return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -18,9 +18,10 @@ class RemoteConfig:
         default="/etc/tec-agent/remote-keys",
         metadata={"doc": "one <key_id>.pub (Ed25519, PEM or OpenSSH) per trusted support key"},
     )
-    config_path: str = field(
-        default="/etc/tec-agent/tec-agent.toml",
-        metadata={"doc": "the file the agent runs with; an accepted push is written here"},
+    config_path: str | None = field(
+        default=None,
+        metadata={"doc": "where an accepted push is written; default: the file the agent "
+                         "was started with (run --config FILE)"},
     )
     rollback_after_s: float = field(
         default=30.0,
@@ -49,6 +50,7 @@ class RemoteConfig:
         problems = []
         if self.enabled and not self.keys_dir:
             problems.append(f"{path}.keys_dir: required when remote is enabled")
-        if self.enabled and not self.config_path:
-            problems.append(f"{path}.config_path: required when remote is enabled")
+        if self.enabled and self.config_path == "":
+            problems.append(f"{path}.config_path: empty (leave it out to mean the file the "
+                            "agent was started with)")
         return problems

@@ -67,8 +67,12 @@ class RemoteControl:
 
     name = "remote"
 
-    def __init__(self, config: RemoteConfig, restart: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: RemoteConfig, restart: Callable[[str], None] | None = None,
+                 config_file: str | None = None) -> None:
+        """``config_file``: the file the agent was started from; accepted pushes are
+        written there unless ``config.config_path`` names another file."""
         self.config = config
+        self.config_file = config_file
         self._restart = restart or _sigterm_self
         self.host: Any = None
         self.ring = LogRing(config.log_ring_lines)
@@ -95,7 +99,8 @@ class RemoteControl:
         self.verifier = Verifier(host.hub_id, KeyStore(self.config.keys_dir),
                                  ReplayGuard(store.get_meta, store.set_meta),
                                  self.config.max_message_bytes, self.config.max_clock_skew_s)
-        applier = ConfigApplier(host, self.config.config_path, self.config.rollback_after_s,
+        applier = ConfigApplier(host, self.config.config_path or self.config_file,
+                                self.config.rollback_after_s,
                                 store.get_meta, store.set_meta, self._restart)
         self.applier = applier
         self.commands = Commands(host, self.walk, self.ring, lambda: applier.version,
@@ -107,7 +112,8 @@ class RemoteControl:
         self.publish_current()
         keys = self.verifier.keys.key_ids()
         if keys:
-            log.info("remote management on: %d trusted key(s) (%s)", len(keys), ", ".join(keys))
+            log.info("remote management on: %d trusted key(s) (%s); accepted configs are "
+                     "written to %s", len(keys), ", ".join(keys), applier.config_path)
         else:
             log.warning("remote management on but no trusted key in %s: every push and "
                         "command will be rejected", self.config.keys_dir)

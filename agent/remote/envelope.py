@@ -65,6 +65,7 @@ UNKNOWN_COMMAND = "unknown_command"
 INVALID_ARGS = "invalid_args"
 BUSY = "busy"
 HEALTH_CHECK_FAILED = "health_check_failed"
+NOT_WRITABLE = "not_writable"
 INTERNAL_ERROR = "internal_error"
 
 

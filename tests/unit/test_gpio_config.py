@@ -131,8 +131,8 @@ parity = "X"
     out = capsys.readouterr()
     text = out.out + out.err
     assert "Traceback" not in text
-    assert "gpio.devices[2].kind: expected one of" in text
-    assert "serial.units[0].parity: expected one of N, E, O, got 'X'" in text
+    assert "gpio.devices[2] ('bell').kind: expected one of" in text
+    assert "serial.units[0] ('unit').parity: expected one of N, E, O, got 'X'" in text
     good = tmp_path / "good.toml"
     good.write_text(HEAD + '[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = 17\n'
                     '[[serial.units]]\nid = "unit"\nport = "/dev/serial/by-id/usb-FTDI-if00"\n')

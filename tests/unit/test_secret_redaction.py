@@ -65,7 +65,7 @@ def test_check_config_prints_no_bindkey(tmp_path: Path) -> None:
     cfg.write_text(BASE + f'[[ble.devices]]\n{DEVICE}bindkey = ["{KEY}"]\n')
     res = subprocess.run([sys.executable, "-m", "agent", "check-config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "ble.devices[0].bindkey" in res.stdout
+    assert res.returncode == 2 and "ble.devices[0] ('pendant').bindkey" in res.stdout
     assert KEY[:8] not in res.stdout + res.stderr
 
 
