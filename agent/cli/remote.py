@@ -232,7 +232,9 @@ def _hub_status(client: Any, hub: str) -> dict[str, Any] | None:
     topic = topics.status_topic(hub)
     try:
         client.subscribe(topic)
-        return client.wait_message(lambda t, d, r: t == topic and r, 1.0, f"retained {topic}")
+        # The broker sends a retained message right after the SUBACK; 3 s leaves room for a
+        # loaded desk machine (1 s was missed under load in a test run).
+        return client.wait_message(lambda t, d, r: t == topic and r, 3.0, f"retained {topic}")
     except (TimeoutError, AgentError):
         return None
 
