@@ -25,6 +25,7 @@ from agent.config import Config, MqttConfig
 from agent.errors import StoreError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, Component, DeviceInfo
+from agent.store.lock import StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
 from agent.uplink import topics
@@ -131,6 +132,9 @@ class Agent:
             keep_history_days=config.store.keep_history_days,
         )
         self.store.on_notice = self._store_notice
+        # One agent per store (see agent/store/lock.py): taken in start(), before the store
+        # is opened, and held until stop().
+        self.store_lock = StoreLock(self.store.path)
         self.executor: concurrent.futures.Executor = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="inference")
         self.started_mono = time.monotonic()
@@ -413,7 +417,12 @@ class Agent:
     # -- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.store.open()
+        self.store_lock.acquire()
+        try:
+            self.store.open()
+        except BaseException:
+            self.store_lock.release()
+            raise
         self._load_pending()
         if self._backlog:
             log.info("%d events from an earlier run are waiting to be sent", self._backlog)
@@ -459,6 +468,7 @@ class Agent:
             await self.uplink.stop(deadline)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+        self.store_lock.release()
         log.info("tec-agent stopped (%d events pending for the next start)", self._backlog)
 
     def _make_uplink(self, mqtt_config: MqttConfig) -> MqttUplink:
