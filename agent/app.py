@@ -267,6 +267,16 @@ class Agent:
     def state(self) -> AgentState:
         return self._state
 
+    def commit_pending(self) -> bool:
+        """Loop only. Commit now what the intake holds (telemetry otherwise waits up to
+        ``store.telemetry_commit_s`` for its group commit). Returns True when there was
+        something: a caller that waits for "everything sent" must not stop while the last
+        events have not even been stored yet."""
+        if not self._batch and self._flush_handle is None:
+            return False
+        self._flush()
+        return True
+
     # -- internals ------------------------------------------------------------------------------
     def _on_reading(self, reading: Reading) -> None:
         if not self.accepting:

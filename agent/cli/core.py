@@ -190,7 +190,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     options = {"count": args.count, "rate": args.rate}
     try:
         code, message = asyncio.run(run_simulation(
-            config, args.scenario, args.timeout, options, emit, watch if args.watch else None))
+            config, args.scenario, args.timeout, options, emit, watch if args.watch else None,
+            say=lambda line: print(line, file=sys.stderr, flush=True)))
     except AgentError as exc:
         code, message = 1, f"error: {exc}"
     finally:
