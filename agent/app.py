@@ -434,6 +434,7 @@ class Agent:
             self.store_lock.release()
             raise
         self._load_pending()
+        self._note_store_created()
         if self._backlog:
             log.info("%d events from an earlier run are waiting to be sent", self._backlog)
         self.uplink = self._make_uplink(self.config.mqtt)
@@ -480,6 +481,18 @@ class Agent:
         self.store.close()
         self.store_lock.release()
         log.info("tec-agent stopped (%d events pending for the next start)", self._backlog)
+
+    def _note_store_created(self) -> None:
+        """Remember when this store began (reports count device uptime only from then)."""
+        from agent.report.records import STORE_CREATED_META
+
+        try:
+            # Only a synchronised clock: a Pi without RTC boots in the past, and a creation
+            # dated 1970 would claim every day since was watched.
+            if self.clock.synced() and self.store.get_meta(STORE_CREATED_META) is None:
+                self.store.set_meta(STORE_CREATED_META, repr(self.clock.wall()))
+        except Exception as exc:  # a report figure: never worth failing the start for
+            log.warning("could not note the store's creation time: %s", exc)
 
     def _make_uplink(self, mqtt_config: MqttConfig) -> MqttUplink:
         return MqttUplink(
