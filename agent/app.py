@@ -25,7 +25,7 @@ from agent.config import Config, MqttConfig
 from agent.errors import StoreError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, Component, DeviceInfo
-from agent.store.lock import StoreLock
+from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
 from agent.uplink import topics
@@ -484,8 +484,6 @@ class Agent:
 
     def _note_store_created(self) -> None:
         """Remember when this store began (reports count device uptime only from then)."""
-        from agent.report.records import STORE_CREATED_META
-
         try:
             # Only a synchronised clock: a Pi without RTC boots in the past, and a creation
             # dated 1970 would claim every day since was watched.

@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.errors import StoreError
 from agent.model import Priority
+from agent.store.lock import STORE_CREATED_META  # the agent notes its store's creation there
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,6 @@ def last_before(db: sqlite3.Connection, types: tuple[str, ...], before_wall: flo
     return list(latest.values())
 
 
-STORE_CREATED_META = "created_wall"   # written by the agent when it first opens a store
 
 
 def records_from(db: sqlite3.Connection) -> float | None:

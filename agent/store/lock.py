@@ -19,6 +19,9 @@ from pathlib import Path
 
 from agent.errors import StoreInUseError
 
+# meta key: when the store began (wall clock, synchronised), for reports' uptime coverage.
+STORE_CREATED_META = "created_wall"
+
 
 def lock_path_for(store_path: str | Path) -> Path:
     p = Path(store_path)
