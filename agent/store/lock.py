@@ -51,7 +51,7 @@ class StoreLock:
         if self._fd is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd, writable = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -63,10 +63,32 @@ class StoreLock:
         except BaseException:
             os.close(fd)
             raise
-        me = f"{os.getpid()}\n{_cmdline(os.getpid())}\n".encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me, 0)
+        if writable:
+            me = f"{os.getpid()}\n{_cmdline(os.getpid())}\n".encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me, 0)
         self._fd = fd
+
+    def _open(self) -> tuple[int, bool]:
+        """The lock file, created if needed. A file the service user made and root may not
+        write (or the reverse) still locks: ``flock`` needs no write access, only the PID
+        note is lost. One root creates (``sudo tec-agent commission`` on a new hub) is
+        handed to the owner of the store's directory, so the service can use it later."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            return fd, True
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if os.geteuid() == 0:
+            st = os.stat(self.path.parent)
+            try:
+                os.fchown(fd, st.st_uid, st.st_gid)
+            except OSError:
+                pass
+        return fd, True
 
     def _in_use(self, text: str) -> StoreInUseError:
         first, _, rest = text.partition("\n")
@@ -88,5 +110,5 @@ class StoreLock:
         try:
             os.ftruncate(fd, 0)
         except OSError:
-            pass
+            pass            # opened read-only: nothing was written
         os.close(fd)  # closing the descriptor drops the flock
