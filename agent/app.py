@@ -25,6 +25,7 @@ from agent.config import Config, MqttConfig
 from agent.errors import StoreError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, Component, DeviceInfo
+from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
 from agent.uplink import topics
@@ -138,6 +139,9 @@ class Agent:
             keep_history_days=config.store.keep_history_days,
         )
         self.store.on_notice = self._store_notice
+        # One agent per store (see agent/store/lock.py): taken in start(), before the store
+        # is opened, and held until stop().
+        self.store_lock = StoreLock(self.store.path)
         self.executor: concurrent.futures.Executor = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="inference")
         self.started_mono = time.monotonic()
@@ -269,6 +273,16 @@ class Agent:
     @property
     def state(self) -> AgentState:
         return self._state
+
+    def commit_pending(self) -> bool:
+        """Loop only. Commit now what the intake holds (telemetry otherwise waits up to
+        ``store.telemetry_commit_s`` for its group commit). Returns True when there was
+        something: a caller that waits for "everything sent" must not stop while the last
+        events have not even been stored yet."""
+        if not self._batch and self._flush_handle is None:
+            return False
+        self._flush()
+        return True
 
     # -- internals ------------------------------------------------------------------------------
     def _on_reading(self, reading: Reading) -> None:
@@ -420,8 +434,14 @@ class Agent:
     # -- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.store.open()
+        self.store_lock.acquire()
+        try:
+            self.store.open()
+        except BaseException:
+            self.store_lock.release()
+            raise
         self._load_pending()
+        self._note_store_created()
         if self._backlog:
             log.info("%d events from an earlier run are waiting to be sent", self._backlog)
         self.uplink = self._make_uplink(self.config.mqtt)
@@ -466,7 +486,18 @@ class Agent:
             await self.uplink.stop(deadline)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+        self.store_lock.release()
         log.info("tec-agent stopped (%d events pending for the next start)", self._backlog)
+
+    def _note_store_created(self) -> None:
+        """Remember when this store began (reports count device uptime only from then)."""
+        try:
+            # Only a synchronised clock: a Pi without RTC boots in the past, and a creation
+            # dated 1970 would claim every day since was watched.
+            if self.clock.synced() and self.store.get_meta(STORE_CREATED_META) is None:
+                self.store.set_meta(STORE_CREATED_META, repr(self.clock.wall()))
+        except Exception as exc:  # a report figure: never worth failing the start for
+            log.warning("could not note the store's creation time: %s", exc)
 
     def _make_uplink(self, mqtt_config: MqttConfig) -> MqttUplink:
         return MqttUplink(

@@ -16,6 +16,11 @@ installer through it, printing progress as it goes:
 
 Triggering an alarm sensor during the walk test raises a real alarm (nothing is
 suppressed): the installer tells the monitoring centre the hub is on test first.
+
+Every configured device is walk-tested or explicitly skipped with a reason (``--skip
+ID=REASON``, recorded in ``installation_complete``); an alarm device (pull cord, button,
+smoke, flood, a BLE pendant or wearable, the telecare unit) cannot pass untested unless
+``--allow-untested ID`` names it as well. A run cut short (Ctrl-C) prints what was done.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from agent.config import Config
 from agent.model import Event, Priority, Reading, iso_utc
 from agent.ports import DeviceInfo
 from agent.remote.walk_test import WalkTest
+from drivers.gpio.kinds import KINDS as GPIO_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,11 @@ class CommissionOptions:
     walk_timeout_s: float = 600.0
     connect_timeout_s: float = 30.0
     ack_timeout_s: float = 30.0
-    skip: tuple[str, ...] = ()            # devices that cannot be triggered today
+    # Devices that cannot be triggered today: id -> the installer's reason (recorded). A
+    # tuple of ids (no reasons) is accepted for older callers; each then fails for want of one.
+    skip: Any = ()
     installer: str | None = None
+    allow_untested: tuple[str, ...] = ()  # alarm devices allowed to pass skipped
     reminder_every_s: float = 30.0
 
 
@@ -70,6 +79,9 @@ class DeviceCheck:
     rssi: int | None = None
     triggered_by: str | None = None
     skipped: bool = False
+    skip_reason: str = ""
+    alarm: bool = False                   # raises alarms: cannot pass untested unless allowed
+    reported: bool = False                # some driver lists it in its inventory
 
     @property
     def is_output(self) -> bool:
@@ -90,6 +102,8 @@ class DeviceCheck:
             "battery_pct": self.battery_pct, "rssi": self.rssi,
             "last_seen": iso_utc(self.last_seen_wall) if self.last_seen_wall else None,
             "walk_test": self.walk_result, "triggered_by": self.triggered_by,
+            "alarm_device": self.alarm,
+            "skip_reason": self.skip_reason or None,
         }
 
 
@@ -101,6 +115,8 @@ class CommissionResult:
     test_event_id: str | None = None
     test_ack_ms: float | None = None
     installation_event: Event | None = None
+    interrupted: bool = False
+    broker_ok: bool | None = None         # None: not checked yet
 
     @property
     def ok(self) -> bool:
@@ -116,10 +132,40 @@ def configured_devices(config: Config) -> list[DeviceCheck]:
     for name, items in sections:
         for i, dev in enumerate(items):
             kind = "telecare_unit" if name == "serial.units" else str(dev.kind)
+            role = getattr(dev, "role", "") or ""
             out.append(DeviceCheck(dev.id, kind, f"{name}[{i}]",
-                                   room=getattr(dev, "room", "") or "",
-                                   role=getattr(dev, "role", "") or ""))
+                                   room=getattr(dev, "room", "") or "", role=role,
+                                   alarm=is_alarm_device(name, kind, role)))
     return out
+
+
+def is_alarm_device(section: str, kind: str, role: str) -> bool:
+    """Does this device raise alarms (somebody needs help)? Those must be walk-tested.
+
+    Wired: the kinds whose reading is an alarm (pull cord, button, smoke, flood). BLE: a
+    wearable, or a BTHome device whose role says it is a pendant (a thermometer cannot be
+    told from a button by its config). Serial: the telecare unit (it carries the pendants)."""
+    if section == "gpio.devices":
+        spec = GPIO_KINDS.get(kind)
+        return spec is not None and spec.priority == Priority.ALARM
+    if section == "ble.devices":
+        return kind == "wearable" or role == "pendant"
+    return section == "serial.units"
+
+
+def parse_skip(values: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``--skip ID=REASON`` values -> ({id: reason}, problems)."""
+    skips: dict[str, str] = {}
+    problems = []
+    for value in values:
+        dev_id, sep, reason = value.partition("=")
+        dev_id, reason = dev_id.strip(), reason.strip()
+        if not sep or not reason:
+            problems.append(f"--skip {value}: give the reason it cannot be tested today,"
+                            f" e.g. --skip '{dev_id or 'ID'}=resident asleep in that room'")
+        else:
+            skips[dev_id] = reason
+    return skips, problems
 
 
 def _ago(seconds: float) -> str:
@@ -153,18 +199,52 @@ class Commissioning:
         self.options = options or CommissionOptions()
         self.result = CommissionResult(devices=configured_devices(config))
         self._by_id = {d.device_id: d for d in self.result.devices}
+        skip = self.options.skip
+        self._skips: dict[str, str] = (dict(skip) if isinstance(skip, dict)
+                                       else {dev_id: "" for dev_id in skip})
         self._agent: Agent | None = None
         self._walking = False
         self._all_triggered: asyncio.Event | None = None
+        self._untested: list[DeviceCheck] = []
 
     # -- the run ----------------------------------------------------------------------------
-    async def run(self) -> CommissionResult:
-        started = time.time()
-        unknown = sorted(set(self.options.skip) - set(self._by_id))
+    def _check_options(self) -> list[str]:
+        """Usage problems found before anything starts (each says what to do)."""
+        problems = []
+        if not self.result.devices:
+            problems.append("no devices configured: add the home's devices to the config"
+                            " (gpio.devices, ble.devices, serial.units) and run again")
+        unknown = sorted(set(self._skips) - set(self._by_id))
         if unknown:
-            self.result.failures.append(f"--skip names unknown device(s): {', '.join(unknown)}")
+            problems.append(f"--skip names unknown device(s): {', '.join(unknown)}")
+        unknown = sorted(set(self.options.allow_untested) - set(self._by_id))
+        if unknown:
+            problems.append(f"--allow-untested names unknown device(s): {', '.join(unknown)}")
+        for dev_id in sorted(self._skips):
+            if not self._skips[dev_id] and dev_id in self._by_id:
+                problems.append(f"--skip {dev_id}: give the reason it cannot be tested today,"
+                                f" e.g. --skip '{dev_id}=resident asleep in that room'")
+        return problems
+
+    async def run(self) -> CommissionResult:
+        """The whole run. Cancelled (Ctrl-C), it says what was done, then re-raises."""
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            self.result.interrupted = True
+            self._interrupted()
+            raise
+
+    async def _run(self) -> CommissionResult:
+        started = time.time()
+        problems = self._check_options()
+        if problems:
+            self.result.failures.extend(problems)
             self._finish()
             return self.result
+        for dev in self.result.devices:
+            dev.skipped = dev.device_id in self._skips
+            dev.skip_reason = self._skips.get(dev.device_id, "")
         agent = Agent(self.config, hardware=self.hardware)
         self._agent = agent
         self._all_triggered = asyncio.Event()
@@ -200,6 +280,7 @@ class Commissioning:
         ok = await self._wait(lambda: bool(agent.uplink and agent.uplink.connected),
                               self.options.connect_timeout_s)
         m = self.config.mqtt
+        self.result.broker_ok = ok
         if ok:
             self.out(f"  [ok]   connected to {m.host}:{m.port} in {time.monotonic() - t0:.1f} s")
         else:
@@ -219,26 +300,30 @@ class Commissioning:
         self._refresh_inventory(agent.devices())
         now = time.time()
         for dev in self.result.devices:
-            dev.skipped = dev.device_id in self.options.skip
             seen = dev.last_seen_wall or self._last_stored(agent, dev.device_id)
             dev.last_seen_wall = seen
+            # A skipped device's state is reported, not failed: the reason covers it.
+            problems = self.result.warnings if dev.skipped else self.result.failures
             if dev.error:
                 status = f"ERROR {dev.error}"
-                self.result.failures.append(f"{_label(dev)}: driver error: {dev.error}")
+                problems.append(f"{_label(dev)}: driver error: {dev.error}")
             elif dev.online is False:
                 status = "offline"
             elif dev.online:
                 status = "ready"
+            elif dev.reported:
+                status = "not heard yet"
             else:
                 status = "not reported by any driver"
-                self.result.failures.append(f"{_label(dev)}: not reported by any driver")
+                problems.append(f"{_label(dev)}: not reported by any driver")
             extra = [] if dev.is_output else \
                 [f"last seen {_ago(max(0.0, now - seen))}" if seen else "not seen yet"]
             if dev.battery_pct is not None:
                 extra.append(f"battery {dev.battery_pct:.0f}%")
             if dev.rssi is not None:
                 extra.append(f"signal {dev.rssi} dBm")
-            tag = "[FAIL]" if dev.error or dev.online is None else "[ok]  "
+            failed = (dev.error or not dev.reported) and not dev.skipped
+            tag = "[FAIL]" if failed else "[ok]  "
             self.out(f"  {tag} {_label(dev)}: "
                      f"{'; '.join([status, ', '.join(extra)] if extra else [status])}")
 
@@ -247,6 +332,7 @@ class Commissioning:
             dev = self._by_id.get(info.device_id)
             if dev is None:
                 continue
+            dev.reported = True
             dev.driver = info.driver
             dev.online = info.online
             dev.error = info.details.get("error") if info.details else None
@@ -288,9 +374,18 @@ class Commissioning:
         self.out("")
         self.out(f"3. Walk test: trigger each sensor ({len(targets)})")
         for dev in self.result.devices:
-            if dev.skipped:
-                self.out(f"  [skip] {_label(dev)}: skipped by the installer")
-                self.result.warnings.append(f"{_label(dev)}: walk test skipped")
+            if not dev.skipped:
+                continue
+            if dev.alarm and dev.device_id not in self.options.allow_untested:
+                msg = (f"{_label(dev)}: an alarm device cannot pass untested; walk-test it,"
+                       f" or add --allow-untested {dev.device_id} to pass without it")
+                self.out(f"  [FAIL] {msg}")
+                self.result.failures.append(msg)
+                continue
+            self.out(f"  [skip] {_label(dev)}: skipped by the installer: {dev.skip_reason}")
+            self.result.warnings.append(f"{_label(dev)}: walk test skipped ({dev.skip_reason})"
+                                        + (", alarm device allowed untested" if dev.alarm
+                                           else ""))
         if not targets:
             self.out("  nothing to trigger")
             return
@@ -325,6 +420,7 @@ class Commissioning:
             msg = f"{_label(dev)}: never triggered during the walk test"
             self.out(f"  [FAIL] {msg}")
             self.result.failures.append(msg)
+            self._untested.append(dev)
         self._refresh_inventory(agent.devices())
 
     # -- 4. test alarm ----------------------------------------------------------------------
@@ -367,6 +463,8 @@ class Commissioning:
             "walk_test": {
                 "passed": sum(1 for d in sensors if d.walk_result == "passed"),
                 "skipped": [d.device_id for d in sensors if d.skipped],
+                "skip_reasons": {d.device_id: d.skip_reason for d in sensors if d.skipped},
+                "allowed_untested": [d.device_id for d in sensors if d.skipped and d.alarm],
             },
             "test_alarm": {"event_id": self.result.test_event_id,
                            "ack_ms": round(self.result.test_ack_ms or 0.0, 1)},
@@ -403,10 +501,48 @@ class Commissioning:
         for w in r.warnings:
             self.out(f"  note: {w}")
         if r.ok:
-            passed = sum(1 for d in r.devices if d.walk_result == "passed")
-            self.out(f"Commissioning PASSED: {passed} device(s) walk-tested, test alarm"
-                     " acknowledged, installation_complete sent.")
+            sensors = [d for d in r.devices if not d.is_output]
+            passed = sum(1 for d in sensors if d.walk_result == "passed")
+            skipped = [d for d in sensors if d.skipped]
+            tested = (f"{passed} device(s) walk-tested" if not skipped else
+                      f"{passed} of {len(sensors)} device(s) walk-tested, {len(skipped)}"
+                      " skipped (" + "; ".join(f"{d.device_id}: {d.skip_reason}"
+                                               for d in skipped) + ")")
+            self.out(f"Commissioning PASSED: {tested}, test alarm acknowledged,"
+                     " installation_complete sent.")
         else:
             self.out(f"Commissioning FAILED ({len(r.failures)} problem(s)):")
             for f in r.failures:
                 self.out(f"  - {f}")
+            if self._untested:
+                self.out("To pass without a device that cannot be tested today, skip it with"
+                         " the reason (recorded in installation_complete):")
+                for dev in self._untested:
+                    allow = f" --allow-untested {dev.device_id}" if dev.alarm else ""
+                    self.out(f"  --skip '{dev.device_id}=REASON'{allow}")
+                if any(d.alarm for d in self._untested):
+                    self.out("  (an alarm device also needs --allow-untested: prefer testing"
+                             " it, somebody relies on it to call for help)")
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: what was done, what was not, and what happens to the events raised."""
+        r = self.result
+        sensors = [d for d in r.devices if not d.is_output]
+        tested = [d.device_id for d in sensors if d.triggered_by]
+        waiting = [d.device_id for d in sensors if not d.triggered_by and not d.skipped]
+        self.out("")
+        self.out("Commissioning INTERRUPTED: installation_complete NOT sent. Done so far:")
+        broker = {None: "not checked", True: "connected", False: "NOT reachable"}[r.broker_ok]
+        self.out(f"  broker: {broker}")
+        self.out(f"  walk test: {len(tested)} of {len(sensors)} triggered"
+                 + (f" ({', '.join(tested)})" if tested else "")
+                 + (f"; not triggered: {', '.join(waiting)}" if waiting else ""))
+        if r.test_ack_ms is not None:
+            test = "acknowledged by the broker"
+        elif r.test_event_id:
+            test = "raised, not acknowledged yet"
+        else:
+            test = "not sent"
+        self.out(f"  test alarm: {test}")
+        self.out("  Events raised so far are stored and sent by the next agent to run"
+                 " (the service). Run tec-agent commission again to finish.")

@@ -58,3 +58,15 @@ class DecodeError(AgentError, ValueError):
 
 class ModelError(AgentError, RuntimeError):
     """An inference model is missing, corrupt or does not match its manifest."""
+
+
+class StoreInUseError(StoreLockedError):
+    """Another agent process holds the store's lock file (one agent per store).
+
+    ``pid`` is the holder's process id when it could be read (else ``None``), ``holder``
+    its command line when readable."""
+
+    def __init__(self, message: str, pid: int | None = None, holder: str = "") -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.holder = holder

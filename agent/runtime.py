@@ -49,6 +49,10 @@ async def run_agent(
     return 0
 
 
+BROKER_PROBE_S = 3.0   # simulate: say so when no broker answered within this
+BROKER_GRACE_S = 5.0   # simulate: after the scenario, wait this long for a broker never seen
+
+
 async def run_simulation(
     config: Config,
     scenario: str,
@@ -56,11 +60,15 @@ async def run_simulation(
     options: dict[str, Any],
     emit: Callable[[Event], None],
     watch: Callable[[dict[str, Any]], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[int, str]:
     """Run the real agent with simulated hardware through ``scenario``.
 
-    Returns (exit code, message): 0 once the scenario is over and every event is
-    acknowledged by the broker; 1 on timeout (the message says how many are pending).
+    Returns (exit code, message). 0 means: the scenario ran to its end and every event
+    handed to ``emit`` (every line printed) was acknowledged by the broker; the message
+    counts exactly those. 1: interrupted, timed out, or events left unacknowledged (the
+    message says how many and why); 2: the scenario is unknown or the config lacks the
+    devices it needs. ``say`` hears progress worth telling at once (no broker reachable).
     """
     from gpiozero.pins.mock import MockFactory
 
@@ -68,28 +76,75 @@ async def run_simulation(
         SCENARIOS,
         ScenarioEnv,
         SimSource,
+        missing_devices,
         start_sim_units,
         with_sim_devices,
     )
+    from drivers.ble.fake_gatt import FakeGattClient
+    from drivers.ble.replay_backend import AdvertFeed
 
     if scenario not in SCENARIOS:
         return 2, f"unknown scenario {scenario!r} (choose from {', '.join(SCENARIOS)})"
     config = with_sim_devices(config)
+    why = missing_devices(config, scenario)
+    if why:
+        return 2, f"error: {why}"
     factory = MockFactory()
     units = start_sim_units(config)
-    hardware = Hardware(pin_factory=factory,
+    # Simulated hardware throughout: mocked pins, pty serial units, a BLE radio that hears
+    # nothing unless fed (a config's BLE devices then simply stay unheard).
+    hardware = Hardware(pin_factory=factory, ble_backend=AdvertFeed(),
+                        ble_client_factory=FakeGattClient,
                         serial_ports={uid: u.path for uid, u in units.items()})
     sim = SimSource()
     components: list[Component] = [*build_components(config, hardware), sim]
-    agent = Agent(config, hardware=hardware, components=components, on_stored=emit)
+    printed: dict[int, str] = {}          # seq -> event id, of every event handed to emit
+    acked: set[int] = set()
+
+    def on_stored(event: Event) -> None:
+        if event.seq is not None:
+            printed[event.seq] = event.id
+        emit(event)
+
+    agent = Agent(config, hardware=hardware, components=components, on_stored=on_stored)
+    agent.subscribe_acks(acked.add)
     watcher = _BrokerWatcher(config, watch) if watch else None
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop)
     deadline = time.monotonic() + timeout_s
+    m = config.mqtt
+    where = f"{m.host}:{m.port}"
+    no_broker = (f"no MQTT broker reachable at {where}: events are stored and wait for it."
+                 " Start one there, or run with --local-broker for a private one")
+    ever_connected = False
+    code, message = 1, ""
+
+    async def probe() -> None:
+        """Tell at once (not after the timeout) that no broker answers, and what to do."""
+        nonlocal ever_connected
+        end = time.monotonic() + BROKER_PROBE_S
+        while not agent.uplink.connected and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        ever_connected = ever_connected or agent.uplink.connected
+        if not ever_connected and say is not None:
+            say(f"warning: {no_broker}")
+
     if watcher:
-        await asyncio.get_running_loop().run_in_executor(None, watcher.start)
-    await agent.start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, watcher.start)
+        except OSError:
+            watcher = None    # no broker: the probe below says so
     try:
+        await agent.start()
+    except BaseException:
+        if watcher:
+            watcher.stop()
+        for unit in units.values():
+            unit.close()
+        raise
+    prober: asyncio.Task[None] | None = None
+    try:
+        prober = asyncio.create_task(probe())
         env = ScenarioEnv(factory, sim, agent.config, options, units)
         script = asyncio.create_task(SCENARIOS[scenario](env))
         stopper = asyncio.create_task(stop.wait())
@@ -99,24 +154,53 @@ async def run_simulation(
         stopper.cancel()
         if script not in done:
             script.cancel()
-            return 1, ("scenario interrupted" if stop.is_set()
+            message = ("scenario interrupted" if stop.is_set()
                        else f"timeout after {timeout_s:.0f} s")
-        script.result()
-        while agent.state.backlog > 0 and time.monotonic() < deadline and not stop.is_set():
-            await asyncio.sleep(0.02)
-        pending = agent.state.backlog
-        if pending:
-            return 1, f"timeout: {pending} events not yet acknowledged by the broker"
-        if watcher:
-            watcher.wait_for(agent.stats["stored"], max(0.5, min(5.0, deadline - time.monotonic())))
-        return 0, (f"scenario {scenario} done: {agent.stats['stored']} events stored"
-                   " and acknowledged")
+        else:
+            script.result()
+            code = 0
+            # Drain: readings handed over reach the loop, what the intake holds is committed
+            # (the last telemetry would otherwise wait for its group commit and be stored
+            # only at shutdown, printed but never sent), and the broker acknowledges it all.
+            await prober
+            give_up = deadline
+            if not ever_connected:
+                give_up = min(deadline, time.monotonic() + BROKER_GRACE_S)
+            quiet = 0
+            while quiet < 3 and time.monotonic() < give_up and not stop.is_set():
+                await asyncio.sleep(0.02)
+                ever_connected = ever_connected or agent.uplink.connected
+                if not ever_connected and time.monotonic() >= give_up - 0.05:
+                    break
+                busy = agent.commit_pending() or agent.state.backlog > 0
+                quiet = 0 if busy else quiet + 1
+            if watcher:
+                watcher.wait_for(len(printed), max(0.5, min(5.0, deadline - time.monotonic())))
     finally:
+        if prober is not None:
+            prober.cancel()
         await agent.stop()
         if watcher:
             watcher.stop()
         for unit in units.values():
             unit.close()
+    # Counted after the agent stopped: anything its shutdown stored was printed too.
+    unacked = [seq for seq in printed if seq not in acked]
+    if code == 0 and unacked:
+        code = 1
+        why = no_broker if not ever_connected else (
+            f"not acknowledged by the broker at {where} within the timeout")
+        message = (f"{len(unacked)} of {len(printed)} printed events still pending, not"
+                   f" acknowledged: {why}. They stay in the store and are sent by the next run")
+    elif code == 0:
+        earlier = len(acked) - len(printed)
+        message = (f"scenario {scenario} done: {len(printed)} events stored and acknowledged"
+                   + (f" (and {earlier} left by an earlier run)" if earlier > 0 else ""))
+    elif unacked:
+        message += f"; {len(unacked)} events pending, not yet acknowledged by the broker"
+        if not ever_connected:
+            message += f" ({no_broker})"
+    return code, message
 
 
 class _BrokerWatcher:

@@ -199,6 +199,7 @@ def default_sim_config_text() -> str:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from agent.runtime import print_json_line, run_simulation, with_broker
     from agent.sim.local_broker import LocalBroker
+    from agent.store.lock import StoreLock
     from agent.systemd_notify import setup_logging
 
     if args.config:
@@ -208,6 +209,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         config = parse_config_text(default_sim_config_text(), "embedded simulated home")
     setup_logging(config.agent.log_level, _secrets(config))
+    try:
+        # One agent per store: refuse before starting a broker beside somebody else's store.
+        # (The agent takes the lock for itself when it starts.)
+        probe = StoreLock(config.store.path)
+        probe.acquire()
+        probe.release()
+    except AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     broker = None
     if args.local_broker:
         broker = LocalBroker(workdir=Path(config.store.path).resolve().parent / "broker")
@@ -231,7 +241,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     options = {"count": args.count, "rate": args.rate}
     try:
         code, message = asyncio.run(run_simulation(
-            config, args.scenario, args.timeout, options, emit, watch if args.watch else None))
+            config, args.scenario, args.timeout, options, emit, watch if args.watch else None,
+            say=lambda line: print(line, file=sys.stderr, flush=True)))
     except AgentError as exc:
         code, message = 1, f"error: {exc}"
     finally:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from agent.model import Priority
 from agent.report.period import day_bounds
-from agent.report.records import Record, last_before, read_records
+from agent.report.records import Record, last_before, read_records, records_from
 from agent.report.summary import SUPERVISION_TYPES, DeviceFacts, Summary, summarise
 from agent.store.sqlite_store import backlog_of
 
@@ -49,8 +49,14 @@ def summarise_day(
     return summarise(
         records, start, end, label=day.isoformat(), timezone=str(tz.key), now=now,
         devices=devices, prior_supervision=last_before(db, SUPERVISION_TYPES, start),
-        offline_minutes=offline_minutes, backlog=backlog,
+        offline_minutes=offline_minutes, backlog=backlog, known_from=_known_from(db, end),
     )
+
+
+def _known_from(db: sqlite3.Connection, end: float) -> float:
+    """Uptime is counted from when the store's records begin (an empty store: nothing)."""
+    first = records_from(db)
+    return end if first is None else first
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +155,7 @@ def build_report(
         devices=_remembered_facts(devices, latest_sent),
         prior_supervision=last_before(db, SUPERVISION_TYPES, first_start),
         offline_minutes=sum(known_offline) if known_offline else None, backlog=backlog,
+        known_from=_known_from(db, last_end),
     )
     return Report(hub_id, now, str(tz.key), tuple(per_day), total, len(known_offline))
 

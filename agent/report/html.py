@@ -13,6 +13,7 @@ from agent.model import iso_utc
 from agent.report.build import Report
 from agent.report.summary import Summary
 from agent.report.svg import bar_chart, hbar_chart
+from agent.report.text import delivery_line
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:980px}
@@ -93,6 +94,7 @@ def render_html(report: Report) -> str:
         _card("falls", str(t.falls)),
         _card("inactivity alerts", str(t.inactivity_alerts)),
         _card("median alarm delivery", _num(lat.median_ms, "{:.0f} ms")),
+        _card("alarms delivered", str(t.delivered_alarms)),
         _card("alarms not yet delivered", str(t.undelivered_alarms), t.undelivered_alarms > 0),
         _card("offline minutes", offline_total),
         _card("backlog now", str(backlog.get("total", 0)), bool(backlog.get("alarm"))),
@@ -137,8 +139,7 @@ Inactivity alerts: {_counts(t.inactivity_by_type)}; pre-warnings: {t.inactivity_
 Test alarms: {t.test_alarms}. Warnings: {_counts(t.warnings_by_type)}.</p>
 <h2>Delivery</h2>
 {latency_chart}
-<p>Alarm delivery latency over the period: median {_num(lat.median_ms, '{:.0f} ms')},
-p95 {_num(lat.p95_ms, '{:.0f} ms')}, max {_num(lat.max_ms, '{:.0f} ms')} ({lat.count} alarms).
+<p>Alarm delivery over the period: {escape(delivery_line(t))}.
 Backlog now: {backlog.get('total', 0)} events (alarm {backlog.get('alarm', 0)},
 warning {backlog.get('warning', 0)}, info {backlog.get('info', 0)},
 telemetry {backlog.get('telemetry', 0)}).</p>

@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.errors import StoreError
 from agent.model import Priority
+from agent.store.lock import STORE_CREATED_META  # the agent notes its store's creation there
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +114,20 @@ def last_before(db: sqlite3.Connection, types: tuple[str, ...], before_wall: flo
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read events: {exc}") from exc
     return list(latest.values())
+
+
+
+
+def records_from(db: sqlite3.Connection) -> float | None:
+    """When the store's knowledge begins: the earlier of its creation (recorded by the agent
+    since issue 17) and its oldest event still held (older stores, pruned history). None:
+    an empty store, nothing known."""
+    try:
+        row = db.execute(
+            "SELECT min(w) FROM (SELECT min(wall) AS w FROM delivered"
+            " UNION ALL SELECT min(wall) FROM events"
+            " UNION ALL SELECT CAST(value AS REAL) FROM meta WHERE key = ?)",
+            (STORE_CREATED_META,)).fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read events: {exc}") from exc
+    return None if row is None or row[0] is None else float(row[0])

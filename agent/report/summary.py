@@ -11,10 +11,13 @@ event: pull_cord, pendant, fall, inactivity...); ``cancelled_alarms``,
 ``falls``, ``falls_cancelled``; ``inactivity_alerts``, ``inactivity_by_type``,
 ``inactivity_prewarnings``; ``test_alarms``; ``warnings_by_type``; ``alarm_latency_ms``
 {count, median, p95, max} (hub timestamp to broker PUBACK, synchronised clock only);
-``undelivered_alarms``; ``devices`` [{device_id, kind, uptime_pct, offline_minutes,
-offline_events, battery_pct, battery_low, rssi}]; ``offline_minutes`` (hub not connected to
-the broker; null when unknown); ``backlog`` {alarm, warning, info, telemetry, total,
-oldest_age_s}. The daily event adds ``agent_running_minutes``.
+``undelivered_alarms``; ``delivered_alarms``; ``alarm_latency_unknown`` {reason: n} (delivered
+alarms left out of the latency, and why); ``records_from`` (ISO UTC: device uptime covers only
+the part of the period the store has records for; null: all of it); ``devices``
+[{device_id, kind, uptime_pct, offline_minutes, offline_events, battery_pct, battery_low,
+rssi}]; ``offline_minutes`` (hub not connected to the broker; null when unknown);
+``backlog`` {alarm, warning, info, telemetry, total, oldest_age_s}. The daily event adds
+``agent_running_minutes``.
 """
 
 from __future__ import annotations
@@ -115,6 +118,13 @@ class Summary:
     offline_minutes: float | None               # hub not connected to the broker
     backlog: Mapping[str, Any] | None = None    # pending events at the time of computing
     extra: Mapping[str, Any] = field(default_factory=dict)
+    delivered_alarms: int = 0                   # acknowledged by the broker
+    latency_unknown: Mapping[str, int] = field(default_factory=dict)  # reason -> delivered
+    records_from: float | None = None           # uptime counted from here (None: period start)
+
+    @property
+    def latency_unknown_total(self) -> int:
+        return sum(self.latency_unknown.values())
 
     @property
     def alarms(self) -> int:
@@ -149,6 +159,9 @@ class Summary:
             "warnings_by_type": dict(sorted(self.warnings_by_type.items())),
             "alarm_latency_ms": self.latency.to_dict(),
             "undelivered_alarms": self.undelivered_alarms,
+            "delivered_alarms": self.delivered_alarms,
+            "alarm_latency_unknown": dict(sorted(self.latency_unknown.items())),
+            "records_from": iso_utc(self.records_from) if self.records_from is not None else None,
             "devices": [d.to_dict() for d in self.devices],
             "offline_minutes": _round(self.offline_minutes, 1),
             "backlog": dict(self.backlog) if self.backlog is not None else None,
@@ -202,22 +215,28 @@ def summarise(
     prior_supervision: Sequence[Record] = (),
     offline_minutes: float | None = None,
     backlog: Mapping[str, Any] | None = None,
+    known_from: float | None = None,
 ) -> Summary:
     """Figures for events stamped in ``[start, end)``.
 
     ``devices`` lists the configured devices (always reported, even when silent);
     ``prior_supervision`` holds each device's last ``device_offline``/``device_online``
     before ``start``; ``now`` (if inside the period) cuts the period short for uptime.
+    ``known_from``: when the store's records begin (None: before ``start``). Uptime is
+    counted from there: before it nothing was watched, so nothing is known (a device is
+    not "100 % up" on days before the hub was installed); wholly before it, uptime is None.
     """
     effective_end = end if now is None else max(start, min(end, now))
+    watched_from = start if known_from is None else min(max(start, known_from), effective_end)
     alarms: Counter[str] = Counter()
     alarm_types: dict[str, str] = {}
     cancelled: Counter[str] = Counter()
     cancelled_ids: set[str] = set()
     inactivity: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
-    falls = falls_cancelled = prewarnings = tests = undelivered = 0
+    falls = falls_cancelled = prewarnings = tests = undelivered = delivered = 0
     latencies: list[float] = []
+    latency_unknown: Counter[str] = Counter()
     synced = True
     transitions: dict[str, list[Record]] = {}
     battery: dict[str, tuple[float, float]] = {}     # device -> (wall, pct), latest
@@ -235,10 +254,17 @@ def summarise(
                 falls += 1
             if rec.acked_wall is None:
                 undelivered += 1
-            elif rec.clock_synced and rec.acked_wall >= rec.wall:
+            else:
+                delivered += 1
                 # Both stamps come from the hub's wall clock; an event stamped before NTP
-                # synchronised could span a clock step, so it is left out.
-                latencies.append((rec.acked_wall - rec.wall) * 1000.0)
+                # synchronised could span a clock step, so its latency is left out: it was
+                # delivered all the same, and the report says why its latency is unknown.
+                if not rec.clock_synced:
+                    latency_unknown["clock not synchronised"] += 1
+                elif rec.acked_wall < rec.wall:
+                    latency_unknown["clock stepped back"] += 1
+                else:
+                    latencies.append((rec.acked_wall - rec.wall) * 1000.0)
         elif rec.priority == Priority.WARNING:
             warnings[rec.type] += 1
             if rec.type == "inactivity_prewarning":
@@ -270,13 +296,13 @@ def summarise(
     facts = {d.device_id: d for d in devices}
     prior = {r.device_id: r for r in prior_supervision}
     ids = list(facts) + [d for d in dict.fromkeys(seen_devices) if d not in facts]
-    span = effective_end - start
+    span = effective_end - watched_from
     stats = []
     for dev_id in ids:
         fact = facts.get(dev_id, DeviceFacts(dev_id))
         initially_offline = dev_id in prior and prior[dev_id].type == OFFLINE
         off_s, went = _offline_seconds(transitions.get(dev_id, []), initially_offline,
-                                       start, effective_end)
+                                       watched_from, effective_end)
         stats.append(DeviceStats(
             device_id=dev_id,
             kind=fact.kind,
@@ -297,4 +323,6 @@ def summarise(
         test_alarms=tests, warnings_by_type=dict(warnings),
         latency=LatencyStats.of(latencies), undelivered_alarms=undelivered,
         devices=tuple(stats), offline_minutes=offline_minutes, backlog=backlog,
+        delivered_alarms=delivered, latency_unknown=dict(latency_unknown),
+        records_from=watched_from if watched_from > start else None,
     )

@@ -65,7 +65,6 @@ def render_text(report: Report) -> str:
         lines.append("* day in progress; offline minutes come from each day's summary event")
     if not t.clock_synced:
         lines.append("! some events were stamped before the hub's clock was synchronised")
-    lat = t.latency
     lines += [
         "",
         f"Alarms by type:      {_by_type(t.alarms_by_type)}",
@@ -74,12 +73,12 @@ def render_text(report: Report) -> str:
         (f"Inactivity alerts:   {_by_type(t.inactivity_by_type)}"
          f" ({t.inactivity_prewarnings} pre-warnings)"),
         f"Warnings:            {_by_type(t.warnings_by_type)}",
-        "Alarm delivery:      " + (
-            f"median {_num(lat.median_ms)} ms, p95 {_num(lat.p95_ms)} ms, max {_num(lat.max_ms)} ms"
-            f" over {lat.count} alarm(s)" if lat.count else "no delivered alarms")
-        + (f"; {t.undelivered_alarms} not yet delivered" if t.undelivered_alarms else ""),
+        "Alarm delivery:      " + delivery_line(t),
         "",
     ]
+    if t.records_from is not None:
+        lines.append(f"Device uptime counts from {_local(t.records_from, report.timezone)}, when"
+                     " the store's records begin (nothing is known before)")
     if t.devices:
         dev_rows = [
             [d.device_id, d.kind or "-", _num(d.uptime_pct, "{:.1f}%"),
@@ -100,3 +99,26 @@ def render_text(report: Report) -> str:
         + (f", oldest {_age(b['oldest_age_s'])} old" if b.get("oldest_age_s") is not None else ""),
     ]
     return "\n".join(lines) + "\n"
+
+
+def delivery_line(t: Summary) -> str:
+    """What is known about alarm delivery, and what is not (and why)."""
+    lat = t.latency
+    if not t.alarms:
+        return "no alarms in the period"
+    parts = [f"{t.delivered_alarms} delivered"]
+    if lat.count:
+        parts.append(f"latency median {_num(lat.median_ms)} ms, p95 {_num(lat.p95_ms)} ms,"
+                     f" max {_num(lat.max_ms)} ms over {lat.count} alarm(s)")
+    for reason, n in sorted(t.latency_unknown.items()):
+        parts.append(f"latency unknown for {n}: {reason} when stamped")
+    if t.undelivered_alarms:
+        parts.append(f"{t.undelivered_alarms} not yet delivered")
+    return "; ".join(parts)
+
+
+def _local(wall: float, timezone: str) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromtimestamp(wall, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")

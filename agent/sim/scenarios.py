@@ -66,7 +66,9 @@ class SimSource:
                     delay = due - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                ctx.emit_reading(r)
+                # Stamped as it is emitted, like a driver's reading (the list was built
+                # up front: its own stamps are all the same moment).
+                ctx.emit_reading(replace(r, mono=time.monotonic(), wall=time.time()))
 
         t = threading.Thread(target=run, name="sim-source", daemon=True)
         t.start()
@@ -88,6 +90,12 @@ class ScenarioEnv:
             if dev.id == device_id:
                 return self.pin_factory.pin(dev.pin)
         raise KeyError(device_id)
+
+    def of_kind(self, kind: str, preferred: str = "") -> list[str]:
+        """Ids of the wired devices of ``kind``, ``preferred`` first when it is one of them:
+        a scenario acts on whatever devices the config has, not on the simulated home's ids."""
+        ids = [d.id for d in self.config.gpio.devices if d.kind == kind]
+        return sorted(ids, key=lambda i: i != preferred)
 
     async def press(self, device_id: str, hold_s: float = 0.15) -> None:
         """A contact closes then opens (pull cord, button: active low with pull-up)."""
@@ -133,28 +141,34 @@ async def _demo(env: ScenarioEnv) -> None:
     """A morning at home: out of bed, through the hall, out for the paper, the telecare unit's
     daily test call, then a pull-cord alarm in the bathroom."""
     env.close_doors()
-    if env.has("bed-mat"):
-        env.mat("bed-mat", True)               # still in bed
+    for mat in env.of_kind("bed_mat", "bed-mat")[:1]:
+        env.mat(mat, True)                     # still in bed
         await asyncio.sleep(0.8)               # mat settles: bed_occupied
-        env.mat("bed-mat", False)              # gets up
+        env.mat(mat, False)                    # gets up
         await asyncio.sleep(0.8)               # bed_vacated
     await asyncio.sleep(0.3)
-    await env.motion("pir-hall")
-    await asyncio.sleep(0.3)
-    await env.motion("pir-lounge")
-    await env.door("door-front")
-    await asyncio.sleep(0.3)
-    await env.motion("pir-hall")
-    await asyncio.sleep(0.3)
-    if env.has(SIM_UNIT.id):
-        await env.unit_sends(SIM_UNIT.id, "602")   # the unit's periodic test report
-    await env.press("cord-bathroom")
+    pirs = env.of_kind("pir", "pir-hall")
+    hall = pirs[0] if pirs else None
+    if hall:
+        await env.motion(hall)
+        await asyncio.sleep(0.3)
+    for other in pirs[1:2]:
+        await env.motion(other)
+    for door in env.of_kind("door", "door-front")[:1]:
+        await env.door(door)
+        await asyncio.sleep(0.3)
+    if hall:
+        await env.motion(hall)
+        await asyncio.sleep(0.3)
+    for unit_id in list(env.units)[:1]:
+        await env.unit_sends(unit_id, "602")   # the unit's periodic test report
+    await env.press(env.of_kind("pull_cord", "cord-bathroom")[0])
     await asyncio.sleep(0.5)
 
 
 async def _pull_cord(env: ScenarioEnv) -> None:
     await asyncio.sleep(0.3)
-    await env.press("cord-bathroom")
+    await env.press(env.of_kind("pull_cord", "cord-bathroom")[0])
     await asyncio.sleep(0.3)
 
 
@@ -187,6 +201,26 @@ SCENARIOS: dict[str, Callable[[ScenarioEnv], Coroutine[Any, Any, None]]] = {
     "pull-cord": _pull_cord,
     "soak": _soak,
 }
+# The wired device kinds each scenario cannot do without (it uses others when configured:
+# the demo also walks past PIRs, a door, a bed mat and the telecare unit if there are any).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "demo": ("pull_cord",),
+    "pull-cord": ("pull_cord",),
+    "soak": (),
+}
+
+
+def missing_devices(config: Config, scenario: str) -> str | None:
+    """Why ``config`` cannot run ``scenario`` (None: it can), saying what to add."""
+    have = {d.kind for d in config.gpio.devices}
+    missing = [k for k in NEEDS.get(scenario, ()) if k not in have]
+    if not missing:
+        return None
+    listed = ", ".join(f"{d.id} ({d.kind})" for d in config.gpio.devices) or "none"
+    need = ", ".join(f'kind = "{k}"' for k in missing)
+    return (f"scenario {scenario} needs a wired device of {need} in [[gpio.devices]]; this"
+            f" config has: {listed}. Add one (any free pin: simulate mocks the pins), or run"
+            " without --config to use the simulated home")
 
 
 def with_sim_devices(config: Config) -> Config:

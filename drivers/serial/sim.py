@@ -47,23 +47,39 @@ class SimulatedUnit:
                                      event_code=event_code, group="01", zone=f"{zone:03d}"))
 
     def send(self, data: bytes, timeout_s: float = 4.0, tries: int = 4) -> bool:
-        """Blocking: write ``data`` and wait for the hub's ACK, resending like a receiver."""
+        """Blocking: write ``data`` and wait for the hub's ACK, resending like a receiver.
+        Gives up (False) as soon as the unit is closing: the pty may be gone."""
         with self._send_lock:
             for _ in range(tries):
+                if self._stop.is_set():
+                    return False
                 while not self._replies.empty():
                     self._replies.get_nowait()
-                os.write(self._master, data)
                 try:
-                    if self._replies.get(timeout=timeout_s):
-                        return True
-                except queue.Empty:
-                    pass
+                    os.write(self._master, data)
+                except OSError:       # closed under us
+                    return False
+                deadline = time.monotonic() + timeout_s
+                while not self._stop.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        if self._replies.get(timeout=min(0.1, left)):
+                            return True
+                        break             # NAK: send again
+                    except queue.Empty:
+                        pass
             return False
 
     def close(self) -> None:
+        """Stop both threads, then close the pty. The threads see the stop within 0.1 s; the
+        descriptors are closed only after they ended (a thread writing to a closed, or worse
+        a reused, descriptor was the ``Bad file descriptor`` at exit)."""
         self._stop.set()
         for t in self._threads:
-            t.join(2.0)
+            if t is not threading.current_thread():
+                t.join(5.0)
         for fd in (self._master, self._slave):
             try:
                 os.close(fd)
@@ -84,7 +100,10 @@ class SimulatedUnit:
                 elif token.kind == "frame":
                     self.received.append(token.body)
                     log.info("simulated unit %s: received %r, ACK", self.unit_id, token.body)
-                    os.write(self._master, bytes([ACK]))
+                    try:
+                        os.write(self._master, bytes([ACK]))
+                    except OSError:
+                        return
 
     def _heartbeat_loop(self) -> None:
         beat = encode(Heartbeat())

@@ -153,10 +153,10 @@ def test_a_device_never_triggered_is_reported_and_fails(
         f'username = "{mqtt_broker.username}"\npassword_file = "{mqtt_broker.password_file}"\n'
         + GPIO)
     code = main(["commission", "--config", str(config_path), "--walk-timeout", "2",
-                 "--skip", "hub-button"])
+                 "--skip", "hub-button=out of reach today"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "[skip] hub-button (cancel_button): skipped by the installer" in out
+    assert "[skip] hub-button (cancel_button): skipped by the installer: out of reach today" in out
     for dev in ("cord-bath (pull_cord, bathroom)", "door-front (door, hall)",
                 "pir-lounge (pir, lounge)"):
         assert f"[FAIL] {dev}: never triggered during the walk test" in out
@@ -190,6 +190,8 @@ def test_unknown_skip_and_bad_timeouts_are_usage_errors(tmp_path: Path, capsys) 
     config_path = tmp_path / "hub.toml"
     config_path.write_text(f'hub_id = "h"\n[store]\npath = "{tmp_path / "e.db"}"\n')
     assert main(["commission", "--config", str(config_path), "--walk-timeout", "0"]) == 2
-    assert main(["commission", "--config", str(config_path), "--skip", "nope",
+    assert main(["commission", "--config", str(config_path), "--skip", "nope=gone",
                  "--connect-timeout", "1"]) == 1
     assert "--skip names unknown device(s): nope" in capsys.readouterr().out
+    assert main(["commission", "--config", str(config_path), "--skip", "nope"]) == 2
+    assert "--skip nope: give the reason" in capsys.readouterr().err

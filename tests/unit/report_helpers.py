@@ -88,6 +88,9 @@ def write_week(store_path: Path) -> Week:
     """
     store = SqliteStore(store_path, HUB)
     store.open()
+    # The hub was installed before the week began (as the agent records on first start):
+    # device uptime is known for the whole week.
+    store.set_meta("created_wall", repr(at(0, 0)))
     week = Week(store_path)
     try:
         for i in range(7):

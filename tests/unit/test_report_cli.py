@@ -34,7 +34,9 @@ def test_table(config: Path, capsys) -> None:
     assert rows["Total"][1:6] == ["14", "3", "1", "1", "1"]
     assert "150.0 (6 of 7 days)" in out
     assert re.search(r"Alarms by type:\s+pull_cord 8, pendant 4, fall 1, inactivity 1", out)
-    assert "median 90 ms, p95 200 ms, max 200 ms over 12 alarm(s); 1 not yet delivered" in out
+    assert ("13 delivered; latency median 90 ms, p95 200 ms, max 200 ms over 12 alarm(s);"
+            " latency unknown for 1: clock not synchronised when stamped; 1 not yet delivered"
+            ) in out
     assert re.search(r"pendant-1\s+-\s+98\.2%\s+180\.0\s+1\s+18% LOW\s+-70 dBm", out)
     assert ("Backlog now: 8 pending (alarm 1, warning 0, info 0, telemetry 7),"
             " oldest 6.5 days") in out
