@@ -4,14 +4,21 @@ The line format is the one Sur-Gard MLR2 receivers (and the many telecare units,
 and receivers that emulate them) use on their RS-232 "automation" output:
 
 ``5RRLs18AAAAQXYZGGCCC`` + DC4 (0x14)
-    ``5`` Contact ID protocol, ``RR`` receiver number, ``L`` line number (some receivers
-    send a 3-character virtual line ``LLL``), ``s`` a space, ``18`` the Contact ID message
-    type (``98`` is the optional alternative), ``AAAA`` account (digits 0-9, B-F),
-    ``Q`` qualifier (1 new event, 3 restore, 6 previously reported and still present),
-    ``XYZ`` event code, ``GG`` group/partition, ``CCC`` zone or user number. Some receivers
-    append the Contact ID checksum digit and/or a ``HH:MM:SS-dd/mm`` time stamp.
+    ``5`` Contact ID protocol, ``RR`` receiver number, ``L`` line number (a digit or a
+    letter such as ``E``; some receivers send a 3-character virtual line ``LLL``), ``s`` a
+    separator (a space; some Sur-Gard-compatible outputs send ``-``), ``18`` the Contact ID
+    message type (``98`` is the optional alternative), ``AAAA`` account (digits 0-9, B-F),
+    ``Q`` qualifier: as the digit of the DTMF message (1 new event, 3 restore, 6 previously
+    reported and still present) or, as the MLR2E and other receivers print it, the letter
+    (``E``, ``R``, ``P``); ``XYZ`` event code, ``GG`` group/partition, ``CCC`` zone or user
+    number. Some receivers append the Contact ID checksum digit and/or the receiver clock
+    ``HH:MM:SS-dd/mm``.
 ``1011`` + 11 spaces + ``@`` + 4 spaces + DC4
     the supervisory heartbeat, about every 30 s (newer receivers: ``1RR000`` + ...).
+``PRRL`` + 6 spaces + ``0000 X  YY`` + DC4
+    the receiver's own status (AC failure, line card absent, two-way audio on a line, ...):
+    account 0000, event letter ``X``, event number ``YY``; ``P`` is the protocol id the
+    receiver is set to use for them (``0``, ``S`` or ``1``). Acknowledged like a heartbeat.
 
 The receiving side answers every message with ACK (0x06) or NAK (0x15); the sender
 retransmits an unacknowledged message (4 s, three times). See tests/data/serial/README.md
@@ -35,13 +42,32 @@ NAK = 0x15
 MAX_FRAME = 64          # longest valid body is 36 bytes; anything past this is garbage
 
 QUALIFIERS = {"1": "new", "3": "restore", "6": "status"}
+# The same three qualifiers as receivers print them (E new event or opening, R restore or
+# closing, P previously reported): the Contact ID message itself only carries the digit.
+QUALIFIER_LETTERS = {"E": "1", "R": "3", "P": "6"}
+SEPARATORS = " -"
 _CID_DIGITS = "0123456789BCDEF"  # "A" is DTMF for 0 and never appears in decoded data
 _HEARTBEAT = re.compile(r"1([0-9A-F]{2})([0-9A-Z]{1,3}) {11}@ {4}")
 _CID = re.compile(
-    r"5(?P<rr>[0-9A-F]{2})(?P<line>[0-9A-Z]{1,3}) (?P<mt>[0-9]{2})(?P<acct>.{4})(?P<q>.)"
-    r"(?P<xyz>.{3})(?P<gg>.{2})(?P<ccc>.{3})(?P<s>[0-9A-F])?"
+    r"5(?P<rr>[0-9A-F]{2})(?P<line>[0-9A-Z]{1,3})(?P<sep>[ -])(?P<mt>[0-9]{2})"
+    r"(?P<acct>.{4})(?P<q>.)(?P<xyz>.{3})(?P<gg>.{2})(?P<ccc>.{3})(?P<s>[0-9A-F])?"
     r"(?P<ts>\d\d:\d\d:\d\d-\d\d/\d\d)?"
 )
+_RECEIVER_STATUS = re.compile(
+    r"(?P<p>[01S])(?P<rr>[0-9A-F]{2})(?P<line>[0-9A-Z]{1,3}) {6}0000 (?P<x>[A-Z]) {2}"
+    r"(?P<yy>[0-9A-F]{2})"
+)
+# Event letters and numbers of the receivers' internal messages (SG Automation Output,
+# sections 4.1 and 4.5); anything else is still receiver status, only without a description.
+_STATUS_EVENTS = {"A": "alarm", "R": "restore", "T": "trouble", "P": "two-way audio"}
+_STATUS_MESSAGES = {
+    "08": "UPS low battery restored", "11": "9V battery low", "12": "9V battery restored",
+    "13": "COM2 absent", "14": "COM2 restored", "15": "AC failure", "16": "AC restored",
+    "17": "UPS AC failure", "18": "UPS AC restored", "19": "CPM2 master failure",
+    "D0": "CPM2 reset", "10": "faulty data received on line card",
+    "20": "telephone line fault on line card", "30": "telephone line restored on line card",
+    "40": "faulty call, no data received on line card",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +77,38 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiverStatus:
+    """A receiver's message about itself (account 0000): not an event from a unit."""
+
+    event: str              # X: A alarm/fail, R restore, T trouble, P two-way audio
+    number: str             # YY, two hex digits
+    receiver: str = "01"
+    line: str = "1"
+    protocol: str = "0"     # "0", "S" or "1", as the receiver is set up
+
+    @property
+    def description(self) -> str:
+        kind = _STATUS_EVENTS.get(self.event, f"event {self.event}")
+        if self.event == "P":
+            return f"two-way audio on line {self.number}"
+        n = self.number
+        if n[0] == "F" and n != "F0":
+            what = f"line card {n[1]} absent"
+        elif n[0] == "E" and n != "E0":
+            what = f"line card {n[1]} restored"
+        elif n[0] == "D" and n != "D0":
+            what = f"line card {n[1]} reset"
+        else:
+            what = _STATUS_MESSAGES.get(n, f"internal event {n}")
+        return f"{kind}: {what}"
+
+
+@dataclass(frozen=True, slots=True)
 class ContactIdFrame:
     """One Contact ID message. Fields keep their on-the-wire digits (strings)."""
 
     account: str
-    qualifier: str          # "1" new event, "3" restore, "6" still present
+    qualifier: str          # "1" new event, "3" restore, "6" still present (or E, R, P)
     event_code: str         # XYZ, e.g. "101"
     group: str = "00"       # GG
     zone: str = "000"       # CCC
@@ -64,10 +117,17 @@ class ContactIdFrame:
     message_type: str = "18"
     checksum: bool = False  # the checksum digit was (or is to be) on the line
     timestamp: str | None = None
+    separator: str = " "    # between the line number and the message type
+
+    @property
+    def qualifier_digit(self) -> str:
+        """The qualifier as the Contact ID message carries it ("1", "3" or "6"), whichever
+        way the receiver printed it: the event and the check digit depend on this only."""
+        return QUALIFIER_LETTERS.get(self.qualifier, self.qualifier)
 
     @property
     def qualifier_name(self) -> str:
-        return QUALIFIERS.get(self.qualifier, "unknown")
+        return QUALIFIERS.get(self.qualifier_digit, "unknown")
 
     @property
     def event_number(self) -> int | None:
@@ -79,11 +139,11 @@ class ContactIdFrame:
         return int(self.zone) if self.zone.isdigit() else None
 
     def check_digit(self) -> str:
-        return checksum_digit(self.account + self.message_type + self.qualifier
+        return checksum_digit(self.account + self.message_type + self.qualifier_digit
                               + self.event_code + self.group + self.zone)
 
 
-Frame = Heartbeat | ContactIdFrame
+Frame = Heartbeat | ContactIdFrame | ReceiverStatus
 
 
 def _digit_value(ch: str) -> int:
@@ -124,9 +184,16 @@ def decode(body: bytes) -> Frame:
     if text[0] == "1" and "@" in text:
         raise DecodeError(f"malformed heartbeat {text!r} (expected '1011' + 11 spaces + '@' "
                           "+ 4 spaces)")
+    rs = _RECEIVER_STATUS.fullmatch(text)
+    if rs:
+        return ReceiverStatus(event=rs["x"], number=rs["yy"], receiver=rs["rr"],
+                              line=rs["line"], protocol=rs["p"])
+    if text[0] in "0S" or (text[0] == "1" and "0000" in text):
+        raise DecodeError(f"malformed receiver status {text!r} (expected "
+                          "'0RRL' + 6 spaces + '0000 X  YY')")
     if text[0] != "5":
-        raise DecodeError(f"unsupported protocol {text[0]!r} (only 5, Contact ID, and the "
-                          "heartbeat 1011...@)")
+        raise DecodeError(f"unsupported protocol {text[0]!r} (only 5, Contact ID, the "
+                          "heartbeat 1011...@ and receiver status 0RRL...0000)")
     m = _CID.fullmatch(text)
     if not m:
         raise DecodeError(f"malformed Contact ID message {text!r} (expected "
@@ -134,15 +201,16 @@ def decode(body: bytes) -> Frame:
     if m["mt"] not in ("18", "98"):
         raise DecodeError(f"message type {m['mt']!r} is not Contact ID (18 or 98)")
     _check_digits("account", m["acct"])
-    if m["q"] not in QUALIFIERS:
-        raise DecodeError(f"qualifier {m['q']!r} invalid (1 new, 3 restore, 6 status)")
+    if m["q"] not in QUALIFIERS and m["q"] not in QUALIFIER_LETTERS:
+        raise DecodeError(f"qualifier {m['q']!r} invalid (1 or E new, 3 or R restore, "
+                          "6 or P status)")
     _check_digits("event code", m["xyz"])
     _check_digits("group", m["gg"])
     _check_digits("zone", m["ccc"])
     frame = ContactIdFrame(
         account=m["acct"], qualifier=m["q"], event_code=m["xyz"], group=m["gg"],
         zone=m["ccc"], receiver=m["rr"], line=m["line"], message_type=m["mt"],
-        checksum=m["s"] is not None, timestamp=m["ts"],
+        checksum=m["s"] is not None, timestamp=m["ts"], separator=m["sep"],
     )
     if m["s"] is not None and m["s"] != frame.check_digit():
         raise DecodeError(f"checksum digit {m['s']!r} wrong (expected "
@@ -166,17 +234,23 @@ def encode(frame: Frame) -> bytes:
             text = "1011" + " " * 11 + "@" + " " * 4
         else:
             text = f"1{frame.receiver}{frame.line}" + " " * 11 + "@" + " " * 4
+    elif isinstance(frame, ReceiverStatus):
+        text = (f"{frame.protocol}{frame.receiver}{frame.line}" + " " * 6
+                + f"0000 {frame.event}  {frame.number}")
     else:
         _check_digits("account", frame.account)
         _check_digits("event code", frame.event_code)
         _check_digits("group", frame.group)
         _check_digits("zone", frame.zone)
-        if frame.qualifier not in QUALIFIERS:
+        if frame.qualifier not in QUALIFIERS and frame.qualifier not in QUALIFIER_LETTERS:
             raise DecodeError(f"qualifier {frame.qualifier!r} invalid")
+        if len(frame.separator) != 1 or frame.separator not in SEPARATORS:
+            raise DecodeError(f"separator {frame.separator!r} invalid (space or '-')")
         lengths = (len(frame.account), len(frame.event_code), len(frame.group), len(frame.zone))
         if lengths != (4, 3, 2, 3):
             raise DecodeError(f"field lengths {lengths} invalid (expected 4, 3, 2, 3)")
-        text = (f"5{frame.receiver}{frame.line} {frame.message_type}{frame.account}"
+        text = (f"5{frame.receiver}{frame.line}{frame.separator}{frame.message_type}"
+                f"{frame.account}"
                 f"{frame.qualifier}{frame.event_code}{frame.group}{frame.zone}")
         if frame.checksum:
             text += frame.check_digit()

@@ -35,7 +35,15 @@ from agent.errors import DecodeError
 from agent.model import Priority, Reading
 from drivers.serial import codes
 from drivers.serial.config import SerialUnit
-from drivers.serial.contact_id import ACK, NAK, ContactIdFrame, Heartbeat, LineSplitter, decode
+from drivers.serial.contact_id import (
+    ACK,
+    NAK,
+    ContactIdFrame,
+    Heartbeat,
+    LineSplitter,
+    ReceiverStatus,
+    decode,
+)
 from drivers.serial.escalation import EscalationJob
 
 log = logging.getLogger(__name__)
@@ -46,7 +54,8 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 RESEND_MEMORY_S = 60.0
 LOG_EVERY_S = 10.0
-COUNTERS = ("frames", "heartbeats", "rejected", "resends", "nak_not_stored", "stray_replies")
+COUNTERS = ("frames", "heartbeats", "rejected", "resends", "nak_not_stored", "stray_replies",
+            "receiver_status")
 
 
 class UnitLine:
@@ -169,6 +178,14 @@ class UnitLine:
             self.counters["heartbeats"] += 1
             port.write(bytes([ACK]))
             return
+        if isinstance(frame, ReceiverStatus):
+            # The receiver talking about itself (its mains, a line card): like a heartbeat it
+            # proves the line alive and is ACKed at once; it is no event from the home.
+            self.counters["receiver_status"] += 1
+            log.info("serial %s: receiver %s line %s status: %s", self.unit.id, frame.receiver,
+                     frame.line, frame.description)
+            port.write(bytes([ACK]))
+            return
         self.counters["frames"] += 1
         with self._lock:
             earlier = self._resends.get(body)
@@ -203,7 +220,7 @@ class UnitLine:
         port.write(bytes([NAK]))
 
     def _reading(self, frame: ContactIdFrame) -> Reading:
-        spec = codes.inbound(frame.event_code, frame.qualifier)
+        spec = codes.inbound(frame.event_code, frame.qualifier_digit)
         number = frame.event_number
         zone = frame.zone_number
         data: dict[str, Any] = {

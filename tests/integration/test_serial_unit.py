@@ -447,3 +447,66 @@ def test_alarms_from_the_unit_itself_are_not_echoed(pty: Pty) -> None:
             assert await blocking(pty.quiet, 0.6) == b""
 
     run(body)
+
+
+# -- what real receivers send (issue 17, "Contact ID from real receivers") ------------------
+
+VARIANTS = [  # (recorded variant, its canonical form: digit qualifier, space separator)
+    ("olarm_130_letter_qualifier.bin", b"501E 180766113001002"),
+    ("mlr2e_121_duress_letter_qualifier.bin", b"5011 181234112101001"),
+    ("pendant_101_restore_letter.bin", b"5011 181234310100015"),
+    ("smoke_111_previous_letter.bin", b"5011 181234611101003"),
+    ("medical_100_hex_digits_letter.bin", b"5011 18BC2F11000BDEF"),
+    ("duress_121_clock_letter.bin", b"5011 18123411210100123:59:07-31/12"),
+]
+
+
+def test_receiver_variants_are_acked_and_become_the_canonical_event(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty),)))
+        async with started(driver, ctx):
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            for name, canonical in VARIANTS:
+                pairs = []
+                for raw in (canonical + bytes([DC4]), (DATA / name).read_bytes()):
+                    count = len(ctx.readings)
+                    pty.write(raw)
+                    assert await blocking(pty.read, 1, 2.0) == bytes([ACK]), (name, raw)
+                    await until(lambda: len(ctx.readings) == count + 1, what=f"{name} reading")
+                    r = ctx.readings[-1]
+                    pairs.append((r.type, r.priority, dict(r.data)))
+                assert pairs[0] == pairs[1], name
+            types = ctx.types()[1::2]
+            assert types == ["alarm", "duress", "pendant_restore", "smoke", "medical", "duress"]
+            clock = ctx.readings[-1].data
+            assert clock["unit_time"] == "23:59:07-31/12" and clock["qualifier"] == "new"
+            olarm = ctx.readings[1].data
+            assert (olarm["account"], olarm["contact_id"], olarm["zone"], olarm["group"],
+                    olarm["line"]) == ("0766", 130, 2, "01", "E")
+            hexd = ctx.readings[9].data
+            assert (hexd["account"], hexd["zone"], hexd["group"]) == ("BC2F", "DEF", "0B")
+            assert driver.devices()[0].details["rejected"] == 0
+
+    run(body)
+
+
+def test_receiver_status_is_acked_and_malformed_variants_are_nakked(pty: Pty) -> None:
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, supervision_s=30.0),)))
+        async with started(driver, ctx):
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            for name in ("receiver_audio_line4.bin", "receiver_ac_failure_0form.bin",
+                         "receiver_ac_restored_sform.bin"):
+                pty.write((DATA / name).read_bytes())
+                assert await blocking(pty.read, 1, 2.0) == bytes([ACK]), name
+            details = driver.devices()[0].details
+            assert details["receiver_status"] == 3 and details["rejected"] == 0
+            assert driver.devices()[0].online is True
+            pty.write((DATA / "garbage_variants.bin").read_bytes())
+            assert await blocking(pty.read, 9, 3.0) == bytes([NAK]) * 9
+            assert await blocking(pty.quiet, 0.3) == b""
+            assert ctx.readings == [] and driver.devices()[0].details["rejected"] == 9
+
+    run(body)

@@ -16,9 +16,11 @@ from drivers.serial.contact_id import (
     DC4,
     MAX_FRAME,
     NAK,
+    QUALIFIER_LETTERS,
     ContactIdFrame,
     Heartbeat,
     LineSplitter,
+    ReceiverStatus,
     Token,
     checksum_digit,
     decode,
@@ -34,7 +36,7 @@ def frames_in(name: str) -> list[bytes]:
     return [t.body for t in tokens]
 
 
-def one(name: str) -> ContactIdFrame | Heartbeat:
+def one(name: str) -> ContactIdFrame | Heartbeat | ReceiverStatus:
     (body,) = frames_in(name)
     return decode(body)
 
@@ -180,13 +182,21 @@ def cid_frames(draw: st.DrawFn) -> ContactIdFrame:
         st.integers(0, 23), st.integers(0, 59), st.integers(0, 59), st.integers(1, 31),
         st.integers(1, 12))))
     return ContactIdFrame(
-        account=digits(4), qualifier=draw(st.sampled_from("136")), event_code=digits(3),
+        account=digits(4), qualifier=draw(st.sampled_from("136ERP")), event_code=digits(3),
         group=digits(2), zone=digits(3),
         receiver=draw(st.from_regex(r"[0-9A-F]{2}", fullmatch=True)),
         line=draw(st.from_regex(r"[0-9A-Z]{1,3}", fullmatch=True)),
         message_type=draw(st.sampled_from(["18", "98"])), checksum=draw(st.booleans()),
-        timestamp=ts,
+        timestamp=ts, separator=draw(st.sampled_from(" -")),
     )
+
+
+def receiver_status() -> st.SearchStrategy[ReceiverStatus]:
+    return st.builds(
+        ReceiverStatus, event=st.sampled_from("ARTP"),
+        number=st.from_regex(r"[0-9A-F]{2}", fullmatch=True),
+        receiver=st.from_regex(r"[0-9A-F]{2}", fullmatch=True),
+        line=st.from_regex(r"[0-9A-Z]{1,3}", fullmatch=True), protocol=st.sampled_from("0S1"))
 
 
 @settings(max_examples=300, deadline=None)
@@ -195,6 +205,13 @@ def test_fuzz_round_trip(frame: ContactIdFrame) -> None:
     data = encode(frame)
     assert data[-1] == DC4 and len(data) <= MAX_FRAME + 1
     assert decode(data[:-1]) == frame
+
+
+@settings(max_examples=200, deadline=None)
+@given(receiver_status())
+def test_fuzz_receiver_status_round_trip(status: ReceiverStatus) -> None:
+    data = encode(status)
+    assert decode(data[:-1]) == status and status.description
 
 
 @settings(max_examples=500, deadline=None)
@@ -226,14 +243,15 @@ def test_fuzz_single_digit_corruption_never_passes_as_a_different_checksummed_fr
     # A corrupted message may still parse only if the Contact ID content is unchanged
     # (e.g. the header or time stamp was hit) or the check digit happens to absorb it.
     if isinstance(got, ContactIdFrame) and got.checksum:
-        total = sum((int(c, 16) or 10) for c in (got.account + got.message_type + got.qualifier
-                                                 + got.event_code + got.group + got.zone
-                                                 + got.check_digit()))
+        total = sum((int(c, 16) or 10) for c in (got.account + got.message_type
+                                                 + got.qualifier_digit + got.event_code
+                                                 + got.group + got.zone + got.check_digit()))
         assert total % 15 == 0
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(cid_frames().map(encode), st.binary(max_size=40)), max_size=12),
+@given(st.lists(st.one_of(cid_frames().map(encode), receiver_status().map(encode),
+                          st.binary(max_size=40)), max_size=12),
        st.lists(st.integers(1, 30), min_size=1, max_size=10))
 def test_fuzz_splitter_never_loses_a_good_frame_after_a_terminator(
         chunks: list[bytes], cuts: list[int]) -> None:
@@ -335,3 +353,122 @@ def test_fuzz_every_message_is_answered_exactly_once_at_its_end(chunks: list[byt
         else:
             assert answers == []
             started = started or (b not in (ACK, NAK) and (started or b not in (0x0A, 0x0D, 0)))
+
+
+# -- what real receivers send (issue 17, "Contact ID from real receivers") ------------------
+# Each variant beside the canonical frame (digit qualifier, space separator) it must equal:
+# everything but the on-the-wire spelling of the qualifier and the separator is the same.
+
+def _canonical(frame: ContactIdFrame) -> ContactIdFrame:
+    return ContactIdFrame(**{**_asdict(frame), "qualifier": frame.qualifier_digit,
+                             "separator": " "})
+
+
+@pytest.mark.parametrize("name,canonical", [
+    ("olarm_130_letter_qualifier.bin", b"501E 180766113001002"),
+    ("mlr2e_121_duress_letter_qualifier.bin", b"5011 181234112101001"),
+    ("pendant_101_restore_letter.bin", b"5011 181234310100015"),
+    ("smoke_111_previous_letter.bin", b"5011 181234611101003"),
+    ("medical_100_hex_digits_letter.bin", b"5011 18BC2F11000BDEF"),
+    ("duress_121_clock_letter.bin", b"5011 18123411210100123:59:07-31/12"),
+])
+def test_receiver_variants_decode_to_the_canonical_event(name: str, canonical: bytes) -> None:
+    raw = (DATA / name).read_bytes()
+    frame = one(name)
+    assert isinstance(frame, ContactIdFrame)
+    want = decode(canonical)
+    assert isinstance(want, ContactIdFrame)
+    assert _canonical(frame) == want
+    assert frame.qualifier_name == want.qualifier_name
+    assert frame.check_digit() == want.check_digit()
+    assert codes.inbound(frame.event_code, frame.qualifier_digit) == \
+        codes.inbound(want.event_code, want.qualifier)
+    assert encode(frame) == raw                     # byte-exact: nothing normalised away
+
+
+def test_olarm_frame_fields() -> None:
+    # Olarm: "501E-180766E13001002": account 0766, E new event, 130 burglary, partition 01,
+    # zone 002; header 5, receiver 01, line E, separator '-'.
+    frame = one("olarm_130_letter_qualifier.bin")
+    assert isinstance(frame, ContactIdFrame)
+    assert (frame.receiver, frame.line, frame.separator, frame.account, frame.qualifier,
+            frame.event_code, frame.group, frame.zone) == \
+        ("01", "E", "-", "0766", "E", "130", "01", "002")
+    assert frame.qualifier_name == "new"
+
+
+def test_clock_suffix_and_hex_digits_survive() -> None:
+    clock = one("duress_121_clock_letter.bin")
+    assert isinstance(clock, ContactIdFrame) and clock.timestamp == "23:59:07-31/12"
+    hexd = one("medical_100_hex_digits_letter.bin")
+    assert isinstance(hexd, ContactIdFrame)
+    assert (hexd.account, hexd.group, hexd.zone, hexd.zone_number) == ("BC2F", "0B", "DEF", None)
+
+
+@pytest.mark.parametrize("name,status", [
+    ("receiver_audio_line4.bin", ReceiverStatus("P", "04", "01", "1", "1")),
+    ("receiver_ac_failure_0form.bin", ReceiverStatus("A", "15", "01", "1", "0")),
+    ("receiver_ac_restored_sform.bin", ReceiverStatus("R", "16", "01", "1", "S")),
+])
+def test_receiver_internal_messages_are_receiver_status(name: str,
+                                                        status: ReceiverStatus) -> None:
+    assert one(name) == status
+    assert encode(status) == (DATA / name).read_bytes()
+    assert status.description in ("two-way audio on line 04", "alarm: AC failure",
+                                  "restore: AC restored")
+
+
+def test_malformed_variants_are_still_rejected() -> None:
+    tokens = LineSplitter().feed((DATA / "garbage_variants.bin").read_bytes(), 0.0)
+    assert [t.kind for t in tokens] == ["frame"] * 9
+    expected = ["qualifier 'A'", "malformed Contact ID", "zone '", "checksum digit '5' wrong",
+                "malformed Contact ID", "malformed receiver status",
+                "malformed receiver status", "malformed Contact ID",
+                "malformed receiver status"]
+    for want, t in zip(expected, tokens, strict=True):
+        with pytest.raises(DecodeError) as info:
+            decode(t.body)
+        assert want in str(info.value), (want, str(info.value))
+
+
+_BAD_CHARS = "AGHKXZaez#_!/."       # none is a Contact ID digit or a qualifier letter
+
+
+@settings(max_examples=400, deadline=None)
+@given(cid_frames(), st.integers(0, 100), st.sampled_from(_BAD_CHARS),
+       st.sampled_from(["substitute", "delete", "check_digit", "clock"]))
+def test_fuzz_malformed_variants_are_naked(frame: ContactIdFrame, pos: int, bad: str,
+                                           how: str) -> None:
+    """Accepting the receivers' spellings must not let garbage in: a bad character in the
+    Contact ID digits, a missing digit, a wrong check digit or a cut clock is still refused
+    (and the line NAKs whatever ``decode`` refuses)."""
+    text = encode(frame)[:-1].decode()
+    head = text.index(frame.message_type, len(frame.line) + 3)   # "5RRL" + separator
+    body_at = head + 2                                           # AAAAQXYZGGCCC[S][clock]
+    if how == "substitute":
+        i = body_at + pos % 13
+        text = text[:i] + bad + text[i + 1:]
+    elif how == "delete":
+        if frame.checksum or frame.timestamp:
+            frame = ContactIdFrame(**{**_asdict(frame), "checksum": False, "timestamp": None})
+            text = encode(frame)[:-1].decode()
+        i = body_at + pos % 13
+        text = text[:i] + text[i + 1:]
+    elif how == "check_digit":
+        frame = ContactIdFrame(**{**_asdict(frame), "checksum": True, "timestamp": None})
+        text = encode(frame)[:-1].decode()
+        good = text[-1]
+        wrong = "123456789BCDEF"[(pos % 14)]
+        if wrong == good:
+            wrong = "F" if good != "F" else "1"
+        text = text[:-1] + wrong
+    else:
+        frame = ContactIdFrame(**{**_asdict(frame), "timestamp": "12:34:56-01/02"})
+        # Cut 1..12 of the 14 clock characters (a lone digit left over would be a check digit).
+        text = encode(frame)[:-1].decode()[:-1 - pos % 12]
+    with pytest.raises(DecodeError):
+        decode(text.encode())
+
+
+def test_qualifier_letters_are_the_documented_three() -> None:
+    assert QUALIFIER_LETTERS == {"E": "1", "R": "3", "P": "6"}
