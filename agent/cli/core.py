@@ -41,10 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("simulate", help="run the real agent on simulated hardware")
     p.add_argument("--config", help="TOML config (default: the embedded simulated home)")
-    p.add_argument("--scenario", default="demo", help="demo | pull-cord | soak")
+    p.add_argument("--scenario", default="demo", help="demo | pull-cord | soak (default demo)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
-    p.add_argument("--count", type=int, help="soak: number of events")
-    p.add_argument("--rate", type=float, help="soak: events per second")
+    p.add_argument("--count", type=int, help="soak: number of events (default 1000; 0 only drains "
+                                                 "the store)")
+    p.add_argument("--rate", type=float, help="soak: events per second (default 200)")
     p.add_argument("--local-broker", action="store_true",
                    help="start a private mosquitto on a free loopback port and use it")
     p.add_argument("--watch", action="store_true",

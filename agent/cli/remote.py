@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--insecure", action="store_true",
                        help="allow plaintext mqtt:// to a broker off this machine (refused "
                             "otherwise: use mqtts://)")
-        q.add_argument("--timeout", type=float, help="seconds to wait for the hub's answer")
+        q.add_argument("--timeout", type=float,
+                       help="seconds to wait for the hub's answer (default: push-config "
+                            "120, cmd 60, get-config 5)")
 
     def signing(q: argparse.ArgumentParser) -> None:
         q.add_argument("--key", required=True, help="private key file (ID.key from keygen)")
@@ -42,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--key-passphrase-file", metavar="FILE",
                        help="first line is the key's passphrase (an encrypted key without "
                             "it: asked for in a terminal, an error otherwise)")
-        q.add_argument("--ttl", type=float, help="seconds the message stays valid")
+        q.add_argument("--ttl", type=float,
+                       help="seconds the message stays valid (default: push-config "
+                            "30 days, cmd 300)")
         q.add_argument("--version", type=int, help="explicit version (default: time in µs)")
 
     q = rsub.add_parser("push-config", help="push a config (TOML or JSON) and wait for the result",
