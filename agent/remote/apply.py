@@ -260,7 +260,8 @@ def config_write_problem(path: Path | str | None) -> str | None:
     """Why :func:`write_atomic` (and the ``.previous`` copy beside it) would fail for
     ``path``, starting with the path; None if it would work, as far as can be told."""
     if path is None:
-        return ("(none): the agent was not started from a config file and "
+        return ("(none): this agent has no config file to write (only `run --config FILE` "
+                "writes accepted pushes; simulate and commission do not) and "
                 "remote.config_path is not set")
     p = Path(path)
     parent = p.parent
