@@ -36,6 +36,12 @@ def config_warnings(config: Config, doc: dict[str, Any], config_file: str | None
             out.append(f"{where}: remote config is on but {problem}: an accepted push would be "
                        "refused (not_writable); give the agent a file it can replace (set "
                        "remote.config_path, or fix the owner/mode)")
+        from agent.remote.keys import KeyStore
+
+        if remote.keys_dir and not KeyStore(remote.keys_dir).key_ids():
+            out.append(f"remote.keys_dir: no trusted key (<key_id>.pub) in {remote.keys_dir}: "
+                       "every push and command would be rejected; copy the support desk's "
+                       "public key there (`tec-agent remote keygen` makes it)")
     elif isinstance(table, dict) and "enabled" not in table and table:
         keys = ", ".join(sorted(table))
         out.append(f"remote: [remote] sets {keys} but not enabled: remote support is OFF (no "
