@@ -214,12 +214,14 @@ class Commissioning:
         if not self.result.devices:
             problems.append("no devices configured: add the home's devices to the config"
                             " (gpio.devices, ble.devices, serial.units) and run again")
+        known = f" (the config's devices: {', '.join(self._by_id) or 'none'})"
         unknown = sorted(set(self._skips) - set(self._by_id))
         if unknown:
-            problems.append(f"--skip names unknown device(s): {', '.join(unknown)}")
+            problems.append(f"--skip names unknown device(s): {', '.join(unknown)}{known}")
         unknown = sorted(set(self.options.allow_untested) - set(self._by_id))
         if unknown:
-            problems.append(f"--allow-untested names unknown device(s): {', '.join(unknown)}")
+            problems.append(f"--allow-untested names unknown device(s): {', '.join(unknown)}"
+                            f"{known}")
         for dev_id in sorted(self._skips):
             if not self._skips[dev_id] and dev_id in self._by_id:
                 problems.append(f"--skip {dev_id}: give the reason it cannot be tested today,"
