@@ -155,7 +155,9 @@ async def run_simulation(
         if script not in done:
             script.cancel()
             message = ("scenario interrupted" if stop.is_set()
-                       else f"timeout after {timeout_s:.0f} s")
+                       else f"timeout after {timeout_s:.0f} s: the scenario did not "
+                            "finish (give a longer --timeout); what was stored stays in "
+                            "the store for the next run")
         else:
             script.result()
             code = 0
