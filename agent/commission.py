@@ -192,8 +192,12 @@ class Commissioning:
         hardware: Hardware | None = None,
         out: Callable[[str], None] = print,
         options: CommissionOptions | None = None,
+        config_file: str | None = None,
     ) -> None:
+        """``config_file``: the file ``config`` came from; a support push that arrives
+        while commissioning runs is written there, as the service would."""
         self.config = config
+        self.config_file = config_file
         self.hardware = hardware or Hardware()
         self.out = out
         self.options = options or CommissionOptions()
@@ -247,7 +251,7 @@ class Commissioning:
         for dev in self.result.devices:
             dev.skipped = dev.device_id in self._skips
             dev.skip_reason = self._skips.get(dev.device_id, "")
-        agent = Agent(self.config, hardware=self.hardware)
+        agent = Agent(self.config, hardware=self.hardware, config_file=self.config_file)
         self._agent = agent
         self._all_triggered = asyncio.Event()
         m = self.config.mqtt

@@ -91,7 +91,8 @@ def cmd_commission(args: argparse.Namespace) -> int:
     )
     try:
         result = asyncio.run(Commissioning(
-            config, out=lambda line: print(line, flush=True), options=options).run())
+            config, out=lambda line: print(line, flush=True), options=options,
+            config_file=args.config).run())
     except StoreInUseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("Commissioning runs the hub's agent itself (it needs the pins, ports and radio the"

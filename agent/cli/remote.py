@@ -211,9 +211,14 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
         doc = request(client, key, key_id, args.hub, kind, body, ttl, timeout,
                       version=args.version, retain=retain)
     except TimeoutError as exc:
-        hint = (" The config is retained: the hub applies it when it reconnects." if retain
-                else " The command waits in the hub's MQTT session until it reconnects "
-                     f"(valid for {ttl:g} s).")
+        if retain:
+            hint = " The config is retained: the hub applies it when it reconnects."
+        elif status is None:
+            hint = (" This broker has never seen the hub, so no session holds the command"
+                    " for it.")
+        else:
+            hint = (" The command waits in the hub's MQTT session until it reconnects "
+                    f"(valid for {ttl:g} s).")
         _err(f"no answer from hub {args.hub}: {exc}. {_status_line(args.hub, status)}.{hint}")
         return EXIT_TIMEOUT
     except AgentError as exc:

@@ -42,12 +42,15 @@ class SimSource:
 
     def __init__(self) -> None:
         self._ctx: AgentContext | None = None
+        self._stopped = threading.Event()
 
     async def start(self, ctx: AgentContext) -> None:
         self._ctx = ctx
+        self._stopped = threading.Event()
 
     async def stop(self) -> None:
         self._ctx = None
+        self._stopped.set()
 
     def devices(self) -> list[DeviceInfo]:
         return [DeviceInfo("sim-sensor", "simulated", "sim", online=True)]
@@ -55,6 +58,7 @@ class SimSource:
     def emit_from_thread(self, readings: list[Reading], rate: float) -> threading.Thread:
         ctx = self._ctx
         assert ctx is not None, "SimSource not started"
+        stopped = self._stopped
 
         def run() -> None:
             import time
@@ -65,7 +69,9 @@ class SimSource:
                     due = start + i / rate
                     delay = due - time.monotonic()
                     if delay > 0:
-                        time.sleep(delay)
+                        stopped.wait(delay)
+                if stopped.is_set():
+                    return  # the source was stopped (scenario over or cut short): no more
                 # Stamped as it is emitted, like a driver's reading (the list was built
                 # up front: its own stamps are all the same moment).
                 ctx.emit_reading(replace(r, mono=time.monotonic(), wall=time.time()))

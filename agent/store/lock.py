@@ -81,7 +81,7 @@ class StoreLock:
             pass
         except PermissionError:
             return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         if os.geteuid() == 0:
             st = os.stat(self.path.parent)
             try:
