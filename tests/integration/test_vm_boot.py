@@ -62,6 +62,7 @@ def test_unit_parses_under_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(50 * 60)   # about 5 min here (TCG); the first run also builds the image
 def test_first_boot_and_life_cycle_under_a_real_systemd() -> None:
     if os.geteuid() != 0:
         pytest.skip("packaging/test-vm needs root (mmdebstrap, apt-get)")
@@ -70,6 +71,7 @@ def test_first_boot_and_life_cycle_under_a_real_systemd() -> None:
                          env=env)
     lines = res.stdout.strip().splitlines()
     assert lines, res.stderr[-4000:]
+    print(lines[-1])                  # the results, for `pytest -rP`
     doc = json.loads(lines[-1])
     if res.returncode == 77:
         pytest.skip(f"packaging/test-vm cannot run here: {doc.get('skipped')}")
