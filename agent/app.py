@@ -46,6 +46,7 @@ class Hardware:
 
 DEVICE_STATE_DELAY_S = 0.02  # retained device state follows the events of the same moment
 STORE_RETRY_S = (1.0, 30.0)  # storing held alarms again: first wait, doubling to this cap
+STATUS_EVERY_S = 2.0         # systemd StatusText: at most this often (state changes coalesced)
 MAINTAIN_EVERY_S = 10.0      # store upkeep (reserve re-armed, disk-full state left)
 STORE_DEVICE = "store"       # device_id of the store's own warnings
 
@@ -162,6 +163,9 @@ class Agent:
         self._backlog = 0
         self._prewarning: set[str] = set()
         self._state = AgentState()
+        self._status_sent = ""                        # last StatusText given to systemd
+        self._status_mono = -STATUS_EVERY_S
+        self._status_handle: asyncio.TimerHandle | None = None
         self._last_alarm_delivered: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._notices: list[StoreNotice] = []         # found before intake opened
@@ -422,6 +426,39 @@ class Agent:
                     cb(new)
                 except Exception:
                     log.exception("state subscriber %r failed", cb)
+            self._notify_status()
+
+    def _status_text(self) -> str:
+        s = self._state
+        parts = ["online" if s.online else "offline", f"{s.backlog} pending"]
+        if s.alarm_pending:
+            parts.append("alarm pending")
+        if s.storage_failed:
+            parts.append("STORAGE FAILED")
+        if s.last_alarm_delivered_mono is not None:
+            at = self.clock.wall() - (time.monotonic() - s.last_alarm_delivered_mono)
+            parts.append("last alarm delivered "
+                         + time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at)))
+        return "; ".join(parts)
+
+    def _notify_status(self) -> None:
+        """Keep systemd's StatusText (``systemctl status``) current: sent on a state change,
+        at most every STATUS_EVERY_S (a burst of events ends in one update with the final
+        figures, from a timer). A datagram to systemd's socket: never blocks the loop."""
+        if self._status_handle is not None or self.loop is None:
+            return
+        wait = self._status_mono + STATUS_EVERY_S - time.monotonic()
+        if wait > 0:
+            self._status_handle = self.loop.call_later(wait, self._send_status)
+        else:
+            self._send_status()
+
+    def _send_status(self) -> None:
+        self._status_handle = None
+        text = self._status_text()
+        if text != self._status_sent:
+            self._status_sent, self._status_mono = text, time.monotonic()
+            notify(f"STATUS={text}")
 
     def _load_pending(self) -> None:
         self._backlog = self.store.pending_count()
@@ -458,13 +495,17 @@ class Agent:
         if interval:
             self._tasks.append(self.loop.create_task(self._watchdog(interval), name="watchdog"))
         notify("READY=1")
-        notify(f"STATUS=running; {self._backlog} events pending")
+        self._update_state()
+        self._send_status()
         log.info("tec-agent running for hub %s (%d components)", self.hub_id, len(self.components))
 
     async def stop(self) -> None:
         """Stop intake, flush, say offline, close. Bounded by agent.shutdown_timeout_s."""
         deadline = time.monotonic() + self.config.agent.shutdown_timeout_s
         notify("STOPPING=1")
+        if self._status_handle is not None:
+            self._status_handle.cancel()
+            self._status_handle = None
         for comp in reversed(self.components):
             try:
                 await asyncio.wait_for(comp.stop(), max(0.1, (deadline - time.monotonic()) / 3))

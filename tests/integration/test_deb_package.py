@@ -61,7 +61,7 @@ def test_control_fields(deb: Path) -> None:
     assert field(deb, "Architecture") == arch
     assert deb.name == f"tec-agent_{field(deb, 'Version')}_{arch}.deb"
     depends = field(deb, "Depends")
-    for dep in ("python3.11", "passwd", "libc6", "libsystemd0"):
+    for dep in ("python3.11", "passwd", "tzdata", "libc6", "libsystemd0"):
         assert re.search(rf"(^|, ){re.escape(dep)}( |,|$)", depends), (dep, depends)
     assert int(field(deb, "Installed-Size")) > 10_000
 
