@@ -37,7 +37,7 @@ def test_unprovisioned_hub_waits_instead_of_looping() -> None:
     # check-config gates the start as a condition: a failure leaves the unit inactive
     # ("skipped"), not failed, and Restart= does not apply to it.
     assert keys.get("ExecCondition", "").endswith(
-        "tec-agent check-config /etc/tec-agent/tec-agent.toml")
+        "tec-agent check-config --config /etc/tec-agent/tec-agent.toml")
     assert "ExecStartPre" not in keys          # a failing ExecStartPre is a failure: it loops
     assert keys.get("Restart") == "always"
     assert "2" in keys.get("RestartPreventExitStatus", "").split()   # run: config did not load
