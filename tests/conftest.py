@@ -36,6 +36,19 @@ def mqtt_broker(tmp_path: Path) -> Iterator[TestBroker]:
 
 
 @pytest.fixture
+def durable_broker(tmp_path: Path) -> Iterator[TestBroker]:
+    """A broker that keeps sessions across its own restart, and a platform-side subscriber
+    with a persistent session on it: what is published while the subscriber reconnects is
+    queued for it, as for a real monitoring platform."""
+    broker = TestBroker(tmp_path / "durable-broker", persistence=True)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
 def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DIR} (set TEC_SHARED_DIR)")

@@ -145,15 +145,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_or_simulated_home(path: str | None) -> Config | None:
+    """The config at ``path`` (None after reporting its problems), or without a path the
+    embedded simulated home (``status`` and ``simulate`` share this default)."""
+    if path:
+        return load_or_report(path)
+    return parse_config_text(default_sim_config_text(), "embedded simulated home")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from agent.store.sqlite_store import read_backlog
 
-    if args.config:
-        config = load_or_report(args.config)
-        if config is None:
-            return 2
-    else:
-        config = parse_config_text(default_sim_config_text(), "embedded simulated home")
+    config = _config_or_simulated_home(args.config)
+    if config is None:
+        return 2
     try:
         backlog = read_backlog(config.store.path)
     except StoreError as exc:
@@ -203,12 +208,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from agent.store.lock import StoreLock
     from agent.systemd_notify import setup_logging
 
-    if args.config:
-        config = load_or_report(args.config)
-        if config is None:
-            return 2
-    else:
-        config = parse_config_text(default_sim_config_text(), "embedded simulated home")
+    config = _config_or_simulated_home(args.config)
+    if config is None:
+        return 2
     setup_logging(config.agent.log_level, _secrets(config))
     try:
         # One agent per store: refuse before starting a broker beside somebody else's store.

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from gpiozero.pins.mock import MockFactory
 
 from agent.app import Hardware
@@ -18,7 +17,7 @@ from agent.cancel import AlarmCanceller
 from agent.model import Priority, Reading
 from agent.sim.scenarios import SimSource
 from drivers.gpio.config import GpioDevice
-from tests.harness import AgentRunner, TestBroker, make_config, wait_until, with_gpio
+from tests.harness import AgentRunner, make_config, wait_until, with_gpio
 
 CORD = GpioDevice(id="cord-1", kind="pull_cord", pin=27, room="bathroom")
 EVENT_FIELDS = {
@@ -84,19 +83,6 @@ def _soak(n: int, alarm_every: int = 10) -> list[Reading]:
                 Priority.ALARM if i % alarm_every == 0 else Priority.TELEMETRY, {"n": i})
         for i in range(n)
     ]
-
-
-@pytest.fixture
-def durable_broker(tmp_path: Path):
-    """A broker that keeps sessions across its own restart, and a platform-side subscriber
-    with a persistent session on it: what is published while the subscriber reconnects is
-    queued for it, as for a real monitoring platform."""
-    broker = TestBroker(tmp_path / "durable-broker", persistence=True)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.close()
 
 
 def test_broker_outage_buffers_then_delivers_all_alarms_first(

@@ -29,18 +29,6 @@ from tests.store_faults import FaultPlan
 TOPIC = "tec/v1/hub-test/event"
 
 
-@pytest.fixture
-def durable_broker(tmp_path: Path) -> Iterator[TestBroker]:
-    """A broker that keeps sessions across its own restart: a platform subscriber with a
-    persistent session gets what the agent sends while it is still reconnecting."""
-    broker = TestBroker(tmp_path / "durable-broker", persistence=True)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
 def _faulty_agent(tmp_path: Path, broker: TestBroker, plan: FaultPlan, sim: SimSource,
                   **store_kw) -> AgentRunner:
     cfg = make_config(tmp_path, broker)
