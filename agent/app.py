@@ -49,6 +49,7 @@ STORE_RETRY_S = (1.0, 30.0)  # storing held alarms again: first wait, doubling t
 STATUS_EVERY_S = 2.0         # systemd StatusText: at most this often (state changes coalesced)
 MAINTAIN_EVERY_S = 10.0      # store upkeep (reserve re-armed, disk-full state left)
 STORE_DEVICE = "store"       # device_id of the store's own warnings
+STORE_BUSY_EXTEND_S = 60.0   # start time asked of systemd per salvage progress report
 
 
 def build_components(config: Config, hardware: Hardware,
@@ -140,6 +141,7 @@ class Agent:
             keep_history_days=config.store.keep_history_days,
         )
         self.store.on_notice = self._store_notice
+        self.store.on_progress = self._store_busy
         # One agent per store (see agent/store/lock.py): taken in start(), before the store
         # is opened, and held until stop().
         self.store_lock = StoreLock(self.store.path)
@@ -377,6 +379,12 @@ class Agent:
     def _retry_store(self) -> None:
         self._store_retry = None
         self._schedule_flush(0.0)
+
+    def _store_busy(self, what: str) -> None:
+        """A long salvage at start: ask systemd for more start time (it would kill the
+        start after TimeoutStartSec and the salvage would begin again, and again)."""
+        notify(f"EXTEND_TIMEOUT_USEC={int(STORE_BUSY_EXTEND_S * 1e6)}")
+        notify(f"STATUS=starting: {what}")
 
     def _store_notice(self, notice: StoreNotice) -> None:
         """The store found a loss or a damaged row: report it as a warning event."""

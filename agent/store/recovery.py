@@ -102,13 +102,26 @@ class SalvageReport:
         }
 
 
+_PROGRESS_EVERY = 5000  # rows (or failed ranges) between progress calls
+
+
 class _Salvager:
     def __init__(self, src: sqlite3.Connection, dst: sqlite3.Connection,
-                 report: SalvageReport) -> None:
+                 report: SalvageReport,
+                 progress: Callable[[int], None] | None = None) -> None:
         self.src = src
         self.dst = dst
         self.report = report
         self.budget = _FAILED_QUERY_BUDGET
+        self._progress = progress
+        self._done = 0
+
+    def tick(self) -> None:
+        """Count a row or a failed range; tell ``progress`` every few thousand (a large
+        store on an SD card takes a while, and systemd must not kill the start meanwhile)."""
+        self._done += 1
+        if self._progress is not None and self._done % _PROGRESS_EVERY == 0:
+            self._progress(self._done)
 
     def tables(self) -> list[tuple[str, str | None]]:
         try:
@@ -157,6 +170,7 @@ class _Salvager:
                 try:
                     for row in self.src.execute(select, (a, b)):
                         last = row[0]
+                        self.tick()
                         why = check(row) if check is not None else None
                         if why is not None:
                             self.report.damaged.append(self._damaged(row, why))
@@ -165,6 +179,7 @@ class _Salvager:
                         n += 1
                 except sqlite3.DatabaseError:
                     self.budget -= 1
+                    self.tick()
                     a = last + 1
                     if a > b:
                         continue
@@ -203,10 +218,12 @@ class _Salvager:
 
 
 def salvage(src_path: Path, dst: sqlite3.Connection,
-            connect: Callable[..., sqlite3.Connection] = sqlite3.connect) -> SalvageReport:
+            connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
+            progress: Callable[[int], None] | None = None) -> SalvageReport:
     """Copy every readable row of the damaged database at ``src_path`` into ``dst`` (an
     open store with its schema), events first. Rows of ``events`` whose payload does not
-    match the row are not copied but listed in ``report.damaged``."""
+    match the row are not copied but listed in ``report.damaged``. ``progress(n)`` is
+    called every few thousand rows read."""
     report = SalvageReport()
     try:
         src = connect(src_path, isolation_level=None, timeout=1.0)
@@ -218,7 +235,7 @@ def salvage(src_path: Path, dst: sqlite3.Connection,
             src.execute("PRAGMA query_only=1")
         except sqlite3.Error:
             pass
-        worker = _Salvager(src, dst, report)
+        worker = _Salvager(src, dst, report, progress)
         for table, sql in worker.tables():
             check = None
             if table == "events":

@@ -138,7 +138,8 @@ class SqliteStore:
 
     ``connect`` is the seam to SQLite (``sqlite3.connect``'s signature): tests hand in a
     connection class that fails chosen statements. ``on_notice`` hears about losses and
-    damage the store found (set it before :meth:`open` to hear about those found there).
+    damage the store found (set it before :meth:`open` to hear about those found there);
+    ``on_progress`` hears, every few thousand rows, that a long salvage at open goes on.
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class SqliteStore:
         lock_timeout_s: float = 30.0,
         file_mode: int = 0o640,
         on_notice: Callable[[StoreNotice], None] | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.hub_id = hub_id
@@ -162,6 +164,7 @@ class SqliteStore:
         self.lock_timeout_s = lock_timeout_s
         self.file_mode = file_mode
         self.on_notice = on_notice
+        self.on_progress = on_progress   # long work at open (salvage): "still busy, why"
         self.evicted: dict[str, int] = {p.label: 0 for p in Priority}
         self.dropped: dict[str, int] = {p.label: 0 for p in Priority}
         self.recovered_from: Path | None = None
@@ -315,8 +318,15 @@ class SqliteStore:
                 except sqlite3.Error as exc2:
                     raise StoreError(
                         f"cannot create event store {self.path}: {exc2}") from exc2
-                report = recovery.salvage(moved, self.db, self._connect)
+                report = recovery.salvage(moved, self.db, self._connect, self._salvaging)
                 return str(exc), moved, report
+
+    def _salvaging(self, rows: int) -> None:
+        if self.on_progress is not None:
+            try:
+                self.on_progress(f"salvaging a corrupt event store: {rows} rows read")
+            except Exception:
+                log.exception("store progress handler failed")
 
     def _open_checked(self) -> None:
         db = self._connect(self.path, isolation_level=None, timeout=5.0)

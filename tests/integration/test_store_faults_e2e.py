@@ -19,7 +19,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from agent.app import Hardware
-from agent.model import Priority, Reading
+from agent.model import Event, Priority, Reading
 from agent.sim.scenarios import SimSource
 from agent.store.sqlite_store import SqliteStore
 from drivers.gpio.config import GpioDevice
@@ -308,3 +308,34 @@ def test_reserve_fits_a_small_card_and_sizes_the_wal(small_card: Path) -> None:
         assert limit <= size // 2 or limit == 64 * 1024
     finally:
         store.close()
+
+
+def test_a_long_salvage_at_start_asks_systemd_for_more_time(
+        tmp_path: Path, mqtt_broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a Pi a large store takes long to salvage: the start must not be killed by
+    TimeoutStartSec (and begun again, and again) meanwhile."""
+    from tests.integration.test_status_text import NotifySocket
+
+    cfg = make_config(tmp_path, mqtt_broker)
+    path = Path(cfg.store.path)
+    store = SqliteStore(path, cfg.hub_id)
+    store.open()
+    for i in range(0, 12_000, 2000):
+        store.append([Event(type="motion", priority=Priority.TELEMETRY, device_id="pir",
+                            data={"n": i + j}) for j in range(2000)])
+    store.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek((size // 2) // 4096 * 4096)
+        fh.write(random.Random(5).randbytes(4096))
+    notify = NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    try:
+        with AgentRunner(cfg, components=[SimSource()]):
+            wait_until(lambda: any(m == "READY=1" for _, m in notify.received), what="READY")
+        got = [m for _, m in notify.received]
+    finally:
+        notify.close()
+    extend = [i for i, m in enumerate(got) if m.startswith("EXTEND_TIMEOUT_USEC=")]
+    assert extend and extend[0] < got.index("READY=1")
+    assert any(m.startswith("STATUS=starting: salvaging") for m in got)

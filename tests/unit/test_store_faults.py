@@ -349,3 +349,20 @@ def test_spill_is_cleared_once_the_refused_alarm_is_stored(tmp_path: Path) -> No
     stored = s.append([alarm])                          # the agent's retry
     s2 = _open(path)
     assert [r[0] for r in s2.db.execute("SELECT seq FROM events")] == [stored[0].seq]
+
+
+def test_a_long_salvage_reports_progress(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    s = _open(path)
+    for i in range(0, 12_000, 2000):
+        s.append([_ev(Priority.TELEMETRY, i + j, pad=50) for j in range(2000)])
+    s.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek((size // 2) // 4096 * 4096)
+        fh.write(random.Random(5).randbytes(4096))
+    said: list[str] = []
+    s2 = SqliteStore(path, "hub-1", on_progress=said.append)
+    s2.open()
+    assert s2.recovered_from is not None
+    assert len(said) >= 2 and said[0] == "salvaging a corrupt event store: 5000 rows read"
