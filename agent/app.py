@@ -525,8 +525,10 @@ class Agent:
             self._store_retry = None
         self._flush()
         for ev in self._unstored:
-            log.critical("shutting down with %s %s (id %s, from %s) not stored: the broker"
-                         " was sent it once", ev.priority.label, ev.type, ev.id, ev.device_id)
+            log.critical("shutting down with %s %s (id %s, from %s) not stored in the"
+                         " database: the broker was sent it once, and the store's spill file"
+                         " (%s) hands it to the next start", ev.priority.label, ev.type, ev.id,
+                         ev.device_id, self.store.spill_path)
         self._send_device_states()
         self.accepting = False
         for task in self._tasks:

@@ -186,6 +186,10 @@ class SqliteStore:
         return self.path.with_name(self.path.name + ".reserve")
 
     @property
+    def spill_path(self) -> Path:
+        return self._spill.path
+
+    @property
     def wal_path(self) -> Path:
         return Path(str(self.path) + "-wal")
 
