@@ -153,6 +153,8 @@ class Agent:
         self._reading_subs: list[Callable[[Reading], None]] = []
         self._event_subs: list[Callable[[Event], None]] = []
         self._ack_subs: list[Callable[[int], None]] = []
+        self._refused_subs: list[Callable[[Event], None]] = []
+        self._refused_told: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._state_subs: list[Callable[[AgentState], None]] = []
         self._batch: list[Event] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -220,6 +222,9 @@ class Agent:
 
     def subscribe_acks(self, callback: Callable[[int], None]) -> None:
         self._ack_subs.append(callback)
+
+    def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
+        self._refused_subs.append(callback)
 
     def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
         self._state_subs.append(callback)
@@ -371,10 +376,25 @@ class Agent:
             log.error("still cannot store %d alarms/warnings (%s); again in %.0f s",
                       len(urgent), exc, self._store_retry_s)
         self._unstored[:0] = urgent
+        self._tell_refused(urgent)
         if self._store_retry is None:
             self._store_retry = self.loop.call_later(self._store_retry_s, self._retry_store)
             self._store_retry_s = min(self._store_retry_s * 2, STORE_RETRY_S[1])
         self._update_state()
+
+    def _tell_refused(self, events: list[Event]) -> None:
+        """Each refused alarm/warning once to ``subscribe_refused`` (a second alarm path)."""
+        for ev in events:
+            if ev.id in self._refused_told:
+                continue
+            self._refused_told[ev.id] = None
+            if len(self._refused_told) > 10_000:
+                self._refused_told.popitem(last=False)
+            for cb in self._refused_subs:
+                try:
+                    cb(ev)
+                except Exception:
+                    log.exception("refused-event subscriber %r failed", cb)
 
     def _retry_store(self) -> None:
         self._store_retry = None
@@ -569,7 +589,7 @@ class Agent:
         """Start ``comp``, remembering the callbacks it subscribes so that
         :meth:`stop_component` can take them away again."""
         lists: list[list[Any]] = [self._reading_subs, self._event_subs, self._ack_subs,
-                                  self._state_subs]
+                                  self._state_subs, self._refused_subs]
         before = [len(lst) for lst in lists]
         try:
             await comp.start(self)

@@ -76,6 +76,9 @@ class OfflineContext:
     def subscribe_acks(self, callback: Callable[[int], None]) -> None:
         """Nothing is ever acknowledged offline."""
 
+    def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
+        """Offline, every event is taken: nothing is ever refused."""
+
     def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
         callback(AgentState())
 

@@ -69,6 +69,13 @@ class AgentContext(Protocol):
     def subscribe_acks(self, callback: Callable[[int], None]) -> None:
         """Loop only: ``callback(seq)`` when the broker acknowledged the event ``seq``."""
 
+    def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
+        """Loop only: ``callback(event)`` once for each alarm or warning the store refused
+        (a failing or full card): it is held in memory, spilled and retried, but NOT
+        committed, so acknowledge nothing upstream on it. A second alarm path (serial
+        escalation) may act on it; if it is stored later, ``subscribe_events`` hears of it
+        again with its seq."""
+
     def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
         """Loop only: ``callback(state)`` whenever :class:`AgentState` changes."""
 

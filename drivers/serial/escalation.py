@@ -80,7 +80,15 @@ class Escalator:
             self._on_cancel(event)
             return
         if (event.priority != Priority.ALARM or event.device_id == self.unit.id
-                or event.type in OWN_TYPES or event.id in self._timers):
+                or event.type in OWN_TYPES or event.id in self._in_flight
+                or event.id in self._sent):
+            return
+        if event.id in self._timers:
+            # Heard before it was committed (refused by the store, then stored on a retry):
+            # the timer runs on; the stored seq lets the broker's ack stop it.
+            if event.seq is not None:
+                self._by_seq[event.seq] = event.id
+                self._events[event.id] = event
             return
         self._events[event.id] = event
         if event.seq is not None:

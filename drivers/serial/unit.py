@@ -87,6 +87,9 @@ class SerialDriver:
         if self._lines:
             ctx.subscribe_events(self._on_event)
             ctx.subscribe_acks(self._on_ack)
+            # An alarm the store refused (a failing card) still gets the second path; its
+            # frame is not ACKed on it (nothing was committed).
+            ctx.subscribe_refused(self._on_refused)
         for line in self._lines.values():
             line.start()
         if any(esc.enabled for esc in self._escalators.values()):
@@ -123,6 +126,11 @@ class SerialDriver:
     def _on_event(self, event: Event) -> None:
         for line in self._lines.values():
             line.committed(event.id)
+        for esc in self._escalators.values():
+            if esc.enabled:
+                esc.on_event(event)
+
+    def _on_refused(self, event: Event) -> None:
         for esc in self._escalators.values():
             if esc.enabled:
                 esc.on_event(event)

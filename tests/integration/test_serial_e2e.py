@@ -141,3 +141,41 @@ def test_alarm_left_pending_by_a_restart_is_escalated(tmp_path: Path, mqtt_broke
         wait_until(lambda: runner.agent.stats["stored"] == 1, what="escalation record stored")
         # A third start must not escalate the same alarm again.
         assert runner.call(runner.agent.pending_alarms) == []
+
+
+def test_alarm_the_store_refuses_still_escalates_to_the_unit(tmp_path: Path, mqtt_broker,
+                                                            unit_end: UnitEnd) -> None:
+    """A failing card and no broker at once: the alarm is in memory and the spill file only;
+    the telecare unit (the second path) must still get it."""
+    from agent.store.sqlite_store import SqliteStore
+    from tests.store_faults import FaultPlan
+
+    cfg = _serial_config(tmp_path, mqtt_broker, unit_end.path,
+                         'escalate_after_s = 0.5\naccount = "1234"')
+    plan = FaultPlan()
+    store = SqliteStore(cfg.store.path, cfg.hub_id, connect=plan.connect)
+    with AgentRunner(cfg, Hardware(), store=store) as runner:
+        wait_until(lambda: runner.agent.state.online, what="online")
+        wait_until(lambda: _serial(runner).devices()[0].details["port_open"], what="port open")
+        mqtt_broker.stop()
+        wait_until(lambda: not runner.agent.state.online, what="offline")
+        plan.fail("COMMIT", times=-1)
+        alarm = Reading("wearable-1", "fall", Priority.ALARM, {"source": "ble"})
+        runner.agent.emit_reading(alarm)
+        frame = unit_end.read_frame()
+        assert decode(frame[:-1]).event_code == "100"  # type: ignore[union-attr]
+        os.write(unit_end.master, bytes([ACK]))
+        assert runner.agent.state.storage_failed
+        plan.clear()                           # the card works again, the broker returns
+        mqtt_broker.start()
+        events = mqtt_broker.subscribe("tec/v1/hub-test/event")
+        evs = events.wait_for(lambda ms: {"fall", "alarm_escalated"}
+                              <= {e["type"] for e in events.events()}, timeout=30,
+                              what="the alarm and its escalation record")
+        wait_until(lambda: runner.agent.event_delivered(alarm.id) is True, timeout=30,
+                   what="the alarm stored and acknowledged")
+    assert evs
+    rec = next(e for e in events.events() if e["type"] == "alarm_escalated")
+    assert rec["data"]["event_id"] == alarm.id
+    # Escalated once: the retry that finally stored the alarm did not send it to the unit again.
+    assert sum(1 for e in events.events() if e["type"] == "alarm_escalated") == 1

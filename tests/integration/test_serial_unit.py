@@ -107,6 +107,7 @@ class FakeContext:
         self.delivered: dict[str, bool] = {}
         self._event_subs: list[Callable[[Event], None]] = []
         self._ack_subs: list[Callable[[int], None]] = []
+        self.refused_subs: list[Callable[[Event], None]] = []
         self._seq = itertools.count(1)
 
     def emit_reading(self, reading: Reading) -> None:
@@ -133,6 +134,9 @@ class FakeContext:
 
     def subscribe_events(self, cb: Callable[[Event], None]) -> None:
         self._event_subs.append(cb)
+
+    def subscribe_refused(self, cb: Callable[[Event], None]) -> None:
+        self.refused_subs.append(cb)
 
     def subscribe_acks(self, cb: Callable[[int], None]) -> None:
         self._ack_subs.append(cb)
