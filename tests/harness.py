@@ -139,6 +139,26 @@ def make_config(tmp_path: Path, broker: LocalBroker | None, extra: str = "",
     return parse_config_text(text + extra)
 
 
+def agent_cmd(*args: str) -> list[str]:
+    """``tec-agent ARGS`` as a subprocess of this interpreter (the checkout's code)."""
+    import sys
+
+    return [sys.executable, "-m", "agent", *args]
+
+
+def write_config_file(tmp_path: Path, broker: LocalBroker, extra: str = "") -> Path:
+    """``tmp_path/agent.toml`` for ``run``/``simulate --config``: the broker's credentials,
+    quick reconnects, the store in ``tmp_path``, then ``extra``."""
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f'hub_id = "hub-test"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'username = "{broker.username}"\npassword_file = "{broker.password_file}"\n'
+        'reconnect_min_s = 0.1\nreconnect_max_s = 1.0\n'
+        f'[store]\npath = "{tmp_path / "events.db"}"\n' + extra
+    )
+    return path
+
+
 class AgentRunner:
     """Runs an :class:`Agent` on its own event loop thread, as ``tec-agent run`` would."""
 

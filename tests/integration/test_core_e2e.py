@@ -17,7 +17,14 @@ from agent.cancel import AlarmCanceller
 from agent.model import Priority, Reading
 from agent.sim.scenarios import SimSource
 from drivers.gpio.config import GpioDevice
-from tests.harness import AgentRunner, make_config, wait_until, with_gpio
+from tests.harness import (
+    AgentRunner,
+    agent_cmd,
+    make_config,
+    wait_until,
+    with_gpio,
+    write_config_file,
+)
 
 CORD = GpioDevice(id="cord-1", kind="pull_cord", pin=27, room="bathroom")
 EVENT_FIELDS = {
@@ -152,27 +159,12 @@ def test_cancel_button_cancels_recent_alarm(tmp_path: Path, mqtt_broker) -> None
     assert got[1]["type"] == "alarm_cancelled" and got[1]["data"]["cancelled_ids"] == [alarm.id]
 
 
-def _agent_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "agent", *args]
-
-
-def _write_config(tmp_path: Path, broker) -> Path:
-    path = tmp_path / "agent.toml"
-    path.write_text(
-        f'hub_id = "hub-test"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-        f'username = "{broker.username}"\npassword_file = "{broker.password_file}"\n'
-        'reconnect_min_s = 0.1\nreconnect_max_s = 1.0\n'
-        f'[store]\npath = "{tmp_path / "events.db"}"\n'
-    )
-    return path
-
-
 def test_kill_9_mid_stream_then_restart_loses_nothing(tmp_path: Path, mqtt_broker) -> None:
-    cfg = _write_config(tmp_path, mqtt_broker)
+    cfg = write_config_file(tmp_path, mqtt_broker)
     events = mqtt_broker.subscribe("tec/v1/hub-test/event")
     mqtt_broker.stop()  # nothing can be delivered: everything must survive in the store
     proc = subprocess.Popen(
-        _agent_cmd("simulate", "--config", str(cfg), "--scenario", "soak", "--count", "5000",
+        agent_cmd("simulate", "--config", str(cfg), "--scenario", "soak", "--count", "5000",
                    "--rate", "2000", "--timeout", "60"),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
@@ -190,7 +182,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(tmp_path: Path, mqtt_broke
     events = mqtt_broker.subscribe("tec/v1/hub-test/event")
     # A restarted agent on the same store sends what the killed one left.
     res = subprocess.run(
-        _agent_cmd("simulate", "--config", str(cfg), "--scenario", "soak", "--count", "0",
+        agent_cmd("simulate", "--config", str(cfg), "--scenario", "soak", "--count", "0",
                    "--timeout", "60"), capture_output=True, text=True, timeout=90,
     )
     assert res.returncode == 0, res.stderr[-2000:]
@@ -202,9 +194,9 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(tmp_path: Path, mqtt_broke
 
 
 def test_sigterm_publishes_offline_and_exits_fast(tmp_path: Path, mqtt_broker) -> None:
-    cfg = _write_config(tmp_path, mqtt_broker)
+    cfg = write_config_file(tmp_path, mqtt_broker)
     status = mqtt_broker.subscribe("tec/v1/hub-test/status")
-    proc = subprocess.Popen(_agent_cmd("run", "--config", str(cfg)), stderr=subprocess.PIPE,
+    proc = subprocess.Popen(agent_cmd("run", "--config", str(cfg)), stderr=subprocess.PIPE,
                             text=True)
     try:
         status.wait_for(lambda ms: ms and ms[-1].json()["state"] == "online", timeout=20,
@@ -228,14 +220,14 @@ def test_sigterm_publishes_offline_and_exits_fast(tmp_path: Path, mqtt_broker) -
 
 
 def test_status_cli_reports_backlog_without_broker(tmp_path: Path, mqtt_broker) -> None:
-    cfg = _write_config(tmp_path, mqtt_broker)
+    cfg = write_config_file(tmp_path, mqtt_broker)
     mqtt_broker.stop()
     proc = subprocess.run(
-        _agent_cmd("simulate", "--config", str(cfg), "--scenario", "pull-cord", "--timeout", "3"),
+        agent_cmd("simulate", "--config", str(cfg), "--scenario", "pull-cord", "--timeout", "3"),
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1 and "pending" in proc.stderr
-    res = subprocess.run(_agent_cmd("status", "--config", str(cfg), "--json"),
+    res = subprocess.run(agent_cmd("status", "--config", str(cfg), "--json"),
                          capture_output=True, text=True, timeout=30)
     doc = json.loads(res.stdout)
     assert doc["pending"]["alarm"] == 1 and doc["pending_total"] == 1

@@ -8,27 +8,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from agent.cli import main
 from agent.store.lock import StoreLock, lock_path_for
-
-
-def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "agent", *args]
+from tests.harness import agent_cmd, write_config_file
 
 
 def _config(tmp_path: Path, broker) -> Path:
-    path = tmp_path / "agent.toml"
-    path.write_text(
-        f'hub_id = "hub-test"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-        f'username = "{broker.username}"\npassword_file = "{broker.password_file}"\n'
-        'reconnect_min_s = 0.1\nreconnect_max_s = 1.0\n'
-        f'[store]\npath = "{tmp_path / "events.db"}"\n'
-        '[gpio]\npin_factory = "mock"\n'
-        '[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = 27\n')
-    return path
+    return write_config_file(tmp_path, broker, '[gpio]\npin_factory = "mock"\n'
+                             '[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = 27\n')
 
 
 def test_second_agent_on_a_live_store_is_refused_naming_the_holder(
@@ -36,7 +25,7 @@ def test_second_agent_on_a_live_store_is_refused_naming_the_holder(
 ) -> None:
     cfg = _config(tmp_path, mqtt_broker)
     status = mqtt_broker.subscribe("tec/v1/hub-test/status")
-    live = subprocess.Popen(_cmd("run", "--config", str(cfg)), stderr=subprocess.PIPE,
+    live = subprocess.Popen(agent_cmd("run", "--config", str(cfg)), stderr=subprocess.PIPE,
                             text=True)
     try:
         status.wait_for(lambda ms: ms and ms[-1].json()["state"] == "online", timeout=20,
@@ -46,7 +35,7 @@ def test_second_agent_on_a_live_store_is_refused_naming_the_holder(
         for args in (("run", "--config", str(cfg)),
                      ("simulate", "--config", str(cfg), "--scenario", "pull-cord",
                       "--timeout", "20")):
-            res = subprocess.run(_cmd(*args), capture_output=True, text=True, timeout=15)
+            res = subprocess.run(agent_cmd(*args), capture_output=True, text=True, timeout=15)
             assert res.returncode == 1, (args, res.stderr)
             assert "is in use by another tec-agent" in res.stderr, res.stderr
             assert f"{holder}: " in res.stderr and "agent run --config" in res.stderr
