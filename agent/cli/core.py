@@ -154,6 +154,7 @@ def _config_or_simulated_home(path: str | None) -> Config | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from agent.store.health import describe, store_health
     from agent.store.sqlite_store import read_backlog
 
     config = _config_or_simulated_home(args.config)
@@ -176,11 +177,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         "oldest_pending_age_s": {
             k: round(max(0.0, now - v), 1) for k, v in backlog.oldest_wall.items()
         },
+        "store_health": store_health(config.store.path),
     }
     if args.json:
         print(json.dumps(doc))
         return 0
     print(f"hub {config.hub_id}: {backlog.total} events pending in {config.store.path}")
+    print(f"  store: {describe(doc['store_health'])}")
     print(f"  {'priority':<10} {'pending':>8} {'oldest':>10}")
     for label, n in backlog.counts.items():
         age = doc["oldest_pending_age_s"].get(label)

@@ -366,3 +366,34 @@ def test_a_long_salvage_reports_progress(tmp_path: Path) -> None:
     s2.open()
     assert s2.recovered_from is not None
     assert len(said) >= 2 and said[0] == "salvaging a corrupt event store: 5000 rows read"
+
+
+# -- what `tec-agent status` shows of a store's health ---------------------------------------
+def test_status_shows_the_stores_health(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    path = tmp_path / "events.db"
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'hub_id = "hub-1"\n[store]\npath = "{path}"\nreserve_mb = 0.5\n')
+    plan = FaultPlan()
+    s = SqliteStore(path, "hub-1", reserve_bytes=512 * 1024, connect=plan.connect)
+    s.open()
+    bad = s.append([_ev(Priority.ALARM, 1)])[0]
+    s.db.execute("UPDATE events SET payload=x'00ff' WHERE seq=?", (bad.seq,))
+    s.next_batch({}, 10)                                  # quarantines it
+    plan.fail("COMMIT", times=-1)
+    with pytest.raises(StoreWriteError):
+        s.append([_ev(Priority.ALARM, 2)])                # refused: in the spill file
+    (tmp_path / "events.db.corrupt-20260101T000000").write_bytes(b"x")
+    assert main(["status", "--config", str(cfg), "--json"]) == 0
+    health = json.loads(capsys.readouterr().out)["store_health"]
+    assert health["reserve_bytes"] == 512 * 1024
+    assert health["spilled_events"] == 1 and health["damaged_rows"] == 1
+    assert health["moved_aside"] == ["events.db.corrupt-20260101T000000"]
+    assert health["disk_free_bytes"] > 0
+    assert main(["status", "--config", str(cfg)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("  store: reserve 0.5 MB; disk ")
+    assert "1 refused alarm(s)/warning(s) in the spill file" in line
+    assert "1 damaged row(s) quarantined" in line and "1 corrupt store(s) moved aside" in line
