@@ -154,6 +154,7 @@ class MqttUplink:
         self._early_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._urgent = False                 # an alarm is waiting: reconnect soon (read by
         self._kick = threading.Event()       # the network thread, woken through _kick)
+        self._gone = threading.Event()       # paho has sent DISCONNECT (or lost the link)
 
     # -- setup -------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -282,6 +283,7 @@ class MqttUplink:
         )
 
     def _cb_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._gone.set()
         self.loop.call_soon_threadsafe(self._disconnected, str(reason_code))
 
     def _cb_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -483,8 +485,14 @@ class MqttUplink:
             while not info.is_published() and time.monotonic() < end and self.connected:
                 await asyncio.sleep(0.01)
             self._closing = True
+            self._gone.clear()
             self._client.disconnect()
-            await asyncio.sleep(0.05)
+            # The network thread writes the DISCONNECT; stopping it first would close the
+            # socket without one, and the broker would publish the will ("connection lost")
+            # over the retained "shutdown" status (seen under load).
+            end = min(deadline, time.monotonic() + 1.0)
+            while not self._gone.is_set() and time.monotonic() < end:
+                await asyncio.sleep(0.01)
         self._closing = True
         self._stop.set()
         self._kick.set()

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agent.config import parse_config
+from tests.harness import wait_until
 from tests.integration.test_remote_harness import (  # noqa: F401
     HUB,
     RemoteEnv,
@@ -162,7 +163,8 @@ def test_get_config_edit_push_config_round_trips_and_keeps_the_installers_file(
 def test_remote_commands_to_a_silent_hub_say_what_they_wait_for(remote_env: RemoteEnv) -> None:
     """Item 9: the hub's retained status is read and shown, at once and on the timeout."""
     e = remote_env
-    e.start_agent()
+    runner = e.start_agent()
+    wait_until(lambda: runner.agent.state.online, what="the hub online (its status retained)")
     e.stop_agent()  # it leaves a retained "offline" status, as a hub that lost power would
     desk = _desk(e)
     t0 = time.monotonic()
