@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.clock import Clock, SystemClock
 from agent.config import Config, MqttConfig
-from agent.errors import StoreError
+from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, Component, DeviceInfo
 from agent.store.lock import STORE_CREATED_META, StoreLock
@@ -355,7 +355,8 @@ class Agent:
         lost = len(batch) - len(urgent)
         if lost:
             self.stats["dropped_unstored"] += lost
-        self.uplink.send_unstored(list(getattr(exc, "rows", [])))
+        if isinstance(exc, StoreWriteError):
+            self.uplink.send_unstored(exc.rows)
         if not self._storage_failed:
             self._storage_failed = True
             alarms = sum(1 for e in urgent if e.priority == Priority.ALARM)

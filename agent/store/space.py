@@ -56,6 +56,20 @@ def reserve_size(configured: int, directory: Path, held: int) -> int:
     return max(0, min(configured, (free + held) // 4))
 
 
+def preallocate(path: Path, size: int, mode: int) -> None:
+    """Grow ``path`` (created with ``mode`` if missing) with zeros to ``size`` bytes and
+    fsync, so its blocks are really allocated: writing into them later needs no free space.
+    Bytes already there are kept. Raises ``OSError`` (e.g. the disk is full)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, mode)
+    try:
+        left = size - os.lseek(fd, 0, os.SEEK_END)
+        while left > 0:
+            left -= os.write(fd, b"\0" * min(left, 65536))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Reserve:
     """A file of ``size`` zero bytes, written (and fsync'd) so that its blocks are really
     allocated; deleting it frees them for the database."""
@@ -75,15 +89,7 @@ class Reserve:
         if self.armed:
             return True
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._mode)
-            try:
-                chunk = b"\0" * 65536
-                left = self.size
-                while left > 0:
-                    left -= os.write(fd, chunk[: min(left, len(chunk))])
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            preallocate(self.path, self.size, self._mode)
             return True
         except OSError as exc:
             log.warning("cannot create the store's reserve file %s: %s", self.path, exc)

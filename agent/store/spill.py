@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from agent.store.space import file_size, preallocate
+
 log = logging.getLogger(__name__)
 
 SPILL_BYTES = 256 * 1024
@@ -71,18 +73,10 @@ class Spill:
 
     def allocate(self) -> None:
         """Make sure the file exists at full size (blocks really allocated)."""
+        if file_size(self.path) >= self.size:
+            return
         try:
-            if self.path.exists() and self.path.stat().st_size >= self.size:
-                return
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, self._mode)
-            try:
-                os.lseek(fd, 0, os.SEEK_END)
-                left = self.size - os.fstat(fd).st_size
-                while left > 0:
-                    left -= os.write(fd, b"\0" * min(left, 65536))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            preallocate(self.path, self.size, self._mode)
         except OSError as exc:
             log.error("cannot allocate the alarm spill file %s: %s", self.path, exc)
 
