@@ -27,6 +27,7 @@ from agent.model import Event, Priority, Reading
 from drivers.serial.config import SerialConfig, SerialUnit
 from drivers.serial.contact_id import ACK, DC4, NAK, decode
 from drivers.serial.unit import SerialDriver
+from tests.contact_id_variants import RECEIVER_VARIANTS
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "serial"
 HEARTBEAT = (DATA / "heartbeat.bin").read_bytes()
@@ -455,23 +456,13 @@ def test_alarms_from_the_unit_itself_are_not_echoed(pty: Pty) -> None:
 
 # -- what real receivers send (issue 17, "Contact ID from real receivers") ------------------
 
-VARIANTS = [  # (recorded variant, its canonical form: digit qualifier, space separator)
-    ("olarm_130_letter_qualifier.bin", b"501E 180766113001002"),
-    ("mlr2e_121_duress_letter_qualifier.bin", b"5011 181234112101001"),
-    ("pendant_101_restore_letter.bin", b"5011 181234310100015"),
-    ("smoke_111_previous_letter.bin", b"5011 181234611101003"),
-    ("medical_100_hex_digits_letter.bin", b"5011 18BC2F11000BDEF"),
-    ("duress_121_clock_letter.bin", b"5011 18123411210100123:59:07-31/12"),
-]
-
-
 def test_receiver_variants_are_acked_and_become_the_canonical_event(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty),)))
         async with started(driver, ctx):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
-            for name, canonical in VARIANTS:
+            for name, canonical in RECEIVER_VARIANTS:
                 pairs = []
                 for raw in (canonical + bytes([DC4]), (DATA / name).read_bytes()):
                     count = len(ctx.readings)

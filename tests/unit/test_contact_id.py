@@ -26,6 +26,7 @@ from drivers.serial.contact_id import (
     decode,
     encode,
 )
+from tests.contact_id_variants import RECEIVER_VARIANTS
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "serial"
 
@@ -364,14 +365,7 @@ def _canonical(frame: ContactIdFrame) -> ContactIdFrame:
                              "separator": " "})
 
 
-@pytest.mark.parametrize("name,canonical", [
-    ("olarm_130_letter_qualifier.bin", b"501E 180766113001002"),
-    ("mlr2e_121_duress_letter_qualifier.bin", b"5011 181234112101001"),
-    ("pendant_101_restore_letter.bin", b"5011 181234310100015"),
-    ("smoke_111_previous_letter.bin", b"5011 181234611101003"),
-    ("medical_100_hex_digits_letter.bin", b"5011 18BC2F11000BDEF"),
-    ("duress_121_clock_letter.bin", b"5011 18123411210100123:59:07-31/12"),
-])
+@pytest.mark.parametrize("name,canonical", RECEIVER_VARIANTS)
 def test_receiver_variants_decode_to_the_canonical_event(name: str, canonical: bytes) -> None:
     raw = (DATA / name).read_bytes()
     frame = one(name)
