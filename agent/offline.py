@@ -97,8 +97,3 @@ class OfflineContext:
     def close(self) -> None:
         if self._own_executor:
             self.executor.shutdown(wait=False)
-
-    def of_type(self, type_: str) -> list[Reading | Event]:
-        found: list[Reading | Event] = [r for r in self.readings if r.type == type_]
-        found.extend(e for e in self.events if e.type == type_)
-        return found
