@@ -25,6 +25,7 @@ from agent.config import Config, MqttConfig
 from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, Component, DeviceInfo
+from agent.store.component_state import SqliteComponentState
 from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
@@ -281,6 +282,9 @@ class Agent:
             return True
         return None
 
+    def component_state(self, component: str) -> SqliteComponentState:
+        return self.store.component_state(component)
+
     @property
     def state(self) -> AgentState:
         return self._state
@@ -491,9 +495,7 @@ class Agent:
 
     def _load_pending(self) -> None:
         self._backlog = self.store.pending_count()
-        for event_id, seq, prio in self.store.db.execute(
-            "SELECT id, seq, prio FROM events WHERE prio < ?", (int(Priority.TELEMETRY),)
-        ):
+        for event_id, seq, prio in self.store.pending_urgent():
             self._pending_ids[event_id] = seq
             self._pending_seq[seq] = (event_id, Priority(prio))
 

@@ -348,12 +348,7 @@ class Commissioning:
 
     @staticmethod
     def _last_stored(agent: Agent, device_id: str) -> float | None:
-        row = agent.store.db.execute(
-            "SELECT max(w) FROM (SELECT max(wall) AS w FROM delivered WHERE device_id = ?"
-            " UNION ALL SELECT max(wall) FROM events WHERE device_id = ?)",
-            (device_id, device_id),
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        return agent.store.last_wall_of(device_id)
 
     # -- 3. walk test -----------------------------------------------------------------------
     def _to_trigger(self) -> list[DeviceCheck]:

@@ -16,6 +16,7 @@ from typing import Any, cast
 from agent.clock import Clock
 from agent.model import Event, Reading
 from agent.ports import AgentState
+from agent.store.component_state import MemoryComponentState
 
 
 class OfflineContext:
@@ -51,6 +52,7 @@ class OfflineContext:
         self._on_event = on_event
         self._reading_subs: list[Callable[[Reading], None]] = []
         self._event_subs: list[Callable[[Event], None]] = []
+        self.states: dict[str, MemoryComponentState] = {}
 
     def emit_reading(self, reading: Reading) -> None:
         if self.keep_readings:
@@ -93,6 +95,10 @@ class OfflineContext:
 
     def event_delivered(self, event_id: str) -> bool | None:
         return None
+
+    def component_state(self, component: str) -> MemoryComponentState:
+        """In memory: a replay starts from nothing and keeps nothing."""
+        return self.states.setdefault(component, MemoryComponentState(component))
 
     def close(self) -> None:
         if self._own_executor:

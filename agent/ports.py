@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.clock import Clock
 from agent.model import Event, Reading
+
+if TYPE_CHECKING:
+    from agent.config import Config
+    from agent.store.component_state import Json, KeyRange
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,55 @@ class AgentState:
     last_alarm_delivered_mono: float | None = None
     prewarning: bool = False             # a detector is counting down to an alarm
     storage_failed: bool = False         # an alarm/warning could not be stored (held in memory)
+
+
+# -- issue 18 part B: what components reached around the port for ----------------------------
+class ComponentState(Protocol):
+    """One component's memory across restarts: key -> JSON value (implemented in
+    ``agent/store/component_state.py``; in memory offline and in tests)."""
+
+    def get(self, key: str) -> Json:
+        """The value saved under ``key``; None if none or unreadable."""
+
+    def items(self, prefix: str = "") -> dict[str, Json]:
+        """Every readable ``key -> value`` whose key starts with ``prefix``."""
+
+    def write(self, put: Mapping[str, Json] | None = None, *,
+              drop: KeyRange | None = None) -> None:
+        """Save ``put`` and remove keys in ``[drop[0], drop[1])``, all or nothing. Raises
+        :class:`agent.errors.StoreError`."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubMessage:
+    """A message that arrived on one of the hub's topics."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+Unsubscribe = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkFigures:
+    online: bool = False
+    alive: bool = False          # network thread and sender running (the watchdog's test)
+    connects: int = 0
+    published: int = 0
+    acked: int = 0
+    inflight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFigures:
+    backlog_total: int = 0
+    backlog_counts: dict[str, int] = field(default_factory=dict)
+    oldest_wall: dict[str, float] = field(default_factory=dict)
+    used_bytes: int = 0
+    evicted: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 class AgentContext(Protocol):
@@ -92,6 +145,51 @@ class AgentContext(Protocol):
 
     def event_delivered(self, event_id: str) -> bool | None:
         """True if acknowledged by the broker, False if pending, None if unknown."""
+
+    def component_state(self, component: str) -> ComponentState:
+        """Loop only: ``component``'s own memory across restarts (no other component's,
+        and never the event store's tables). Raises StoreError when it cannot be made."""
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Loop only: a non-event message on one of the hub's topics (``tec/v1/{hub_id}/...``;
+        ValueError for any other). ``retain``: the latest payload per topic is kept and sent
+        on every (re)connect, True is returned. Otherwise sent now at QoS 1 when online
+        (True) or not at all (False: the caller keeps it for later)."""
+
+    def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
+        """Loop only: ``handler(msg)`` on the loop for messages on ``topic`` (one of the
+        hub's; wildcards allowed). Call the returned function to stop hearing them."""
+
+
+class Reconfigurable(Protocol):
+    """Live reconfiguration (``agent/reconfigure.py``), as remote control asks for it."""
+
+    async def reconfigure(self, new_config: Config) -> list[str]:
+        """Switch to ``new_config`` without a restart; returns what failed (empty: fine)."""
+
+
+class RemoteHost(AgentContext, Reconfigurable, Protocol):
+    """What remote control (``agent/remote/``) needs of the agent beyond the port."""
+
+    config: Config
+
+    @property
+    def state(self) -> AgentState: ...
+
+    def devices(self) -> list[DeviceInfo]: ...
+
+    def uptime_s(self) -> float: ...
+
+    def component_names(self) -> list[str]: ...
+
+    def uplink_figures(self) -> UplinkFigures: ...
+
+    def store_figures(self) -> StoreFigures: ...
+
+    def get_meta(self, key: str) -> str | None:
+        """A small durable value beside the event store (replay guard, config provenance)."""
+
+    def set_meta(self, key: str, value: str) -> None: ...
 
 
 @runtime_checkable

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from agent.clock import read_boot_id
+from agent.errors import StoreError
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 from drivers.ble.advert import BTHOME_UUID, Advert
@@ -85,12 +85,14 @@ class BleComponent:
     # -- life cycle ----------------------------------------------------------------------
     async def start(self, ctx: AgentContext) -> None:
         self._ctx = ctx
-        store = getattr(ctx, "store", None)
-        db = getattr(store, "db", None) if store is not None else None
-        self.supervisor = Supervisor(
-            self.config, ctx.submit_event, ctx.publish_device_state,
-            store=SupervisionStore(db) if isinstance(db, sqlite3.Connection) else None,
-            boot_id=read_boot_id())
+        try:
+            store: SupervisionStore | None = SupervisionStore(ctx.component_state(self.name))
+        except StoreError as exc:
+            log.error("BLE supervision: cannot open its saved state: %s (carrying on without)",
+                      exc)
+            store = None
+        self.supervisor = Supervisor(self.config, ctx.submit_event, ctx.publish_device_state,
+                                     store=store, boot_id=read_boot_id())
         self.supervisor.start(ctx.clock.monotonic())
         self.supervisor.restore(self.stamp())
         for dev in self.config.devices:
