@@ -24,13 +24,21 @@ from agent.clock import Clock, SystemClock
 from agent.config import Config, MqttConfig
 from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
-from agent.ports import AgentState, Component, DeviceInfo
+from agent.ports import (
+    AgentState,
+    Component,
+    DeviceInfo,
+    HubMessage,
+    StoreFigures,
+    Unsubscribe,
+    UplinkFigures,
+)
 from agent.store.component_state import SqliteComponentState
 from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
 from agent.uplink import topics
-from agent.uplink.mqtt_uplink import MqttUplink
+from agent.uplink.mqtt_uplink import InboundMessage, MqttUplink
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +118,70 @@ def build_components(config: Config, hardware: Hardware,
     return components
 
 
+class HubTopics:
+    """The port's publish/subscribe on the hub's topics, over whichever uplink is current.
+
+    A thin adapter: it holds who listens to what and the latest retained payload per topic,
+    so a new uplink (a changed ``[mqtt]``) is given them without anyone reading the old
+    one's insides. Loop only."""
+
+    def __init__(self, hub_id: str) -> None:
+        self.prefix = f"{topics.PREFIX}/{hub_id}/"
+        self._handlers: dict[str, list[Callable[[HubMessage], None]]] = {}
+        self._retained: dict[str, bytes] = {}
+        self._uplink: MqttUplink | None = None
+
+    def _check(self, topic: str) -> None:
+        if not topic.startswith(self.prefix):
+            raise ValueError(f"topic {topic!r} is not one of this hub's ({self.prefix}...)")
+
+    def attach(self, uplink: MqttUplink) -> None:
+        """Use ``uplink`` from now on: it is given every subscription and retained payload
+        (retained state is sent again on the new connection; it is the latest per topic)."""
+        self._uplink = uplink
+        for topic in self._handlers:
+            uplink.subscribe(topic, self._dispatcher(topic))
+        for topic, payload in self._retained.items():
+            uplink.publish_retained(topic, payload)
+
+    def _dispatcher(self, topic: str) -> Callable[[InboundMessage], None]:
+        def dispatch(msg: InboundMessage) -> None:
+            hub_msg = HubMessage(msg.topic, msg.payload, msg.retain)
+            for handler in list(self._handlers.get(topic, ())):
+                try:
+                    handler(hub_msg)
+                except Exception:
+                    log.exception("handler %r of %s failed", handler, topic)
+        return dispatch
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        self._check(topic)
+        uplink = self._uplink
+        if retain:
+            self._retained[topic] = payload
+            if uplink is not None:
+                uplink.publish_retained(topic, payload)
+            return True
+        if uplink is None or not uplink.connected:
+            return False
+        uplink.publish(topic, payload, qos=1)
+        return True
+
+    def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
+        self._check(topic)
+        handlers = self._handlers.get(topic)
+        if handlers is None:
+            handlers = self._handlers[topic] = []
+            if self._uplink is not None:
+                self._uplink.subscribe(topic, self._dispatcher(topic))
+        handlers.append(handler)
+
+        def unsubscribe() -> None:
+            if handler in handlers:
+                handlers.remove(handler)
+        return unsubscribe
+
+
 class Agent:
     """The running agent. ``await agent.start()`` ... ``await agent.stop()``."""
 
@@ -182,6 +254,9 @@ class Agent:
         self.uplink: MqttUplink = None  # type: ignore[assignment]
         self.stats: collections.Counter[str] = collections.Counter()
         self._subs_of: dict[int, list[tuple[list[Any], Any]]] = {}  # component -> callbacks
+        self._unsubs_of: dict[int, list[Unsubscribe]] = {}  # component -> topic handlers
+        self._starting: list[Unsubscribe] | None = None     # collects them during a start
+        self.topics = HubTopics(self.hub_id)
 
     # -- AgentContext -------------------------------------------------------------------------
     def emit_reading(self, reading: Reading) -> None:
@@ -255,7 +330,7 @@ class Agent:
         self._states_handle = None
         states, self._device_states = self._device_states, {}
         for device_id, payload in states.items():
-            self.uplink.publish_retained(topics.device_topic(self.hub_id, device_id), payload)
+            self.topics.publish(topics.device_topic(self.hub_id, device_id), payload, retain=True)
 
     def pending_alarms(self) -> list[Event]:
         """Alarms stored by an earlier run and still not acknowledged by the broker, and not
@@ -284,6 +359,39 @@ class Agent:
 
     def component_state(self, component: str) -> SqliteComponentState:
         return self.store.component_state(component)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        return self.topics.publish(topic, payload, retain=retain)
+
+    def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
+        unsubscribe = self.topics.subscribe(topic, handler)
+        if self._starting is not None:
+            self._starting.append(unsubscribe)
+        return unsubscribe
+
+    # -- RemoteHost (agent/remote/) -------------------------------------------------------------
+    def component_names(self) -> list[str]:
+        return [c.name for c in self.components]
+
+    def uplink_figures(self) -> UplinkFigures:
+        up = self.uplink
+        if up is None:
+            return UplinkFigures()
+        return UplinkFigures(online=bool(up.connected), alive=up.alive(), connects=up.connects,
+                             published=up.published, acked=up.acked, inflight=up.inflight)
+
+    def store_figures(self) -> StoreFigures:
+        backlog = self.store.backlog()
+        return StoreFigures(backlog_total=backlog.total, backlog_counts=dict(backlog.counts),
+                            oldest_wall=dict(backlog.oldest_wall),
+                            used_bytes=self.store.used_bytes(), evicted=dict(self.store.evicted),
+                            dropped=dict(self.store.dropped))
+
+    def get_meta(self, key: str) -> str | None:
+        return self.store.get_meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.store.set_meta(key, value)
 
     @property
     def state(self) -> AgentState:
@@ -513,6 +621,7 @@ class Agent:
         if self._backlog:
             log.info("%d events from an earlier run are waiting to be sent", self._backlog)
         self.uplink = self._make_uplink(self.config.mqtt)
+        self.topics.attach(self.uplink)
         self.accepting = True
         notices, self._notices = self._notices, []
         for notice in notices:
@@ -594,10 +703,13 @@ class Agent:
         lists: list[list[Any]] = [self._reading_subs, self._event_subs, self._ack_subs,
                                   self._state_subs, self._refused_subs]
         before = [len(lst) for lst in lists]
+        self._starting = unsubs = []
         try:
             await comp.start(self)
         finally:
+            self._starting = None
             self._subs_of[id(comp)] = [(lst, cb) for lst, n in zip(lists, before) for cb in lst[n:]]
+            self._unsubs_of[id(comp)] = unsubs
 
     async def stop_component(self, comp: Component, timeout: float) -> None:
         """Stop ``comp`` and unsubscribe its callbacks (a stopped detector hears nothing more)."""
@@ -608,6 +720,8 @@ class Agent:
         for lst, cb in self._subs_of.pop(id(comp), []):
             if cb in lst:
                 lst.remove(cb)
+        for unsubscribe in self._unsubs_of.pop(id(comp), []):
+            unsubscribe()
 
     async def swap_uplink(self, mqtt_config: MqttConfig) -> None:
         """Replace the MQTT connection. The new one is built before the old one stops (so a
@@ -616,9 +730,7 @@ class Agent:
         new = self._make_uplink(mqtt_config)
         old = self.uplink
         await old.stop(time.monotonic() + self.config.agent.shutdown_timeout_s)
-        for topic, handler in old._subscriptions.items():  # the handlers belong to components
-            new.subscribe(topic, handler)
-        new._retained.update(old._retained)
+        self.topics.attach(new)   # the components' subscriptions and retained state
         self.uplink = new
         new.start()
         self._update_state()

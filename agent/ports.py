@@ -168,6 +168,7 @@ class Reconfigurable(Protocol):
         """Switch to ``new_config`` without a restart; returns what failed (empty: fine)."""
 
 
+@runtime_checkable
 class RemoteHost(AgentContext, Reconfigurable, Protocol):
     """What remote control (``agent/remote/``) needs of the agent beyond the port."""
 

@@ -171,6 +171,7 @@ class MemoryComponentState:
     """The same contract in memory: offline replays, evaluations and tests."""
 
     def __init__(self, component: str = "test") -> None:
+        table_of(component)             # the same names as the agent's, or ValueError
         self.component = component
         self.values: dict[str, str] = {}        # kept encoded: same copies, same errors
         self.writes = 0
