@@ -15,12 +15,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent.clock import Clock, SystemClock
+from agent.components import Hardware, build_components
 from agent.config import Config, MqttConfig
 from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
@@ -33,6 +34,7 @@ from agent.ports import (
     Unsubscribe,
     UplinkFigures,
 )
+from agent.reconfigure import apply_live
 from agent.store.component_state import SqliteComponentState
 from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
@@ -43,79 +45,12 @@ from agent.uplink.mqtt_uplink import InboundMessage, MqttUplink
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Hardware:
-    """The hardware seams. ``None`` means: the real thing (or what the config asks for)."""
-
-    pin_factory: Any = None
-    ble_backend: Any = None
-    ble_client_factory: Any = None
-    serial_ports: dict[str, Any] = field(default_factory=dict)
-
-
 DEVICE_STATE_DELAY_S = 0.02  # retained device state follows the events of the same moment
 STORE_RETRY_S = (1.0, 30.0)  # storing held alarms again: first wait, doubling to this cap
 STATUS_EVERY_S = 2.0         # systemd StatusText: at most this often (state changes coalesced)
 MAINTAIN_EVERY_S = 10.0      # store upkeep (reserve re-armed, disk-full state left)
 STORE_DEVICE = "store"       # device_id of the store's own warnings
 STORE_BUSY_EXTEND_S = 60.0   # start time asked of systemd per salvage progress report
-
-
-def build_components(config: Config, hardware: Hardware,
-                     config_file: str | None = None) -> list[Component]:
-    """Construct every component the config asks for. The one place that does.
-
-    ``config_file``: the file the agent was started from (``run --config``); remote
-    support writes accepted pushes there unless ``remote.config_path`` says otherwise."""
-    from agent.cancel import AlarmCanceller
-
-    components: list[Component] = []
-    if config.gpio.devices:
-        from drivers.gpio.driver import GpioDriver
-
-        components.append(GpioDriver(config.gpio, pin_factory=hardware.pin_factory))
-    if config.ble.devices:
-        from drivers.ble.component import BleComponent
-
-        components.append(BleComponent(config.ble, backend=hardware.ble_backend,
-                                       client_class=hardware.ble_client_factory))
-    if config.serial.units:
-        from drivers.serial.unit import SerialDriver
-
-        # Contact ID zone of an escalated alarm: the device's 1-based position in the config.
-        zones = {dev_id: i + 1 for i, (_, dev_id) in enumerate(config.device_ids())}
-        components.append(SerialDriver(config.serial, ports=hardware.serial_ports,
-                                       zone_of=lambda dev_id: zones.get(dev_id, 0)))
-    if config.inactivity.enabled:
-        from agent.inactivity.detector import InactivityDetector
-
-        # State (last activity, countdowns, learned routine) goes to the store's database,
-        # which the detector takes from the running agent at start.
-        components.append(InactivityDetector(config))
-    if config.fall.enabled and (config.fall.wearables
-                                or any(d.kind == "wearable" for d in config.ble.devices)):
-        from agent.fall.detector import FallDetector
-
-        # Scores wearables' motion_samples; the model loads in the inference executor. Only
-        # built when a wearable is configured: the interpreter costs ~23 MB of RSS.
-        components.append(FallDetector(config.fall))
-    components.append(AlarmCanceller(config.gpio.cancel_window_s))
-    if config.report.daily_summary:
-        from agent.report.build import configured_devices
-        from agent.report.daily import DailySummary
-
-        # Battery and signal come from the drivers' inventory when each summary is sent.
-        components.append(DailySummary(
-            config.report, store_path=config.store.path, timezone=config.agent.timezone,
-            configured=configured_devices(config),
-            inventory=lambda: [d for c in components for d in c.devices()],
-        ))
-    if config.remote.enabled:
-        from agent.remote.control import RemoteControl
-
-        # Signed config pushes and commands; it reconfigures the agent it is started with.
-        components.append(RemoteControl(config.remote, config_file=config_file))
-    return components
 
 
 class HubTopics:
@@ -693,9 +628,10 @@ class Agent:
         """Switch to ``new_config`` without a restart: rebuild the components whose settings
         changed, swap the MQTT connection if ``[mqtt]`` changed. Returns what failed (empty:
         all started); the caller decides whether to roll back."""
-        from agent.remote.live import apply_live
-
         return await apply_live(self, new_config)
+
+    def uplink_config(self) -> MqttConfig | None:
+        return self.uplink.cfg if self.uplink is not None else None
 
     async def start_component(self, comp: Component) -> None:
         """Start ``comp``, remembering the callbacks it subscribes so that
