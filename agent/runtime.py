@@ -80,8 +80,8 @@ async def run_simulation(
         start_sim_units,
         with_sim_devices,
     )
-    from drivers.ble.fake_gatt import FakeGattClient
     from drivers.ble.replay_backend import AdvertFeed
+    from drivers.ble.tools.fake_gatt import FakeGattClient
 
     if scenario not in SCENARIOS:
         return 2, f"unknown scenario {scenario!r} (choose from {', '.join(SCENARIOS)})"

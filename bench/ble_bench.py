@@ -35,8 +35,8 @@ from agent.clock import ManualClock
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.component import BleComponent
 from drivers.ble.config import BleConfig, BleDevice
-from drivers.ble.replay import CollectingContext
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.replay import CollectingContext
 
 N = int(os.environ.get("BENCH_BLE_ADVERTS", "30000"))
 VECTORS = json.loads((ROOT / "tests" / "data" / "ble" / "bthome_vectors.json").read_text())

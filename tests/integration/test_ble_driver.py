@@ -21,8 +21,8 @@ from agent.model import Event, Priority, Reading
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.component import BleComponent
 from drivers.ble.config import BleConfig, BleDevice
-from drivers.ble.replay import CollectingContext
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.replay import CollectingContext
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "ble" /
                       "bthome_vectors.json").read_text())

@@ -17,9 +17,9 @@ from agent.model import Priority, Reading
 from drivers.ble.advert import Advert
 from drivers.ble.component import BleComponent
 from drivers.ble.config import BleConfig, BleDevice
-from drivers.ble.fake_gatt import FakeGattClient, FakePeripheral
-from drivers.ble.replay import CollectingContext
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.fake_gatt import FakeGattClient, FakePeripheral
+from drivers.ble.tools.replay import CollectingContext
 from drivers.ble.wearable.profile import MotionSample
 
 ADDR = "D1:5E:A5:00:00:01"
