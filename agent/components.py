@@ -71,6 +71,15 @@ def _ble(config: Config, env: BuildEnv) -> Component | None:
                         client_class=env.hardware.ble_client_factory)
 
 
+def _conditions(config: Config, env: BuildEnv) -> Component | None:
+    if not config.ble.devices:
+        return None
+    from agent.conditions import ConditionsDetector
+
+    # battery_low / cold_home over the BLE driver's measurements.
+    return ConditionsDetector(config.ble)
+
+
 def _serial(config: Config, env: BuildEnv) -> Component | None:
     if not config.serial.units:
         return None
@@ -132,6 +141,7 @@ def _remote(config: Config, env: BuildEnv) -> Component | None:
 # In start order (the agent stops them in reverse).
 REGISTRY: tuple[ComponentSpec, ...] = (
     ComponentSpec("gpio", "gpio", ("gpio",), _gpio),
+    ComponentSpec("conditions", "ble", ("ble",), _conditions),  # hears the first adverts
     ComponentSpec("ble", "ble", ("ble",), _ble),
     ComponentSpec("serial", "serial", ("serial", *DEVICE_LISTS), _serial),
     ComponentSpec("inactivity", "inactivity", ("inactivity", "agent.timezone", *DEVICE_LISTS),

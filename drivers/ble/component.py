@@ -21,7 +21,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from agent.clock import read_boot_id
 from agent.errors import StoreError
-from agent.model import Event, Priority, Reading
+from agent.model import Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.bthome_decoder import BTHomeDecoder, DecodeStatus
@@ -222,11 +222,8 @@ class BleComponent:
         outputs = handler.mapper.map(update, stamp)
         self.supervisor.seen(handler.device.id, stamp, rssi=advert.rssi,
                              battery_pct=handler.mapper.state.battery_pct)
-        for out in outputs:
-            if isinstance(out, Reading):
-                ctx.emit_reading(out)
-            else:
-                ctx.submit_event(out)
+        for reading in outputs:
+            ctx.emit_reading(reading)
 
     def _problem(self, handler: _BTHomeHandler, status: DecodeStatus, stamp: Stamp) -> None:
         if status is DecodeStatus.DUPLICATE:
@@ -252,7 +249,7 @@ class BleComponent:
     # -- wearables -----------------------------------------------------------------------
     def _add_wearable(self, dev: BleDevice) -> None:
         ctx = self._require_ctx()
-        mapper = BTHomeMapper(dev, self.config)     # for battery_low hysteresis
+        mapper = BTHomeMapper(dev, self.config)     # battery levels as measurements
         self._wearable_mappers[dev.mac] = mapper
         base = {"room": dev.room, "role": dev.role, "source": "ble"}
 
@@ -270,9 +267,8 @@ class BleComponent:
 
         def on_battery(pct: float) -> None:
             stamp = self.stamp()
-            for out in mapper.battery_pct(pct, stamp):
-                if isinstance(out, Event):
-                    ctx.submit_event(out)
+            for reading in mapper.battery_pct(pct, stamp):
+                ctx.emit_reading(reading)
             if self.supervisor is not None:
                 self.supervisor.battery(dev.id, pct, stamp)
 
