@@ -162,13 +162,16 @@ class BTHomeDecoder:
             return BTHomeUpdate(DecodeStatus.INVALID)
         encrypted = p.encryption_scheme is EncryptionScheme.BTHOME_BINDKEY
         nothing = not (p.rec_sensors or p.rec_binaries or p.rec_events) and p.rec_packet_id is None
+        bad: bool | None = None      # asked of the library at most once (it logs the answer)
         if (nothing and before is not None and p.last_service_info is before
-                and not p.downgrade_detected and not _bad_version(info)
+                and not p.downgrade_detected
                 and (encrypted or _plain_packet_id(advert.bthome_payload) is not None)):
-            return BTHomeUpdate(DecodeStatus.DUPLICATE, encrypted=encrypted)
+            bad = _bad_version(info)
+            if not bad:
+                return BTHomeUpdate(DecodeStatus.DUPLICATE, encrypted=encrypted)
         if p.downgrade_detected:
             return BTHomeUpdate(DecodeStatus.DOWNGRADE, encrypted=False)
-        if encrypted and nothing and _bad_version(info):
+        if encrypted and nothing and (_bad_version(info) if bad is None else bad):
             return BTHomeUpdate(DecodeStatus.INVALID)
         if encrypted and self._bindkey is None:
             return BTHomeUpdate(DecodeStatus.NO_KEY, encrypted=True)
