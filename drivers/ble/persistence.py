@@ -6,8 +6,8 @@ hour before the restart would be reported a day late, one already reported offli
 be reported again, and the installer's check would say "not seen yet" for a sensor seen
 this morning. So per configured device we keep when it was last heard (monotonic time with
 the boot id, and wall time with the clock's sync state), its battery, signal and whether
-it was online, in a table beside the event store's (``CREATE TABLE IF NOT EXISTS``; the
-store's schema is not touched).
+it was online, in the component's own state (``ctx.component_state("ble")``: the
+``ble_supervision`` table beside the event store's, kept by ``agent/store``).
 
 Writes are few, to spare the SD card: a device's record is written when it goes online or
 offline or its battery changes, otherwise at most every :data:`SAVE_EVERY_S`, and all of

@@ -95,8 +95,7 @@ class SerialDriver:
         if any(esc.enabled for esc in self._escalators.values()):
             # Alarms an earlier run left undelivered (a restart during a broadband outage)
             # get the second path too, counted from now.
-            pending = getattr(ctx, "pending_alarms", None)
-            rearmed = pending() if callable(pending) else []
+            rearmed = ctx.pending_alarms()
             for event in rearmed:
                 self._on_event(event)
             if rearmed:
