@@ -141,6 +141,7 @@ class ConditionsDetector:
             dev = DeviceConditions(reading.device_id, labels, self.config,
                                    self._cold_home.get(reading.device_id, _COLD_HOME_DEFAULT))
             self.devices_state[reading.device_id] = dev
-        synced = bool(reading.data.get("clock_synced", self._ctx.clock.synced()))
+        flag = reading.data.get("clock_synced")
+        synced = self._ctx.clock.synced() if flag is None else bool(flag)
         for event in dev.measured(reading, synced):
             self._ctx.submit_event(event)

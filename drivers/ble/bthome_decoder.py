@@ -132,6 +132,13 @@ class BTHomeDecoder:
             raise ValueError("a BTHome bindkey is 16 bytes")
         self._parser = _RecordingParser(bindkey)
         self._bindkey = bindkey
+        self._device: BLEDevice | None = None    # one per device, not one per advert
+
+    def _ble_device(self, advert: Advert) -> BLEDevice:
+        dev = self._device
+        if dev is None or dev.address != advert.address or dev.name != advert.name:
+            dev = self._device = BLEDevice(advert.address, advert.name, None)
+        return dev
 
     def decode(self, advert: Advert) -> BTHomeUpdate:
         if advert.bthome_payload is None and not any(
@@ -146,7 +153,7 @@ class BTHomeDecoder:
             service_data=dict(advert.service_data),
             service_uuids=list(advert.service_data),
             source="local",
-            device=BLEDevice(advert.address, advert.name, None),  # never read by the parser
+            device=self._ble_device(advert),  # never read by the parser
             advertisement=None,
             connectable=False,
             time=advert.mono,
