@@ -28,8 +28,8 @@ from agent.ports import AgentState, Component, DeviceInfo
 from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
-from agent.uplink import topics
-from agent.uplink.mqtt_uplink import MqttUplink
+from agent.uplink import build_uplink, topics
+from agent.uplink.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Agent:
         self._store_retry_s = STORE_RETRY_S[0]
         self._storage_failed = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self.uplink: MqttUplink = None  # type: ignore[assignment]
+        self.uplink: Delivery = None  # type: ignore[assignment]
         self.stats: collections.Counter[str] = collections.Counter()
         self._subs_of: dict[int, list[tuple[list[Any], Any]]] = {}  # component -> callbacks
 
@@ -571,8 +571,8 @@ class Agent:
         except Exception as exc:  # a report figure: never worth failing the start for
             log.warning("could not note the store's creation time: %s", exc)
 
-    def _make_uplink(self, mqtt_config: MqttConfig) -> MqttUplink:
-        return MqttUplink(
+    def _make_uplink(self, mqtt_config: MqttConfig) -> Delivery:
+        return build_uplink(
             mqtt_config, self.hub_id, self.store, self.loop,
             on_acked=self._acked, on_connection=lambda _c: self._update_state(),
         )
@@ -614,9 +614,7 @@ class Agent:
         new = self._make_uplink(mqtt_config)
         old = self.uplink
         await old.stop(time.monotonic() + self.config.agent.shutdown_timeout_s)
-        for topic, handler in old._subscriptions.items():  # the handlers belong to components
-            new.subscribe(topic, handler)
-        new._retained.update(old._retained)
+        new.adopt(old)   # the subscriptions belong to components, the retained state too
         self.uplink = new
         new.start()
         self._update_state()
