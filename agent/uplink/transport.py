@@ -53,7 +53,7 @@ class _TrackingContext(ssl.SSLContext):
 
     wrapped: list[ssl.SSLSocket]
 
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         sock = super().wrap_socket(*args, **kwargs)
         self.wrapped.append(sock)
         return sock
@@ -101,7 +101,7 @@ def _build(settings: ClientSettings) -> tuple[mqtt.Client, _TrackingContext | No
 def _connect_args(settings: ClientSettings) -> dict[str, Any]:
     if settings.protocol != "5":
         return {}
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if settings.persistent:
         props.SessionExpiryInterval = settings.session_expiry_s
     return {"clean_start": not settings.persistent, "properties": props}

@@ -101,7 +101,7 @@ class UnitLine:
         self._splitter = LineSplitter()
         self._tokens: collections.deque[Any] = collections.deque()
         self._lost: asyncio.Future[str] | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_handle: asyncio.Handle | None = None
         self._out = bytearray()
         self.online: bool | None = None
         self.port_open = False
