@@ -241,8 +241,9 @@ class MqttTransport:
                 pass
         fut = self._connecting
         if fut is not None and not fut.done():
-            # A connect still running in the executor: its socket is closed when it ends.
-            left = deadline - time.monotonic()
+            # A connect still running in the executor (at most paho's connect timeout): its
+            # socket is closed when it ends.
+            left = min(deadline, time.monotonic() + 2.0) - time.monotonic()
             if left > 0:
                 await asyncio.wait([fut], timeout=left)
             fut.add_done_callback(lambda _f: self._release())
