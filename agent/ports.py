@@ -208,7 +208,15 @@ class Transport(Protocol):
     def set_urgent(self, alarm_waiting: bool) -> None: ...
 
     def publish(self, topic: str, payload: bytes, qos: int = 1,
-                retain: bool = False) -> Published: ...
+                retain: bool = False) -> Published:
+        """Queue a message; it is written when the loop next finds the socket writable
+        (publishes of one loop turn go out together)."""
+        ...
+
+    def flush(self) -> None:
+        """Write what is queued now, without waiting for the loop's next turn (an alarm sent
+        just before a blocking fsync goes out while the fsync runs)."""
+        ...
 
     def subscribe(self, topic: str, handler: Callable[[InboundMessage], None]) -> Unsubscribe:
         """``handler`` runs on the loop for each message on ``topic`` (wildcards allowed),

@@ -250,11 +250,14 @@ class Delivery:
         for ev in alarms:
             sent = self._transport.publish(self.event_topic, ev.payload, qos=1)
             if sent.state is not PublishState.SENT:
-                return
+                break
             self._inflight[sent.mid] = ev
             self._early_seqs.add(ev.seq)
             self._remember_early(ev.id)
             self.published += 1
+        # On the wire now: the commit's fsync blocks the loop, so waiting for its next
+        # turn would put the fsync before the network round trip instead of beside it.
+        self._transport.flush()
 
     def send_unstored(self, rows: Sequence[OutboundEvent]) -> None:
         """Alarms and warnings the store could not take (disk full, I/O error). Each is
@@ -272,6 +275,7 @@ class Delivery:
             self._inflight[sent.mid] = ev
             self._remember_early(ev.id)
             self.published += 1
+        self._transport.flush()
 
     def _remember_early(self, event_id: str) -> None:
         self._early_ids[event_id] = None

@@ -181,6 +181,10 @@ class MqttTransport:
         return Published(info.mid, state, "" if state is PublishState.SENT
                          else mqtt.error_string(info.rc))
 
+    def flush(self) -> None:
+        if self._sock is not None and self._client.want_write():
+            self._client.loop_write()
+
     def subscribe(self, topic: str, handler: Callable[[InboundMessage], None],
                   on_granted: Callable[[bool], None] | None = None) -> Unsubscribe:
         """As :meth:`agent.ports.Transport.subscribe`; ``on_granted(ok)`` hears the broker's
