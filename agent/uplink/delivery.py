@@ -212,7 +212,10 @@ class Delivery:
                 self._commit_acks()
             elif self._delete_timer is None:
                 self._delete_timer = self.loop.call_later(_ACK_DELAY_S, self._commit_acks)
-        self._wake.set()
+        # Refill once half the window is free: one store query per many PUBACKs, not one
+        # each (new events wake the sender at once through notify_new; alarms go early).
+        if len(self._inflight) <= self._handover // 2:
+            self._wake.set()
 
     def _commit_acks(self) -> None:
         """Delete acknowledged events in one transaction, at most every ``_ACK_DELAY_S``, so a

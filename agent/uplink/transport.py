@@ -151,6 +151,8 @@ class MqttTransport:
         self._keeper: asyncio.Task[None] | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._misc: asyncio.TimerHandle | None = None
+        self._writer_added = False
+        self._write_soon_pending = False
 
     # -- the port ------------------------------------------------------------------------------
     @property
@@ -350,9 +352,10 @@ class MqttTransport:
         if self._sock is not None and self._sock is not sock:
             self._unwatch(self._sock)
         self._sock, self._fd = sock, fd
+        self._writer_added = self._write_soon_pending = False
         self._loop.add_reader(fd, self._readable, sock)
         if self._client.want_write():
-            self._loop.add_writer(fd, self._writable, sock)
+            self._want_write(sock, True)
         if self._misc is None:
             self._misc = self._loop.call_later(_MISC_EVERY_S, self._tick)
 
@@ -361,16 +364,32 @@ class MqttTransport:
             return
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
+        self._writer_added = False
         self._sock, self._fd = None, -1
         self._lost.set()
 
     def _want_write(self, sock: Any, on: bool) -> None:
+        """Paho has bytes to write (or no more). Written at the end of this loop turn, all
+        publishes of the turn together; the descriptor is watched for writability only when
+        the socket's buffer is full (no epoll change per message in a drain)."""
         if sock is not self._sock or self._fd < 0:
             return
         if on:
-            self._loop.add_writer(self._fd, self._writable, sock)
-        else:
+            if not self._write_soon_pending and not self._writer_added:
+                self._write_soon_pending = True
+                self._loop.call_soon(self._write_soon, sock)
+        elif self._writer_added:
+            self._writer_added = False
             self._loop.remove_writer(self._fd)
+
+    def _write_soon(self, sock: Any) -> None:
+        self._write_soon_pending = False
+        if sock is not self._sock:
+            return
+        self._client.loop_write()
+        if sock is self._sock and self._client.want_write() and not self._writer_added:
+            self._writer_added = True      # the socket's buffer is full: wait until writable
+            self._loop.add_writer(self._fd, self._writable, sock)
 
     def _readable(self, sock: Any) -> None:
         if sock is not self._sock:
@@ -383,6 +402,9 @@ class MqttTransport:
     def _writable(self, sock: Any) -> None:
         if sock is self._sock:
             self._client.loop_write()
+            if sock is self._sock and not self._client.want_write() and self._writer_added:
+                self._writer_added = False
+                self._loop.remove_writer(self._fd)
 
     def _tick(self) -> None:
         self._misc = None
