@@ -107,6 +107,18 @@ def _connect_args(settings: ClientSettings) -> dict[str, Any]:
     return {"clean_start": not settings.persistent, "properties": props}
 
 
+def _cork(sock: Any, on: bool) -> bool:
+    """TCP_CORK on a TCP socket (Linux); False where there is none (other systems, unix)."""
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, cork, 1 if on else 0)
+    except OSError:
+        return False
+    return True
+
+
 def _state(rc: MQTTErrorCode) -> PublishState:
     if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
         return PublishState.SENT
@@ -386,7 +398,14 @@ class MqttTransport:
         self._write_soon_pending = False
         if sock is not self._sock:
             return
-        self._client.loop_write()
+        # Paho sends each packet with its own send(); corked, the kernel sends the turn's
+        # packets as few segments when uncorked (a drain spent most of its time in send()).
+        corked = _cork(sock, True)
+        try:
+            self._client.loop_write()
+        finally:
+            if corked:
+                _cork(sock, False)
         if sock is self._sock and self._client.want_write() and not self._writer_added:
             self._writer_added = True      # the socket's buffer is full: wait until writable
             self._loop.add_writer(self._fd, self._writable, sock)
