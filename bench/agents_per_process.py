@@ -64,6 +64,11 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def max_fd() -> int:
+    """The highest open descriptor (``select()`` cannot watch one above 1,023)."""
+    return max(int(name) for name in os.listdir("/proc/self/fd"))
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -121,6 +126,7 @@ async def run(broker: LocalBroker, root: Path, limit: int, budget_s: float,
                 break
             if failures.first is not None or late or down:
                 failed_at = target
+                good["max_fd_at_failure"] = max_fd()
                 reason = failures.first or (
                     f"{len(late)} new agents' alarms not acknowledged within "
                     f"{ACK_TIMEOUT_S:g} s" if late else f"{len(down)} agents offline/not alive")
