@@ -30,6 +30,7 @@ from agent.ports import (
     Component,
     DeviceInfo,
     HubMessage,
+    InboundMessage,
     StoreFigures,
     Unsubscribe,
     UplinkFigures,
@@ -39,8 +40,8 @@ from agent.store.component_state import SqliteComponentState
 from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
-from agent.uplink import topics
-from agent.uplink.mqtt_uplink import InboundMessage, MqttUplink
+from agent.uplink import build_uplink, topics
+from agent.uplink.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,13 @@ class HubTopics:
         self.prefix = f"{topics.PREFIX}/{hub_id}/"
         self._handlers: dict[str, list[Callable[[HubMessage], None]]] = {}
         self._retained: dict[str, bytes] = {}
-        self._uplink: MqttUplink | None = None
+        self._uplink: Delivery | None = None
 
     def _check(self, topic: str) -> None:
         if not topic.startswith(self.prefix):
             raise ValueError(f"topic {topic!r} is not one of this hub's ({self.prefix}...)")
 
-    def attach(self, uplink: MqttUplink) -> None:
+    def attach(self, uplink: Delivery) -> None:
         """Use ``uplink`` from now on: it is given every subscription and retained payload
         (retained state is sent again on the new connection; it is the latest per topic)."""
         self._uplink = uplink
@@ -81,10 +82,9 @@ class HubTopics:
 
     def _dispatcher(self, topic: str) -> Callable[[InboundMessage], None]:
         def dispatch(msg: InboundMessage) -> None:
-            hub_msg = HubMessage(msg.topic, msg.payload, msg.retain)
             for handler in list(self._handlers.get(topic, ())):
                 try:
-                    handler(hub_msg)
+                    handler(msg)
                 except Exception:
                     log.exception("handler %r of %s failed", handler, topic)
         return dispatch
@@ -186,7 +186,7 @@ class Agent:
         self._store_retry_s = STORE_RETRY_S[0]
         self._storage_failed = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self.uplink: MqttUplink = None  # type: ignore[assignment]
+        self.uplink: Delivery = None  # type: ignore[assignment]
         self.stats: collections.Counter[str] = collections.Counter()
         self._subs_of: dict[int, list[tuple[list[Any], Any]]] = {}  # component -> callbacks
         self._unsubs_of: dict[int, list[Unsubscribe]] = {}  # component -> topic handlers
@@ -617,8 +617,8 @@ class Agent:
         except Exception as exc:  # a report figure: never worth failing the start for
             log.warning("could not note the store's creation time: %s", exc)
 
-    def _make_uplink(self, mqtt_config: MqttConfig) -> MqttUplink:
-        return MqttUplink(
+    def _make_uplink(self, mqtt_config: MqttConfig) -> Delivery:
+        return build_uplink(
             mqtt_config, self.hub_id, self.store, self.loop,
             on_acked=self._acked, on_connection=lambda _c: self._update_state(),
         )

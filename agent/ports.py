@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Mapping
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.clock import Clock
-from agent.model import Event, Reading
+from agent.model import Event, Priority, Reading
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -202,3 +203,113 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
     def devices(self) -> list[DeviceInfo]: ...
+
+
+# -- the uplink's two sides (agent/uplink/delivery.py over agent/uplink/transport.py) ----------
+
+
+class OutboundEvent(Protocol):
+    """A stored event as delivery sees it (``agent.store.sqlite_store.PendingEvent``)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def priority(self) -> Priority: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+class EventStore(Protocol):
+    """What delivery needs of the durable store: read pending events past per-priority
+    cursors, and drop them once the broker has them."""
+
+    def next_batch(self, after: dict[Priority, int], limit: int) -> Sequence[OutboundEvent]:
+        """Up to ``limit`` pending events, alarms first, each priority past its cursor."""
+        ...
+
+    def has_pending(self, priority: Priority, after_seq: int,
+                    exclude: Iterable[int] = ()) -> bool:
+        """Whether an event of ``priority`` above ``after_seq`` (not in ``exclude``) waits."""
+        ...
+
+    def ack(self, seqs: Sequence[int], acked_wall: float | None = None) -> None:
+        """The broker has these events: they leave the pending set."""
+        ...
+
+
+# What the transport delivers is what components receive: one type.
+InboundMessage = HubMessage
+
+
+class PublishState(enum.Enum):
+    SENT = "sent"          # handed to the connection (goes out now)
+    QUEUED = "queued"      # offline: kept by the transport, sent after the next connect
+    FAILED = "failed"      # refused (too large, bad topic, ...): never sent
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What :meth:`Transport.publish` did; ``mid`` names the PUBACK that will follow."""
+
+    mid: int
+    state: PublishState
+    error: str = ""
+
+
+class TransportListener(Protocol):
+    """What the transport tells its owner, always on the loop and never re-entrantly from
+    inside :meth:`Transport.publish`. Must not block (they run inside the network code)."""
+
+    def on_connected(self, session_present: bool) -> None: ...
+
+    def on_disconnected(self, reason: str) -> None: ...
+
+    def on_puback(self, mid: int, failed: bool) -> None: ...
+
+
+class Transport(Protocol):
+    """An MQTT connection driven from the asyncio loop: it connects, reconnects with backoff
+    (no longer than ``reconnect_alarm_s`` apart while :meth:`set_urgent` says an alarm
+    waits), re-subscribes after each connect and keeps QoS 1 messages across reconnects.
+    Every method is called on the loop."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def set_listener(self, listener: TransportListener) -> None: ...
+
+    def connect(self) -> None:
+        """Start connecting (returns at once; :meth:`TransportListener.on_connected` follows)."""
+        ...
+
+    async def close(self, deadline: float) -> None:
+        """Send DISCONNECT (so the broker does not publish the will) if connected, waiting
+        until ``deadline`` (monotonic) at most; then close the socket and stop reconnecting."""
+        ...
+
+    def alive(self) -> bool:
+        """The connection keeper runs (it may be waiting to reconnect)."""
+        ...
+
+    def set_urgent(self, alarm_waiting: bool) -> None: ...
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1,
+                retain: bool = False) -> Published:
+        """Queue a message; it is written when the loop next finds the socket writable
+        (publishes of one loop turn go out together)."""
+        ...
+
+    def flush(self) -> None:
+        """Write what is queued now, without waiting for the loop's next turn (an alarm sent
+        just before a blocking fsync goes out while the fsync runs)."""
+        ...
+
+    def subscribe(self, topic: str, handler: Callable[[InboundMessage], None]) -> Unsubscribe:
+        """``handler`` runs on the loop for each message on ``topic`` (wildcards allowed),
+        from now on and after every reconnect, until the returned function is called."""
+        ...
