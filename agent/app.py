@@ -644,7 +644,8 @@ class Agent:
             await comp.start(self)
         finally:
             self._starting = None
-            self._subs_of[id(comp)] = [(lst, cb) for lst, n in zip(lists, before) for cb in lst[n:]]
+            self._subs_of[id(comp)] = [(lst, cb) for lst, n in zip(lists, before, strict=True)
+                                       for cb in lst[n:]]
             self._unsubs_of[id(comp)] = unsubs
 
     async def stop_component(self, comp: Component, timeout: float) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -22,10 +23,8 @@ log = logging.getLogger(__name__)
 
 def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
 
 
 async def run_agent(
@@ -137,10 +136,7 @@ async def run_simulation(
     try:
         await agent.start()
     except BaseException:
-        if watcher:
-            watcher.stop()
-        for unit in units.values():
-            unit.close()
+        _close_sim(watcher, units)
         raise
     prober: asyncio.Task[None] | None = None
     try:
@@ -161,46 +157,66 @@ async def run_simulation(
         else:
             script.result()
             code = 0
-            # Drain: readings handed over reach the loop, what the intake holds is committed
-            # (the last telemetry would otherwise wait for its group commit and be stored
-            # only at shutdown, printed but never sent), and the broker acknowledges it all.
+            # Drain (see _settle).
             await prober
-            give_up = deadline
-            if not ever_connected:
-                give_up = min(deadline, time.monotonic() + BROKER_GRACE_S)
-            quiet = 0
-            while quiet < 3 and time.monotonic() < give_up and not stop.is_set():
-                await asyncio.sleep(0.02)
-                ever_connected = ever_connected or agent.uplink.connected
-                if not ever_connected and time.monotonic() >= give_up - 0.05:
-                    break
-                busy = agent.commit_pending() or agent.state.backlog > 0
-                quiet = 0 if busy else quiet + 1
+            ever_connected = await _settle(agent, stop, deadline, ever_connected)
             if watcher:
                 watcher.wait_for(len(printed), max(0.5, min(5.0, deadline - time.monotonic())))
     finally:
         if prober is not None:
             prober.cancel()
         await agent.stop()
-        if watcher:
-            watcher.stop()
-        for unit in units.values():
-            unit.close()
+        _close_sim(watcher, units)
     # Counted after the agent stopped: anything its shutdown stored was printed too.
+    why_not = no_broker if not ever_connected else (
+        f"not acknowledged by the broker at {where} within the timeout")
+    return _outcome(code, message, scenario, printed, acked, why_not,
+                    None if ever_connected else no_broker)
+
+
+def _close_sim(watcher: _BrokerWatcher | None, units: Mapping[str, Any]) -> None:
+    if watcher:
+        watcher.stop()
+    for unit in units.values():
+        unit.close()
+
+
+async def _settle(agent: Agent, stop: asyncio.Event, deadline: float,
+                  ever_connected: bool) -> bool:
+    """Drain after the scenario: readings handed over reach the loop, what the intake
+    holds is committed (the last telemetry would otherwise wait for its group commit and
+    be stored only at shutdown, printed but never sent), and the broker acknowledges it
+    all. Returns whether a broker was ever connected."""
+    give_up = deadline
+    if not ever_connected:
+        give_up = min(deadline, time.monotonic() + BROKER_GRACE_S)
+    quiet = 0
+    while quiet < 3 and time.monotonic() < give_up and not stop.is_set():
+        await asyncio.sleep(0.02)
+        ever_connected = ever_connected or agent.uplink.connected
+        if not ever_connected and time.monotonic() >= give_up - 0.05:
+            break
+        busy = agent.commit_pending() or agent.state.backlog > 0
+        quiet = 0 if busy else quiet + 1
+    return ever_connected
+
+
+def _outcome(code: int, message: str, scenario: str, printed: Mapping[int, str],
+             acked: set[int], why_not: str, no_broker: str | None) -> tuple[int, str]:
+    """The exit code and message of a simulation run: ``why_not`` says why events were
+    not acknowledged, ``no_broker`` (None once a broker was seen) what to do about it."""
     unacked = [seq for seq in printed if seq not in acked]
     if code == 0 and unacked:
-        code = 1
-        why = no_broker if not ever_connected else (
-            f"not acknowledged by the broker at {where} within the timeout")
-        message = (f"{len(unacked)} of {len(printed)} printed events still pending, not"
-                   f" acknowledged: {why}. They stay in the store and are sent by the next run")
-    elif code == 0:
+        return 1, (f"{len(unacked)} of {len(printed)} printed events still pending, not"
+                   f" acknowledged: {why_not}. They stay in the store and are sent by the"
+                   " next run")
+    if code == 0:
         earlier = len(acked) - len(printed)
-        message = (f"scenario {scenario} done: {len(printed)} events stored and acknowledged"
+        return 0, (f"scenario {scenario} done: {len(printed)} events stored and acknowledged"
                    + (f" (and {earlier} left by an earlier run)" if earlier > 0 else ""))
-    elif unacked:
+    if unacked:
         message += f"; {len(unacked)} events pending, not yet acknowledged by the broker"
-        if not ever_connected:
+        if no_broker is not None:
             message += f" ({no_broker})"
     return code, message
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,12 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpiozero.pins.mock import MockFactory  # noqa: E402
+from gpiozero.pins.mock import MockFactory
 
-from agent.app import Agent, Hardware  # noqa: E402
-from agent.sim.local_broker import LocalBroker  # noqa: E402
-from drivers.gpio.config import GpioDevice  # noqa: E402
-from tests.harness import make_config, with_gpio  # noqa: E402
+from agent.app import Agent, Hardware
+from agent.sim.local_broker import LocalBroker
+from drivers.gpio.config import GpioDevice
+from tests.harness import make_config, with_gpio
 
 ACK_TIMEOUT_S = 30.0
 
@@ -111,7 +112,7 @@ async def run(broker: LocalBroker, root: Path, limit: int, budget_s: float,
                     await agent.start()
                     agents.append((agent, factory))
                     new.append((agent, factory))
-                for agent, factory in new:
+                for _agent, factory in new:
                     await asyncio.to_thread(factory.pin(27).drive_low)
                 end = time.monotonic() + ACK_TIMEOUT_S
                 while time.monotonic() < end and failures.first is None:
@@ -136,10 +137,8 @@ async def run(broker: LocalBroker, root: Path, limit: int, budget_s: float,
             print(json.dumps({"step": target, **good}), file=sys.stderr, flush=True)
     finally:
         for agent, _ in reversed(agents):
-            try:
+            with contextlib.suppress(Exception):   # a broken agent must not hide the figure
                 await asyncio.wait_for(agent.stop(), 10)
-            except Exception:   # a broken agent must not hide the figure
-                pass
     return {"good": good, "failed_at": failed_at, "reason": reason}
 
 

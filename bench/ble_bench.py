@@ -97,7 +97,7 @@ def library_only(adverts: list[Advert]) -> tuple[float, float]:
         device=None, advertisement=None, connectable=False, time=a.mono, tx_power=None)
         for a in adverts]
     w0, c0 = time.perf_counter(), time.process_time()
-    for a, info in zip(adverts, infos):
+    for a, info in zip(adverts, infos, strict=True):
         p = parsers.get(a.address)
         if p is None:
             p = parsers[a.address] = BTHomeBluetoothDeviceData(

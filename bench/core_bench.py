@@ -20,19 +20,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.app import Hardware  # noqa: E402
-from agent.model import Event, Priority  # noqa: E402
-from agent.sim.local_broker import LocalBroker  # noqa: E402
-from agent.store.sqlite_store import SqliteStore  # noqa: E402
-from drivers.gpio.config import GpioDevice  # noqa: E402
-from tests.harness import (  # noqa: E402
+from agent.app import Hardware
+from agent.model import Event, Priority
+from agent.sim.local_broker import LocalBroker
+from agent.store.sqlite_store import SqliteStore
+from drivers.gpio.config import GpioDevice
+from tests.harness import (
     AgentRunner,
     Collector,
     make_config,
-    release_client,  # noqa: E402
+    release_client,
     wait_until,
     with_gpio,
 )
@@ -124,7 +124,7 @@ def baseline_drain(broker: LocalBroker, n: int, payload: bytes) -> float:
     slots = threading.Semaphore(HANDOVER)
     received = [0]
 
-    def on_message(c, u, m):  # noqa: ANN001
+    def on_message(c, u, m):
         received[0] += 1
         if received[0] >= n:
             done.set()
@@ -295,7 +295,7 @@ def baseline_sqlite_insert(n: int) -> float:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("CREATE TABLE t(seq INTEGER PRIMARY KEY, payload BLOB)")
         t0 = time.perf_counter()
-        for i in range(n):
+        for _ in range(n):
             db.execute("INSERT INTO t(payload) VALUES (?)", (b"x" * 250,))
         dt = time.perf_counter() - t0
         db.close()

@@ -29,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.sim.local_broker import LocalBroker  # noqa: E402
-from agent.uplink.topics import event_topic  # noqa: E402
-from tests.harness import release_client  # noqa: E402
+import contextlib
+
+from agent.sim.local_broker import LocalBroker
+from agent.uplink.topics import event_topic
+from tests.harness import release_client
 
 HUB = "hub-faults"
 
@@ -199,10 +201,8 @@ class Rig:
                 proc.kill()
                 proc.wait(10)
         for sub in self._subs:
-            try:
+            with contextlib.suppress(Exception):
                 sub.close()
-            except Exception:
-                pass
         for broker in self._brokers:
             broker.close()
         for mnt in reversed(self._mounts):

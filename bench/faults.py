@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fault_rig import AgentRun, Rig, Subscriber, wait_for  # noqa: E402
+from fault_rig import AgentRun, Rig, Subscriber, wait_for
 
 Result = dict[str, Any]
 FIELDS = ("fault", "runs", "accepted", "received", "lost", "duplicates")

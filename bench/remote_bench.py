@@ -24,16 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import parse_config_text  # noqa: E402
-from agent.remote import envelope as env  # noqa: E402
-from agent.remote.client import BrokerUrl, SupportClient, request, sign  # noqa: E402
-from agent.remote.keys import KeyStore, generate_keypair, load_private_key  # noqa: E402
-from agent.remote.verifier import ReplayGuard, Topic, Verifier  # noqa: E402
-from agent.sim.local_broker import LocalBroker  # noqa: E402
-from tests.harness import AgentRunner, wait_until  # noqa: E402
+from agent.config import parse_config_text
+from agent.remote import envelope as env
+from agent.remote.client import BrokerUrl, SupportClient, request, sign
+from agent.remote.keys import KeyStore, generate_keypair, load_private_key
+from agent.remote.verifier import ReplayGuard, Topic, Verifier
+from agent.sim.local_broker import LocalBroker
+from tests.harness import AgentRunner, wait_until
 
 N = int(os.environ.get("BENCH_REMOTE_N", "200"))
 

@@ -26,12 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import serial  # noqa: E402
+import serial
 
-from agent.app import Hardware  # noqa: E402
-from agent.sim.local_broker import LocalBroker  # noqa: E402
-from drivers.serial.contact_id import ACK, DC4  # noqa: E402
-from tests.harness import AgentRunner, make_config, wait_until  # noqa: E402
+from agent.app import Hardware
+from agent.sim.local_broker import LocalBroker
+from drivers.serial.contact_id import ACK, DC4
+from tests.harness import AgentRunner, make_config, wait_until
 
 N = int(os.environ.get("BENCH_SERIAL_N", "300"))
 FRAME = b"5011 181234110100015" + bytes([DC4])
@@ -118,11 +118,11 @@ def agent_ack(broker: LocalBroker, n: int, workdir: Path) -> tuple[list[float], 
     return acks, deliveries
 
 
-def _serial(runner: AgentRunner):  # noqa: ANN202 - drivers.serial.unit.SerialDriver
+def _serial(runner: AgentRunner):
     return next(c for c in runner.agent.components if c.name == "serial")
 
 
-def broker_subscriber(broker: LocalBroker):  # noqa: ANN201 - tests.harness.Collector
+def broker_subscriber(broker: LocalBroker):
     from tests.harness import Collector
 
     return Collector(broker, "tec/v1/hub-test/event")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -132,10 +133,8 @@ class TestBroker(LocalBroker):
 
     def close(self) -> None:
         for c in self._collectors:
-            try:
+            with contextlib.suppress(Exception):
                 c.close()
-            except Exception:
-                pass
         super().close()
 
 
@@ -215,7 +214,7 @@ def with_gpio(config: Config, devices: tuple[Any, ...]) -> Config:
 
 def write_pki(d: Path) -> tuple[str, str, str]:
     """A throw-away CA and a server certificate for 127.0.0.1: (CA, certificate, key)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tec test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)

@@ -181,6 +181,11 @@ class SupportClient:
             raise AgentError(f"cannot publish to {topic}: {sent.error}")
         self._wait(lambda: sent.mid in self._acked, timeout, f"the broker to take {topic}")
 
+    def received(self) -> list[tuple[str, bytes, bool]]:
+        """Every message received so far, as ``(topic, payload, retained)``, oldest first."""
+        with self._cond:
+            return list(self._messages)
+
     def mark(self) -> int:
         """A position in the received messages, for :meth:`wait_message` ``start``."""
         with self._cond:

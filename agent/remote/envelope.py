@@ -133,7 +133,27 @@ def _number(doc: Mapping[str, Any], key: str) -> float:
 
 
 def parse(raw: bytes, max_bytes: int) -> Envelope:
-    """Check the shape of a received message (not its signature) and return it typed."""
+    """Check the shape of a received message (not its signature) and return it typed.
+
+    The checks run in a fixed order (wrapper, signature, payload, header, body) so a
+    message broken in several ways is always rejected for the same, first reason."""
+    payload_text, payload, signature = _unwrap(raw, max_bytes)
+    doc = _loads(payload_text, "payload")
+    if not isinstance(doc, dict):
+        raise Rejected(MALFORMED, "payload must be a JSON object")
+    kind, hub_id, key_id, issued_at, expires_at, version = _header(doc)
+    common = {"v", "kind", "hub_id", "key_id", "issued_at", "expires_at", "version"}
+    body = {k: v for k, v in doc.items() if k not in common}
+    if kind == "config":
+        _check_config_body(body)
+    else:
+        _check_cmd_body(body)
+    return Envelope(kind, hub_id, key_id, issued_at, expires_at, version, body, payload, signature)
+
+
+def _unwrap(raw: bytes, max_bytes: int) -> tuple[str, bytes, bytes]:
+    """The outer ``{"payload", "sig"}`` wrapper: the payload's text and bytes and the
+    64-byte signature."""
     if len(raw) > max_bytes:
         raise Rejected(TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
     outer = _loads(raw, "message")
@@ -152,9 +172,12 @@ def parse(raw: bytes, max_bytes: int) -> Envelope:
         payload = payload_text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from \ud800 escapes
         raise Rejected(MALFORMED, "payload is not valid Unicode") from None
-    doc = _loads(payload_text, "payload")
-    if not isinstance(doc, dict):
-        raise Rejected(MALFORMED, "payload must be a JSON object")
+    return payload_text, payload, signature
+
+
+def _header(doc: Mapping[str, Any]) -> tuple[str, str, str, float, float, int]:
+    """The header every payload carries: kind, hub_id, key_id, issued_at, expires_at,
+    version."""
     if doc.get("v") != FORMAT_VERSION or isinstance(doc.get("v"), bool):
         raise Rejected(MALFORMED, f"payload.v: expected {FORMAT_VERSION}")
     kind = doc.get("kind")
@@ -171,25 +194,27 @@ def parse(raw: bytes, max_bytes: int) -> Envelope:
     version = doc.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
         raise Rejected(MALFORMED, f"payload.version: expected an integer 1..{MAX_VERSION}")
-    common = {"v", "kind", "hub_id", "key_id", "issued_at", "expires_at", "version"}
-    body = {k: v for k, v in doc.items() if k not in common}
-    if kind == "config":
-        if set(body) != {"mode", "config"}:
-            raise Rejected(MALFORMED,
-                           "config payload needs exactly mode and config besides the header")
-        if body["mode"] not in CONFIG_MODES:
-            raise Rejected(MALFORMED, f"payload.mode: expected one of {', '.join(CONFIG_MODES)}")
-        if not isinstance(body["config"], dict):
-            raise Rejected(MALFORMED, "payload.config: expected a table")
-    else:
-        if not set(body) <= {"name", "args"} or "name" not in body:
-            raise Rejected(MALFORMED,
-                           "cmd payload needs name (and optional args) besides the header")
-        if not isinstance(body["name"], str) or not _COMMAND_RE.fullmatch(body["name"]):
-            raise Rejected(MALFORMED, "payload.name: expected a command name")
-        if not isinstance(body.get("args", {}), dict):
-            raise Rejected(MALFORMED, "payload.args: expected a table")
-    return Envelope(kind, hub_id, key_id, issued_at, expires_at, version, body, payload, signature)
+    return str(kind), hub_id, key_id, issued_at, expires_at, version
+
+
+def _check_config_body(body: Mapping[str, Any]) -> None:
+    if set(body) != {"mode", "config"}:
+        raise Rejected(MALFORMED,
+                       "config payload needs exactly mode and config besides the header")
+    if body["mode"] not in CONFIG_MODES:
+        raise Rejected(MALFORMED, f"payload.mode: expected one of {', '.join(CONFIG_MODES)}")
+    if not isinstance(body["config"], dict):
+        raise Rejected(MALFORMED, "payload.config: expected a table")
+
+
+def _check_cmd_body(body: Mapping[str, Any]) -> None:
+    if not set(body) <= {"name", "args"} or "name" not in body:
+        raise Rejected(MALFORMED,
+                       "cmd payload needs name (and optional args) besides the header")
+    if not isinstance(body["name"], str) or not _COMMAND_RE.fullmatch(body["name"]):
+        raise Rejected(MALFORMED, "payload.name: expected a command name")
+    if not isinstance(body.get("args", {}), dict):
+        raise Rejected(MALFORMED, "payload.args: expected a table")
 
 
 def build_payload(

@@ -203,6 +203,117 @@ def _latest_battery(fact: DeviceFacts, from_events: tuple[float, float] | None) 
     return fact.battery_pct
 
 
+@dataclass
+class _Tally:
+    """What :func:`summarise` counts in one pass over the period's records."""
+
+    alarms: Counter[str] = field(default_factory=Counter)
+    alarm_types: dict[str, str] = field(default_factory=dict)
+    cancelled: Counter[str] = field(default_factory=Counter)
+    cancelled_ids: set[str] = field(default_factory=set)
+    inactivity: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    falls: int = 0
+    falls_cancelled: int = 0
+    prewarnings: int = 0
+    tests: int = 0
+    undelivered: int = 0
+    delivered: int = 0
+    latencies: list[float] = field(default_factory=list)
+    latency_unknown: Counter[str] = field(default_factory=Counter)
+    synced: bool = True
+    transitions: dict[str, list[Record]] = field(default_factory=dict)
+    battery: dict[str, tuple[float, float]] = field(default_factory=dict)  # device -> (wall, pct)
+    battery_low: set[str] = field(default_factory=set)
+    seen_devices: list[str] = field(default_factory=list)
+
+    def add(self, rec: Record) -> None:
+        self.synced = self.synced and rec.clock_synced
+        if rec.priority == Priority.ALARM:
+            self._alarm(rec)
+        elif rec.priority == Priority.WARNING:
+            self.warnings[rec.type] += 1
+            if rec.type == "inactivity_prewarning":
+                self.prewarnings += 1
+        if rec.type == "alarm_cancelled":
+            self._cancellation(rec)
+        elif rec.type == "fall_cancelled":
+            self.falls_cancelled += 1
+            self.cancelled["fall"] += 1
+        elif rec.type == "test":
+            self.tests += 1
+        self._device(rec)
+
+    def _alarm(self, rec: Record) -> None:
+        self.alarms[rec.type] += 1
+        self.alarm_types[rec.id] = rec.type
+        if rec.type in INACTIVITY_TYPES:
+            self.inactivity[rec.type] += 1
+        if rec.type == "fall":
+            self.falls += 1
+        if rec.acked_wall is None:
+            self.undelivered += 1
+            return
+        self.delivered += 1
+        # Both stamps come from the hub's wall clock; an event stamped before NTP
+        # synchronised could span a clock step, so its latency is left out: it was
+        # delivered all the same, and the report says why its latency is unknown.
+        if not rec.clock_synced:
+            self.latency_unknown["clock not synchronised"] += 1
+        elif rec.acked_wall < rec.wall:
+            self.latency_unknown["clock stepped back"] += 1
+        else:
+            self.latencies.append((rec.acked_wall - rec.wall) * 1000.0)
+
+    def _cancellation(self, rec: Record) -> None:
+        ids = rec.data.get("cancelled_ids") or []
+        types = rec.data.get("cancelled_types") or []
+        for i, eid in enumerate(ids):
+            if eid in self.cancelled_ids:
+                continue
+            self.cancelled_ids.add(eid)
+            kind = self.alarm_types.get(eid) or (types[i] if i < len(types) else "unknown")
+            self.cancelled[str(kind)] += 1
+
+    def _device(self, rec: Record) -> None:
+        if rec.type in SUPERVISION_TYPES:
+            self.transitions.setdefault(rec.device_id, []).append(rec)
+        pct = rec.data.get("battery_pct")
+        if isinstance(pct, (int, float)) and not isinstance(pct, bool):
+            self.battery[rec.device_id] = (rec.wall, float(pct))
+        if rec.type == "battery_low":
+            self.battery_low.add(rec.device_id)
+        if rec.type in SUPERVISION_TYPES or rec.type == "battery_low":
+            self.seen_devices.append(rec.device_id)
+
+
+def _device_stats(tally: _Tally, devices: Sequence[DeviceFacts],
+                  prior_supervision: Sequence[Record], watched_from: float,
+                  effective_end: float) -> list[DeviceStats]:
+    """Every configured device, then every other device the records name, in that order."""
+    facts = {d.device_id: d for d in devices}
+    prior = {r.device_id: r for r in prior_supervision}
+    ids = list(facts) + [d for d in dict.fromkeys(tally.seen_devices) if d not in facts]
+    span = effective_end - watched_from
+    stats = []
+    for dev_id in ids:
+        fact = facts.get(dev_id, DeviceFacts(dev_id))
+        initially_offline = dev_id in prior and prior[dev_id].type == OFFLINE
+        off_s, went = _offline_seconds(tally.transitions.get(dev_id, []), initially_offline,
+                                       watched_from, effective_end)
+        stats.append(DeviceStats(
+            device_id=dev_id,
+            kind=fact.kind,
+            uptime_pct=100.0 * (1.0 - off_s / span) if span > 0 else None,
+            offline_minutes=off_s / 60.0,
+            offline_events=went,
+            battery_pct=_latest_battery(fact, tally.battery.get(dev_id)),
+            battery_low=dev_id in tally.battery_low,
+            rssi=fact.rssi,
+        ))
+    return stats
+
+
 def summarise(
     records: Iterable[Record],
     start: float,
@@ -228,101 +339,19 @@ def summarise(
     """
     effective_end = end if now is None else max(start, min(end, now))
     watched_from = start if known_from is None else min(max(start, known_from), effective_end)
-    alarms: Counter[str] = Counter()
-    alarm_types: dict[str, str] = {}
-    cancelled: Counter[str] = Counter()
-    cancelled_ids: set[str] = set()
-    inactivity: Counter[str] = Counter()
-    warnings: Counter[str] = Counter()
-    falls = falls_cancelled = prewarnings = tests = undelivered = delivered = 0
-    latencies: list[float] = []
-    latency_unknown: Counter[str] = Counter()
-    synced = True
-    transitions: dict[str, list[Record]] = {}
-    battery: dict[str, tuple[float, float]] = {}     # device -> (wall, pct), latest
-    battery_low: set[str] = set()
-    seen_devices: list[str] = []
-
+    tally = _Tally()
     for rec in records:
-        synced = synced and rec.clock_synced
-        if rec.priority == Priority.ALARM:
-            alarms[rec.type] += 1
-            alarm_types[rec.id] = rec.type
-            if rec.type in INACTIVITY_TYPES:
-                inactivity[rec.type] += 1
-            if rec.type == "fall":
-                falls += 1
-            if rec.acked_wall is None:
-                undelivered += 1
-            else:
-                delivered += 1
-                # Both stamps come from the hub's wall clock; an event stamped before NTP
-                # synchronised could span a clock step, so its latency is left out: it was
-                # delivered all the same, and the report says why its latency is unknown.
-                if not rec.clock_synced:
-                    latency_unknown["clock not synchronised"] += 1
-                elif rec.acked_wall < rec.wall:
-                    latency_unknown["clock stepped back"] += 1
-                else:
-                    latencies.append((rec.acked_wall - rec.wall) * 1000.0)
-        elif rec.priority == Priority.WARNING:
-            warnings[rec.type] += 1
-            if rec.type == "inactivity_prewarning":
-                prewarnings += 1
-        if rec.type == "alarm_cancelled":
-            ids = rec.data.get("cancelled_ids") or []
-            types = rec.data.get("cancelled_types") or []
-            for i, eid in enumerate(ids):
-                if eid in cancelled_ids:
-                    continue
-                cancelled_ids.add(eid)
-                kind = alarm_types.get(eid) or (types[i] if i < len(types) else "unknown")
-                cancelled[str(kind)] += 1
-        elif rec.type == "fall_cancelled":
-            falls_cancelled += 1
-            cancelled["fall"] += 1
-        elif rec.type == "test":
-            tests += 1
-        if rec.type in SUPERVISION_TYPES:
-            transitions.setdefault(rec.device_id, []).append(rec)
-        pct = rec.data.get("battery_pct")
-        if isinstance(pct, (int, float)) and not isinstance(pct, bool):
-            battery[rec.device_id] = (rec.wall, float(pct))
-        if rec.type == "battery_low":
-            battery_low.add(rec.device_id)
-        if rec.type in SUPERVISION_TYPES or rec.type == "battery_low":
-            seen_devices.append(rec.device_id)
-
-    facts = {d.device_id: d for d in devices}
-    prior = {r.device_id: r for r in prior_supervision}
-    ids = list(facts) + [d for d in dict.fromkeys(seen_devices) if d not in facts]
-    span = effective_end - watched_from
-    stats = []
-    for dev_id in ids:
-        fact = facts.get(dev_id, DeviceFacts(dev_id))
-        initially_offline = dev_id in prior and prior[dev_id].type == OFFLINE
-        off_s, went = _offline_seconds(transitions.get(dev_id, []), initially_offline,
-                                       watched_from, effective_end)
-        stats.append(DeviceStats(
-            device_id=dev_id,
-            kind=fact.kind,
-            uptime_pct=100.0 * (1.0 - off_s / span) if span > 0 else None,
-            offline_minutes=off_s / 60.0,
-            offline_events=went,
-            battery_pct=_latest_battery(fact, battery.get(dev_id)),
-            battery_low=dev_id in battery_low,
-            rssi=fact.rssi,
-        ))
-
+        tally.add(rec)
+    stats = _device_stats(tally, devices, prior_supervision, watched_from, effective_end)
     return Summary(
         label=label, start=start, end=end, timezone=timezone,
-        partial=now is not None and now < end, clock_synced=synced,
-        alarms_by_type=dict(alarms), cancelled_by_type=dict(cancelled),
-        falls=falls, falls_cancelled=falls_cancelled,
-        inactivity_by_type=dict(inactivity), inactivity_prewarnings=prewarnings,
-        test_alarms=tests, warnings_by_type=dict(warnings),
-        latency=LatencyStats.of(latencies), undelivered_alarms=undelivered,
+        partial=now is not None and now < end, clock_synced=tally.synced,
+        alarms_by_type=dict(tally.alarms), cancelled_by_type=dict(tally.cancelled),
+        falls=tally.falls, falls_cancelled=tally.falls_cancelled,
+        inactivity_by_type=dict(tally.inactivity), inactivity_prewarnings=tally.prewarnings,
+        test_alarms=tally.tests, warnings_by_type=dict(tally.warnings),
+        latency=LatencyStats.of(tally.latencies), undelivered_alarms=tally.undelivered,
         devices=tuple(stats), offline_minutes=offline_minutes, backlog=backlog,
-        delivered_alarms=delivered, latency_unknown=dict(latency_unknown),
+        delivered_alarms=tally.delivered, latency_unknown=dict(tally.latency_unknown),
         records_from=watched_from if watched_from > start else None,
     )

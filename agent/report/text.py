@@ -32,7 +32,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) 
     out = []
     for row in [header, *rows]:
         cells = [str(c).ljust(w) if i < left else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
+                 for i, (c, w) in enumerate(zip(row, widths, strict=False))]
         out.append("  ".join(cells).rstrip())
     return out
 

@@ -19,14 +19,14 @@ import re
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 from agent.errors import StoreError
 from agent.store.sqlite_store import write_many
 
 log = logging.getLogger(__name__)
 
-Json: TypeAlias = Union[None, bool, int, float, str, list["Json"], dict[str, "Json"]]
+Json: TypeAlias = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
 KeyRange: TypeAlias = tuple[str, str]       # [low, high): keys k with low <= k < high
 
 # component name -> (table, key column) for tables that predate the port

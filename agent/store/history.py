@@ -43,8 +43,7 @@ def read_records(db: sqlite3.Connection, start_wall: float, end_wall: float) -> 
     )
     args = (start_wall, end_wall, start_wall, end_wall, int(Priority.TELEMETRY))
     try:
-        for row in db.execute(query, args):
-            yield row
+        yield from db.execute(query, args)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read events: {exc}") from exc
 

@@ -13,6 +13,7 @@ Readers (``status``, ``report``) do not take the lock.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -84,10 +85,8 @@ class StoreLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         if os.geteuid() == 0:
             st = os.stat(self.path.parent)
-            try:
+            with contextlib.suppress(OSError):
                 os.fchown(fd, st.st_uid, st.st_gid)
-            except OSError:
-                pass
         return fd, True
 
     def _in_use(self, text: str) -> StoreInUseError:
@@ -107,8 +106,6 @@ class StoreLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        try:
+        with contextlib.suppress(OSError):  # opened read-only: nothing was written
             os.ftruncate(fd, 0)
-        except OSError:
-            pass            # opened read-only: nothing was written
         os.close(fd)  # closing the descriptor drops the flock

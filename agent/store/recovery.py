@@ -13,6 +13,7 @@ one bad page costs only the rows on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -141,10 +142,9 @@ class _Salvager:
                    check: Callable[[tuple[Any, ...]], str | None] | None) -> None:
         try:
             if sql:
-                try:
+                # exists already (the store's own tables, or a component's)
+                with contextlib.suppress(sqlite3.OperationalError):
                     self.dst.execute(sql)
-                except sqlite3.OperationalError:
-                    pass  # exists already (the store's own tables, or a component's)
             cols = [r[1] for r in self.src.execute(f'PRAGMA table_info("{table}")')]
             dst_cols = {r[1] for r in self.dst.execute(f'PRAGMA table_info("{table}")')}
         except sqlite3.DatabaseError as exc:
@@ -231,10 +231,8 @@ def salvage(src_path: Path, dst: sqlite3.Connection,
         report.error = str(exc)
         return report
     try:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             src.execute("PRAGMA query_only=1")
-        except sqlite3.Error:
-            pass
         worker = _Salvager(src, dst, report, progress)
         for table, sql in worker.tables():
             check = None
@@ -249,11 +247,9 @@ def salvage(src_path: Path, dst: sqlite3.Connection,
                 log.error("salvage: could not write table %s into the fresh store: %s",
                           table, exc)
                 report.unreadable_tables.append(table)
-        try:
+        with contextlib.suppress(sqlite3.Error):
             report.pending_alarms = int(dst.execute(
                 "SELECT count(*) FROM events WHERE prio=0").fetchone()[0])
-        except sqlite3.Error:
-            pass
     finally:
         src.close()
     log.warning("salvage of %s: %s", src_path, report.as_data())

@@ -16,6 +16,7 @@ and the next seq is placed above both numbers, so ``seq`` never goes backwards.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -115,8 +116,6 @@ class SeqFloor:
 
     def close(self) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
             self._fd = None

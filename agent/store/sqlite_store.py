@@ -24,6 +24,7 @@ empty or missing file, lost transactions, corruption) are reported as ``store_re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -375,15 +376,11 @@ class SqliteStore:
 
     def close(self) -> None:
         if self._db is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._next_seq - 1,))
-            except sqlite3.Error:
-                pass
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                pass
             self._db.close()
             self._db = None
             self._floor.release(self._next_seq - 1)
@@ -391,10 +388,8 @@ class SqliteStore:
 
     def _close_quietly(self) -> None:
         if self._db is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.close()
-            except sqlite3.Error:
-                pass
             self._db = None
 
     @property
@@ -642,7 +637,7 @@ class SqliteStore:
         keep_rows: list[_Row] = []
         keep_out: list[Event] = []
         dropped = 0
-        for row, ev in zip(rows, out):
+        for row, ev in zip(rows, out, strict=False):
             if deficit > 0 and ev.priority in _EVICTABLE:
                 deficit -= len(row[6]) + _ROW_OVERHEAD
                 self.evicted[ev.priority.label] += 1

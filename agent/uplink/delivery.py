@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import time
@@ -142,10 +143,8 @@ class Delivery:
                 self._status_acked.clear()
                 left = min(deadline, time.monotonic() + 1.0) - time.monotonic()
                 if left > 0:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._status_acked.wait(), left)
-                    except TimeoutError:
-                        pass
         self._closing = True
         await self._transport.close(deadline)
         self.connected = False

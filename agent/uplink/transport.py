@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import socket
 import ssl
@@ -253,10 +254,8 @@ class MqttTransport:
         self._lost.set()
         if self._keeper is not None:
             self._keeper.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._keeper
-            except (asyncio.CancelledError, Exception):
-                pass
         fut = self._connecting
         if fut is not None and not fut.done():
             # A connect still running in the executor (at most paho's connect timeout): its
@@ -330,20 +329,16 @@ class MqttTransport:
             if left <= 0:
                 return
             self._kick.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), left)
-            except TimeoutError:
-                pass
 
     # -- sockets on the loop ---------------------------------------------------------------------
     def _on_loop(self, fn: Callable[..., object], *args: Any) -> None:
         if threading.get_ident() == self._loop_thread:
             fn(*args)
         else:
-            try:
+            with contextlib.suppress(RuntimeError):   # loop closed: nothing left to watch
                 self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:   # loop closed: nothing left to watch
-                pass
 
     def _cb_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._on_loop(self._watch, sock)

@@ -22,7 +22,7 @@ async def adapter_mac(adapter: str) -> str:
 
         details = await get_bluetooth_adapter_details()
         return str(details[adapter]["org.bluez.Adapter1"]["Address"])
-    except Exception as exc:  # noqa: BLE001 - D-Bus absent, BlueZ down, adapter gone
+    except Exception as exc:
         log.debug("cannot read the address of %s from BlueZ: %r", adapter, exc)
         return "00:00:00:00:00:00"
 
@@ -39,6 +39,6 @@ async def recover_adapter(adapter: str, gone_silent: bool = True) -> bool:
     mac = await adapter_mac(adapter)
     try:
         return bool(await _recover(hci, mac, gone_silent=gone_silent))
-    except Exception as exc:  # noqa: BLE001 - recovery is best effort, never fatal
+    except Exception as exc:
         log.error("Bluetooth adapter %s recovery failed: %r", adapter, exc)
         return False

@@ -164,7 +164,7 @@ class BTHomeDecoder:
         before = p.last_service_info
         try:
             p.update(info)
-        except Exception as exc:  # noqa: BLE001 - any malformed input must not crash the driver
+        except Exception as exc:
             log.debug("BTHome advert from %s not decodable: %r", advert.address, exc)
             return BTHomeUpdate(DecodeStatus.INVALID)
         encrypted = p.encryption_scheme is EncryptionScheme.BTHOME_BINDKEY
@@ -211,5 +211,5 @@ def _bad_version(info: BluetoothServiceInfoBleak) -> bool:
     """True if the advert's header names no existing BTHome version (asked of the library)."""
     try:
         return BTHomeData(info).get_bthome_version() is BTHomeVersion.INVALID
-    except Exception:  # noqa: BLE001
+    except Exception:
         return True

@@ -95,12 +95,12 @@ class ReplayScannerBackend(BaseBleakScanner):
 
     async def start(self) -> None:
         self.seen_devices = {}
-        self._feed._attach(self)
+        self._feed._attach(self)  # noqa: SLF001  the feed and its backends are one module
         self._started = True
 
     async def stop(self) -> None:
         self._started = False
-        self._feed._detach(self)
+        self._feed._detach(self)  # noqa: SLF001  the feed and its backends are one module
 
     def deliver(self, advert: Advert, details: Any = None) -> None:
         uuids = list(advert.service_data)

@@ -130,7 +130,7 @@ class ScannerOwner:
         while not self._stopping.is_set():
             try:
                 await self._start_scanner()
-            except Exception as exc:  # noqa: BLE001 - an absent adapter is not a crash
+            except Exception as exc:
                 self.stats["start_failures"] += 1
                 self._unanswered += 1
                 self._report_unavailable(exc, retry)
@@ -210,7 +210,7 @@ class ScannerOwner:
             return
         try:
             await asyncio.wait_for(scanner.stop(), timeout=10.0)
-        except Exception as exc:  # noqa: BLE001 - a wedged adapter may not stop cleanly
+        except Exception as exc:
             log.warning("BLE scanner on %s did not stop cleanly: %r", self._cfg.adapter, exc)
 
     def _report_unavailable(self, exc: BaseException, retry: float) -> None:
@@ -242,7 +242,7 @@ class ScannerOwner:
                     self._cfg.adapter, reason)
         try:
             ok = await self._recover(self._cfg.adapter)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.error("BLE adapter %s recovery raised %r", self._cfg.adapter, exc)
             ok = False
         self.stats["recoveries" if ok else "recoveries_failed"] += 1

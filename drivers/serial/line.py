@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import random
@@ -151,11 +152,9 @@ class UnitLine:
                 port = self._open()
             except Exception as exc:  # missing device, permission, busy: all mean "not now"
                 self._went_offline(f"port {self.unit.port} unavailable: {exc}")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(),
                                            backoff * random.uniform(0.8, 1.2))
-                except TimeoutError:
-                    pass
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             backoff = BACKOFF_MIN_S

@@ -8,6 +8,7 @@ does), and an ACK for every frame the hub escalates to it. The hub's driver open
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -81,10 +82,8 @@ class SimulatedUnit:
             if t is not threading.current_thread():
                 t.join(5.0)
         for fd in (self._master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def _read_loop(self) -> None:
         splitter = LineSplitter()

@@ -141,29 +141,29 @@ class Hub:
                        properties=props)
         self.c.loop_start()
 
-    def _on_connect(self, c, u, flags, rc, props) -> None:  # noqa: ANN001
+    def _on_connect(self, c, u, flags, rc, props) -> None:
         with self.cond:
             self.connacks.append((bool(flags.session_present), str(rc)))
             self.cond.notify_all()
         if not rc.is_failure and self.topic:
             c.subscribe(self.topic, qos=1)
 
-    def _on_subscribe(self, c, u, mid, rcs, props) -> None:  # noqa: ANN001
+    def _on_subscribe(self, c, u, mid, rcs, props) -> None:
         with self.cond:
             self.subscribed += 1
             self.cond.notify_all()
 
-    def _on_disconnect(self, c, u, flags, rc, props) -> None:  # noqa: ANN001
+    def _on_disconnect(self, c, u, flags, rc, props) -> None:
         with self.cond:
             self.disconnects += 1
             self.cond.notify_all()
 
-    def _on_message(self, c, u, msg) -> None:  # noqa: ANN001
+    def _on_message(self, c, u, msg) -> None:
         with self.cond:
             self.messages.append(msg.payload.decode())
             self.cond.notify_all()
 
-    def wait(self, pred, what: str, timeout: float = 10.0) -> None:  # noqa: ANN001
+    def wait(self, pred, what: str, timeout: float = 10.0) -> None:
         with self.cond:
             assert self.cond.wait_for(pred, timeout), f"timed out waiting for {what}"
 
@@ -206,7 +206,8 @@ def test_another_hubs_credentials_cannot_take_over_a_hubs_client_id(
         for stolen in ("tec-agent-hub-B", "hub-B"):
             assert _intruder(p, stolen) == "Success"
             _command(support, "hub-B", f"online-{stolen}".encode())
-            b.wait(lambda: f"online-{stolen}" in b.messages, f"B's command after {stolen}")
+            b.wait(lambda stolen=stolen: f"online-{stolen}" in b.messages,
+                   f"B's command after {stolen}")
         assert b.disconnects == 0 and len(b.connacks) == 1
         # While B is away: its session keeps what support queued, whoever connects meanwhile.
         b.close()

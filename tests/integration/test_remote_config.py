@@ -43,7 +43,7 @@ def test_signed_push_changes_inactivity_window_without_restart(remote_env: Remot
     new_detector = _detector(runner)
     assert new_detector is not old_detector
     assert new_detector.ruleset.inactivity[0].after_s == 7200.0
-    subscribers = {getattr(cb, "__self__", None) for cb in agent._reading_subs}
+    subscribers = {getattr(cb, "__self__", None) for cb in agent._reading_subs}  # noqa: SLF001  which detector is subscribed: no public view
     assert old_detector not in subscribers and new_detector in subscribers
     # No restart: same agent, same store, same MQTT connection, unchanged GPIO driver.
     assert agent.uplink is uplink and uplink.connects == connects and agent.store is store
@@ -198,14 +198,14 @@ def test_offline_hub_gets_retained_full_config_and_queued_merge(remote_env: Remo
         lambda t, d, r: t.endswith("/config/result") and d.get("version") == v_merge, 10, "result")
     assert got["status"] == "accepted"
     # Reconnecting hands the retained config over again: ignored without a word.
-    n_results = len([m for m in support.client._messages if m[0].endswith("/config/result")])
+    n_results = len([m for m in support.client.received() if m[0].endswith("/config/result")])
     remote_env.stop_agent()
     runner = remote_env.start_agent()
     wait_until(lambda: runner.agent.state.online, what="online")
     wait_until(lambda: runner.agent.components[-1].stats["config"] >= 1, what="retained seen")
     assert runner.agent.config.agent.log_level == "WARNING"
     assert runner.agent.config.inactivity.inactivity[0].after_s == 3600.0
-    later = [m for m in support.client._messages if m[0].endswith("/config/result")]
+    later = [m for m in support.client.received() if m[0].endswith("/config/result")]
     assert len(later) == n_results
     assert v_full < v_merge
     support.close()

@@ -92,7 +92,7 @@ def test_fuzzed_envelopes_never_crash_the_agent(remote_env: RemoteEnv) -> None:
     wait_until(lambda: handled() >= sent["n"], timeout=60, what=f"{sent['n']} messages handled")
 
     def results() -> list[dict]:
-        return [json.loads(p) for t, p, _ in support.client._messages[:] if t.endswith("/result")]
+        return [json.loads(p) for t, p, _ in support.client.received() if t.endswith("/result")]
 
     wait_until(lambda: len(results()) >= sent["n"], timeout=30, what="a result for every message")
     docs = results()

@@ -62,7 +62,8 @@ def test_screenshot_shows_the_report(report_html: Path, tmp_path: Path) -> None:
     assert non_white / total > 0.03, "the page is (nearly) blank"
 
     def count_near(target: tuple[int, int, int]) -> int:
-        return sum(n for n, rgb in colours if sum(abs(a - b) for a, b in zip(rgb, target)) < 40)
+        return sum(n for n, rgb in colours
+                   if sum(abs(a - b) for a, b in zip(rgb, target, strict=True)) < 40)
 
     # The charts' bars are on screen in their colours (pull_cord red, pendant blue).
     assert count_near((0xC0, 0x39, 0x2B)) > 500

@@ -116,7 +116,7 @@ def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mq
     assert rec["priority"] == "info" and rec["device_id"] == "lifeline"
 
 
-def _serial(runner: AgentRunner):  # noqa: ANN202 - drivers.serial.unit.SerialDriver
+def _serial(runner: AgentRunner):
     return next(c for c in runner.agent.components if c.name == "serial")
 
 

@@ -85,10 +85,8 @@ class Pty:
 
     def close(self) -> None:
         for fd in (self.master, self.slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 async def until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
@@ -196,7 +194,7 @@ def test_noise_burst_then_pause_then_alarm_is_acked_at_once(pty: Pty) -> None:
                 pty.write(PENDANT)
                 assert await blocking(pty.read, 1, 0.9) == bytes([ACK])
                 assert time.monotonic() - t0 < 0.5
-                await until(lambda: len(ctx.events) == count + 1, what="alarm stored")
+                await until(lambda count=count: len(ctx.events) == count + 1, what="alarm stored")
                 assert ctx.events[-1].type == "pendant"
                 assert ctx.events[-1].priority == Priority.ALARM
                 assert await blocking(pty.quiet, 0.3) == b""     # one reply, nothing more
@@ -407,7 +405,8 @@ def test_receiver_variants_are_acked_and_become_the_canonical_event(pty: Pty) ->
                     count = len(ctx.readings)
                     pty.write(raw)
                     assert await blocking(pty.read, 1, 2.0) == bytes([ACK]), (name, raw)
-                    await until(lambda: len(ctx.readings) == count + 1, what=f"{name} reading")
+                    await until(lambda count=count: len(ctx.readings) == count + 1,
+                                what=f"{name} reading")
                     r = ctx.readings[-1]
                     pairs.append((r.type, r.priority, dict(r.data)))
                 assert pairs[0] == pairs[1], name

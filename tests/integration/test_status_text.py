@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def test_status_text_is_current_after_delivery_and_rate_limited(
     finally:
         notify.close()
     times = [t for t, _ in notify.statuses()]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in pairwise(times)]
     assert gaps and min(gaps) >= STATUS_EVERY_S - 0.05, gaps
     texts = [s for _, s in notify.statuses()]
-    assert all(a != b for a, b in zip(texts, texts[1:])), texts   # only changes are sent
+    assert all(a != b for a, b in pairwise(texts)), texts   # only changes are sent

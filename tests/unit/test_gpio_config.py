@@ -103,7 +103,7 @@ def test_out_of_range_and_both_pulls() -> None:
     assert any("set pull_up or active_high, not both (entry 'd'" in x for x in lines)
 
 
-def test_check_config_cli_reports_gpio_and_serial_problems(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_check_config_cli_reports_gpio_and_serial_problems(tmp_path, capsys) -> None:
     from agent.cli import main
 
     bad = tmp_path / "bad.toml"

@@ -60,7 +60,7 @@ async def capture(
     finally:
         try:
             await scanner.stop()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("stopping the scanner failed: %r", exc)
         out.flush()
     return count

@@ -71,7 +71,7 @@ class FakePeripheral:
         if self.drop_notifications > 0:
             self.drop_notifications -= 1
             return False
-        return client._deliver(uuid.lower(), bytes(data))
+        return client._deliver(uuid.lower(), bytes(data))  # noqa: SLF001  server and client are one fake
 
     def send_samples(self, samples: Sequence[MotionSample]) -> int:
         """One raw-data notification per sample, as the Thingy:52 firmware does."""
@@ -86,7 +86,7 @@ class FakePeripheral:
         """Link loss (supervision timeout): the client hears about it via its callback."""
         client, self.client = self.client, None
         if client is not None:
-            client._lost()
+            client._lost()  # noqa: SLF001  server and client are one fake
 
 
 class FakeGattClient:
