@@ -639,7 +639,8 @@ class Agent:
         lists: list[list[Any]] = [self._reading_subs, self._event_subs, self._ack_subs,
                                   self._state_subs, self._refused_subs]
         before = [len(lst) for lst in lists]
-        self._starting = unsubs = []
+        unsubs: list[Unsubscribe] = []
+        self._starting = unsubs
         try:
             await comp.start(self)
         finally:

@@ -394,7 +394,7 @@ class Commissioning:
                  " is on test.")
         self.out(f"  Waiting up to {self.options.walk_timeout_s:.0f} s ...")
         walk = WalkTest(self.options.walk_timeout_s)
-        walk.attach(agent)  # type: ignore[arg-type]  # Agent is the context (see app.py)
+        walk.attach(agent)
         walk.start(self.options.walk_timeout_s)
         self._walking = True
         assert self._all_triggered is not None

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def notify(state: str) -> bool:
     """Send ``state`` (e.g. ``READY=1``) to systemd; False when not under systemd."""
     try:
-        from systemd import daemon  # type: ignore[import-not-found,attr-defined]
+        from systemd import daemon  # type: ignore[attr-defined,unused-ignore]  # no stubs
 
         return bool(daemon.notify(state))
     except ImportError:
@@ -98,7 +98,7 @@ def setup_logging(level: str = "INFO", secrets: list[str] | None = None) -> None
     handler: logging.Handler | None = None
     if os.environ.get("JOURNAL_STREAM"):
         try:
-            from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+            from systemd.journal import JournalHandler
 
             handler = JournalHandler(SYSLOG_IDENTIFIER="tec-agent")
             handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))

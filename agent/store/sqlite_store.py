@@ -133,7 +133,7 @@ def write_many(db: sqlite3.Connection,
 def _is_disk_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF == sqlite3.SQLITE_FULL
+        return bool(code & 0xFF == sqlite3.SQLITE_FULL)
     return "full" in str(exc)
 
 
@@ -729,7 +729,9 @@ class SqliteStore:
             ])
         except sqlite3.Error as exc:
             log.error("cannot quarantine damaged row seq %s: %s", seq, exc)
-        self._notice("store_damaged_row", damaged_row_data(*row, why))
+        _seq, event_id, prio, etype, device_id, wall, payload = row
+        self._notice("store_damaged_row", damaged_row_data(seq, event_id, prio, etype, device_id,
+                                                           wall, payload, why))
 
     def pending_alarms(self, exclude_escalated: bool = True) -> list[dict[str, Any]]:
         """Alarms still waiting for the broker, as published (oldest first). With

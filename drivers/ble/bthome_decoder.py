@@ -83,7 +83,7 @@ class _RecordingParser(BTHomeBluetoothDeviceData):
         self.rec_events.clear()
         self.rec_packet_id = None
 
-    def update_sensor(  # type: ignore[override]
+    def update_sensor(
         self, key: str, native_unit_of_measurement: Any, native_value: Any,
         device_class: Any = None, name: str | None = None, device_id: str | None = None,
     ) -> None:
@@ -103,7 +103,7 @@ class _RecordingParser(BTHomeBluetoothDeviceData):
                         unit=None if unit is None else str(getattr(unit, "value", unit)))
         )
 
-    def update_binary_sensor(  # type: ignore[override]
+    def update_binary_sensor(
         self, key: str, native_value: bool | None, device_class: Any = None,
         name: str | None = None, device_id: str | None = None,
     ) -> None:
@@ -114,7 +114,7 @@ class _RecordingParser(BTHomeBluetoothDeviceData):
         if native_value is not None:
             self.rec_binaries.append((key, bool(native_value)))
 
-    def fire_event(  # type: ignore[override]
+    def fire_event(
         self, key: str, event_type: str, event_properties: Any = None,
         name: str | None = None, device_id: str | None = None,
     ) -> None:

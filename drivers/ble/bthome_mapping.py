@@ -211,10 +211,11 @@ class BTHomeMapper:
             last = self.state.last_telemetry_mono
             if last is None or stamp.mono - last >= self.config.telemetry_interval_s:
                 self.state.last_telemetry_mono = stamp.mono
-                values = {m.key: _jsonable(m.value) for m in update.measurements}
+                fields: dict[str, Any] = {m.key: _jsonable(m.value)
+                                          for m in update.measurements}
                 units = {m.key: m.unit for m in update.measurements if m.unit}
                 out.append(self._reading("telemetry", Priority.TELEMETRY, stamp,
-                                         **values, units=units))
+                                         **fields, units=units))
         return out
 
 

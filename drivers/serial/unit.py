@@ -50,7 +50,7 @@ def make_opener(unit: SerialUnit, seam: Any = None) -> Callable[[], Any]:
     if isinstance(seam, str):
         return lambda: open_serial(unit, seam)
     if callable(seam) and not hasattr(seam, "read"):
-        return seam  # type: ignore[no-any-return]
+        return seam
     return lambda: seam
 
 
