@@ -251,7 +251,7 @@ class Agent:
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         """Loop only. Sent :data:`DEVICE_STATE_DELAY_S` later, the latest state per device:
         a driver publishes state right after the reading it emits, and that publish (paho's
-        lock, a wake-up of the network thread) must not run ahead of the reading's alarm. A
+        lock, a socket write on the loop) must not run ahead of the reading's alarm. A
         burst of edges also becomes one message."""
         self._device_states[device_id] = json.dumps(
             state, separators=(",", ":"), default=str).encode()

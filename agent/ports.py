@@ -85,7 +85,7 @@ Unsubscribe = Callable[[], None]
 @dataclass(frozen=True, slots=True)
 class UplinkFigures:
     online: bool = False
-    alive: bool = False          # network thread and sender running (the watchdog's test)
+    alive: bool = False          # connection keeper and sender running (the watchdog's test)
     connects: int = 0
     published: int = 0
     acked: int = 0

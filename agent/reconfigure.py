@@ -75,7 +75,7 @@ async def apply_live(agent: LiveAgent, new: Config) -> list[str]:
     if plan.needs_components():
         problems.extend(await _rebuild_components(agent, new, plan))
     if agent.uplink_config() is not None and not agent.uplink_figures().alive:
-        problems.append("uplink: network thread or sender not running")
+        problems.append("uplink: connection keeper or sender not running")
     return problems
 
 

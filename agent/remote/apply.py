@@ -209,7 +209,7 @@ class ConfigApplier:
         deadline = time.monotonic() + self.rollback_after_s
         while time.monotonic() < deadline:
             if not self.host.uplink_figures().alive:
-                return ["uplink: network thread or sender stopped"]
+                return ["uplink: connection keeper or sender stopped"]
             await asyncio.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
         if was_online and not self.host.uplink_figures().online:
             return [f"broker {new.mqtt.host}:{new.mqtt.port} not reachable within "

@@ -123,10 +123,6 @@ class Summary:
     records_from: float | None = None           # uptime counted from here (None: period start)
 
     @property
-    def latency_unknown_total(self) -> int:
-        return sum(self.latency_unknown.values())
-
-    @property
     def alarms(self) -> int:
         return sum(self.alarms_by_type.values())
 

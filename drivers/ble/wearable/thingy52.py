@@ -29,10 +29,8 @@ from drivers.ble.wearable.profile import GattClient, MotionSample
 log = logging.getLogger(__name__)
 
 _BASE = "ef68{:04x}-9b35-4933-9b10-52ffa9740042"
-MOTION_SERVICE = _BASE.format(0x0400)
 MOTION_CONFIG_CHAR = _BASE.format(0x0401)
 RAW_DATA_CHAR = _BASE.format(0x0406)
-UI_SERVICE = _BASE.format(0x0300)
 BUTTON_CHAR = _BASE.format(0x0302)
 
 _RAW = struct.Struct("<9h")
