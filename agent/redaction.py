@@ -7,7 +7,9 @@ and the ``log_tail`` ring (``remote.log_ring``). Secrets are the config fields m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Any
 
 from agent.config import Config
 from agent.errors import ConfigError
@@ -15,10 +17,25 @@ from agent.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def secret_values(cfg: Any) -> list[str]:
+    """Every secret string set in ``cfg`` (for log redaction)."""
+    found: list[str] = []
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            if f.metadata.get("secret") and isinstance(value, str) and value:
+                found.append(value)
+            else:
+                found.extend(secret_values(value))
+    elif isinstance(cfg, tuple):
+        for x in cfg:
+            found.extend(secret_values(x))
+    return found
+
+
 def config_secrets(config: Config) -> list[str]:
     """Every secret string ``config`` holds or names (an unreadable password file is
     skipped with a warning: check-config reports it, the agent cannot log it either)."""
-    from agent.remote.documents import secret_values
     from agent.uplink.settings import read_password
 
     secrets = secret_values(config)

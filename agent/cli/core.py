@@ -80,7 +80,7 @@ def _read_doc(path: str) -> dict[str, Any]:
 
 
 def config_warnings_for(config: Config, path: str) -> list[str]:
-    from agent.config.startup_checks import config_warnings
+    from agent.cli.startup_checks import config_warnings
 
     return config_warnings(config, _read_doc(path), str(Path(path).resolve()))
 

@@ -76,22 +76,6 @@ def redact(cfg: Any) -> Any:
     return cfg
 
 
-def secret_values(cfg: Any) -> list[str]:
-    """Every secret string set in ``cfg`` (for log redaction)."""
-    found: list[str] = []
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        for f in dataclasses.fields(cfg):
-            value = getattr(cfg, f.name)
-            if f.metadata.get("secret") and isinstance(value, str) and value:
-                found.append(value)
-            else:
-                found.extend(secret_values(value))
-    elif isinstance(cfg, tuple):
-        for x in cfg:
-            found.extend(secret_values(x))
-    return found
-
-
 def restore_secrets(doc: Any, current: Any, cls: type) -> Any:
     """Replace ``"***"`` in secret fields of ``doc`` by the value ``current`` has there.
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from agent.config import Config, config_to_dict, parse_config, parse_config_text
 from agent.errors import ConfigError
+from agent.redaction import secret_values
 from agent.remote import envelope as env
 from agent.remote.apply import ConfigApplier, write_atomic
 from agent.remote.client import parse_broker_url
@@ -25,7 +26,6 @@ from agent.remote.documents import (
     merge_patch,
     redact,
     restore_secrets,
-    secret_values,
     without_nulls,
 )
 from agent.remote.envelope import Envelope, Rejected
