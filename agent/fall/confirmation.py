@@ -16,9 +16,12 @@ averages out, gravity stays) and needs agreement of several blocks. Two rules de
 detection that is *not* confirmed means:
 
 - **recovered**: at least one block between half a second after the impact and the end of the
-  confirmation time was down (lying, as above) and the wearer is no longer: a fall the wearer
-  got up from. The detector raises a ``fall_recovered`` warning, not an alarm. Without a
-  down block the reason is ``not_down`` (a jump, a stumble caught in time): nothing is raised.
+  confirmation time was down (lying, as above) and the last :data:`UP_AT_END_BLOCKS` blocks
+  are not: a fall the wearer got up from within ``confirm_s``, even when they lay for most
+  of it. (Sitting up on the floor reads the same as standing to one accelerometer: such a
+  wearer gets a warning, not an alarm; inactivity rules still watch them.) The detector
+  raises a ``fall_recovered`` warning, not an alarm. Without a down block the reason is
+  ``not_down`` (a jump, a stumble caught in time): nothing is raised.
 - **already lying** needs good evidence, because a fall out of bed or off a sofa also starts
   from lying: every second of the :data:`LYING_BEFORE_S` before the window *and* the window's
   first second at ``lying_before_deg`` or more from the learnt upright, *and* a soft impact
@@ -39,6 +42,7 @@ from agent.fall.signal import BLOCK_SAMPLES, magnitude, tilt_deg
 MIN_EVIDENCE_S = 2.0   # fewer seconds than this after a detection is "no data"
 LYING_BEFORE_S = 5.0   # seconds before the window that must all be lying for "already lying"
 LEAD_SKIP_S = 0.5      # the impact itself is not posture: "down" is judged from here on
+UP_AT_END_BLOCKS = 2   # not down in the last two seconds of the confirmation: got up again
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +158,8 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
         lt, lu, _ = _blocks(lead[round(LEAD_SKIP_S * rate_hz):], block, reference, upright)
         down_blocks += int(np.count_nonzero((lt >= rule.lying_tilt_deg)
                                             & (lu >= rule.lying_tilt_deg)))
-    if lying >= 0.5:
+    up_at_end = n_blocks >= UP_AT_END_BLOCKS and not down[-UP_AT_END_BLOCKS:].any()
+    if lying >= 0.5 and not up_at_end:
         confirmed, reason = True, "lying"
     elif still >= 0.9 and slumped:
         confirmed, reason = True, "slumped_still"

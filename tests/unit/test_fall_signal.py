@@ -122,6 +122,15 @@ def test_getting_up_within_the_interval_is_a_recovery() -> None:
     assert ev.down_s == 3.0
 
 
+def test_up_again_at_the_end_of_the_confirmation_is_a_recovery_even_after_lying_long() -> None:
+    post = np.vstack([posture(85, 8, 0.01), posture(5, 2, 0.1, seed=1)])
+    ev = assess(post, UP, RULE)
+    assert not ev.confirmed and ev.reason == "recovered" and ev.lying_fraction == 0.8
+    # Still down in the last second: lying.
+    post = np.vstack([posture(85, 6, 0.01), posture(5, 3, 0.1, seed=1), posture(85, 1, 0.01)])
+    assert assess(post, UP, RULE).reason == "lying"
+
+
 def test_down_between_impact_and_decision_counts_for_a_recovery() -> None:
     """Volunteers get up within seconds: being down only in the 2 s between the impact and
     the decision (the window's tail) is still a fall the wearer got up from."""
