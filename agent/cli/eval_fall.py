@@ -14,7 +14,6 @@ held-out figures are in ``models/fall/cv_report.json``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import sys
@@ -93,7 +92,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
 def _plot_available(args: argparse.Namespace) -> bool:
     if args.plot is None:
         return False
-    if importlib.util.find_spec("matplotlib") is None:
+    try:
+        import matplotlib  # noqa: F401  (only to know it is there)
+    except ImportError:
         print("warning: --plot needs matplotlib, which is not installed "
               "(pip install 'tec-agent[plot]'): no plots written, the JSON follows",
               file=sys.stderr)

@@ -105,6 +105,12 @@ class FallDetector:
             self._ticker = None
         await self.drain()
 
+    @property
+    def idle(self) -> bool:
+        """No window being scored and no detection waiting for its confirmation or alarm
+        (tests and evaluation wait for this before they count events)."""
+        return not self._in_flight and not any(s.pending for s in self._streams.values())
+
     def devices(self) -> list[DeviceInfo]:
         return []  # the wearables belong to their driver
 

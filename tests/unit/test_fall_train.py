@@ -92,3 +92,21 @@ def test_paced_replay_emits_in_real_time() -> None:
     elapsed = asyncio.run(main())
     assert len(got) == 2 and 0.4 < elapsed < 3.0
     assert got[1].data["t0"] - got[0].data["t0"] == pytest.approx(0.5)
+
+
+def test_person_folds_keep_one_person_at_both_positions_in_one_fold() -> None:
+    """FallAllD recorded the neck and the waist of the same people at once: a person's
+    recordings at both positions are one person, held out together, never in training and
+    test at once; every fold holds out people of every data set."""
+    from models.fall.train import DataSet, person_folds
+
+    persons = [f"sisfall:SA{i:02d}" for i in range(1, 29)] + \
+        [f"fallalld:FA{i:02d}" for i in (1, 2, 3, 4, 5, 7, 8, 9)]
+    folds = person_folds(persons, 8, seed=20240601)
+    flat = [p for f in folds for p in f]
+    assert sorted(flat) == sorted(persons) and len(flat) == len(set(flat))
+    assert all(any(p.startswith("fallalld:") for p in f) for f in folds)
+    assert all(any(p.startswith("sisfall:") for p in f) for f in folds)
+    assert person_folds(persons, 8, seed=20240601) == folds
+    ds = DataSet.parse("fallalld:neck=../shared/data/fallalld/neck")
+    assert (ds.name, ds.position, ds.path.name) == ("fallalld", "neck", "neck")
