@@ -94,6 +94,7 @@ class Candidates:
     label: np.ndarray            # 1 fall impact, 0 not a fall, -1 unlabelled (not trained on)
     trial: np.ndarray            # index into trials
     confirmed: np.ndarray        # runtime confirmation would confirm it
+    weight: np.ndarray | None = None  # per-candidate training weight (position balance)
 
 
 def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
@@ -203,6 +204,8 @@ def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int) -> Any:
     pos = float(y.sum())
     w = np.where(y > 0.5, (len(y) - pos) / max(pos, 1.0), 1.0).astype(np.float32)
     w = np.minimum(w, 20.0)
+    if cands.weight is not None:
+        w = w * np.concatenate([cands.weight[sel], cands.weight[sel]]).astype(np.float32)
     model = build_model()
     model.fit(x, y, sample_weight=w, epochs=epochs, batch_size=64, shuffle=True, verbose=0)
     return model
@@ -409,6 +412,15 @@ class Corpus:
     groups: np.ndarray        # per trial: "dataset:position"
     cands: Candidates
 
+    def balance_positions(self) -> None:
+        """Weigh each position's candidates to the same total: the neck has a fifth of the
+        candidates, and without this the model learns mostly what a belt unit sees."""
+        pos = self.positions[self.cands.trial]
+        names, counts = np.unique(pos, return_counts=True)
+        share = dict(zip(names.tolist(), counts.tolist(), strict=True))
+        self.cands.weight = np.array([len(pos) / (len(share) * share[p]) for p in pos],
+                                     np.float32)
+
     @classmethod
     def load(cls, sets: list[DataSet], cfg: FallConfig, wanted: set[str] | None) -> Corpus:
         """Candidates are extracted per data set and position: priming (the subject's own
@@ -456,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--skip-cv", action="store_true", help="only train the shipped model")
     ap.add_argument("--subjects", help="comma-separated subset (smoke tests)")
+    ap.add_argument("--no-balance-positions", action="store_true",
+                    help="train without weighing each position's candidates to the same total")
     ap.add_argument("--folds-out", type=Path, default=Path("out/cv-folds"),
                     help="each fold's model in DIR/fold-K/ (evaluated by models.fall.cv)")
     args = ap.parse_args(argv)
@@ -471,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     wanted = set(args.subjects.split(",")) if args.subjects else None
     corpus = Corpus.load(args.data, cfg, wanted)
+    if not args.no_balance_positions:
+        corpus.balance_positions()
     cands = corpus.cands
     persons = sorted(set(corpus.persons.tolist()))
     log.info("%d trials, %d people, %d candidates (%d falls, %d not, %d unlabelled)",
@@ -483,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             "candidates": int(len(cands.label))}
     code = code_version()
     code["seed"] = args.seed
+    code["balance_positions"] = not args.no_balance_positions
     folds = person_folds(persons, args.folds, args.seed)
     if not args.skip_cv:
         for k, held in enumerate(folds):
