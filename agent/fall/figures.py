@@ -92,10 +92,11 @@ def _continuous(cont: Sequence[ContinuousResult]) -> dict[str, Any]:
 
 
 def reasons(results: Sequence[TrialResult]) -> dict[str, dict[str, int]]:
-    """How many falls / daily activities ended for each reason (``--trials-out`` reasons)."""
-    out: dict[str, dict[str, int]] = {"fall": {}, "adl": {}}
+    """How many falls (on the floor / recovered) and daily activities ended for each reason
+    (``--trials-out`` reasons)."""
+    out: dict[str, dict[str, int]] = {"fall": {}, "fall_recovered": {}, "adl": {}}
     for r in results:
-        d = out["fall" if r.is_fall else "adl"]
+        d = out[("fall_recovered" if r.recovered else "fall") if r.is_fall else "adl"]
         d[r.reason] = d.get(r.reason, 0) + 1
     return {k: dict(sorted(v.items())) for k, v in out.items()}
 
@@ -158,10 +159,14 @@ def published_threshold_summary(trials: Sequence[Trial], peak_g: float) -> dict[
         above = np.flatnonzero(m >= peak_g)
         if len(above):
             alarms += 1 + int(np.count_nonzero(np.diff(above) > gap))
+    floor = [t for t in falls if not t.recovered]
     return {
         "detector": f"bourke2007-uft-{peak_g:g}g, as published (no posture check)",
         "trials": len(trials),
         **_figures(len(falls), len(adls), sum(bool(mags[t.key].max() >= peak_g) for t in falls),
                    sum(bool(mags[t.key].max() >= peak_g) for t in adls), alarms,
                    seconds / 3600.0),
+        "falls_floor": len(floor),
+        "sensitivity_floor": _ratio(sum(bool(mags[t.key].max() >= peak_g) for t in floor),
+                                    len(floor)),
     }

@@ -13,6 +13,9 @@ same held-out run with the rule changed)::
         --data fallalld:neck=../shared/data/fallalld/neck \\
         --data fallalld:waist=../shared/data/fallalld/waist \\
         --report models/fall/cv_report.json --manifest models/fall/manifest.json
+
+``--from-report`` prints the README tables of an existing report (and with ``--manifest``
+puts it into the manifest) without evaluating again.
 """
 
 from __future__ import annotations
@@ -97,8 +100,8 @@ def brief(s: dict[str, Any]) -> dict[str, Any]:
     return {k: s[k] for k in KEYS if k in s}
 
 
-def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool
-                 ) -> tuple[dict[str, Any], dict[str, Results]]:
+def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool,
+                 baseline: bool = True) -> tuple[dict[str, Any], dict[str, Results]]:
     cfg = replace(FallConfig(), position=ds.position)
     trials = load_trials(ds.path)
     t0 = time.monotonic()
@@ -106,11 +109,12 @@ def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool
     runs = {"model": (res, cont)}
     out: dict[str, Any] = {"position": ds.position, "held_out": True,
                            "model": summarize(res, cont), "folds": per_fold}
-    base = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg).run(trials)
-    runs["baseline"] = base
-    out["baseline"] = brief(summarize(*base))
-    out["baseline"]["detector"] = PeakThresholdScorer(cfg.baseline_peak_g).version
-    out["baseline_published"] = published_threshold_summary(trials, cfg.baseline_peak_g)
+    if baseline:
+        base = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg).run(trials)
+        runs["baseline"] = base
+        out["baseline"] = brief(summarize(*base))
+        out["baseline"]["detector"] = PeakThresholdScorer(cfg.baseline_peak_g).version
+        out["baseline_published"] = published_threshold_summary(trials, cfg.baseline_peak_g)
     if rules:
         out["rules"] = {}
         for name, change in RULE_VARIANTS.items():
@@ -121,24 +125,72 @@ def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool
     return out, runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"))
-    ap.add_argument("--data", type=DataSet.parse, action="append", required=True,
-                    metavar="NAME:POSITION=DIR")
-    ap.add_argument("--report", type=Path, required=True)
-    ap.add_argument("--manifest", type=Path,
-                    help="also put the summary into this manifest's 'cv' (model unchanged)")
-    ap.add_argument("--no-rules", action="store_true", help="skip the posture-rule variants")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("agent").setLevel(logging.ERROR)
+def _f(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The tables of models/fall/README.md, from the report."""
+    rows = ["| data set, position | detector | sensitivity, all falls | falls on the floor | "
+            "recovered falls as fall_recovered | specificity | continuous false alarms "
+            "(hours; per 24 h) |", "|---|---|---|---|---|---|---|"]
+    for name, v in report["sets"].items():
+        for det, s in (("model (held out)", v["model"]),
+                       ("Bourke 2007, same path", v.get("baseline")),
+                       ("Bourke 2007, as published", v.get("baseline_published"))):
+            if s is None:
+                continue
+            rows.append(
+                f"| {name} | {det} | {_f(s.get('sensitivity'))} ({s.get('tp')}/{s.get('falls')})"
+                f" | {_f(s.get('sensitivity_floor'))} | {_f(s.get('recovered_as_warning'))}"
+                f" | {_f(s.get('specificity'))} ({s.get('tn')}/{s.get('adls')})"
+                f" | {s.get('continuous_false_alarms')} ({_f(s.get('continuous_hours'))} h;"
+                f" {_f(s.get('false_alarms_per_24h'))}) |")
+    for pos, runs in report["positions"].items():
+        s = runs["model"]
+        rows.append(f"| all {pos} | model (held out) | {_f(s['sensitivity'])} | "
+                    f"{_f(s['sensitivity_floor'])} | {_f(s['recovered_as_warning'])} | "
+                    f"{_f(s['specificity'])} | {s['continuous_false_alarms']} "
+                    f"({_f(s['continuous_hours'])} h; {_f(s['false_alarms_per_24h'])}) |")
+    rules = ["", "| data set, position | rule changed | falls on the floor | recovered as "
+             "fall_recovered | specificity | continuous false alarms |",
+             "|---|---|---|---|---|---|"]
+    for name, v in report["sets"].items():
+        for rule, s in [("none (shipped rules)", v["model"]), *v.get("rules", {}).items()]:
+            rules.append(f"| {name} | {rule} | {_f(s['sensitivity_floor'])} | "
+                         f"{_f(s['recovered_as_warning'])} | {_f(s['specificity'])} | "
+                         f"{s['continuous_false_alarms']} |")
+    return "\n".join(rows + (rules if len(rules) > 3 else [])) + "\n"
+
+
+def update_manifest(path: Path, report: dict[str, Any]) -> None:
+    """Put the held-out summary into the manifest (``cv.summary``, and per position
+    ``trained_on`` / ``validated_on`` / ``held_out``); the model and its sha256 are unchanged."""
+    doc = json.loads(path.read_text())
+    doc["cv"]["summary"] = {
+        "held_out": "every figure: fold models on people their fold never trained on",
+        "sets": {k: {"model": brief(v["model"]), "baseline": v.get("baseline")}
+                 for k, v in report["sets"].items()},
+        "positions": report["positions"],
+    }
+    trained_on = [f"{d['name']}:{d['position']}" for d in doc["data"]["sets"]]
+    for pos, entry in doc["positions"].items():
+        entry["trained_on"] = trained_on
+        entry["validated_on"] = sorted(k for k, v in report["sets"].items()
+                                       if v["position"] == pos)
+        if pos in report["positions"]:
+            entry["held_out"] = report["positions"][pos]["model"]
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     folds = fold_dirs(args.folds)
     report: dict[str, Any] = {"folds": [{"fold": d.name, "held_out": h} for d, h in folds],
                               "sets": {}, "positions": {}}
     by_position: dict[str, dict[str, list[Any]]] = {}
     for ds in args.data:
-        out, runs = evaluate_set(ds, folds, not args.no_rules)
+        out, runs = evaluate_set(ds, folds, not (args.no_rules or args.model_only),
+                                 not args.model_only)
         report["sets"][f"{ds.name}:{ds.position}"] = out
         acc = by_position.setdefault(ds.position, {})
         for name, (r, c) in runs.items():
@@ -147,16 +199,36 @@ def main(argv: list[str] | None = None) -> int:
             acc[name][1] += c
     for pos, runs in by_position.items():
         report["positions"][pos] = {name: brief(summarize(r, c)) for name, (r, c) in runs.items()}
-    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"))
+    ap.add_argument("--data", type=DataSet.parse, action="append", default=[],
+                    metavar="NAME:POSITION=DIR")
+    ap.add_argument("--report", type=Path, required=True,
+                    help="write the report here (with --from-report: read it from here)")
+    ap.add_argument("--from-report", action="store_true",
+                    help="do not evaluate: print the tables of --report (and --manifest it)")
+    ap.add_argument("--manifest", type=Path,
+                    help="also put the summary into this manifest's 'cv' (model unchanged)")
+    ap.add_argument("--no-rules", action="store_true", help="skip the posture-rule variants")
+    ap.add_argument("--model-only", action="store_true",
+                    help="skip the posture-rule variants and the baselines")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("agent").setLevel(logging.ERROR)
+    if args.from_report:
+        report = json.loads(args.report.read_text())
+    else:
+        if not args.data:
+            ap.error("--data is required (unless --from-report)")
+        report = evaluate(args)
+        args.report.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown(report))
     if args.manifest:
-        doc = json.loads(args.manifest.read_text())
-        doc["cv"]["summary"] = {
-            "held_out": "every figure: fold models on people their fold never trained on",
-            "sets": {k: {"model": brief(v["model"]), "baseline": v["baseline"]}
-                     for k, v in report["sets"].items()},
-            "positions": report["positions"],
-        }
-        args.manifest.write_text(json.dumps(doc, indent=2) + "\n")
+        update_manifest(args.manifest, report)
     return 0
 
 
