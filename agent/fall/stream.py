@@ -120,6 +120,7 @@ class WearableStream:
         self.samples_total = 0
         self.gaps = 0
         self.meta: dict[str, str] = {}       # room/role from the readings
+        self._recovered_until = float("-inf")  # impacts before this: the same recovered fall
 
     # ---- time and buffer -------------------------------------------------------------
     def time_of(self, index: int) -> float:
@@ -278,7 +279,7 @@ class WearableStream:
                 self._assess(s, now)
             if s.evidence is not None and not s.evidence.confirmed:
                 self.suspicions.remove(s)
-                out.append(Outcome("recovered" if s.evidence.recovered else "rejected", s))
+                out.append(Outcome("recovered" if self._new_recovery(s) else "rejected", s))
         confirmed = [s for s in self.suspicions if s.evidence and s.evidence.confirmed]
         if confirmed:
             first = confirmed[0]
@@ -295,6 +296,17 @@ class WearableStream:
             if now >= until:
                 self._episode = None
         return out
+
+    def _new_recovery(self, s: Suspicion) -> bool:
+        """A recovered fall, and not a second impact of one already reported (a fall often
+        has several peaks): one ``fall_recovered`` per fall."""
+        assert s.evidence is not None
+        if not s.evidence.recovered:
+            return False
+        if s.job.impact_t < self._recovered_until:
+            return False
+        self._recovered_until = s.job.decision_t + self.cfg.confirm_s
+        return True
 
     def cancel(self, now: float) -> Suspicion | None:
         """The wearer (or the hub) cancelled: drop every pending suspicion."""
