@@ -302,7 +302,7 @@ class Evaluator:
         det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0)
         await det.start(ctx)
         samples = np.concatenate([t.samples for t in adls])
-        junctions = np.cumsum([len(t.samples) for t in adls])[:-1] / SAMPLE_RATE_HZ
+        junctions = (np.cumsum([len(t.samples) for t in adls])[:-1] / SAMPLE_RATE_HZ).tolist()
         t_start = ctx.clock.monotonic() + 1.0
         # Padded like a trial: the end of the recording is not the wearer going silent.
         await self._replay(f"{subject}-adl", pad_recording(samples, self.cfg), ctx, det, 1.0)

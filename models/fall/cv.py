@@ -46,7 +46,7 @@ log = logging.getLogger("cv")
 
 # The runtime's posture rules, each switched off or loosened in turn on the same held-out
 # trials with the same fold models: what the rule saves (false alarms) and costs (falls).
-RULE_VARIANTS: dict[str, dict[str, float]] = {
+RULE_VARIANTS: dict[str, dict[str, Any]] = {
     "no_already_lying_rule": {"lying_before_deg": 181.0},
     "already_lying_at_any_impact": {"already_lying_max_g": 99.0},
     "no_posture_confirmation": {"lying_tilt_deg": 0.0, "slumped_tilt_deg": 0.0,
@@ -197,8 +197,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             acc.setdefault(name, [[], []])
             acc[name][0] += r
             acc[name][1] += c
-    for pos, runs in by_position.items():
-        report["positions"][pos] = {name: brief(summarize(r, c)) for name, (r, c) in runs.items()}
+    for pos, joined in by_position.items():
+        report["positions"][pos] = {name: brief(summarize(r, c))
+                                    for name, (r, c) in joined.items()}
     return report
 
 
