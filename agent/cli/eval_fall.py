@@ -1,13 +1,14 @@
-"""``tec-agent eval-fall --data DIR [--model PATH] [--plot OUTDIR] [--shuffled-orders N]``.
+"""``tec-agent eval-fall --data DIR [--position P] [--model PATH] [--trials-out FILE] ...``.
 
 Runs every trial under DIR (the format of ``../shared/data/fall/``) through the runtime
-fall detector, time-compressed, once with the model and once with the threshold fallback,
-plus the continuous test (each subject's daily activities back to back), and prints one
-JSON object. With ``--shuffled-orders N`` the continuous test is repeated with each
-subject's recordings in N seeded random orders (``continuous_shuffled``): which postures
-meet at the junctions between recordings changes the count. Note that trials the model was
-trained on give in-sample figures: the cross-validated, held-out figures are in
-``models/fall/manifest.json`` (``cv``).
+fall detector configured for one wearing position, time-compressed, once with the model and
+once with the threshold fallback, plus the continuous test (each subject's daily activities
+back to back), and prints one JSON object. With ``--trials-out FILE`` it also writes one
+JSON line per trial (subject, trial, label, outcome, score, peak_g, reason) so anyone can
+apply their own labels to the outcomes. With ``--shuffled-orders N`` the continuous test is
+repeated with each subject's recordings in N seeded random orders. Trials the model was
+trained on give in-sample figures (named in ``in_sample_subjects``): the cross-validated,
+held-out figures are in ``models/fall/cv_report.json``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,28 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from agent.fall.config import POSITIONS
+
     p = sub.add_parser(
         "eval-fall",
         help="evaluate fall detection on recorded trials through the runtime path",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     p.add_argument("--data", required=True, type=Path,
-                   help="directory of SUBJECT.npz recordings (format of shared/data/fall)")
+                   help="directory of SUBJECT.npz recordings (format of shared/data/fall; "
+                        "a mapping.json beside them names the codes and marks recovered falls)")
+    p.add_argument("--position", choices=POSITIONS,
+                   help="where the recordings were worn: the runtime configuration evaluated "
+                        "(threshold for that position). Default: the device named in the "
+                        "data's mapping.json, else neck (the [fall] default)")
     p.add_argument("--model", type=Path,
                    help="fall.tflite to evaluate (manifest.json beside it); default: shipped")
+    p.add_argument("--trials-out", type=Path, metavar="FILE",
+                   help="write one JSON line per trial: subject, trial, label, outcome "
+                        "(alarm|warning|cancelled|none), score, peak_g, reason")
     p.add_argument("--plot", type=Path, metavar="OUTDIR",
-                   help="write PNGs: confusion matrix, score distributions, example signals")
+                   help="write PNGs: confusion matrix, score distributions, example signals "
+                        "(needs matplotlib; without it a warning, and the JSON all the same)")
     p.add_argument("--shuffled-orders", type=int, default=0, metavar="N",
                    help="also run the continuous test with each subject's daily activities "
                         "in N seeded random orders (default 0)")
@@ -54,7 +66,52 @@ def _progress(label: str) -> Any:
     return report
 
 
+def _position(args: argparse.Namespace) -> str:
+    """--position, else the device named in the data's mapping.json, else the default."""
+    from agent.fall.config import FallConfig
+
+    if args.position:
+        return str(args.position)
+    try:
+        device = json.loads((args.data / "mapping.json").read_text(encoding="utf-8"))["device"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return FallConfig().position
+    return str(device) if device in ("neck", "waist", "wrist") else FallConfig().position
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if not args.data.is_dir():
+        return f"{args.data}: not a directory"
+    if args.shuffled_orders < 0:
+        return "--shuffled-orders must be 0 or more"
+    if args.trials_out is not None and not args.trials_out.parent.is_dir():
+        return f"--trials-out: {args.trials_out.parent} is not a directory"
+    return None
+
+
+def _plot_available(args: argparse.Namespace) -> bool:
+    if args.plot is None:
+        return False
+    try:
+        import matplotlib  # noqa: F401  (only to know it is there)
+    except ImportError:
+        print("warning: --plot needs matplotlib, which is not installed "
+              "(pip install 'tec-agent[plot]'): no plots written, the JSON follows",
+              file=sys.stderr)
+        return False
+    return True
+
+
+def _in_sample(trained: list[str], subjects: set[str]) -> list[str]:
+    """Subjects of the data the model was trained on (names like ``SA01`` or, for models
+    trained on several data sets, ``sisfall:SA01``)."""
+    bare = {s.split(":")[-1] for s in trained}
+    return sorted(subjects & bare)
+
+
 def cmd_eval_fall(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from agent.fall.config import FallConfig
     from agent.fall.dataset import load_trials
     from agent.fall.evaluation import (
@@ -63,6 +120,7 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
         published_threshold_summary,
         shuffled_summary,
         summarize,
+        unprimed_subjects,
     )
     from agent.fall.scoring import PeakThresholdScorer
     from agent.fall.tflite_model import TfliteFallModel
@@ -72,19 +130,29 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
     # Every suspected fall is logged at WARNING on a hub; thousands of trials would drown
     # the report.
     logging.getLogger("agent.fall").setLevel(logging.ERROR)
-    if not args.data.is_dir():
-        print(f"error: {args.data}: not a directory", file=sys.stderr)
+    problem = _check_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    if args.shuffled_orders < 0:
-        print("error: --shuffled-orders must be 0 or more", file=sys.stderr)
+    cfg = replace(FallConfig(), position=_position(args))
+    bad_position = cfg.validate("--position")
+    if bad_position:
+        print(f"error: {bad_position[0].replace('--position.position', '--position')}",
+              file=sys.stderr)
         return 2
-    cfg = FallConfig()
+    plot = _plot_available(args)
     try:
         trials = load_trials(args.data)
-        model = TfliteFallModel(args.model, interpreter=cfg.interpreter)
+        model = TfliteFallModel(args.model, interpreter=cfg.interpreter, position=cfg.position)
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    unprimed = unprimed_subjects(trials)
+    for subject in unprimed:
+        print(f"warning: {subject} has no walking trial (D01/D02) to learn the wearable's "
+              "upright from: evaluated as a hub that has not seen the wearer walk yet "
+              "(posture against the pose before each impact only, no 'already lying' check)",
+              file=sys.stderr)
     baseline = PeakThresholdScorer(cfg.baseline_peak_g)
     started = time.monotonic()
     m_eval, b_eval = Evaluator(model, cfg), Evaluator(baseline, cfg)
@@ -100,23 +168,29 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
     out["baseline"]["detector"] = baseline.version
     out["baseline_published"] = published_threshold_summary(trials, cfg.baseline_peak_g)
     out["model"] = {
-        "version": model.version, "threshold": model.threshold,
+        "version": model.version, "threshold": model.threshold, "position": cfg.position,
         "interpreter": model.interpreter_package, "path": str(model.model_path),
         "trained_subjects": model.manifest.raw.get("data", {}).get("subjects", []),
     }
-    trained = set(out["model"]["trained_subjects"])
-    seen = sorted(trained & {t.subject for t in trials})
-    out["in_sample_subjects"] = seen
+    out["in_sample_subjects"] = _in_sample(out["model"]["trained_subjects"],
+                                           {t.subject for t in trials})
+    out["unprimed_subjects"] = unprimed
     out["settings"] = {
+        "position": cfg.position,
         "gate_g": cfg.gate_g, "confirm_s": cfg.confirm_s,
         "cancel_window_s": cfg.cancel_window_s,
         "padding": f"final 1 s of each trial repeated for {hold_s(cfg):.0f} s",
-        "priming": "each trial follows 20 s of the subject's own walking (D01) and a gap, "
-                   "so the wearable's upright orientation is learnt as on a hub",
+        "priming": "each trial follows 20 s of the subject's own walking (D01, else D02) and "
+                   "a gap, so the wearable's upright orientation is learnt as on a hub",
         "detection_delay": "impact (largest |a|) to alarm, includes the cancel window",
     }
     out["elapsed_s"] = round(time.monotonic() - started, 1)
-    if args.plot is not None:
+    if args.trials_out is not None:
+        with args.trials_out.open("w", encoding="utf-8") as fh:
+            for r in m_res:
+                fh.write(json.dumps(r.to_line(), separators=(",", ":")) + "\n")
+        out["trials_out"] = str(args.trials_out)
+    if plot:
         from agent.fall.plots import write_plots
 
         try:
@@ -126,5 +200,7 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         out["plots"] = [str(p) for p in paths]
+    elif args.plot is not None:
+        out["plots"] = []
     print(json.dumps(out, indent=None, separators=(",", ":")))
     return 0

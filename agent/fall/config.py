@@ -1,20 +1,38 @@
 """Config for the wearable fall detector (``[fall]``).
 
-Defaults are the shipped operating point: the model's own decision threshold (from its
-manifest), a 1.5 g impact gate, 10 s of posture/stillness confirmation and a 20 s window in
-which the wearer or the hub's cancel button can call it off before the alarm is raised.
+Defaults are the shipped operating point: the model's own decision threshold for the
+configured ``position`` (from its manifest), a 1.5 g impact gate, 10 s of posture/stillness
+confirmation and a 20 s window in which the wearer or the hub's cancel button can call it
+off before the alarm is raised.
+
+``position`` lives here, not on the wearable's ``[[ble.devices]]`` entry: the detector is
+what interprets it (threshold, and what the manifest says it was validated on), wearables
+may reach the detector from any driver (``wearables`` lists device ids, not BLE entries),
+and a hub serves one wearer. Wrist is rejected by check-config: no wrist recordings back a
+model or posture rules (FallAllD's wrist channel was not converted).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent.fall.confirmation import ConfirmRule
+
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+POSITIONS = ("neck", "waist", "wrist")
+SUPPORTED_POSITIONS = ("neck", "waist")
 
 
 @dataclass(frozen=True, slots=True)
 class FallConfig:
     enabled: bool = field(default=True, metadata={"doc": "run the fall detector"})
+    position: str = field(
+        default="neck",
+        metadata={"choices": POSITIONS,
+                  "doc": "where the wearable is worn: neck (pendant on a lanyard) or waist"
+                         " (belt clip); picks the model's threshold for that position."
+                         " wrist is not supported (no data backs it)"},
+    )
     wearables: tuple[str, ...] = field(
         default=(),
         metadata={"pattern": _ID, "pattern_hint": "must be a device id",
@@ -32,7 +50,8 @@ class FallConfig:
     )
     threshold: float | None = field(
         default=None,
-        metadata={"min": 0.0, "max": 1.0, "doc": "override the manifest's decision threshold"},
+        metadata={"min": 0.0, "max": 1.0,
+                  "doc": "override the manifest's decision threshold for the position"},
     )
     interpreter: str = field(
         default="auto",
@@ -71,6 +90,12 @@ class FallConfig:
                   "doc": "tilt from the upright learnt from walking at or above which the "
                          "wearer was already lying before an impact (rolling over in bed)"},
     )
+    already_lying_max_g: float = field(
+        default=3.0,
+        metadata={"min": 1.1, "max": 16.0,
+                  "doc": "an impact from lying (5 s lying before it) is set aside as rolling "
+                         "over only below this peak |a|: a drop out of bed hits harder"},
+    )
     still_g: float = field(
         default=0.05,
         metadata={"min": 0.005, "max": 0.5,
@@ -93,8 +118,17 @@ class FallConfig:
                   "doc": "an episode ends after this even if the wearer never stands up"},
     )
 
+    def confirm_rule(self) -> ConfirmRule:
+        return ConfirmRule(self.lying_tilt_deg, self.slumped_tilt_deg, self.still_g,
+                           self.lying_before_deg, self.already_lying_max_g)
+
     def validate(self, path: str) -> list[str]:
         problems = []
+        if self.position not in SUPPORTED_POSITIONS:
+            problems.append(
+                f"{path}.position: {self.position!r} is not supported: no recordings at the "
+                f"{self.position} back a model or posture rules (supported: "
+                f"{', '.join(SUPPORTED_POSITIONS)})")
         if self.slumped_tilt_deg > self.lying_tilt_deg:
             problems.append(f"{path}.slumped_tilt_deg: greater than lying_tilt_deg")
         if self.baseline_peak_g < self.gate_g:

@@ -9,6 +9,25 @@ trunk was before the impact *and* away from upright. The thresholds are physiolo
 priors set in config (45 deg lying, 25 deg slumped, 0.05 g still; already lying before the
 impact at 70 deg from the learnt upright, beyond the 40-60 deg of trunk flexion people use
 to stand up from a chair), not fitted to data.
+
+A pendant on a lanyard swings and turns while the wearer moves; a single sample says little
+about the trunk. Every posture figure is therefore the mean over one-second blocks (swinging
+averages out, gravity stays) and needs agreement of several blocks. Two rules decide what a
+detection that is *not* confirmed means:
+
+- **recovered**: at least one block between half a second after the impact and the end of the
+  confirmation time was down (lying, as above) and the last :data:`UP_AT_END_BLOCKS` blocks
+  are not: a fall the wearer got up from within ``confirm_s``, even when they lay for most
+  of it. (Sitting up on the floor reads the same as standing to one accelerometer: such a
+  wearer gets a warning, not an alarm; inactivity rules still watch them.) The detector
+  raises a ``fall_recovered`` warning, not an alarm. Without a down block the reason is
+  ``not_down`` (a jump, a stumble caught in time): nothing is raised.
+- **already lying** needs good evidence, because a fall out of bed or off a sofa also starts
+  from lying: every second of the :data:`LYING_BEFORE_S` before the window *and* the window's
+  first second at ``lying_before_deg`` or more from the learnt upright, *and* a soft impact
+  (peak below ``already_lying_max_g``; rolling over in bed stays under ~2.5 g, a drop from
+  a bed onto the floor mostly does not). The window's first second alone is not evidence: in
+  many falls the trunk is already pitching over then.
 """
 
 from __future__ import annotations
@@ -21,6 +40,9 @@ import numpy as np
 from agent.fall.signal import BLOCK_SAMPLES, magnitude, tilt_deg
 
 MIN_EVIDENCE_S = 2.0   # fewer seconds than this after a detection is "no data"
+LYING_BEFORE_S = 5.0   # seconds before the window that must all be lying for "already lying"
+LEAD_SKIP_S = 0.5      # the impact itself is not posture: "down" is judged from here on
+UP_AT_END_BLOCKS = 2   # not down in the last two seconds of the confirmation: got up again
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +51,7 @@ class ConfirmRule:
     slumped_tilt_deg: float = 25.0
     still_g: float = 0.05
     lying_before_deg: float = 70.0
+    already_lying_max_g: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +59,8 @@ class Evidence:
     """What the confirmation saw; goes into the ``fall`` event's ``data.confirmation``."""
 
     confirmed: bool
-    reason: str              # lying | slumped_still | recovered | no_data | already_lying
+    # lying | slumped_still | no_data (confirmed); recovered | not_down | already_lying (not)
+    reason: str
     seconds: float           # seconds of samples assessed
     tilt_deg: float | None   # median block tilt from the pre-fall orientation
     lying_fraction: float
@@ -45,18 +69,55 @@ class Evidence:
     pre_tilt_deg: float | None = None   # pose before the impact, from the learnt upright
     posture_reference: str = "pre_event"  # post-impact tilts are measured from this
     upright_tilt_deg: float | None = None  # median block tilt from the learnt upright
+    down_s: float = 0.0      # seconds (one-second blocks) down after the impact
+    lying_before_s: float | None = None  # seconds of the 5 s before the window lying
+
+    @property
+    def recovered(self) -> bool:
+        """A fall the wearer got up from (``fall_recovered``), not an everyday impact."""
+        return self.reason == "recovered"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("seconds", "tilt_deg", "lying_fraction", "still_fraction", "activity_g",
-                    "pre_tilt_deg", "upright_tilt_deg"):
+                    "pre_tilt_deg", "upright_tilt_deg", "down_s", "lying_before_s"):
             if d[key] is not None:
                 d[key] = round(float(d[key]), 3)
         return d
 
 
+def _blocks(samples: np.ndarray, block: int, reference: np.ndarray,
+            upright: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per one-second block: tilt from ``reference``, tilt from ``upright`` (180 when not
+    known: every block counts as far from it) and the spread of |a|."""
+    n = len(samples) // block
+    tilts = np.empty(n, dtype=np.float32)
+    up_tilts = np.full(n, 180.0, dtype=np.float32)
+    acts = np.empty(n, dtype=np.float32)
+    for b in range(n):
+        seg = samples[b * block:(b + 1) * block]
+        mean = seg.mean(axis=0)
+        tilts[b] = tilt_deg(mean, reference)
+        if upright is not None:
+            up_tilts[b] = tilt_deg(mean, upright)
+        acts[b] = float(magnitude(seg).std())
+    return tilts, up_tilts, acts
+
+
+def already_lying(rule: ConfirmRule, pre_tilt: float | None, lying_before_s: float | None,
+                  peak_g: float | None) -> bool:
+    """Good evidence that the wearer was lying before a soft impact (rolling over in bed)."""
+    if pre_tilt is None or pre_tilt < rule.lying_before_deg:
+        return False
+    if lying_before_s is not None and lying_before_s < LYING_BEFORE_S:
+        return False
+    return peak_g is None or peak_g < rule.already_lying_max_g
+
+
 def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
-           rate_hz: float = 50.0, upright: np.ndarray | None = None) -> Evidence:
+           rate_hz: float = 50.0, upright: np.ndarray | None = None, *,
+           lead: np.ndarray | None = None, lying_before_s: float | None = None,
+           peak_g: float | None = None) -> Evidence:
     """Judge the samples recorded after the decision time (raw acceleration in g).
 
     ``reference`` is the orientation just before the impact; posture afterwards is
@@ -74,36 +135,37 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
     n_blocks = len(post) // block
     seconds = len(post) / rate_hz
     pre_tilt = None if upright is None else tilt_deg(reference, upright)
-    posture_ref, ref_name = reference, "pre_event"
-    if pre_tilt is not None and pre_tilt >= rule.lying_before_deg:
-        return Evidence(False, "already_lying", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name)
+    ref_name = "pre_event"
+    if already_lying(rule, pre_tilt, lying_before_s, peak_g):
+        return Evidence(False, "already_lying", seconds, None, 0.0, 0.0, None, pre_tilt,
+                        ref_name, lying_before_s=lying_before_s)
     if seconds < MIN_EVIDENCE_S or n_blocks == 0:
-        return Evidence(True, "no_data", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name)
-    tilts = np.empty(n_blocks, dtype=np.float32)
-    # Without a learnt upright every block counts as far from it (the pre-event test alone).
-    up_tilts = np.full(n_blocks, 180.0, dtype=np.float32)
-    acts = np.empty(n_blocks, dtype=np.float32)
-    for b in range(n_blocks):
-        seg = post[b * block:(b + 1) * block]
-        mean = seg.mean(axis=0)
-        tilts[b] = tilt_deg(mean, posture_ref)
-        if upright is not None:
-            up_tilts[b] = tilt_deg(mean, upright)
-        acts[b] = float(magnitude(seg).std())
+        return Evidence(True, "no_data", seconds, None, 0.0, 0.0, None, pre_tilt, ref_name,
+                        lying_before_s=lying_before_s)
+    tilts, up_tilts, acts = _blocks(post, block, reference, upright)
     # Lying after a fall: the trunk has both turned away from where it was before the impact
     # and ended far from upright. Turned alone is not enough: someone bent over (getting
     # into a car, leaning forward in a chair) who straightens up turns as far.
-    lying = float(np.mean((tilts >= rule.lying_tilt_deg) & (up_tilts >= rule.lying_tilt_deg)))
+    down = (tilts >= rule.lying_tilt_deg) & (up_tilts >= rule.lying_tilt_deg)
+    lying = float(np.mean(down))
     still = float(np.mean(acts < rule.still_g))
     tilt_med = float(np.median(tilts))
     up_med = float(np.median(up_tilts)) if upright is not None else None
     slumped = tilt_med >= rule.slumped_tilt_deg and (
         up_med is None or up_med >= rule.slumped_tilt_deg)
-    if lying >= 0.5:
+    down_blocks = int(np.count_nonzero(down))
+    if lead is not None and len(lead) > round(LEAD_SKIP_S * rate_hz) + block:
+        lt, lu, _ = _blocks(lead[round(LEAD_SKIP_S * rate_hz):], block, reference, upright)
+        down_blocks += int(np.count_nonzero((lt >= rule.lying_tilt_deg)
+                                            & (lu >= rule.lying_tilt_deg)))
+    up_at_end = n_blocks >= UP_AT_END_BLOCKS and not down[-UP_AT_END_BLOCKS:].any()
+    if lying >= 0.5 and not up_at_end:
         confirmed, reason = True, "lying"
     elif still >= 0.9 and slumped:
         confirmed, reason = True, "slumped_still"
-    else:
+    elif down_blocks:
         confirmed, reason = False, "recovered"
+    else:
+        confirmed, reason = False, "not_down"
     return Evidence(confirmed, reason, seconds, tilt_med, lying, still, float(np.median(acts)),
-                    pre_tilt, ref_name, up_med)
+                    pre_tilt, ref_name, up_med, down_blocks * block / rate_hz, lying_before_s)

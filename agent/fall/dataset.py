@@ -1,14 +1,22 @@
 """Recorded trials in the format of ``../shared/data/fall/`` (SisFall converted to 50 Hz).
 
 One ``SUBJECT.npz`` per subject; each key ``CODE_RNN`` (``F..`` fall, ``D..`` daily activity)
-holds an int16 ``(n, 6)`` array: acceleration in milli-g, then rotation in 0.1 deg/s.
+holds an int16 ``(n, 6)`` array: acceleration in milli-g, then rotation in 0.1 deg/s. Codes
+have two or three digits (``F01``, ``D107``) and repeats any number (``R01``, ``R123``).
+
+A ``mapping.json`` beside the files (FallAllD's) names each code (``codes``); a fall whose
+name says the volunteer got up again (``rec.``, ``rev.``) is a *recovered* fall: the
+detector should report it as ``fall_recovered``, not raise an alarm.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +26,8 @@ from agent.fall.signal import SAMPLE_RATE_HZ, magnitude
 
 ACC_G_PER_COUNT = 1e-3
 GYRO_DPS_PER_COUNT = 0.1
-_KEY = re.compile(r"[DF]\d{2}_R\d{2}")
+_KEY = re.compile(r"[DF]\d{2,3}_R\d{2,}")
+_RECOVERED_NAME = re.compile(r"\b(rec|rev)\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,7 @@ class Trial:
     subject: str
     code: str                                   # e.g. F01_R01
     samples: np.ndarray = field(repr=False)     # int16 (n, 6)
+    recovered: bool = False                     # a fall the volunteer got up from
 
     @property
     def key(self) -> str:
@@ -38,6 +48,10 @@ class Trial:
     @property
     def activity(self) -> str:
         return self.code.split("_")[0]
+
+    @property
+    def repeat(self) -> int:
+        return int(self.code.split("_R")[1])
 
     @property
     def acc_g(self) -> np.ndarray:
@@ -82,11 +96,30 @@ def load_subject(path: Path) -> list[Trial]:
     return trials
 
 
+def activity_names(data_dir: Path) -> dict[str, str]:
+    """Code -> activity name from ``mapping.json`` beside the files ({} without one)."""
+    path = Path(data_dir) / "mapping.json"
+    if not path.is_file():
+        return {}
+    try:
+        codes = json.loads(path.read_text(encoding="utf-8")).get("codes", {})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise DecodeError(f"{path}: unreadable mapping: {exc}") from None
+    return {str(k): str(v) for k, v in codes.items()} if isinstance(codes, dict) else {}
+
+
+def recovered_codes(names: dict[str, str]) -> frozenset[str]:
+    return frozenset(code for code, name in names.items()
+                     if code.startswith("F") and _RECOVERED_NAME.search(name))
+
+
 def load_trials(data_dir: Path, subjects: set[str] | None = None) -> list[Trial]:
+    recovered = recovered_codes(activity_names(data_dir))
     out: list[Trial] = []
     for path in subject_files(data_dir):
         if subjects is None or path.stem in subjects:
-            out.extend(load_subject(path))
+            out.extend(replace(t, recovered=t.activity in recovered) if recovered else t
+                       for t in load_subject(path))
     return out
 
 
@@ -97,3 +130,12 @@ def data_version(data_dir: Path) -> str:
         h.update(path.name.encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
+
+
+def adls_by_subject(trials: Sequence[Trial]) -> list[tuple[str, list[Trial]]]:
+    """Each subject's daily-activity trials, in order: the continuous test's streams."""
+    by_subject: dict[str, list[Trial]] = defaultdict(list)
+    for t in trials:
+        if not t.is_fall:
+            by_subject[t.subject].append(t)
+    return sorted(by_subject.items())

@@ -1,4 +1,9 @@
-"""The fall detector component: wearable streams in, ``fall`` / ``fall_cancelled`` out.
+"""The fall detector component: wearable streams in, ``fall`` / ``fall_cancelled`` /
+``fall_recovered`` out.
+
+A detection the posture check does not confirm because the wearer was down and got up again
+within ``confirm_s`` is a fall that needed no help: it raises a ``fall_recovered`` *warning*
+(same evidence fields as ``fall``), so the care plan and the outcome report can count it.
 
 Runs on the agent loop. Scoring (the TFLite model, or the threshold fallback) runs in
 ``ctx.executor`` (one worker) so the loop never waits on inference. The model is loaded
@@ -10,6 +15,7 @@ so: a home must never lose fall detection because a file was damaged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +39,8 @@ ScoreObserver = Callable[[ScoreJob, float, Scorer], None]
 
 def load_model(cfg: FallConfig) -> Scorer:
     """The configured (or shipped) model; raises :class:`ModelError` if unusable."""
-    return TfliteFallModel(cfg.model_path, cfg.manifest_path,
-                           interpreter=cfg.interpreter, threshold=cfg.threshold)
+    return TfliteFallModel(cfg.model_path, cfg.manifest_path, interpreter=cfg.interpreter,
+                           threshold=cfg.threshold, position=cfg.position)
 
 
 class FallDetector:
@@ -47,14 +53,17 @@ class FallDetector:
         scorer: Scorer | None = None,
         model_loader: Callable[[FallConfig], Scorer] = load_model,
         observer: ScoreObserver | None = None,
+        outcome_observer: Callable[[Outcome], None] | None = None,
         tick_s: float = TICK_S,
     ) -> None:
         """``scorer`` skips loading (evaluation shares one loaded model across runs);
-        ``observer`` sees every score (evaluation plots), on the loop."""
+        ``observer`` sees every score (evaluation plots), ``outcome_observer`` every
+        confirmation outcome (evaluation: why a trial raised no alarm), on the loop."""
         self.config = config
         self._scorer = scorer
         self._model_loader = model_loader
         self._observer = observer
+        self._outcome_observer = outcome_observer
         self._tick_s = tick_s
         self._fallback = PeakThresholdScorer(config.baseline_peak_g)
         self._ctx: AgentContext | None = None
@@ -90,12 +99,16 @@ class FallDetector:
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-            except asyncio.CancelledError:
-                pass
             self._ticker = None
         await self.drain()
+
+    @property
+    def idle(self) -> bool:
+        """No window being scored and no detection waiting for its confirmation or alarm
+        (tests and evaluation wait for this before they count events)."""
+        return not self._in_flight and not any(s.pending for s in self._streams.values())
 
     def devices(self) -> list[DeviceInfo]:
         return []  # the wearables belong to their driver
@@ -226,9 +239,19 @@ class FallDetector:
     def _handle(self, stream: WearableStream, outcomes: list[Outcome]) -> None:
         for o in outcomes:
             s = o.suspicion
+            if self._outcome_observer is not None:
+                self._outcome_observer(o)
             if o.kind == "rejected":
                 log.info("%s: possible fall not confirmed (%s)", stream.device_id,
                          s.evidence.reason if s.evidence else "?")
+            elif o.kind == "recovered":
+                assert self._ctx is not None
+                log.warning("%s: fall, wearer got up again (score %.3f, peak %.1f g)",
+                            stream.device_id, s.score, s.job.peak_g)
+                self._submit("fall_recovered", Priority.WARNING, stream.device_id, {
+                    **self._describe(stream, s),
+                    "delay_s": round(self._ctx.clock.monotonic() - s.job.impact_t, 2),
+                })
             elif o.kind == "alarm":
                 assert self._ctx is not None
                 log.warning("%s: FALL (score %.3f, peak %.1f g, %s)", stream.device_id,
@@ -248,6 +271,7 @@ class FallDetector:
             "peak_g": round(s.job.peak_g, 3),
             "detector": s.detector,
             "model_version": s.model_version,
+            "position": self.config.position,
             "confirmation": s.evidence.to_dict() if s.evidence else None,
         }
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +36,14 @@ import numpy as np
 
 from agent.clock import ManualClock
 from agent.fall.config import FallConfig
-from agent.fall.dataset import Trial
+from agent.fall.dataset import Trial, adls_by_subject
 from agent.fall.detector import FallDetector
+from agent.fall.figures import (
+    SHUFFLE_SEED,
+    published_threshold_summary,
+    shuffled_summary,
+    summarize,
+)
 from agent.fall.replay import motion_readings
 from agent.fall.scoring import Scorer
 from agent.fall.signal import (
@@ -48,8 +53,12 @@ from agent.fall.signal import (
     SAMPLE_RATE_HZ,
     magnitude,
 )
-from agent.fall.stream import STALL_GRACE_S, ScoreJob
+from agent.fall.stream import STALL_GRACE_S, Outcome, ScoreJob
+from agent.model import Event
 from agent.offline import OfflineContext
+
+__all__ = ["ContinuousResult", "Evaluator", "TrialResult", "adls_by_subject",
+           "published_threshold_summary", "shuffled_summary", "summarize"]
 
 STEP_S = 0.25
 PRIMING_S = 20.0
@@ -73,14 +82,27 @@ def hold_s(cfg: FallConfig) -> float:
     return POST_SAMPLES / SAMPLE_RATE_HZ + max(cfg.confirm_s, cfg.cancel_window_s) + STALL_GRACE_S
 
 
+WALKING_CODES = ("D01", "D02")   # walk slowly, walk quickly (SisFall and FallAllD)
+
+
 def priming_segments(trials: Sequence[Trial]) -> dict[str, np.ndarray]:
-    """Per subject: the first :data:`PRIMING_S` of their walking (D01, else D02)."""
+    """Per subject: the first :data:`PRIMING_S` of their walking (D01, else D02; the
+    lowest repeat). A subject without either is left out: see :func:`unprimed_subjects`."""
     out: dict[str, np.ndarray] = {}
-    for code in ("D02", "D01"):  # D01 wins
-        for t in trials:
-            if t.activity == code and t.code.endswith("_R01"):
-                out[t.subject] = t.samples[:int(PRIMING_S * SAMPLE_RATE_HZ)]
+    for code in reversed(WALKING_CODES):  # D01 wins
+        walks = sorted((t for t in trials if t.activity == code),
+                       key=lambda t: (t.subject, t.repeat), reverse=True)
+        for t in walks:  # the lowest repeat wins
+            out[t.subject] = t.samples[:int(PRIMING_S * SAMPLE_RATE_HZ)]
     return out
+
+
+def unprimed_subjects(trials: Sequence[Trial]) -> list[str]:
+    """Subjects without a walking trial: evaluated as a hub that has not yet seen the
+    wearer walk (posture judged against the pose before each impact only, no "already
+    lying" check), not against some other subject's or a guessed upright."""
+    primed = priming_segments(trials)
+    return sorted({t.subject for t in trials} - set(primed))
 
 
 def pad_recording(samples: np.ndarray, cfg: FallConfig) -> np.ndarray:
@@ -100,10 +122,60 @@ class TrialResult:
     max_score: float | None        # highest score of any scored window
     impact_score: float | None     # score of the window at the recording's peak |a|
     windows: int
+    recovered: bool = False        # label: a fall the volunteer got up from
+    warnings: int = 0              # fall_recovered events
+    cancelled: int = 0             # fall_cancelled events
+    reason: str = ""               # see :data:`REASONS`
+    peak_g: float | None = None    # the recording's largest |a|
 
     @property
     def detected(self) -> bool:
         return self.alarms > 0
+
+    @property
+    def outcome(self) -> str:
+        """alarm | warning (fall_recovered) | cancelled | none"""
+        if self.alarms:
+            return "alarm"
+        if self.warnings:
+            return "warning"
+        return "cancelled" if self.cancelled else "none"
+
+    def to_line(self) -> dict[str, Any]:
+        """One ``--trials-out`` line (contract: subject, trial, label, outcome, score,
+        peak_g, reason)."""
+        return {"subject": self.subject, "trial": self.code,
+                "label": "fall" if self.is_fall else "adl", "outcome": self.outcome,
+                "score": None if self.max_score is None else round(self.max_score, 4),
+                "peak_g": None if self.peak_g is None else round(self.peak_g, 3),
+                "reason": self.reason, "recovered_fall": self.recovered}
+
+
+# Why a trial ended as it did. No alarm: below_gate (no impact reached the gate),
+# below_threshold (scored, under the threshold), recovered (down, then up again: a
+# fall_recovered warning), not_down (over the threshold, never down), already_lying (lying
+# before a soft impact), cancelled (pending and cancelled). Alarm: the confirmation's
+# reason (lying, slumped_still, no_data).
+REASONS = ("below_gate", "below_threshold", "recovered", "not_down", "already_lying",
+           "cancelled", "lying", "slumped_still", "no_data")
+
+
+def trial_reason(windows: int, max_score: float | None, threshold: float,
+                 outcomes: Sequence[Outcome], alarm_reason: str | None, cancelled: int) -> str:
+    """The :data:`REASONS` entry for one trial."""
+    if alarm_reason is not None:
+        return alarm_reason
+    if cancelled:
+        return "cancelled"
+    reasons = [o.suspicion.evidence.reason for o in outcomes if o.suspicion.evidence]
+    for r in ("recovered", "already_lying", "not_down"):
+        if r in reasons:
+            return r
+    if windows == 0:
+        return "below_gate"
+    if max_score is None or max_score < threshold:
+        return "below_threshold"
+    return "not_down"
 
 
 @dataclass
@@ -117,7 +189,6 @@ class ContinuousResult:
     recordings: tuple[str, ...] = ()  # the trial codes, in the order they were joined
 
 
-SHUFFLE_SEED = 20261126
 
 
 def spans_junction(impact_s: float, junctions_s: Sequence[float], cfg: FallConfig) -> bool:
@@ -189,8 +260,10 @@ class Evaluator:
                      ex: concurrent.futures.Executor) -> TrialResult:
         ctx = FallReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
         scores: list[tuple[ScoreJob, float]] = []
+        outcomes: list[Outcome] = []
         det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0,
-                           observer=lambda job, s, _sc: scores.append((job, s)))
+                           observer=lambda job, s, _sc: scores.append((job, s)),
+                           outcome_observer=outcomes.append)
         await det.start(ctx)
         device = f"{trial.subject}-{trial.code}"
         prime = (self.priming or {}).get(trial.subject)
@@ -199,15 +272,27 @@ class Evaluator:
         t_start = ctx.clock.monotonic() + 1.0
         await self._replay(device, pad_recording(trial.samples, self.cfg), ctx, det, 1.0)
         await det.stop()
-        alarms = [e for e in ctx.events if e.type == "fall" and e.mono >= t_start]
+        def mine(type_: str) -> list[Event]:
+            return [e for e in ctx.events if e.type == type_ and e.mono >= t_start]
+
+        alarms, warnings, cancels = mine("fall"), mine("fall_recovered"), mine("fall_cancelled")
         impact_t = t_start + trial.impact_index() / SAMPLE_RATE_HZ
+        scores = [(job, s) for job, s in scores if job.impact_t >= t_start]
+        outcomes = [o for o in outcomes if o.suspicion.job.impact_t >= t_start]
         impact_scores = [s for job, s in scores if abs(job.impact_t - impact_t) < 0.03]
+        max_score = max((s for _, s in scores), default=None)
+        alarm_reason = (alarms[0].data.get("confirmation") or {}).get("reason", "lying") \
+            if alarms else None
         return TrialResult(
             subject=trial.subject, code=trial.code, is_fall=trial.is_fall, alarms=len(alarms),
             delay_s=(alarms[0].mono - impact_t) if alarms else None,
-            max_score=max((s for _, s in scores), default=None),
+            max_score=max_score,
             impact_score=impact_scores[0] if impact_scores else None,
-            windows=len(scores),
+            windows=len(scores), recovered=trial.recovered, warnings=len(warnings),
+            cancelled=len(cancels),
+            reason=trial_reason(len(scores), max_score, self.scorer.threshold, outcomes,
+                                alarm_reason, len(cancels)),
+            peak_g=float(magnitude(trial.acc_g).max()) if len(trial.samples) else None,
         )
 
     async def _continuous(self, subject: str, adls: list[Trial],
@@ -217,7 +302,7 @@ class Evaluator:
         det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0)
         await det.start(ctx)
         samples = np.concatenate([t.samples for t in adls])
-        junctions = np.cumsum([len(t.samples) for t in adls])[:-1] / SAMPLE_RATE_HZ
+        junctions = (np.cumsum([len(t.samples) for t in adls])[:-1] / SAMPLE_RATE_HZ).tolist()
         t_start = ctx.clock.monotonic() + 1.0
         # Padded like a trial: the end of the recording is not the wearer going silent.
         await self._replay(f"{subject}-adl", pad_recording(samples, self.cfg), ctx, det, 1.0)
@@ -254,117 +339,3 @@ class Evaluator:
                     out.append(streams)
             return out
         return asyncio.run(go())
-
-
-def adls_by_subject(trials: Sequence[Trial]) -> list[tuple[str, list[Trial]]]:
-    """Each subject's daily-activity trials, in order: the continuous test's streams."""
-    by_subject: dict[str, list[Trial]] = defaultdict(list)
-    for t in trials:
-        if not t.is_fall:
-            by_subject[t.subject].append(t)
-    return sorted(by_subject.items())
-
-
-def _ratio(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
-
-
-def _figures(falls: int, adls: int, tp: int, fp: int, cont_alarms: int, hours: float
-             ) -> dict[str, Any]:
-    """Trial-level and continuous figures from the counts (every detector's summary)."""
-    fn, tn = falls - tp, adls - fp
-    return {
-        "falls": falls,
-        "adls": adls,
-        "sensitivity": _ratio(tp, falls),
-        "specificity": _ratio(tn, adls),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "false_alarms_per_hour": round(cont_alarms / hours, 4) if hours else None,
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "continuous_hours": round(hours, 3),
-        "continuous_false_alarms": cont_alarms,
-        "false_alarms_per_24h": round(24 * cont_alarms / hours, 3) if hours else None,
-    }
-
-
-def summarize(results: Sequence[TrialResult], cont: Sequence[ContinuousResult]) -> dict[str, Any]:
-    """The figures ``tec-agent eval-fall`` prints (one detector)."""
-    falls = [r for r in results if r.is_fall]
-    adls = [r for r in results if not r.is_fall]
-    delays = [r.delay_s for r in falls if r.delay_s is not None]
-    per_subject: dict[str, dict[str, Any]] = {}
-    for subject in sorted({r.subject for r in results}):
-        rs = [r for r in results if r.subject == subject]
-        sf = [r for r in rs if r.is_fall]
-        sa = [r for r in rs if not r.is_fall]
-        c = [x for x in cont if x.subject == subject]
-        per_subject[subject] = {
-            "trials": len(rs), "falls": len(sf), "adls": len(sa),
-            "sensitivity": _ratio(sum(r.detected for r in sf), len(sf)),
-            "specificity": _ratio(sum(not r.detected for r in sa), len(sa)),
-            "missed": [r.code for r in sf if not r.detected],
-            "false_alarms": [r.code for r in sa if r.detected],
-            "continuous_false_alarms": sum(x.alarms for x in c),
-        }
-    return {
-        "trials": len(results),
-        **_figures(len(falls), len(adls), sum(r.detected for r in falls),
-                   sum(r.detected for r in adls), sum(c.alarms for c in cont),
-                   sum(c.hours for c in cont)),
-        "continuous_false_alarms_at_junctions": sum(c.junction_alarms for c in cont),
-        "continuous_junction_exposure": _ratio(
-            round(sum(c.junction_exposure_s for c in cont)),
-            round(sum(c.hours for c in cont) * 3600)),
-        "detection_delay_s_p50": round(float(np.median(delays)), 2) if delays else None,
-        "per_subject": per_subject,
-    }
-
-
-def shuffled_summary(orders: Sequence[Sequence[ContinuousResult]],
-                     seed: int = SHUFFLE_SEED) -> dict[str, Any]:
-    """Figures of :meth:`Evaluator.run_shuffled`: false alarms per order and overall."""
-    hours = sum(c.hours for streams in orders for c in streams)
-    alarms = [sum(c.alarms for c in streams) for streams in orders]
-    return {
-        "orders": len(orders),
-        "seed": seed,
-        "hours_per_order": round(hours / len(orders), 3) if orders else 0.0,
-        "false_alarms": alarms,
-        "false_alarms_at_junctions": [sum(c.junction_alarms for c in streams)
-                                      for streams in orders],
-        "junction_exposure": _ratio(
-            round(sum(c.junction_exposure_s for streams in orders for c in streams)),
-            round(hours * 3600)),
-        "false_alarms_per_24h": round(24 * sum(alarms) / hours, 3) if hours else None,
-    }
-
-
-PUBLISHED_REFRACTORY_S = 60.0
-
-
-def published_threshold_summary(trials: Sequence[Trial], peak_g: float) -> dict[str, Any]:
-    """The threshold detector exactly as published (Bourke et al. 2007): a fall whenever the
-    resultant acceleration reaches the upper fall threshold, with no posture or stillness
-    check. Computed on the raw recordings (it has no other state): a trial is detected when
-    any sample reaches ``peak_g``; in the continuous test crossings closer than
-    :data:`PUBLISHED_REFRACTORY_S` count as one alarm. ``baseline`` in the eval-fall output is
-    the same threshold run through the hub's path (gate, confirmation, episodes), which is
-    what the agent falls back to."""
-    mags = {t.key: magnitude(t.acc_g) for t in trials}
-    falls = [t for t in trials if t.is_fall]
-    adls = [t for t in trials if not t.is_fall]
-    alarms, seconds = 0, 0.0
-    gap = int(PUBLISHED_REFRACTORY_S * SAMPLE_RATE_HZ)
-    for _subject, stream in adls_by_subject(adls):
-        m = np.concatenate([mags[t.key] for t in stream])
-        seconds += len(m) / SAMPLE_RATE_HZ
-        above = np.flatnonzero(m >= peak_g)
-        if len(above):
-            alarms += 1 + int(np.count_nonzero(np.diff(above) > gap))
-    return {
-        "detector": f"bourke2007-uft-{peak_g:g}g, as published (no posture check)",
-        "trials": len(trials),
-        **_figures(len(falls), len(adls), sum(bool(mags[t.key].max() >= peak_g) for t in falls),
-                   sum(bool(mags[t.key].max() >= peak_g) for t in adls), alarms,
-                   seconds / 3600.0),
-    }

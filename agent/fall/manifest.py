@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,17 @@ class Manifest:
     decision_threshold: float
     gate_g: float
     raw: dict[str, Any]
+    position_thresholds: dict[str, float] | None = None   # ``positions.<p>.decision_threshold``
+
+    def threshold_for(self, position: str | None) -> float:
+        """The decision threshold chosen for ``position`` (the manifest's single threshold for
+        a model without per-position ones)."""
+        if position is not None and self.position_thresholds:
+            if position not in self.position_thresholds:
+                raise ModelError(f"{self.path}: no threshold for position {position!r} "
+                                 f"(has {', '.join(sorted(self.position_thresholds))})")
+            return self.position_thresholds[position]
+        return self.decision_threshold
 
 
 def sha256_file(path: Path) -> str:
@@ -103,7 +114,24 @@ def load_manifest(path: Path) -> Manifest:
         raise ModelError(f"{path}: unexpected input shape {m.input_shape}")
     if not 0.0 < m.decision_threshold < 1.0:
         raise ModelError(f"{path}: decision_threshold {m.decision_threshold} not in (0, 1)")
-    return m
+    return _with_positions(m, doc.get("positions"))
+
+
+def _with_positions(m: Manifest, positions: Any) -> Manifest:
+    if positions is None:
+        return m
+    if not isinstance(positions, dict):
+        raise ModelError(f"{m.path}: manifest 'positions' is not an object")
+    out: dict[str, float] = {}
+    for name, entry in positions.items():
+        try:
+            thr = float(entry["decision_threshold"])
+        except (TypeError, KeyError, ValueError):
+            raise ModelError(f"{m.path}: positions.{name} lacks a decision_threshold") from None
+        if not 0.0 < thr < 1.0:
+            raise ModelError(f"{m.path}: positions.{name}.decision_threshold {thr} not in (0, 1)")
+        out[str(name)] = thr
+    return replace(m, position_thresholds=out)
 
 
 def verify_model_bytes(manifest: Manifest, model: Path) -> bytes:

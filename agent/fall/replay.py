@@ -10,6 +10,7 @@ as if it had just happened), which is how tests and demos inject a fall without 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -87,10 +88,8 @@ class ReplaySource:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     def devices(self) -> list[DeviceInfo]:
         return [DeviceInfo(self.device_id, "wearable", "replay", online=True)]

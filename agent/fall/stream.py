@@ -23,9 +23,10 @@ import numpy as np
 
 from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import ConfirmRule, Evidence, assess
+from agent.fall.confirmation import LYING_BEFORE_S, Evidence, assess
 from agent.fall.gate import ImpactGate
 from agent.fall.signal import (
+    BLOCK_SAMPLES,
     POST_SAMPLES,
     PRE_SAMPLES,
     SAMPLE_RATE_HZ,
@@ -54,6 +55,7 @@ class ScoreJob:
     window: np.ndarray = field(repr=False)
     reference: np.ndarray = field(repr=False)
     upright: np.ndarray | None = field(default=None, repr=False)
+    lying_before_s: float | None = None   # of the 5 s before the window, seconds lying
 
 
 @dataclass(slots=True)
@@ -68,7 +70,7 @@ class Suspicion:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    kind: str                # "alarm" | "rejected"
+    kind: str                # "alarm" | "recovered" (fall_recovered warning) | "rejected"
     suspicion: Suspicion
 
 
@@ -101,10 +103,10 @@ class WearableStream:
     def __init__(self, device_id: str, cfg: FallConfig) -> None:
         self.device_id = device_id
         self.cfg = cfg
-        self.rule = ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
-                                cfg.lying_before_deg)
+        self.rule = cfg.confirm_rule()
         self.confirm_n = round(cfg.confirm_s * SAMPLE_RATE_HZ)
-        self.capacity = WINDOW_SAMPLES + self.confirm_n + int(10 * SAMPLE_RATE_HZ)
+        self.capacity = (WINDOW_SAMPLES + self.confirm_n
+                         + int((10 + LYING_BEFORE_S) * SAMPLE_RATE_HZ))
         self._buf = np.zeros((self.capacity, 3), dtype=np.float32)
         self._n = 0                          # samples received (absolute index of the next)
         self._seg_start = 0                  # first index of the current gap-free segment
@@ -118,6 +120,7 @@ class WearableStream:
         self.samples_total = 0
         self.gaps = 0
         self.meta: dict[str, str] = {}       # room/role from the readings
+        self._recovered_until = float("-inf")  # impacts before this: the same recovered fall
 
     # ---- time and buffer -------------------------------------------------------------
     def time_of(self, index: int) -> float:
@@ -189,15 +192,27 @@ class WearableStream:
                 s.evidence and s.evidence.confirmed for s in self.suspicions):
             return []  # same episode: no second alarm
         jobs = []
+        upright = self.calibration.upright
         for peak, peak_g in peaks:
             window = self._window(peak)
             jobs.append(ScoreJob(
                 device_id=self.device_id, peak_index=peak, peak_g=float(peak_g),
                 impact_t=self.time_of(peak), decision_index=peak + POST_SAMPLES,
                 decision_t=self.time_of(peak + POST_SAMPLES), window=window,
-                reference=gravity_reference(window), upright=self.calibration.upright,
+                reference=gravity_reference(window), upright=upright,
+                lying_before_s=self._lying_before_s(peak, upright),
             ))
         return jobs
+
+    def _lying_before_s(self, peak: int, upright: np.ndarray | None) -> float | None:
+        """Seconds of the :data:`LYING_BEFORE_S` before the window that were lying (one-second
+        blocks at ``lying_before_deg`` or more from the learnt upright); None when upright is
+        not known or the stream (this segment) does not reach back that far."""
+        n = round(LYING_BEFORE_S * SAMPLE_RATE_HZ)
+        lo, hi = peak - PRE_SAMPLES - n, peak - PRE_SAMPLES
+        if upright is None or lo < max(self._seg_start, self._n - self.capacity):
+            return None
+        return lying_seconds(self._slice(lo, hi), upright, self.rule.lying_before_deg)
 
     def _new_segment(self, t0: float, counted: bool) -> None:
         if counted:
@@ -250,7 +265,11 @@ class WearableStream:
             post = self._slice(max(start, oldest), max(start, limit))
         else:
             return  # keep waiting for samples
-        s.evidence = assess(post, s.job.reference, self.rule, SAMPLE_RATE_HZ, s.job.upright)
+        lead_lo = max(s.job.peak_index, oldest, self._seg_start)
+        lead = self._slice(lead_lo, start) if lead_lo < start else None
+        s.evidence = assess(post, s.job.reference, self.rule, SAMPLE_RATE_HZ, s.job.upright,
+                            lead=lead, lying_before_s=s.job.lying_before_s,
+                            peak_g=s.job.peak_g)
 
     def poll(self, now: float) -> list[Outcome]:
         """Advance confirmations and deadlines to ``now`` (the agent's monotonic time)."""
@@ -260,7 +279,7 @@ class WearableStream:
                 self._assess(s, now)
             if s.evidence is not None and not s.evidence.confirmed:
                 self.suspicions.remove(s)
-                out.append(Outcome("rejected", s))
+                out.append(Outcome("recovered" if self._new_recovery(s) else "rejected", s))
         confirmed = [s for s in self.suspicions if s.evidence and s.evidence.confirmed]
         if confirmed:
             first = confirmed[0]
@@ -278,6 +297,17 @@ class WearableStream:
                 self._episode = None
         return out
 
+    def _new_recovery(self, s: Suspicion) -> bool:
+        """A recovered fall, and not a second impact of one already reported (a fall often
+        has several peaks): one ``fall_recovered`` per fall."""
+        assert s.evidence is not None
+        if not s.evidence.recovered:
+            return False
+        if s.job.impact_t < self._recovered_until:
+            return False
+        self._recovered_until = s.job.decision_t + self.cfg.confirm_s
+        return True
+
     def cancel(self, now: float) -> Suspicion | None:
         """The wearer (or the hub) cancelled: drop every pending suspicion."""
         if not self.suspicions:
@@ -291,3 +321,10 @@ class WearableStream:
         ref = s.job.upright if s.job.upright is not None else s.job.reference
         self._episode = {"reference": ref, "upright_since": None,
                          "until": now + self.cfg.episode_max_s}
+
+
+def lying_seconds(acc: np.ndarray, upright: np.ndarray, lying_deg: float) -> float:
+    """Whole seconds of ``acc`` whose one-second mean is ``lying_deg`` or more from upright."""
+    n = len(acc) // BLOCK_SAMPLES
+    return float(sum(tilt_deg(acc[b * BLOCK_SAMPLES:(b + 1) * BLOCK_SAMPLES].mean(axis=0),
+                              upright) >= lying_deg for b in range(n)))

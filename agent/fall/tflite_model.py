@@ -61,7 +61,10 @@ class TfliteFallModel:
         *,
         interpreter: str = "auto",
         threshold: float | None = None,
+        position: str | None = None,
     ) -> None:
+        """``position`` picks the manifest's threshold for where the wearable is worn;
+        ``threshold`` overrides it."""
         shipped_model, shipped_manifest = shipped_model_paths()
         self.model_path = Path(model_path) if model_path is not None else shipped_model
         if manifest_path is not None:
@@ -96,8 +99,9 @@ class TfliteFallModel:
         self._out_index = out["index"]
         self._in_scale, self._in_zp = float(q_in[0]), int(q_in[1])
         self._out_scale, self._out_zp = float(q_out[0]), int(q_out[1])
+        self.position = position
         self.threshold = float(threshold if threshold is not None
-                               else self.manifest.decision_threshold)
+                               else self.manifest.threshold_for(position))
         self.version = self.manifest.version
         try:  # a flatbuffer that loads but cannot run is still a broken model
             self.score(np.tile(np.array([0.0, -1.0, 0.0], dtype=np.float32),

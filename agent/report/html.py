@@ -134,7 +134,8 @@ generated {escape(iso_utc(report.generated))}</div>
 {alarms_chart}
 {cancel_chart}
 <p>Alarms by type: {_counts(t.alarms_by_type)}.<br>
-Cancelled: {_counts(t.cancelled_by_type)}. Falls cancelled by the wearer: {t.falls_cancelled}.<br>
+Cancelled: {_counts(t.cancelled_by_type)}. Falls cancelled by the wearer: {t.falls_cancelled}.
+Falls the wearer got up from without help (warnings): {t.falls_recovered}.<br>
 Inactivity alerts: {_counts(t.inactivity_by_type)}; pre-warnings: {t.inactivity_prewarnings}.
 Test alarms: {t.test_alarms}. Warnings: {_counts(t.warnings_by_type)}.</p>
 <h2>Delivery</h2>

@@ -8,9 +8,11 @@ support visit sees exactly what the monitoring platform was told. The field name
 ``clock_synced``; ``alarms_total``, ``alarms_by_type`` {type: n} (every alarm-priority
 event: pull_cord, pendant, fall, inactivity...); ``cancelled_alarms``,
 ``cancelled_by_type`` (alarms named by ``alarm_cancelled`` plus wearer-cancelled falls);
-``falls``, ``falls_cancelled``; ``inactivity_alerts``, ``inactivity_by_type``,
-``inactivity_prewarnings``; ``test_alarms``; ``warnings_by_type``; ``alarm_latency_ms``
-{count, median, p95, max} (hub timestamp to broker PUBACK, synchronised clock only);
+``falls``, ``falls_cancelled``, ``falls_recovered`` (``fall_recovered`` warnings: falls the
+wearer got up from without help; also in ``warnings_by_type``); ``inactivity_alerts``,
+``inactivity_by_type``, ``inactivity_prewarnings``; ``test_alarms``; ``warnings_by_type``;
+``alarm_latency_ms`` {count, median, p95, max} (hub timestamp to broker PUBACK, synchronised
+clock only);
 ``undelivered_alarms``; ``delivered_alarms``; ``alarm_latency_unknown`` {reason: n} (delivered
 alarms left out of the latency, and why); ``records_from`` (ISO UTC: device uptime covers only
 the part of the period the store has records for; null: all of it); ``devices``
@@ -121,6 +123,7 @@ class Summary:
     delivered_alarms: int = 0                   # acknowledged by the broker
     latency_unknown: Mapping[str, int] = field(default_factory=dict)  # reason -> delivered
     records_from: float | None = None           # uptime counted from here (None: period start)
+    falls_recovered: int = 0                    # fall_recovered warnings: no help needed
 
     @property
     def alarms(self) -> int:
@@ -148,6 +151,7 @@ class Summary:
             "cancelled_by_type": dict(sorted(self.cancelled_by_type.items())),
             "falls": self.falls,
             "falls_cancelled": self.falls_cancelled,
+            "falls_recovered": self.falls_recovered,
             "inactivity_alerts": self.inactivity_alerts,
             "inactivity_by_type": dict(sorted(self.inactivity_by_type.items())),
             "inactivity_prewarnings": self.inactivity_prewarnings,
@@ -211,6 +215,7 @@ class _Tally:
     warnings: Counter[str] = field(default_factory=Counter)
     falls: int = 0
     falls_cancelled: int = 0
+    falls_recovered: int = 0
     prewarnings: int = 0
     tests: int = 0
     undelivered: int = 0
@@ -231,6 +236,8 @@ class _Tally:
             self.warnings[rec.type] += 1
             if rec.type == "inactivity_prewarning":
                 self.prewarnings += 1
+            elif rec.type == "fall_recovered":
+                self.falls_recovered += 1
         if rec.type == "alarm_cancelled":
             self._cancellation(rec)
         elif rec.type == "fall_cancelled":
@@ -350,4 +357,5 @@ def summarise(
         devices=tuple(stats), offline_minutes=offline_minutes, backlog=backlog,
         delivered_alarms=tally.delivered, latency_unknown=dict(tally.latency_unknown),
         records_from=watched_from if watched_from > start else None,
+        falls_recovered=tally.falls_recovered,
     )

@@ -69,7 +69,8 @@ def render_text(report: Report) -> str:
         "",
         f"Alarms by type:      {_by_type(t.alarms_by_type)}",
         f"Cancelled alarms:    {_by_type(t.cancelled_by_type)}",
-        f"Falls:               {t.falls} raised, {t.falls_cancelled} cancelled by the wearer",
+        (f"Falls:               {t.falls} raised, {t.falls_cancelled} cancelled by the wearer,"
+         f" {t.falls_recovered} recovered without help (fall_recovered warnings)"),
         (f"Inactivity alerts:   {_by_type(t.inactivity_by_type)}"
          f" ({t.inactivity_prewarnings} pre-warnings)"),
         f"Warnings:            {_by_type(t.warnings_by_type)}",

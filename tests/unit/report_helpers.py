@@ -77,7 +77,7 @@ def write_week(store_path: Path) -> Week:
     days 1,3    09:00:30 alarm_cancelled naming that day's pull_cord
     day 0       10:00 test (info)
     day 2       11:00 fall alarm (wearable-1), delivered after 120 ms
-    day 4       11:00 fall_cancelled (info)
+    day 4       11:00 fall_cancelled (info), 15:00 fall_recovered (warning)
     day 5       15:30 inactivity_prewarning, 16:00 inactivity alarm (hub), delivered 90 ms
     day 3       22:00 device_offline pendant-1 ... day 4 01:00 device_online (3 h)
     day 6       10:00 battery_low pendant-1 (battery_pct 18)
@@ -111,6 +111,8 @@ def write_week(store_path: Path) -> Week:
         _put(store, _ev("test", Priority.INFO, "cancel", at(0, 10)), 0.05)
         _put(store, _ev("fall", Priority.ALARM, "wearable-1", at(2, 11), {"score": 0.97}), 0.12)
         _put(store, _ev("fall_cancelled", Priority.INFO, "wearable-1", at(4, 11)), 0.05)
+        _put(store, _ev("fall_recovered", Priority.WARNING, "wearable-1", at(4, 15),
+                        {"score": 0.91, "confirmation": {"reason": "recovered"}}), 0.05)
         _put(store, _ev("inactivity_prewarning", Priority.WARNING, "inactivity", at(5, 15, 30)),
              0.05)
         _put(store, _ev("inactivity", Priority.ALARM, "inactivity", at(5, 16)), 0.09)

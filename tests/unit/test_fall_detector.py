@@ -188,3 +188,36 @@ def test_only_configured_wearables_are_watched_and_bad_readings_are_ignored() ->
     r = run(body, cfg=replace(CFG, wearables=("wear-9",)))
     assert r.events("fall") == []
     assert r.detector is not None and r.detector._streams == {}
+
+
+def _recovered_fall(stumble: bool) -> np.ndarray:
+    """16 s of walking (the hub learns upright), the synthetic fall (after a 4.5 g stumble
+    1.5 s before its impact when asked: two impacts, one fall), 5 s on the floor, then
+    standing upright again."""
+    fall = recording("F01_R01")
+    walking = np.tile(fall[:200], (4, 1))
+    impact = int(np.argmax(np.linalg.norm(fall[:, :3].astype(float), axis=1)))
+    down = fall[:impact + 250].copy()
+    if stumble:
+        down[impact - 75, 1] -= 3500
+    standing = recording("D19_R01")[:200]
+    return np.concatenate([walking, down, standing, standing, hold(standing, 20)])
+
+
+@pytest.mark.parametrize("stumble", [False, True])
+def test_a_fall_the_wearer_gets_up_from_is_one_warning_and_no_alarm(stumble: bool) -> None:
+    async def body(r: Run) -> None:
+        await r.play("wear-1", _recovered_fall(stumble), extra={"room": "hall"})
+        await r.wait(5)
+
+    r = run(body, replace(CFG, confirm_s=10.0))
+    assert r.events("fall") == [] and r.events("fall_cancelled") == []
+    warnings = r.events("fall_recovered")
+    assert len(warnings) == 1       # one per fall, however many impacts it had
+    ev = warnings[0]
+    assert ev.priority == Priority.WARNING and ev.device_id == "wear-1"
+    d = ev.data
+    assert d["room"] == "hall" and d["position"] == "neck" and d["score"] >= 3.0
+    assert d["confirmation"]["reason"] == "recovered" and not d["confirmation"]["confirmed"]
+    assert d["confirmation"]["down_s"] >= 1.0
+    assert r.ctx is not None and r.ctx.prewarnings[-1] == ("fall", False)

@@ -109,6 +109,26 @@ def test_inconsistent_manifest_is_refused(model_copy: Path, mutate, message: str
         TfliteFallModel(model_copy)
 
 
+def test_the_position_picks_its_threshold_and_a_broken_one_is_refused(model_copy: Path) -> None:
+    manifest = model_copy.with_name("manifest.json")
+    doc = json.loads(manifest.read_text())
+    doc["positions"] = {"neck": {"decision_threshold": 0.3}, "waist": {"decision_threshold": 0.7}}
+    manifest.write_text(json.dumps(doc))
+    assert TfliteFallModel(model_copy, position="neck").threshold == 0.3
+    assert TfliteFallModel(model_copy, position="waist").threshold == 0.7
+    assert TfliteFallModel(model_copy, position="waist", threshold=0.5).threshold == 0.5
+    with pytest.raises(ModelError, match="no threshold for position 'wrist'"):
+        TfliteFallModel(model_copy, position="wrist")
+    doc["positions"]["neck"] = {"decision_threshold": 1.2}
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="positions.neck.decision_threshold"):
+        TfliteFallModel(model_copy, position="waist")
+    # A model without per-position thresholds (trained before them) serves every position.
+    doc.pop("positions")
+    manifest.write_text(json.dumps(doc))
+    assert TfliteFallModel(model_copy, position="neck").threshold == doc["decision_threshold"]
+
+
 def test_missing_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="manifest not found"):
         TfliteFallModel(tmp_path / "fall.tflite")

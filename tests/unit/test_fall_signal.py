@@ -107,7 +107,7 @@ def test_lying_confirms_even_when_moving() -> None:
 def test_slumped_and_still_confirms_slumped_but_moving_does_not() -> None:
     assert assess(posture(32, 10, 0.005), UP, RULE).reason == "slumped_still"
     ev = assess(posture(32, 10, 0.2), UP, RULE)
-    assert not ev.confirmed and ev.reason == "recovered"
+    assert not ev.confirmed and ev.reason == "not_down"
 
 
 def test_upright_after_the_impact_is_a_recovery_even_when_still() -> None:
@@ -117,7 +117,47 @@ def test_upright_after_the_impact_is_a_recovery_even_when_still() -> None:
 
 def test_getting_up_within_the_interval_is_a_recovery() -> None:
     post = np.vstack([posture(85, 3, 0.01), posture(5, 7, 0.1, seed=1)])
-    assert not assess(post, UP, RULE).confirmed
+    ev = assess(post, UP, RULE)
+    assert not ev.confirmed and ev.reason == "recovered" and ev.recovered
+    assert ev.down_s == 3.0
+
+
+def test_up_again_at_the_end_of_the_confirmation_is_a_recovery_even_after_lying_long() -> None:
+    post = np.vstack([posture(85, 8, 0.01), posture(5, 2, 0.1, seed=1)])
+    ev = assess(post, UP, RULE)
+    assert not ev.confirmed and ev.reason == "recovered" and ev.lying_fraction == 0.8
+    # Still down in the last second: lying.
+    post = np.vstack([posture(85, 6, 0.01), posture(5, 3, 0.1, seed=1), posture(85, 1, 0.01)])
+    assert assess(post, UP, RULE).reason == "lying"
+
+
+def test_down_between_impact_and_decision_counts_for_a_recovery() -> None:
+    """Volunteers get up within seconds: being down only in the 2 s between the impact and
+    the decision (the window's tail) is still a fall the wearer got up from."""
+    upright = posture(5, 10, 0.1, seed=1)
+    assert assess(upright, UP, RULE).reason == "not_down"
+    lead = np.vstack([posture(85, 0.5, 0.3), posture(85, 1.5, 0.01, seed=2)])
+    ev = assess(upright, UP, RULE, lead=lead)
+    assert ev.reason == "recovered" and ev.down_s == 1.0
+    # The first half second (the impact itself) is not posture.
+    assert assess(upright, UP, RULE, lead=posture(85, 0.5, 0.01)).reason == "not_down"
+
+
+def test_already_lying_needs_sustained_lying_before_and_a_soft_impact() -> None:
+    """A fall out of bed also starts from lying: only five seconds of lying before the
+    window and a soft impact (rolling over) set a detection aside."""
+    rule = ConfirmRule(lying_before_deg=70, already_lying_max_g=3.0)
+    on_floor = np.tile(np.float32([1.0, 0.0, 0.0]), (500, 1))   # on the side, on the floor
+    lying = unit_at(90)                                          # on the back, in bed
+    roll = assess(on_floor, lying, rule, upright=UP, lying_before_s=5.0, peak_g=2.0)
+    assert not roll.confirmed and roll.reason == "already_lying"
+    assert roll.to_dict()["lying_before_s"] == 5.0
+    # A hard impact from lying: a drop out of bed, confirmed by the posture as usual.
+    out_of_bed = assess(on_floor, lying, rule, upright=UP, lying_before_s=5.0, peak_g=4.5)
+    assert out_of_bed.confirmed and out_of_bed.reason == "lying"
+    # Lying only in the window's first second (pitching over in the fall): not evidence.
+    pitching = assess(on_floor, lying, rule, upright=UP, lying_before_s=1.0, peak_g=2.0)
+    assert pitching.confirmed
 
 
 def test_silence_after_a_detection_confirms() -> None:
@@ -138,7 +178,7 @@ def test_straightening_up_from_bent_over_is_not_lying() -> None:
     ev = assess(posture(-5, 10, 0.005), bent, RULE, upright=UP)
     assert ev.tilt_deg == pytest.approx(50, abs=3)
     assert ev.upright_tilt_deg == pytest.approx(5, abs=3)
-    assert not ev.confirmed and ev.reason == "recovered" and ev.lying_fraction == 0.0
+    assert not ev.confirmed and ev.reason == "not_down" and ev.lying_fraction == 0.0
     # Without a learnt upright the pre-impact pose is all there is: the old reading.
     assert assess(posture(-5, 10, 0.005), bent, RULE).reason == "lying"
 

@@ -92,3 +92,49 @@ def test_paced_replay_emits_in_real_time() -> None:
     elapsed = asyncio.run(main())
     assert len(got) == 2 and 0.4 < elapsed < 3.0
     assert got[1].data["t0"] - got[0].data["t0"] == pytest.approx(0.5)
+
+
+def test_person_folds_keep_one_person_at_both_positions_in_one_fold() -> None:
+    """FallAllD recorded the neck and the waist of the same people at once: a person's
+    recordings at both positions are one person, held out together, never in training and
+    test at once; every fold holds out people of every data set."""
+    from models.fall.train import DataSet, person_folds
+
+    persons = [f"sisfall:SA{i:02d}" for i in range(1, 29)] + \
+        [f"fallalld:FA{i:02d}" for i in (1, 2, 3, 4, 5, 7, 8, 9)]
+    folds = person_folds(persons, 8, seed=20240601)
+    flat = [p for f in folds for p in f]
+    assert sorted(flat) == sorted(persons) and len(flat) == len(set(flat))
+    assert all(any(p.startswith("fallalld:") for p in f) for f in folds)
+    assert all(any(p.startswith("sisfall:") for p in f) for f in folds)
+    assert person_folds(persons, 8, seed=20240601) == folds
+    ds = DataSet.parse("fallalld:neck=../shared/data/fallalld/neck")
+    assert (ds.name, ds.position, ds.path.name) == ("fallalld", "neck", "neck")
+
+
+def test_cv_report_goes_into_the_manifest_per_position(tmp_path) -> None:
+    """What each position was trained and validated on, and its held-out figures, land in
+    the manifest; the model's own fields stay as they were."""
+    import json
+
+    from agent.fall.tflite_model import shipped_model_paths
+    from models.fall.cv import markdown, update_manifest
+
+    manifest = tmp_path / "manifest.json"
+    original = json.loads(shipped_model_paths()[1].read_text())
+    manifest.write_text(json.dumps(original))
+    fig = {"sensitivity": 0.9, "sensitivity_floor": 0.95, "recovered_as_warning": 0.8,
+           "specificity": 0.99, "continuous_false_alarms": 1, "continuous_hours": 2.0,
+           "false_alarms_per_24h": 12.0, "tp": 9, "falls": 10, "tn": 99, "adls": 100}
+    report = {"sets": {"fallalld:neck": {"position": "neck", "model": fig},
+                       "sisfall:waist": {"position": "waist", "model": fig}},
+              "positions": {"neck": {"model": fig}, "waist": {"model": fig}}}
+    update_manifest(manifest, report)
+    doc = json.loads(manifest.read_text())
+    assert doc["sha256"] == original["sha256"]
+    assert doc["positions"]["neck"]["validated_on"] == ["fallalld:neck"]
+    assert doc["positions"]["waist"]["validated_on"] == ["sisfall:waist"]
+    assert "fallalld:neck" in doc["positions"]["waist"]["trained_on"]
+    assert doc["positions"]["neck"]["held_out"]["sensitivity_floor"] == 0.95
+    table = markdown(report)
+    assert "| fallalld:neck | model (held out) | 0.900 (9/10) | 0.950 | 0.800 |" in table

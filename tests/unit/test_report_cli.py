@@ -34,6 +34,8 @@ def test_table(config: Path, capsys) -> None:
     assert rows["Total"][1:6] == ["14", "3", "1", "1", "1"]
     assert "150.0 (6 of 7 days)" in out
     assert re.search(r"Alarms by type:\s+pull_cord 8, pendant 4, fall 1, inactivity 1", out)
+    assert re.search(r"Falls:\s+1 raised, 1 cancelled by the wearer, 1 recovered without help",
+                     out)
     assert ("13 delivered; latency median 90 ms, p95 200 ms, max 200 ms over 12 alarm(s);"
             " latency unknown for 1: clock not synchronised when stamped; 1 not yet delivered"
             ) in out

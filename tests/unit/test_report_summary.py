@@ -60,6 +60,9 @@ def test_cancellations_falls_inactivity_and_tests(report) -> None:
     assert days[4].cancelled_by_type == {"fall": 1}
     assert [d.falls for d in days] == [0, 0, 1, 0, 0, 0, 0]
     assert days[4].falls_cancelled == 1
+    # A fall the wearer got up from is a warning: counted, never an alarm or a cancellation.
+    assert [d.falls_recovered for d in days] == [0, 0, 0, 0, 1, 0, 0]
+    assert days[4].alarms == 1 and days[4].to_dict()["falls_recovered"] == 1
     assert [d.inactivity_alerts for d in days] == [0, 0, 0, 0, 0, 1, 0]
     assert days[5].inactivity_prewarnings == 1
     assert [d.test_alarms for d in days] == [1, 0, 0, 0, 0, 0, 0]
@@ -67,7 +70,9 @@ def test_cancellations_falls_inactivity_and_tests(report) -> None:
     assert (t.cancelled_alarms, t.falls, t.falls_cancelled, t.inactivity_alerts, t.test_alarms) == \
         (3, 1, 1, 1, 1)
     assert t.cancelled_by_type == {"pull_cord": 2, "fall": 1}
-    assert t.warnings_by_type == {"inactivity_prewarning": 1, "device_offline": 1, "battery_low": 1}
+    assert t.falls_recovered == 1
+    assert t.warnings_by_type == {"inactivity_prewarning": 1, "device_offline": 1, "battery_low": 1,
+                                  "fall_recovered": 1}
 
 
 def test_delivery_latency_leaves_out_pending_and_unsynchronised_alarms(report) -> None:
@@ -123,7 +128,8 @@ def test_summary_json_has_the_contract_fields(report) -> None:
     day = doc["days"][3]
     for key in ("date", "start", "end", "timezone", "partial", "clock_synced", "alarms_total",
                 "alarms_by_type", "cancelled_alarms", "cancelled_by_type", "falls",
-                "falls_cancelled", "inactivity_alerts", "inactivity_by_type", "test_alarms",
+                "falls_cancelled", "falls_recovered", "inactivity_alerts", "inactivity_by_type",
+                "test_alarms",
                 "alarm_latency_ms", "undelivered_alarms", "devices", "offline_minutes", "backlog"):
         assert key in day, key
     assert day["date"] == "2025-03-27" and day["alarms_total"] == 2

@@ -1,0 +1,119 @@
+"""Each wearing position's configuration through the real runtime path on recorded trials
+(issue 15): the agent built from a config with ``[fall] position``, a wearable replaying a
+FallAllD / SisFall recording (the wearer's own walking first, as a hub would have seen it),
+events on a real mosquitto.
+
+- a neck fall that ends on the floor -> exactly one ``fall`` alarm;
+- a neck fall the wearer gets up from -> one ``fall_recovered`` warning and no alarm;
+- a neck daily activity -> nothing;
+- a waist fall (SisFall) with ``position = "waist"`` -> exactly one ``fall`` alarm.
+
+Skips when ``../shared/data`` is absent (the data may not be redistributed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.app import Hardware, build_components
+from agent.fall.detector import FallDetector
+from agent.fall.replay import ReplaySource
+from tests.harness import AgentRunner, make_config, wait_until
+from tests.integration.test_fall_e2e import TOPIC, sentinel, types
+from tests.unit.fall_helpers import hold
+
+# (data set dir under shared/data, subject, trial) chosen from the shipped model's
+# evaluation; the walking trial D01_R01 of the same subject primes the upright.
+NECK_FLOOR = ("fallalld/neck", "FA01", "F01_R01")
+NECK_RECOVERED = ("fallalld/neck", "FA01", "F02_R01")
+NECK_ADL = ("fallalld/neck", "FA01", "D26_R01")
+WAIST_FLOOR = ("fall", "SA01", "F01_R01")
+
+
+def _recording(shared: Path, where: tuple[str, str, str]) -> np.ndarray:
+    folder, subject, code = where
+    with np.load(shared / "data" / folder / f"{subject}.npz") as z:
+        walk = z["D01_R01"][:1000]          # 20 s of the wearer's own walking
+        return hold(np.vstack([walk, z[code]]), 20)
+
+
+def _run(tmp_path: Path, broker, shared: Path, position: str,
+         where: tuple[str, str, str]) -> tuple[AgentRunner, ReplaySource, FallDetector]:
+    cfg = make_config(tmp_path, broker, extra=(
+        f'[fall]\nwearables = ["pendant-1"]\nposition = "{position}"\n'
+        "confirm_s = 10.0\ncancel_window_s = 10.0\n"))
+    replay = ReplaySource("pendant-1", _recording(shared, where), room="lounge")
+    comps = build_components(cfg, Hardware())
+    detector = next(c for c in comps if isinstance(c, FallDetector))
+    # The replay starts last, once the detector is subscribed.
+    runner = AgentRunner(cfg, components=[*comps, replay]).start()
+    return runner, replay, detector
+
+
+def _settled(runner: AgentRunner, replay: ReplaySource, detector: FallDetector, events) -> None:
+    """The recording was delivered, every window scored and every detection decided, and
+    everything submitted before now has reached the broker."""
+    wait_until(replay.done.is_set, what="replay finished")
+    wait_until(lambda: runner.call(lambda: detector.idle), what="fall detector idle",
+               timeout=30)
+    sentinel(runner, events)
+
+
+@pytest.mark.parametrize("position, where", [("neck", NECK_FLOOR), ("waist", WAIST_FLOOR)])
+def test_a_fall_that_ends_on_the_floor_gives_exactly_one_fall_alarm(
+        tmp_path: Path, mqtt_broker, shared_dir: Path, position: str,
+        where: tuple[str, str, str]) -> None:
+    events = mqtt_broker.subscribe(TOPIC)
+    runner, replay, detector = _run(tmp_path, mqtt_broker, shared_dir, position, where)
+    try:
+        got = events.wait_for(lambda ms: [m for m in ms if m.json()["type"] == "fall"],
+                              what="fall alarm", timeout=60)
+        _settled(runner, replay, detector, events)
+        wait_until(lambda: runner.agent.state.backlog == 0, what="all acked")
+    finally:
+        runner.stop()
+    assert types(events).count("fall") == 1
+    assert "fall_recovered" not in types(events) and "model_unavailable" not in types(events)
+    d = got[0].json()["data"]
+    assert got[0].json()["priority"] == "alarm"
+    assert d["position"] == position and d["detector"] == "model"
+    assert d["score"] >= d["threshold"] and d["confirmation"]["confirmed"] is True
+
+
+def test_a_neck_fall_the_wearer_gets_up_from_gives_one_warning_and_no_alarm(
+        tmp_path: Path, mqtt_broker, shared_dir: Path) -> None:
+    events = mqtt_broker.subscribe(TOPIC)
+    runner, replay, detector = _run(tmp_path, mqtt_broker, shared_dir, "neck", NECK_RECOVERED)
+    try:
+        got = events.wait_for(
+            lambda ms: [m.json() for m in ms if m.json()["type"] == "fall_recovered"],
+            what="fall_recovered", timeout=60)
+        _settled(runner, replay, detector, events)
+        wait_until(lambda: runner.agent.state.backlog == 0, what="all acked")
+        assert not runner.agent.state.alarm_pending
+    finally:
+        runner.stop()
+    assert types(events).count("fall_recovered") == 1 and "fall" not in types(events)
+    ev = got[0]
+    assert ev["priority"] == "warning" and ev["device_id"] == "pendant-1"
+    d = ev["data"]
+    # The same evidence fields as a fall alarm.
+    for key in ("score", "threshold", "peak_g", "detector", "model_version", "position",
+                "confirmation", "delay_s", "room"):
+        assert key in d, key
+    assert d["confirmation"]["reason"] == "recovered" and d["confirmation"]["down_s"] > 0
+
+
+def test_a_neck_daily_activity_gives_nothing(tmp_path: Path, mqtt_broker,
+                                             shared_dir: Path) -> None:
+    events = mqtt_broker.subscribe(TOPIC)
+    runner, replay, detector = _run(tmp_path, mqtt_broker, shared_dir, "neck", NECK_ADL)
+    try:
+        _settled(runner, replay, detector, events)
+        assert detector.scorer.kind == "model"
+    finally:
+        runner.stop()
+    assert not {"fall", "fall_recovered", "fall_cancelled"} & set(types(events))
