@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.fall.confirmation import ConfirmRule
-
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 POSITIONS = ("neck", "waist", "wrist")
 SUPPORTED_POSITIONS = ("neck", "waist")
@@ -117,10 +115,6 @@ class FallConfig:
         metadata={"min": 30.0, "max": 86400.0,
                   "doc": "an episode ends after this even if the wearer never stands up"},
     )
-
-    def confirm_rule(self) -> ConfirmRule:
-        return ConfirmRule(self.lying_tilt_deg, self.slumped_tilt_deg, self.still_g,
-                           self.lying_before_deg, self.already_lying_max_g)
 
     def validate(self, path: str) -> list[str]:
         problems = []

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.fall.config import FallConfig
 from agent.fall.signal import BLOCK_SAMPLES, magnitude, tilt_deg
 
 MIN_EVIDENCE_S = 2.0   # fewer seconds than this after a detection is "no data"
@@ -52,6 +53,13 @@ class ConfirmRule:
     still_g: float = 0.05
     lying_before_deg: float = 70.0
     already_lying_max_g: float = 3.0
+
+    @classmethod
+    def of(cls, cfg: FallConfig) -> ConfirmRule:
+        """The posture rule a ``[fall]`` section asks for. (Here, not on the config: the
+        section's schema is loaded by agent.config and must not pull in the detector.)"""
+        return cls(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
+                   cfg.lying_before_deg, cfg.already_lying_max_g)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LYING_BEFORE_S, Evidence, assess
+from agent.fall.confirmation import LYING_BEFORE_S, ConfirmRule, Evidence, assess
 from agent.fall.gate import ImpactGate
 from agent.fall.signal import (
     BLOCK_SAMPLES,
@@ -103,7 +103,7 @@ class WearableStream:
     def __init__(self, device_id: str, cfg: FallConfig) -> None:
         self.device_id = device_id
         self.cfg = cfg
-        self.rule = cfg.confirm_rule()
+        self.rule = ConfirmRule.of(cfg)
         self.confirm_n = round(cfg.confirm_s * SAMPLE_RATE_HZ)
         self.capacity = (WINDOW_SAMPLES + self.confirm_n
                          + int((10 + LYING_BEFORE_S) * SAMPLE_RATE_HZ))
