@@ -19,17 +19,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from agent.inactivity.daily_rules import ChairTooLong, NightOutOfBed, NotUp
 from agent.inactivity.home import Alert, HomeState, Instant, Segment
+from agent.inactivity.household import Learning
 from agent.inactivity.localtime import LocalClock
 from agent.inactivity.routine import Routine, StillnessRecorder, learn
 from agent.inactivity.rules import (
     Away,
-    ChairTooLong,
     FixedInactivity,
     LearnedInactivity,
     NightExit,
-    NightOutOfBed,
-    NotUp,
     Rule,
     StillnessAlarm,
 )
@@ -69,6 +68,7 @@ class RulesEngine:
             fallback_s=rules.learned.max_s if rules.learned else 43200.0
         )
         self.routine_changed = False
+        self.ready_on: date | None = None        # first local day the learning period was over
         self.prune_before: date | None = None    # samples before this day may be deleted
         self._day: date | None = None
         self._unobserved = False
@@ -76,14 +76,18 @@ class RulesEngine:
         self.learned = (LearnedInactivity(rules.prewarning_s, self.clock, self.routine,
                                           self._fallback_threshold)
                         if rules.learned is not None else None)
-        self.away = Away(rules.away) if rules.away is not None else None
+        self.learning = Learning(rules.learned, self.options.record)
+        self.away = (Away(rules.away, self.learning, self.clock)
+                     if rules.away is not None else None)
         self.others: list[Rule] = []
         if rules.not_up is not None:
-            self.others.append(NotUp(rules.not_up, self.clock, rules.bedrooms))
+            self.others.append(NotUp(rules.not_up, self.clock, rules.bedrooms, self.learning,
+                                     rules.prewarning_s, rules.not_up_seed))
         if rules.night_out_of_bed is not None:
-            self.others.append(NightOutOfBed(rules.night_out_of_bed, self.clock))
+            self.others.append(NightOutOfBed(rules.night_out_of_bed, self.clock, self.learning))
         if rules.chair_too_long is not None:
-            self.others.append(ChairTooLong(rules.chair_too_long))
+            self.others.append(ChairTooLong(rules.chair_too_long, self.clock, self.learning,
+                                            rules.prewarning_s))
         if rules.night_exit is not None:
             self.others.append(NightExit(rules.night_exit, self.clock))
         self._set_active()
@@ -112,7 +116,7 @@ class RulesEngine:
 
     @property
     def prewarning(self) -> bool:
-        return any(r.prewarning for r in self.stillness_rules)
+        return any(r.prewarning for r in self.rules)
 
     def _keyed_rules(self) -> dict[str, Rule]:
         out: dict[str, Rule] = {f"inactivity[{i}]": r for i, r in enumerate(self.fixed)}
@@ -208,6 +212,7 @@ class RulesEngine:
     def observe(self, obs: Observation, now: Instant) -> list[Alert]:
         alerts = self.advance(now)
         home = self.home
+        self.learning.seen(self.clock.local_date(now.wall), now.synced)
         grace = self.ruleset.door_grace_s
         recent_door = (home.exit_door_mono is not None
                        and now.mono - home.exit_door_mono < grace)
@@ -249,7 +254,14 @@ class RulesEngine:
         keep = params.learn_days + 1 if params is not None else KEEP_SAMPLES_DAYS
         self.prune_before = today.fromordinal(today.toordinal() - keep)
         self.recorder.prune(self.prune_before)
-        if params is None or not self.options.relearn or self.routine.learned_on == today:
+        self.learning.recorder.prune(self.prune_before)
+        if params is None or not self.options.relearn:
+            return
+        self.learning.relearn(today)
+        self.routine_changed = True
+        if self.ready_on is None and self.learning.household.ready:
+            self.ready_on = today
+        if self.routine.learned_on == today:
             return
         self.set_routine(learn(self.recorder.bins, params, today))
         self.routine_changed = True

@@ -20,6 +20,7 @@ from datetime import date
 from typing import Any
 
 from agent.errors import StoreError
+from agent.inactivity.household import HouseholdRecorder
 from agent.inactivity.routine import HourStat, Routine
 from agent.store.sqlite_store import write_many
 
@@ -82,6 +83,16 @@ class InactivityStore:
             log.warning("stored learned routine is unreadable (%s); relearning", exc)
             return None
 
+    def load_household(self) -> HouseholdRecorder | None:
+        doc = self._get("household")
+        if not isinstance(doc, dict):
+            return None
+        try:
+            return HouseholdRecorder.from_dict(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("stored household records are unreadable (%s); relearning", exc)
+            return None
+
     def load_bins(self) -> dict[tuple[date, int], HourStat]:
         out: dict[tuple[date, int], HourStat] = {}
         for day, hour, mx, obs in self.db.execute(
@@ -97,6 +108,7 @@ class InactivityStore:
         self,
         snapshot: dict[str, Any] | None = None,
         routine: Routine | None = None,
+        household: HouseholdRecorder | None = None,
         bins: Mapping[tuple[date, int], HourStat] | None = None,
         prune_before: date | None = None,
     ) -> None:
@@ -106,6 +118,8 @@ class InactivityStore:
             stmts.append(self._put("snapshot", snapshot))
         if routine is not None:
             stmts.append(self._put("routine", routine.as_dict()))
+        if household is not None:
+            stmts.append(self._put("household", household.as_dict()))
         for (day, hour), st in (bins or {}).items():
             stmts.append(("INSERT OR REPLACE INTO inactivity_stillness VALUES (?, ?, ?, ?)",
                           (day.isoformat(), hour, st.max_still_s, st.observed_s)))
