@@ -249,7 +249,13 @@ class RulesEngine:
         today = self.clock.local_date(now.wall)
         if self._day == today:
             return
+        stepped_back = self._day is not None and today < self._day
         self._day = today
+        if stepped_back:
+            # A wall clock stepped back over midnight: what was learned stays (learning from
+            # "before today" only would forget the days after the new date).
+            log.info("wall clock stepped back to %s: keeping what was learned", today)
+            return
         params = self.ruleset.learned
         keep = params.learn_days + 1 if params is not None else KEEP_SAMPLES_DAYS
         self.prune_before = today.fromordinal(today.toordinal() - keep)

@@ -143,8 +143,10 @@ class Learning:
         return self.household.session_after(kind) if self.params is not None else None
 
     def relearn(self, today: date) -> None:
-        if self.params is not None:
-            self.household = learn_household(self.recorder, self.params, today)
+        learned_on = self.household.learned_on
+        if self.params is None or (learned_on is not None and today < learned_on):
+            return      # a clock stepped back: keep what was learned up to the later date
+        self.household = learn_household(self.recorder, self.params, today)
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
