@@ -139,21 +139,21 @@ class LearnedRoutine:
 
     enabled: bool = field(default=True, metadata={"doc": "learn this household's routine"})
     quantile: float = field(default=1.0, metadata={"min": 0.5, "max": 1.0})
-    factor: float = field(default=1.5, metadata={"min": 1.0, "max": 5.0})
+    factor: float = field(default=2.0, metadata={"min": 1.0, "max": 5.0})
     min_s: float = field(default=7200.0, metadata={"min": 600.0, "max": 50 * 3600.0})
     max_s: float = field(default=12 * 3600.0, metadata={"min": 600.0, "max": 50 * 3600.0})
     learn_days: int = field(default=28, metadata={"min": 3, "max": 366})
     min_days: int = field(
-        default=7, metadata={"min": 1, "max": 7,
+        default=5, metadata={"min": 1, "max": 7,
                              "doc": "learning period: days observed before learned values apply"},
     )
     min_samples: int = field(
-        default=12, metadata={"min": 3, "max": 10000,
+        default=30, metadata={"min": 3, "max": 10000,
                               "doc": "samples (day-hours, pooled) before an hour is trusted"},
     )
     not_up_margin_s: float = field(
-        default=3600.0, metadata={"min": 0.0, "max": 6 * 3600.0,
-                                  "doc": "added to the latest learned get-up time"},
+        default=3 * 3600.0, metadata={"min": 0.0, "max": 6 * 3600.0,
+                                      "doc": "added to the latest learned get-up time"},
     )
     not_up_earliest: str = field(
         default="08:00", metadata={**_HHMM, "doc": "learned not_up deadline: never earlier"}
@@ -162,15 +162,21 @@ class LearnedRoutine:
         default="13:00", metadata={**_HHMM, "doc": "learned not_up deadline: never later"}
     )
     session_factor: float = field(
-        default=1.5, metadata={"min": 1.0, "max": 5.0,
+        default=3.0, metadata={"min": 1.0, "max": 5.0,
                                "doc": "x the longest chair / night / away session seen"},
     )
     chair_min_s: float = field(default=2 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})
     chair_max_s: float = field(default=8 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})
-    night_min_s: float = field(default=30 * 60.0, metadata={"min": 60.0, "max": 12 * 3600.0})
+    night_min_s: float = field(default=45 * 60.0, metadata={"min": 60.0, "max": 12 * 3600.0})
     night_max_s: float = field(default=3 * 3600.0, metadata={"min": 60.0, "max": 12 * 3600.0})
     away_min_s: float = field(default=12 * 3600.0, metadata={"min": 1800.0, "max": 72 * 3600.0})
-    away_max_s: float = field(default=24 * 3600.0, metadata={"min": 1800.0, "max": 72 * 3600.0})
+    away_max_s: float = field(
+        default=12 * 3600.0, metadata={
+            "min": 1800.0, "max": 72 * 3600.0,
+            "doc": "raise to let not_returned learn long absences (12 h: a door-only home "
+                   "cannot tell a collapse just inside from an absence)",
+        },
+    )
 
     def validate(self, path: str) -> list[str]:
         problems = []

@@ -214,7 +214,8 @@ def test_routine_explains_what_was_learned(tmp_path: Path, capsys) -> None:
     hub.stop()
     cfg_file = tmp_path / "agent.toml"
     cfg_file.write_text(f'hub_id = "hub-r"\n[store]\npath = "{tmp_path / "agent.db"}"\n'
-                        '[inactivity.learned]\nnot_up_margin_s = 3600.0\nsession_factor = 1.5\n')
+                        '[inactivity.learned]\nnot_up_margin_s = 3600.0\nsession_factor = 1.5\n'
+                        'min_days = 7\n')
     assert main(["routine", "--config", str(cfg_file), "--json"]) == 0
     hh = json.loads(capsys.readouterr().out)["household"]
     assert hh["ready"] and hh["days_seen"] == 7 and hh["learning_period_days"] == 7
