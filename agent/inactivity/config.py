@@ -125,16 +125,18 @@ class LearnedRoutine:
     - ``inactivity``: per hour, ``factor`` x the ``quantile`` of the longest stillness
       reached in that hour (pooled with the hours either side), clamped to
       ``min_s..max_s``; an hour with fewer than ``min_samples`` samples keeps the fixed
-      threshold.
+      threshold (30: about one false alert a month is one in ~700 hour-samples, and no
+      threshold learned from fewer than 30 is worth trusting below the fixed one; so
+      stillness per hour takes about ten days, the other rules ``min_days``).
     - ``not_up``: the latest first activity outside the bedroom (per weekday / weekend once
       there are three of that kind, else pooled) + ``not_up_margin_s``, clamped to
       ``not_up_earliest..not_up_latest``.
     - ``chair_too_long``, ``night_out_of_bed``, ``not_returned``: ``session_factor`` x the
       longest session seen, clamped to their ``*_min_s..*_max_s``.
 
-    The defaults were chosen by leave-one-home-out over four real homes (docs/inactivity.md):
-    each was the most protective setting that kept the other three homes within one false
-    alert per 30 days.
+    ``factor``, ``min_s``, ``not_up_margin_s``, ``session_factor`` and ``min_days`` are
+    what leave-one-home-out chose on the four recorded homes (docs/inactivity.md); the
+    bounds are the rules' own defaults or telecare practice, not fitted.
     """
 
     enabled: bool = field(default=True, metadata={"doc": "learn this household's routine"})
