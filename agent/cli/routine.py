@@ -35,17 +35,11 @@ def _fmt(seconds: float | None) -> str:
     return f"{m // 60}h{m % 60:02d}m"
 
 
-def collect(config: Any) -> dict[str, Any]:
-    """The routine report as a dict (the ``--json`` form)."""
+def _read_store(path: Path) -> tuple[Any, dict[Any, Any], Any, Any]:
+    """The saved routine, stillness samples, household records and snapshot (read-only)."""
     from agent.errors import StoreError
-    from agent.inactivity.config import LearnedRoutine
-    from agent.inactivity.localtime import Window
     from agent.inactivity.persistence import InactivityStore
-    from agent.inactivity.routine import Routine, learn
-    from agent.inactivity.ruleset import derive_rules
-    from agent.inactivity.sensors import device_map_from_config
 
-    path = Path(config.store.path)
     if not path.exists():
         raise StoreError(f"no agent database at {path} (has the agent run yet?)")
     try:
@@ -56,15 +50,26 @@ def collect(config: Any) -> dict[str, Any]:
         has = db.execute(
             "SELECT count(*) FROM sqlite_master WHERE name='inactivity_state'"
         ).fetchone()[0]
+        if not has:
+            return None, {}, None, None
         store = InactivityStore(db, create=False)
-        stored = store.load_routine() if has else None
-        bins = store.load_bins() if has else {}
-        records = store.load_household() if has else None
-        snap = store.load_snapshot() if has else None
+        return (store.load_routine(), store.load_bins(), store.load_household(),
+                store.load_snapshot())
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
     finally:
         db.close()
+
+
+def collect(config: Any) -> dict[str, Any]:
+    """The routine report as a dict (the ``--json`` form)."""
+    from agent.inactivity.config import LearnedRoutine
+    from agent.inactivity.localtime import Window
+    from agent.inactivity.routine import Routine, learn
+    from agent.inactivity.ruleset import derive_rules
+    from agent.inactivity.sensors import device_map_from_config
+
+    stored, bins, records, snap = _read_store(Path(config.store.path))
     icfg = config.inactivity
     params = icfg.learned if icfg.learned.enabled else LearnedRoutine(enabled=True)
     tz = ZoneInfo(config.agent.timezone)
