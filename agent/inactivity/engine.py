@@ -92,8 +92,20 @@ class RulesEngine:
             self.others.append(NightExit(rules.night_exit, self.clock))
         self._set_active()
 
+    @property
+    def _windows_all_day(self) -> bool:
+        """The fixed windows count all-day stillness, the very quantity the learned rule
+        compares (a bed mat shows sleep). Without that, a window counts only its own time."""
+        return all(r.window.all_day for r in self.fixed)
+
     def _fallback_threshold(self, minute: float) -> float:
-        """For an hour the routine has not learned: the fixed rule's threshold, else max_s."""
+        """For an hour the routine has not learned: the fixed rule's threshold, else max_s.
+
+        With daytime-only windows (sleep not visible) the fixed threshold counts window time
+        only, so it cannot be applied to all-day stillness (a night's sleep would reach it
+        by 07:10): those hours get ``max_s`` and the fixed window rule stays on beside."""
+        if not self._windows_all_day:
+            return self.ruleset.learned.max_s if self.ruleset.learned else 12 * 3600.0
         fixed = [r.after_s for r in self.fixed if r.window.contains(minute)]
         if fixed:
             return min(fixed)
@@ -133,7 +145,9 @@ class RulesEngine:
         if self.learned is not None:
             self.learned.active = learned_on
         for r in self.fixed:
-            r.active = not learned_on
+            # Learning replaces a fixed rule only where it sees the same stillness; a
+            # daytime-only window stays on (learning never switches protection off).
+            r.active = not learned_on or not self._windows_all_day
 
     def set_routine(self, routine: Routine) -> None:
         self.routine = routine
@@ -192,6 +206,9 @@ class RulesEngine:
         alerts: list[Alert] = []
         for r in self.rules:
             alerts.extend(r.check(now, home))
+        if any(a.type == "inactivity" for a in alerts):
+            for r in self.stillness_rules:     # one alarm per still spell, whichever rule
+                r.raised, r.prewarn_since = True, None
         return alerts
 
     def next_due(self, now: Instant) -> float | None:

@@ -227,3 +227,27 @@ def test_routine_explains_what_was_learned(tmp_path: Path, capsys) -> None:
     text = capsys.readouterr().out
     assert "not_up on a weekday: by 09:00 (latest get-up 08:00 over 5 weekday(s)" in text
     assert "chair_too_long: after 3h45m (longest of 7 session(s) 2h30m" in text
+
+
+def test_without_a_bed_mat_a_nights_sleep_is_not_learned_stillness() -> None:
+    # Kasteren A's defect: the learned rule applied the daytime window's 4 h to all-day
+    # stillness in an hour it had not learned, raised at 07:10 after a night's sleep, and
+    # then stayed silent for a collapse at 08:27. The window rule now stays on beside it.
+    from inactivity_helpers import Home, config
+
+    from agent.inactivity.routine import Routine
+
+    no_bed = {"pir_kitchen": SensorInfo("pir_kitchen", "motion", "Kitchen", "pir")}
+    th: list[float | None] = [None] * 24
+    th[14] = 2 * H                                        # only the afternoon is learned
+    home = Home(config(learned=LearnedRoutine(min_s=2 * H)), start="2025-01-15T23:30:00",
+                devices=no_bed, routine=Routine(thresholds=tuple(th), ready=True, days_used=9))
+    home.see("motion", "pir_kitchen")                     # 23:30, then asleep unseen
+    home.run_to("2025-01-16T08:27:00")
+    assert home.alarms() == []                            # no false alarm at 07:10
+    home.run_to("2025-01-16T11:00:30")                    # 4 h of window time since 07:00
+    assert home.alarms() == ["inactivity"] and home.when("inactivity") == "2025-01-16T11:00:00"
+    assert home.first("inactivity")[1].data["learned"] is False
+    home.run_to("2025-01-16T20:00:00")
+    assert home.alarms() == ["inactivity"]                # one alarm per still spell (the
+    #                                                       learned 12 h at 11:30 stays quiet)
