@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SERVICE = "tec-agent.service"
 
@@ -33,7 +35,72 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="let a skipped alarm device (pull cord, button, smoke, flood, pendant,"
                         " telecare unit) pass untested; it must be named here (repeatable)")
     p.add_argument("--installer", help="installer's name or id, recorded in installation_complete")
+    p.add_argument("--get-up", metavar="HH:MM",
+                   help="the person's usual get-up time: seeds the not_up deadline and the "
+                        "night windows until the hub has learned them (asked when run at a "
+                        "terminal and not yet in the config; saved as inactivity.usual_get_up)")
+    p.add_argument("--bedtime", metavar="HH:MM",
+                   help="the person's usual bed time: starts the night windows (asked like "
+                        "--get-up; saved as inactivity.usual_bedtime)")
     p.set_defaults(func=cmd_commission)
+
+
+ROUTINE_KEYS = (("get_up", "usual_get_up", "Usual get-up time"),
+                ("bedtime", "usual_bedtime", "Usual bed time"))
+
+
+def ask_routine(args: argparse.Namespace, config: Any, ask: Callable[[str], str] | None
+                ) -> dict[str, str]:
+    """The get-up and bed times to save: from the flags, else asked (when ``ask`` is given
+    and the config has none). Empty answers keep what the config has."""
+    from agent.inactivity.config import hhmm_to_minutes
+
+    out: dict[str, str] = {}
+    for flag, key, question in ROUTINE_KEYS:
+        value = getattr(args, flag, None)
+        have = getattr(config.inactivity, key)
+        while value is None and ask is not None and not have:
+            answer = ask(f"{question} of the person (HH:MM, Enter to skip): ").strip()
+            if not answer:
+                break
+            try:
+                hhmm_to_minutes(answer)
+                value = answer
+            except ValueError:
+                print(f"  {answer!r} is not a time of day HH:MM (00:00-23:59)")
+        if value is None:
+            continue
+        try:
+            hhmm_to_minutes(value)
+        except ValueError:
+            raise ValueError(f"--{flag.replace('_', '-')}: expected HH:MM, got {value!r}") from None
+        if value != have:
+            out[key] = value
+    return out
+
+
+def save_routine(path: str, values: dict[str, str]) -> None:
+    """Write ``values`` into ``[inactivity]`` of the installer's file (layout kept, written to
+    a temp file and renamed), after checking the result loads."""
+    import tomllib
+
+    import tomlkit
+
+    from agent.config import parse_config
+
+    p = Path(path)
+    doc = tomlkit.parse(p.read_text(encoding="utf-8"))
+    table = doc.get("inactivity")
+    if table is None:
+        table = tomlkit.table()
+        doc["inactivity"] = table
+    for key, value in values.items():
+        table[key] = value
+    text = tomlkit.dumps(doc)
+    parse_config(tomllib.loads(text), str(p))
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
 
 
 def _service_active() -> bool:
@@ -46,6 +113,25 @@ def _service_active() -> bool:
 
 def _systemctl(action: str) -> bool:
     return subprocess.run(["systemctl", action, SERVICE], check=False).returncode == 0
+
+
+def _config_with_routine(args: argparse.Namespace, load_or_report: Any) -> Any:
+    """The config, after asking the person's usual get-up and bed times (saved to it) when
+    it has none; None (reported) when it cannot be read or written."""
+    config = load_or_report(args.config)
+    if config is None:
+        return None
+    try:
+        routine = ask_routine(args, config, input if sys.stdin.isatty() else None)
+        if routine:
+            save_routine(args.config, routine)
+            print("Saved to the config: " + ", ".join(f"inactivity.{k} = {v}"
+                                                     for k, v in routine.items()))
+            config = load_or_report(args.config)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return config
 
 
 def cmd_commission(args: argparse.Namespace) -> int:
@@ -63,7 +149,7 @@ def cmd_commission(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    config = load_or_report(args.config)
+    config = _config_with_routine(args, load_or_report)
     if config is None:
         return 2
     # Only problems from the agent itself; the progress lines are the installer's output.

@@ -1,19 +1,23 @@
 """``tec-agent eval-inactivity``: replay a recorded home through the inactivity rules.
 
 Prints one JSON object: the figures for the fixed rules, the learned routine and the
-council's fixed 12 h timer side by side, over the whole log and over its halves (the
-routine learned on one half, tested on the other). See :mod:`agent.inactivity.evaluation`.
+council's fixed 12 h timer side by side, a ``learning`` block (days until the learning
+period was over, what was learned), and over the log's halves (the stillness routine
+learned on one half, tested on the other). ``--homes DIR...`` instead runs
+leave-one-home-out (:mod:`agent.inactivity.loho`). See :mod:`agent.inactivity.evaluation`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import AgentError, ConfigError
 
@@ -26,9 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "through the agent's own inactivity rules, time-compressed, with injected "
                     "collapse episodes, and print one JSON object.",
     )
-    p.add_argument("--events", required=True, help="event log, .csv or .csv.gz")
-    p.add_argument("--sensors", required=True,
-                   help="sensor map JSON {sensors: {id: {room, kind, role}}}")
+    p.add_argument("--events", help="event log, .csv or .csv.gz (one home)")
+    p.add_argument("--sensors", help="sensor map JSON {sensors: {id: {room, kind, role}}}")
+    p.add_argument("--homes", nargs="+", metavar="DIR",
+                   help="leave-one-home-out over every home (NAME_events.csv[.gz] + "
+                        "NAME_sensors.json [+ NAME_activities.csv[.gz]]) in these directories: "
+                        "choose the learning parameters on the other homes, report each home "
+                        "left out")
+    p.add_argument("--timezone", metavar="TZ",
+                   help="the home's time zone (IANA, e.g. America/Los_Angeles); default: "
+                        "agent.timezone from --config (Europe/London). With --homes also "
+                        "HOME=TZ[,HOME=TZ...] for some homes, a bare TZ for the rest")
+    p.add_argument("--alerts-out", metavar="FILE",
+                   help="write one JSON line per alert (home, variant, rule, start, end, "
+                        "injected, episode_start, activity label at the time)")
     p.add_argument("--config", help="agent TOML whose [inactivity] rules to use "
                                     "(default: rules derived from the sensor map)")
     p.add_argument("--inject", type=int, default=20, metavar="N",
@@ -53,12 +68,67 @@ def _default_labels(events: Path) -> Path | None:
     return None
 
 
-def cmd_eval_inactivity(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace) -> Any:
     from agent.config import load_config, parse_config
+
+    config = load_config(args.config) if args.config else parse_config({"hub_id": "eval"})
+    zones = _zones(args.timezone)
+    if "" in zones:
+        config = dataclasses.replace(
+            config, agent=dataclasses.replace(config.agent, timezone=zones[""]))
+    return config
+
+
+def _zones(text: str | None) -> dict[str, str]:
+    """``TZ`` or ``HOME=TZ,...`` -> {home or "": TZ}, every zone checked."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        home, _, tz = part.strip().rpartition("=")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"--timezone: unknown time zone {tz!r}") from None
+        out[home] = tz
+    return out
+
+
+def _one_home(args: argparse.Namespace, config: Any,
+              alerts: list[dict[str, Any]] | None) -> dict[str, Any]:
     from agent.inactivity.evaluation import evaluate
     from agent.inactivity.replay import load_events, load_labels
     from agent.inactivity.sensors import device_map_from_sensor_json
 
+    if not args.events or not args.sensors:
+        raise ConfigError("--events and --sensors are required (or --homes DIR...)")
+    tz = ZoneInfo(config.agent.timezone)
+    devices = device_map_from_sensor_json(args.sensors)
+    log, disorder = load_events(args.events, tz)
+    if len(log) < 2:
+        raise ConfigError(f"{args.events}: fewer than two events")
+    labels_path = Path(args.labels) if args.labels else _default_labels(Path(args.events))
+    labels = load_labels(labels_path, tz) if labels_path else []
+    unknown = sorted({e.sensor_id for e in log} - set(devices))
+    home = Path(args.events).name.split("_events.csv")[0]
+    report = evaluate(log, labels, config, devices, args.inject, args.seed,
+                      args.episode_hours, halves=not args.no_halves, alerts=alerts, home=home)
+    report["rows_out_of_order"] = disorder
+    report["unknown_sensors"] = unknown
+    report["labels"] = str(labels_path) if labels_path else None
+    report["rules"] = _rules_summary(config, devices)
+    return report
+
+
+def _homes(args: argparse.Namespace, config: Any,
+           alerts: list[dict[str, Any]] | None) -> dict[str, Any]:
+    from agent.inactivity.loho import find_homes, leave_one_home_out
+
+    homes = find_homes(args.homes, config, _zones(args.timezone))
+    return leave_one_home_out(homes, args.inject, args.seed, args.episode_hours, alerts)
+
+
+def cmd_eval_inactivity(args: argparse.Namespace) -> int:
     if args.inject < 0 or args.episode_hours <= 0:
         print("eval-inactivity: --inject must be >= 0 and --episode-hours > 0", file=sys.stderr)
         return 2
@@ -67,18 +137,13 @@ def cmd_eval_inactivity(args: argparse.Namespace) -> int:
     level = rules_log.level
     if not args.verbose:
         rules_log.setLevel(logging.ERROR)   # thousands of replayed alerts are not news
+    alerts: list[dict[str, Any]] | None = [] if args.alerts_out else None
     try:
-        config = load_config(args.config) if args.config else parse_config({"hub_id": "eval"})
-        tz = ZoneInfo(config.agent.timezone)
-        devices = device_map_from_sensor_json(args.sensors)
-        log, disorder = load_events(args.events, tz)
-        if len(log) < 2:
-            raise ConfigError(f"{args.events}: fewer than two events")
-        labels_path = Path(args.labels) if args.labels else _default_labels(Path(args.events))
-        labels = load_labels(labels_path, tz) if labels_path else []
-        unknown = sorted({e.sensor_id for e in log} - set(devices))
-        report = evaluate(log, labels, config, devices, args.inject, args.seed,
-                          args.episode_hours, halves=not args.no_halves)
+        config = _config(args)
+        report = (_homes if args.homes else _one_home)(args, config, alerts)
+        if alerts is not None:
+            with open(args.alerts_out, "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(a) + "\n" for a in alerts)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"eval-inactivity: {problem}", file=sys.stderr)
@@ -88,10 +153,8 @@ def cmd_eval_inactivity(args: argparse.Namespace) -> int:
         return 2
     finally:
         rules_log.setLevel(level)
-    report["rows_out_of_order"] = disorder
-    report["unknown_sensors"] = unknown
-    report["labels"] = str(labels_path) if labels_path else None
-    report["rules"] = _rules_summary(config, devices)
+    if alerts is not None:
+        report["alerts_out"] = {"file": args.alerts_out, "alerts": len(alerts)}
     report["elapsed_s"] = round(time.monotonic() - started, 2)
     print(json.dumps(report, sort_keys=False))
     return 0

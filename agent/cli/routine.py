@@ -1,9 +1,12 @@
 """``tec-agent routine``: show what the hub has learned about the person's day.
 
-Reads the agent database read-only (safe while the agent runs): per hour of the day, how
-many day-hours were learned from, the longest stillness seen (the learned quantile), and
-the threshold in force, learned or fixed. Also the detector's saved state (last activity,
-away, mats). Without the learned routine enabled it shows what *would* be learned.
+Reads the agent database read-only (safe while the agent runs): the learning period (days
+seen, ready or not), the learned ``not_up`` deadline per weekday / weekend with the get-ups
+it rests on, the learned ``chair_too_long`` / ``night_out_of_bed`` / ``not_returned``
+thresholds with the longest session behind each, and the bounds that clamp them; per hour
+of the day, how many day-hours were learned from, the longest stillness seen (the learned
+quantile), and the threshold in force, learned or fixed. Also the detector's saved state
+(last activity, away, mats). Without learning enabled it shows what *would* be learned.
 """
 
 from __future__ import annotations
@@ -30,21 +33,25 @@ def _fmt(seconds: float | None) -> str:
     return f"{m // 60}h{m % 60:02d}m"
 
 
+def _read_store(path: str) -> tuple[Any, dict[Any, Any], Any, Any]:
+    """The saved routine, stillness samples, household records and snapshot (read-only)."""
+    from agent.inactivity.persistence import InactivityStore
+    from agent.store.component_state import MemoryComponentState, read_component_state
+
+    store = InactivityStore(MemoryComponentState.of(read_component_state(path, "inactivity")))
+    return (store.load_routine(), store.load_bins(), store.load_household(),
+            store.load_snapshot())
+
+
 def collect(config: Any) -> dict[str, Any]:
     """The routine report as a dict (the ``--json`` form)."""
     from agent.inactivity.config import LearnedRoutine
     from agent.inactivity.localtime import Window
-    from agent.inactivity.persistence import InactivityStore
     from agent.inactivity.routine import Routine, learn
     from agent.inactivity.ruleset import derive_rules
     from agent.inactivity.sensors import device_map_from_config
-    from agent.store.component_state import MemoryComponentState, read_component_state
 
-    saved = read_component_state(config.store.path, "inactivity")
-    store = InactivityStore(MemoryComponentState.of(saved))
-    stored = store.load_routine()
-    bins = store.load_bins()
-    snap = store.load_snapshot()
+    stored, bins, records, snap = _read_store(str(config.store.path))
     icfg = config.inactivity
     params = icfg.learned if icfg.learned.enabled else LearnedRoutine(enabled=True)
     tz = ZoneInfo(config.agent.timezone)
@@ -68,6 +75,7 @@ def collect(config: Any) -> dict[str, Any]:
             threshold, source = params.max_s, "max_s"
         hours.append({"hour": h, "samples": routine.samples[h], "quantile_s": routine.quantiles[h],
                       "threshold_s": threshold, "source": source})
+    household = _household(records, params, today, rules)
     state = None
     if snap is not None:
         home = snap.get("home", {})
@@ -93,9 +101,32 @@ def collect(config: Any) -> dict[str, Any]:
         "params": {"quantile": params.quantile, "factor": params.factor, "min_s": params.min_s,
                    "max_s": params.max_s, "learn_days": params.learn_days,
                    "min_days": params.min_days, "min_samples": params.min_samples},
+        "household": household,
         "hours": hours,
         "state": state,
     }
+
+
+def _household(records: Any, params: Any, today: Any, rules: Any) -> dict[str, Any]:
+    """The learned not_up / session thresholds, the defaults they replace, and the bounds."""
+    from agent.inactivity.household import HouseholdRecorder, learn_household
+
+    learned = learn_household(records or HouseholdRecorder(), params, today).as_dict()
+    defaults = {
+        "not_up_by": rules.not_up.by if rules.not_up else None,
+        "not_up_seed": (f"{rules.not_up_seed // 60:02d}:{rules.not_up_seed % 60:02d}"
+                        if rules.not_up_seed is not None else None),
+        "chair_s": rules.chair_too_long.after_s if rules.chair_too_long else None,
+        "night_s": rules.night_out_of_bed.after_s if rules.night_out_of_bed else None,
+        "away_s": rules.away.not_returned_after_s if rules.away else None,
+    }
+    bounds = {"not_up": [params.not_up_earliest, params.not_up_latest],
+              "chair_s": [params.chair_min_s, params.chair_max_s],
+              "night_s": [params.night_min_s, params.night_max_s],
+              "away_s": [params.away_min_s, params.away_max_s],
+              "inactivity_s": [params.min_s, params.max_s]}
+    return {**learned, "learning_period_days": params.min_days, "defaults": defaults,
+            "bounds": bounds}
 
 
 def _iso(wall: Any, tz: ZoneInfo) -> str | None:
@@ -112,6 +143,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"  {ready}: {report['days_used']} day(s) learned,"
                  f" {report['days_recorded']} recorded,"
                  f" learned on {report['learned_on'] or '-'}")
+    lines.extend(_render_household(report["household"]))
     lines.append("")
     lines.append(f"  {'hour':<6}{'samples':>8}  {'longest still':>13}  {'threshold':>9}  source")
     for h in report["hours"]:
@@ -125,6 +157,31 @@ def render(report: dict[str, Any]) -> str:
                      f" mats occupied: {', '.join(st['mats_occupied']) or 'none'}")
         lines.append(f"  state saved at {st['saved_at']}")
     return "\n".join(lines)
+
+
+def _render_household(hh: dict[str, Any]) -> list[str]:
+    lines = [""]
+    period = hh["learning_period_days"]
+    if hh["ready"]:
+        lines.append(f"  Learning period over ({hh['days_seen']} day(s) seen, needs {period}):"
+                     " the learned values below are in force.")
+    else:
+        lines.append(f"  Learning period: {hh['days_seen']} of {period} day(s) seen; until then"
+                     " the defaults (or the installer's get-up/bed times) apply.")
+    d, b = hh["defaults"], hh["bounds"]
+    for kind, v in hh["not_up"].items():
+        lines.append(f"  not_up on a {kind}: by {v['by']} (latest get-up {v['latest_get_up']}"
+                     f" over {v['get_ups']} {kind}(s); bounds {b['not_up'][0]}-{b['not_up'][1]};"
+                     f" default {d['not_up_seed'] or d['not_up_by'] or '-'})")
+    names = {"chair": ("chair_too_long", "chair_s"), "night": ("night_out_of_bed", "night_s"),
+             "away": ("not_returned", "away_s")}
+    for kind, v in hh["sessions"].items():
+        rule, key = names.get(kind, (kind, ""))
+        lo, hi = b.get(key, [None, None])
+        lines.append(f"  {rule}: after {_fmt(v['threshold_s'])} (longest of {v['sessions']}"
+                     f" session(s) {_fmt(v['longest_s'])}; bounds {_fmt(lo)}-{_fmt(hi)};"
+                     f" default {_fmt(d.get(key))})")
+    return lines
 
 
 def cmd_routine(args: argparse.Namespace) -> int:

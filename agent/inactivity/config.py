@@ -115,42 +115,83 @@ class AwayRule:
 
 @dataclass(frozen=True, slots=True)
 class LearnedRoutine:
-    """Learn, per hour of the day, how long this person is normally still.
+    """Learn this household: get-up time, session lengths, stillness per time of day.
 
-    The threshold for an hour is ``factor`` times the ``quantile`` of the longest stillness
-    reached in that hour (pooled with the hours either side) over the last ``learn_days``,
-    clamped to ``min_s..max_s``. Until ``min_days`` days are learned the fixed windows apply;
-    an hour with fewer than ``min_samples`` samples keeps the fixed threshold.
+    Every learned value is clamped to a configured ``[min, max]``, so learning can make a
+    rule fit the person but never switch it off. Until ``min_days`` days are observed (the
+    learning period) the rules run on their defaults, or on the installer's
+    ``usual_get_up`` / ``usual_bedtime``.
 
-    Why these defaults: the budget is about one false alert a month, i.e. roughly one in
-    700 hour-samples. No quantile that extreme can be estimated from a few weeks, so the
-    sample maximum (``quantile = 1``) is extrapolated by ``factor = 1.5``: for the
-    exponential-like tail of stillness durations that moves the exceedance chance from
-    ``1/n`` to about ``n**-1.5``, which with ``n >= 30`` samples and a handful of
-    independent hours a day stays near one a month. ``min_s`` 2 h: things no sensor sees
-    (a bath, a nap in an unsensed chair, a long phone call) last that long in anyone's
-    day, whatever a few weeks of history say. ``max_s`` 12 h: never slower than the
-    council timer.
+    - ``inactivity``: per hour, ``factor`` x the ``quantile`` of the longest stillness
+      reached in that hour (pooled with the hours either side), clamped to
+      ``min_s..max_s``; an hour with fewer than ``min_samples`` samples keeps the fixed
+      threshold (30: about one false alert a month is one in ~700 hour-samples, and no
+      threshold learned from fewer than 30 is worth trusting below the fixed one; so
+      stillness per hour takes about ten days, the other rules ``min_days``).
+    - ``not_up``: the latest first activity outside the bedroom (per weekday / weekend once
+      there are three of that kind, else pooled) + ``not_up_margin_s``, clamped to
+      ``not_up_earliest..not_up_latest``.
+    - ``chair_too_long``, ``night_out_of_bed``, ``not_returned``: ``session_factor`` x the
+      longest session seen, clamped to their ``*_min_s..*_max_s``.
+
+    ``factor``, ``min_s``, ``not_up_margin_s``, ``session_factor`` and ``min_days`` are
+    what leave-one-home-out chose on the four recorded homes (docs/inactivity.md); the
+    bounds are the rules' own defaults or telecare practice, not fitted.
     """
 
-    enabled: bool = field(default=False, metadata={"doc": "opt-in per home"})
+    enabled: bool = field(default=True, metadata={"doc": "learn this household's routine"})
     quantile: float = field(default=1.0, metadata={"min": 0.5, "max": 1.0})
-    factor: float = field(default=1.5, metadata={"min": 1.0, "max": 5.0})
+    factor: float = field(default=2.0, metadata={"min": 1.0, "max": 5.0})
     min_s: float = field(default=7200.0, metadata={"min": 600.0, "max": 50 * 3600.0})
     max_s: float = field(default=12 * 3600.0, metadata={"min": 600.0, "max": 50 * 3600.0})
     learn_days: int = field(default=28, metadata={"min": 3, "max": 366})
-    min_days: int = field(default=7, metadata={"min": 2, "max": 366})
+    min_days: int = field(
+        default=5, metadata={"min": 1, "max": 7,
+                             "doc": "learning period: days observed before learned values apply"},
+    )
     min_samples: int = field(
         default=30, metadata={"min": 3, "max": 10000,
                               "doc": "samples (day-hours, pooled) before an hour is trusted"},
     )
+    not_up_margin_s: float = field(
+        default=3 * 3600.0, metadata={"min": 0.0, "max": 6 * 3600.0,
+                                      "doc": "added to the latest learned get-up time"},
+    )
+    not_up_earliest: str = field(
+        default="08:00", metadata={**_HHMM, "doc": "learned not_up deadline: never earlier"}
+    )
+    not_up_latest: str = field(
+        default="13:00", metadata={**_HHMM, "doc": "learned not_up deadline: never later"}
+    )
+    session_factor: float = field(
+        default=3.0, metadata={"min": 1.0, "max": 5.0,
+                               "doc": "x the longest chair / night / away session seen"},
+    )
+    chair_min_s: float = field(default=2 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})
+    chair_max_s: float = field(default=8 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})
+    night_min_s: float = field(default=45 * 60.0, metadata={"min": 60.0, "max": 12 * 3600.0})
+    night_max_s: float = field(default=3 * 3600.0, metadata={"min": 60.0, "max": 12 * 3600.0})
+    away_min_s: float = field(default=12 * 3600.0, metadata={"min": 1800.0, "max": 72 * 3600.0})
+    away_max_s: float = field(
+        default=12 * 3600.0, metadata={
+            "min": 1800.0, "max": 72 * 3600.0,
+            "doc": "raise to let not_returned learn long absences (12 h: a door-only home "
+                   "cannot tell a collapse just inside from an absence)",
+        },
+    )
 
     def validate(self, path: str) -> list[str]:
         problems = []
-        if self.min_s > self.max_s:
-            problems.append(f"{path}.min_s: greater than max_s ({self.min_s} > {self.max_s})")
+        pairs = (("min_s", "max_s"), ("chair_min_s", "chair_max_s"),
+                 ("night_min_s", "night_max_s"), ("away_min_s", "away_max_s"))
+        for lo, hi in pairs:
+            if getattr(self, lo) > getattr(self, hi):
+                problems.append(f"{path}.{lo}: greater than {hi} "
+                                f"({getattr(self, lo)} > {getattr(self, hi)})")
         if self.min_days > self.learn_days:
             problems.append(f"{path}.min_days: greater than learn_days")
+        if hhmm_to_minutes(self.not_up_earliest) > hhmm_to_minutes(self.not_up_latest):
+            problems.append(f"{path}.not_up_earliest: later than not_up_latest")
         return problems
 
 
@@ -192,6 +233,19 @@ class InactivityConfig:
     night_exit: NightExitRule | None = None
     away: AwayRule | None = None
     learned: LearnedRoutine = field(default_factory=LearnedRoutine)
+    usual_get_up: str = field(
+        default="", metadata={
+            "pattern": f"({HHMM_PATTERN})?", "pattern_hint": "must be HH:MM or empty",
+            "doc": "the person's usual get-up time (commissioning): seeds not_up and the "
+                   "night windows until the routine is learned",
+        },
+    )
+    usual_bedtime: str = field(
+        default="", metadata={
+            "pattern": f"({HHMM_PATTERN})?", "pattern_hint": "must be HH:MM or empty",
+            "doc": "the person's usual bed time (commissioning): starts the night windows",
+        },
+    )
 
     def validate(self, path: str) -> list[str]:
         problems = []

@@ -13,6 +13,7 @@ the restart instead of losing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from typing import Any
@@ -107,8 +108,7 @@ class InactivityDetector:
         self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine,
                                   options=self._options)
         if self.store is not None:
-            if self.engine.recorder is not None:
-                self.engine.recorder.bins.update(self.store.load_bins())
+            self._load_learning()
             snap = self.store.load_snapshot()
             if snap is not None:
                 try:
@@ -120,14 +120,24 @@ class InactivityDetector:
                     log.error("inactivity: saved state is unusable (%s); starting afresh", exc)
                     self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine,
                                               options=self._options)
-                    if self.engine.recorder is not None:
-                        self.engine.recorder.bins.update(self.store.load_bins())
+                    self._load_learning()
         for note in self.ruleset.notes:
             (log.warning if note.startswith("warning") else log.info)("inactivity rules: %s", note)
         ctx.subscribe_readings(self.handle_reading)
         ctx.subscribe_events(self._on_committed)
         self._sync_prewarning()
         self.persist(force=True)
+
+    def _load_learning(self) -> None:
+        """The stillness samples and household records saved by the previous run."""
+        assert self.store is not None and self.engine is not None
+        if self.engine.recorder is not None:
+            self.engine.recorder.bins.update(self.store.load_bins())
+        household = self.store.load_household()
+        if household is not None:
+            self.engine.learning.recorder = household
+            # Learned values apply at once (not only from the next midnight).
+            self.engine.learning.relearn(self.engine.clock.local_date(self._now().wall))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -159,10 +169,13 @@ class InactivityDetector:
         now = self._now()
         snap = self.engine.snapshot(now)
         recorder, routine = self.engine.recorder, self.engine.routine
+        household = self.engine.learning.recorder
         self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine,
                                   options=self._options)
         if recorder is not None and self.engine.recorder is not None:
             self.engine.recorder = recorder
+        self.engine.learning.recorder = household
+        self.engine.learning.relearn(self.engine.clock.local_date(now.wall))
         self.engine.restore(snap, now, 0.0, live=True)
         learned = self.ruleset.learned
         if learned is not None and learned != old_learned and self.engine.recorder is not None:
@@ -220,10 +233,8 @@ class InactivityDetector:
                 log.exception("inactivity: evaluation failed")
                 delay = self.max_sleep_s
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay + 0.001)
-            except TimeoutError:
-                pass
 
     def _after_step(self, alerts: list[Alert], force: bool = False, seen: bool = False) -> None:
         assert self.ctx is not None and self.engine is not None
@@ -284,9 +295,11 @@ class InactivityDetector:
         rec = self.engine.recorder
         bins = {k: rec.bins[k] for k in rec.dirty if k in rec.bins} if rec is not None else None
         routine = self.engine.routine if self.engine.routine_changed else None
+        household = self.engine.learning.recorder
         prune = self.engine.prune_before
         try:
-            self.store.save(snapshot=snap, routine=routine, bins=bins, prune_before=prune)
+            self.store.save(snapshot=snap, routine=routine, bins=bins, prune_before=prune,
+                            household=household if household.dirty else None)
         except StoreError as exc:
             log.error("inactivity: cannot save state: %s (will retry)", exc)
             return
@@ -296,3 +309,4 @@ class InactivityDetector:
             rec.dirty.clear()
         self.engine.routine_changed = False
         self.engine.prune_before = None
+        household.dirty = False

@@ -19,17 +19,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from agent.inactivity.daily_rules import ChairTooLong, NightOutOfBed, NotUp
 from agent.inactivity.home import Alert, HomeState, Instant, Segment
+from agent.inactivity.household import Learning
 from agent.inactivity.localtime import LocalClock
 from agent.inactivity.routine import Routine, StillnessRecorder, learn
 from agent.inactivity.rules import (
     Away,
-    ChairTooLong,
     FixedInactivity,
     LearnedInactivity,
     NightExit,
-    NightOutOfBed,
-    NotUp,
     Rule,
     StillnessAlarm,
 )
@@ -69,6 +68,7 @@ class RulesEngine:
             fallback_s=rules.learned.max_s if rules.learned else 43200.0
         )
         self.routine_changed = False
+        self.ready_on: date | None = None        # first local day the learning period was over
         self.prune_before: date | None = None    # samples before this day may be deleted
         self._day: date | None = None
         self._unobserved = False
@@ -76,20 +76,36 @@ class RulesEngine:
         self.learned = (LearnedInactivity(rules.prewarning_s, self.clock, self.routine,
                                           self._fallback_threshold)
                         if rules.learned is not None else None)
-        self.away = Away(rules.away) if rules.away is not None else None
+        self.learning = Learning(rules.learned, self.options.record)
+        self.away = (Away(rules.away, self.learning, self.clock)
+                     if rules.away is not None else None)
         self.others: list[Rule] = []
         if rules.not_up is not None:
-            self.others.append(NotUp(rules.not_up, self.clock, rules.bedrooms))
+            self.others.append(NotUp(rules.not_up, self.clock, rules.bedrooms, self.learning,
+                                     rules.prewarning_s, rules.not_up_seed))
         if rules.night_out_of_bed is not None:
-            self.others.append(NightOutOfBed(rules.night_out_of_bed, self.clock))
+            self.others.append(NightOutOfBed(rules.night_out_of_bed, self.clock, self.learning))
         if rules.chair_too_long is not None:
-            self.others.append(ChairTooLong(rules.chair_too_long))
+            self.others.append(ChairTooLong(rules.chair_too_long, self.clock, self.learning,
+                                            rules.prewarning_s))
         if rules.night_exit is not None:
             self.others.append(NightExit(rules.night_exit, self.clock))
         self._set_active()
 
+    @property
+    def _windows_all_day(self) -> bool:
+        """The fixed windows count all-day stillness, the very quantity the learned rule
+        compares (a bed mat shows sleep). Without that, a window counts only its own time."""
+        return all(r.window.all_day for r in self.fixed)
+
     def _fallback_threshold(self, minute: float) -> float:
-        """For an hour the routine has not learned: the fixed rule's threshold, else max_s."""
+        """For an hour the routine has not learned: the fixed rule's threshold, else max_s.
+
+        With daytime-only windows (sleep not visible) the fixed threshold counts window time
+        only, so it cannot be applied to all-day stillness (a night's sleep would reach it
+        by 07:10): those hours get ``max_s`` and the fixed window rule stays on beside."""
+        if not self._windows_all_day:
+            return self.ruleset.learned.max_s if self.ruleset.learned else 12 * 3600.0
         fixed = [r.after_s for r in self.fixed if r.window.contains(minute)]
         if fixed:
             return min(fixed)
@@ -112,7 +128,7 @@ class RulesEngine:
 
     @property
     def prewarning(self) -> bool:
-        return any(r.prewarning for r in self.stillness_rules)
+        return any(r.prewarning for r in self.rules)
 
     def _keyed_rules(self) -> dict[str, Rule]:
         out: dict[str, Rule] = {f"inactivity[{i}]": r for i, r in enumerate(self.fixed)}
@@ -129,7 +145,9 @@ class RulesEngine:
         if self.learned is not None:
             self.learned.active = learned_on
         for r in self.fixed:
-            r.active = not learned_on
+            # Learning replaces a fixed rule only where it sees the same stillness; a
+            # daytime-only window stays on (learning never switches protection off).
+            r.active = not learned_on or not self._windows_all_day
 
     def set_routine(self, routine: Routine) -> None:
         self.routine = routine
@@ -188,6 +206,9 @@ class RulesEngine:
         alerts: list[Alert] = []
         for r in self.rules:
             alerts.extend(r.check(now, home))
+        if any(a.type == "inactivity" for a in alerts):
+            for r in self.stillness_rules:     # one alarm per still spell, whichever rule
+                r.raised, r.prewarn_since = True, None
         return alerts
 
     def next_due(self, now: Instant) -> float | None:
@@ -208,6 +229,7 @@ class RulesEngine:
     def observe(self, obs: Observation, now: Instant) -> list[Alert]:
         alerts = self.advance(now)
         home = self.home
+        self.learning.seen(self.clock.local_date(now.wall), now.synced)
         grace = self.ruleset.door_grace_s
         recent_door = (home.exit_door_mono is not None
                        and now.mono - home.exit_door_mono < grace)
@@ -244,12 +266,25 @@ class RulesEngine:
         today = self.clock.local_date(now.wall)
         if self._day == today:
             return
+        stepped_back = self._day is not None and today < self._day
         self._day = today
+        if stepped_back:
+            # A wall clock stepped back over midnight: what was learned stays (learning from
+            # "before today" only would forget the days after the new date).
+            log.info("wall clock stepped back to %s: keeping what was learned", today)
+            return
         params = self.ruleset.learned
         keep = params.learn_days + 1 if params is not None else KEEP_SAMPLES_DAYS
         self.prune_before = today.fromordinal(today.toordinal() - keep)
         self.recorder.prune(self.prune_before)
-        if params is None or not self.options.relearn or self.routine.learned_on == today:
+        self.learning.recorder.prune(self.prune_before)
+        if params is None or not self.options.relearn:
+            return
+        self.learning.relearn(today)
+        self.routine_changed = True
+        if self.ready_on is None and self.learning.household.ready:
+            self.ready_on = today
+        if self.routine.learned_on == today:
             return
         self.set_routine(learn(self.recorder.bins, params, today))
         self.routine_changed = True

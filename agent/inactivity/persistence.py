@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, cast
 
+from agent.inactivity.household import HouseholdRecorder
 from agent.inactivity.routine import HourStat, Routine
 from agent.ports import ComponentState
 from agent.store.component_state import STILLNESS_PREFIX, Json, SqliteComponentState
@@ -48,6 +49,16 @@ class InactivityStore:
             log.warning("stored learned routine is unreadable (%s); relearning", exc)
             return None
 
+    def load_household(self) -> HouseholdRecorder | None:
+        doc = self.state.get("household")
+        if not isinstance(doc, dict):
+            return None
+        try:
+            return HouseholdRecorder.from_dict(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("stored household records are unreadable (%s); relearning", exc)
+            return None
+
     def load_bins(self) -> dict[tuple[date, int], HourStat]:
         return bins_of(self.state.items(STILLNESS_PREFIX))
 
@@ -55,6 +66,7 @@ class InactivityStore:
         self,
         snapshot: dict[str, Any] | None = None,
         routine: Routine | None = None,
+        household: HouseholdRecorder | None = None,
         bins: Mapping[tuple[date, int], HourStat] | None = None,
         prune_before: date | None = None,
     ) -> None:
@@ -64,6 +76,8 @@ class InactivityStore:
             put["snapshot"] = snapshot
         if routine is not None:
             put["routine"] = cast(Json, routine.as_dict())
+        if household is not None:
+            put["household"] = cast(Json, household.as_dict())
         for (day, hour), st in (bins or {}).items():
             put[f"{STILLNESS_PREFIX}{day.isoformat()}/{hour:02d}"] = [st.max_still_s,
                                                                      st.observed_s]

@@ -15,7 +15,7 @@ import io
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from agent.clock import ManualClock
 from agent.errors import ConfigError
 from agent.inactivity.detector import InactivityDetector
 from agent.inactivity.engine import EngineOptions
+from agent.inactivity.household import Household
 from agent.inactivity.routine import Routine
 from agent.inactivity.sensors import DeviceMap, SensorInfo
 from agent.model import Event, Priority, Reading
@@ -135,6 +136,8 @@ class ReplayResult:
     routine: Routine | None
     away_intervals: list[tuple[float, float]] = field(default_factory=list)
     bins: dict[Any, Any] = field(default_factory=dict)
+    household: Household | None = None
+    ready_on: date | None = None
 
 
 def replay(
@@ -154,7 +157,7 @@ def replay(
     clock = ManualClock(mono=_MONO0, wall=wall0, synced=True)
     ctx = ReplayContext(clock, getattr(config, "hub_id", "replay"))
     det = InactivityDetector(config, None, clock, devices, boot_id=None, options=options)
-    det.attach(ctx)  # type: ignore[arg-type]
+    det.attach(ctx)
     assert det.engine is not None
     if routine is not None:
         det.engine.set_routine(routine)
@@ -188,9 +191,10 @@ def replay(
     det.poll()
     if away_since is not None:
         away.append((away_since, clock.wall()))
-    prewarnings = sum(1 for e in ctx.events if e.type == "inactivity_prewarning")
     bins = dict(engine.recorder.bins) if engine.recorder is not None else {}
-    return ReplayResult(ctx.events, prewarnings, engine.routine, away, bins)
+    prewarnings = sum(1 for e in ctx.events if e.type.endswith("_prewarning"))
+    return ReplayResult(ctx.events, prewarnings, engine.routine, away, bins,
+                        engine.learning.household, engine.ready_on)
 
 
 def _track(away: bool, since: float | None, wall: float,

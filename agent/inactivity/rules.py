@@ -12,25 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agent.inactivity.config import (
-    AwayRule,
-    ChairTooLongRule,
-    InactivityWindow,
-    NightExitRule,
-    NightOutOfBedRule,
-    NotUpRule,
-    hhmm_to_minutes,
-)
+from agent.inactivity.config import AwayRule, InactivityWindow, NightExitRule
 from agent.inactivity.home import Alert, HomeState, Instant, Segment
+from agent.inactivity.household import Learning
 from agent.inactivity.localtime import LocalClock, Window
 from agent.inactivity.routine import Routine
 from agent.inactivity.sensors import Observation
 from agent.model import Priority, iso_utc
 
-_INTERACTIONS = ("cancel", "test", "pendant", "pull_cord", "button")
+INTERACTIONS = ("cancel", "test", "pendant", "pull_cord", "button")
 
 
-def _iso(wall: float | None) -> str | None:
+def iso(wall: float | None) -> str | None:
     return None if wall is None else iso_utc(wall)
 
 
@@ -63,7 +56,7 @@ class Rule:
         pass
 
 
-def _age(now_mono: float, t: float | None) -> float | None:
+def age(now_mono: float, t: float | None) -> float | None:
     return None if t is None else now_mono - t
 
 
@@ -108,7 +101,7 @@ class StillnessAlarm(Rule):
         return {
             "rule": "inactivity", **self.label(),
             "still_s": round(v, 1), "threshold_s": round(t, 1),
-            "since": _iso(home.last_activity_wall), "last_device": home.last_device,
+            "since": iso(home.last_activity_wall), "last_device": home.last_device,
             "last_room": home.last_room,
         }
 
@@ -155,7 +148,7 @@ class StillnessAlarm(Rule):
         return max(at, self.prewarn_since + self.p, home.hold_until_mono)
 
     def snapshot(self, now_mono: float) -> dict[str, Any]:
-        return {"prewarn_age": _age(now_mono, self.prewarn_since), "raised": self.raised}
+        return {"prewarn_age": age(now_mono, self.prewarn_since), "raised": self.raised}
 
     def restore(self, d: dict[str, Any], mono_of: Any) -> None:
         self.raised = bool(d.get("raised"))
@@ -229,162 +222,6 @@ class LearnedInactivity(StillnessAlarm):
         return {"window": "learned", "learned": True}
 
 
-class NotUp(Rule):
-    """Not up by ``by``: bed still occupied, or nothing seen outside the bedroom since ``from``."""
-
-    name = "not_up"
-
-    def __init__(self, rule: NotUpRule, clock: LocalClock, bedrooms: frozenset[str]) -> None:
-        self.by = hhmm_to_minutes(rule.by)
-        self.morning_from = hhmm_to_minutes(rule.morning_from)
-        self.clock = clock
-        self.bedrooms = bedrooms
-        self.last_up_mono: float | None = None
-        self.evaluated: list[str] = []
-
-    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
-        if (obs.room and obs.room.lower() not in self.bedrooms and obs.type not in _INTERACTIONS
-                and obs.mat != "bed"):
-            self.last_up_mono = now.mono
-
-    def check(self, now: Instant, home: HomeState) -> list[Alert]:
-        day = self.clock.local_date(now.wall)
-        if self.clock.minute_of_day(now.wall) < self.by or day.isoformat() in self.evaluated:
-            return []
-        if now.mono < home.hold_until_mono:
-            return []     # re-observing after a restart; evaluated once the grace is over
-        self.evaluated = (self.evaluated + [day.isoformat()])[-7:]
-        from_mono = now.mono - (now.wall - self.clock.at(day, self.morning_from))
-        if home.observing_since_mono > from_mono + 60.0 or home.away:
-            return []     # not watching all morning (restart, cold start) or out: no verdict
-        in_bed = home.mat_occupied("bed")
-        up = self.last_up_mono is not None and self.last_up_mono >= from_mono
-        if up and not in_bed:
-            return []
-        return [Alert("not_up", Priority.ALARM, {
-            "rule": "not_up", "by": f"{self.by // 60:02d}:{self.by % 60:02d}",
-            "bed_occupied": in_bed, "seen_outside_bedroom": up,
-            "since": _iso(home.last_activity_wall), "last_room": home.last_room,
-        })]
-
-    def next_due(self, now: Instant, home: HomeState) -> float | None:
-        day = self.clock.local_date(now.wall)
-        if day.isoformat() not in self.evaluated and self.clock.minute_of_day(now.wall) >= self.by:
-            return max(now.mono, home.hold_until_mono)
-        wall = self.clock.next_at(now.wall, self.by)
-        return now.mono + (wall - now.wall)
-
-    def snapshot(self, now_mono: float) -> dict[str, Any]:
-        return {"last_up_age": _age(now_mono, self.last_up_mono), "evaluated": self.evaluated}
-
-    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
-        age = d.get("last_up_age")
-        self.last_up_mono = None if age is None else mono_of(age)
-        self.evaluated = [str(x) for x in d.get("evaluated") or []][-7:]
-
-
-class NightOutOfBed(Rule):
-    """Out of bed in the night window for ``after_s``, not back in bed and not in a chair."""
-
-    name = "night_out_of_bed"
-
-    def __init__(self, rule: NightOutOfBedRule, clock: LocalClock) -> None:
-        self.window = Window.parse(rule.start, rule.end)
-        self.after_s = rule.after_s
-        self.clock = clock
-        self.out_tonight = False
-        self.out_since: float | None = None
-        self.raised = False
-
-    def on_segment(self, seg: Segment, home: HomeState) -> None:
-        if not self.window.contains(seg.minute):
-            self.out_tonight, self.out_since = False, None
-
-    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
-        if obs.mat == "bed":
-            if obs.occupied or home.mat_occupied("bed"):
-                self.out_tonight, self.out_since, self.raised = False, None, False
-            elif self.window.contains(self.clock.minute_of_day(now.wall)):
-                self.out_tonight, self.raised = True, False
-                self.out_since = None if home.mat_occupied("chair") else now.mono
-        elif obs.mat == "chair" and self.out_tonight:
-            if home.mat_occupied("chair"):
-                self.out_since = None
-            elif self.out_since is None:
-                self.out_since = now.mono
-
-    def on_away(self) -> None:
-        self.out_tonight, self.out_since = False, None
-
-    def check(self, now: Instant, home: HomeState) -> list[Alert]:
-        if (self.out_since is None or self.raised or now.mono - self.out_since < self.after_s
-                or now.mono < home.hold_until_mono):
-            return []
-        self.raised = True
-        return [Alert("night_out_of_bed", Priority.ALARM, {
-            "rule": "night_out_of_bed", "out_of_bed_s": round(now.mono - self.out_since, 1),
-            "threshold_s": self.after_s, "window": self.window.text(),
-            "last_room": home.last_room, "since": _iso(home.last_activity_wall),
-        })]
-
-    def next_due(self, now: Instant, home: HomeState) -> float | None:
-        if self.out_since is None or self.raised:
-            return None
-        return max(self.out_since + self.after_s, home.hold_until_mono)
-
-    def snapshot(self, now_mono: float) -> dict[str, Any]:
-        return {"out_tonight": self.out_tonight, "out_age": _age(now_mono, self.out_since),
-                "raised": self.raised}
-
-    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
-        self.out_tonight = bool(d.get("out_tonight"))
-        age = d.get("out_age")
-        self.out_since = None if age is None else mono_of(age)
-        self.raised = bool(d.get("raised"))
-
-
-class ChairTooLong(Rule):
-    """A chair mat occupied for ``after_s`` without a break (one alarm per sitting)."""
-
-    name = "chair_too_long"
-
-    def __init__(self, rule: ChairTooLongRule) -> None:
-        self.after_s = rule.after_s
-        self.raised: set[str] = set()
-
-    def _sittings(self, home: HomeState) -> dict[str, float]:
-        return {dev: since for dev, (kind, since) in home.mats.items() if kind == "chair"}
-
-    def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
-        if obs.mat == "chair" and not obs.occupied:
-            self.raised.discard(obs.device_id)
-
-    def check(self, now: Instant, home: HomeState) -> list[Alert]:
-        out: list[Alert] = []
-        if now.mono < home.hold_until_mono:
-            return out
-        for dev, since in self._sittings(home).items():
-            if dev not in self.raised and now.mono - since >= self.after_s:
-                self.raised.add(dev)
-                out.append(Alert("chair_too_long", Priority.ALARM, {
-                    "rule": "chair_too_long", "seated_s": round(now.mono - since, 1),
-                    "threshold_s": self.after_s, "room": home.last_room,
-                }, device_id=dev))
-        self.raised &= set(self._sittings(home))
-        return out
-
-    def next_due(self, now: Instant, home: HomeState) -> float | None:
-        dues = [since + self.after_s for dev, since in self._sittings(home).items()
-                if dev not in self.raised]
-        return max(min(dues), home.hold_until_mono) if dues else None
-
-    def snapshot(self, now_mono: float) -> dict[str, Any]:
-        return {"raised": sorted(self.raised)}
-
-    def restore(self, d: dict[str, Any], mono_of: Any) -> None:
-        self.raised = set(d.get("raised") or [])
-
-
 class NightExit(Rule):
     """Front door moved in the night window and nobody seen inside for ``after_s``."""
 
@@ -403,7 +240,8 @@ class NightExit(Rule):
 
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
         if obs.exit_door:
-            if self.window.contains(self.clock.minute_of_day(now.wall)) and not home.present:
+            if (self.window.contains(self.clock.minute_of_day(now.wall)) and not home.present
+                    and not home.away):     # the door while out is the person coming home
                 self.since, self.door = now.mono, obs.device_id
         elif inside:
             self.since = None
@@ -415,7 +253,7 @@ class NightExit(Rule):
         opened = now.wall - (now.mono - self.since)
         self.since = None
         return [Alert("night_exit", Priority.ALARM, {
-            "rule": "night_exit", "door_at": _iso(opened), "threshold_s": self.after_s,
+            "rule": "night_exit", "door_at": iso(opened), "threshold_s": self.after_s,
             "window": self.window.text(),
         }, device_id=self.door)]
 
@@ -423,7 +261,7 @@ class NightExit(Rule):
         return None if self.since is None else max(self.since + self.after_s, home.hold_until_mono)
 
     def snapshot(self, now_mono: float) -> dict[str, Any]:
-        return {"age": _age(now_mono, self.since), "door": self.door}
+        return {"age": age(now_mono, self.since), "door": self.door}
 
     def restore(self, d: dict[str, Any], mono_of: Any) -> None:
         age = d.get("age")
@@ -436,27 +274,39 @@ class Away(Rule):
 
     name = "not_returned"
 
-    def __init__(self, rule: AwayRule) -> None:
+    def __init__(self, rule: AwayRule, learning: Learning, clock: LocalClock) -> None:
         self.presume_after_s = rule.presume_after_s
-        self.limit_s = rule.not_returned_after_s
+        self.default_s = rule.not_returned_after_s
+        self.learning = learning
+        self.clock = clock
         self.door_since: float | None = None
         self.away_since: float | None = None
         self.raised = False
         self.door = ""
 
-    def _back(self, home: HomeState) -> None:
+    @property
+    def limit_s(self) -> float:
+        """Learned from this person's own absences (longest x factor, bounded), else the
+        configured ``not_returned_after_s``."""
+        learned = self.learning.session_after("away")
+        return self.default_s if learned is None else learned
+
+    def _back(self, home: HomeState, now: Instant) -> None:
+        if self.away_since is not None and not self.raised:
+            self.learning.session("away", self.clock.local_date(now.wall),
+                                  now.mono - self.away_since, now.synced)
         home.away = False
         self.away_since, self.raised = None, False
 
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
         if obs.exit_door:
             if home.away:
-                self._back(home)
+                self._back(home, now)
             self.door_since, self.door = now.mono, obs.device_id
         elif inside:
             self.door_since = None
             if home.away:
-                self._back(home)
+                self._back(home, now)
 
     def presume(self, now: Instant, home: HomeState) -> bool:
         """Presume the person went out; True if that just happened."""
@@ -475,7 +325,7 @@ class Away(Rule):
         return [Alert("not_returned", Priority.ALARM, {
             "rule": "not_returned", "away_s": round(now.mono - self.away_since, 1),
             "threshold_s": self.limit_s,
-            "left_at": _iso(now.wall - (now.mono - self.away_since)),
+            "left_at": iso(now.wall - (now.mono - self.away_since)),
         }, device_id=self.door)]
 
     def next_due(self, now: Instant, home: HomeState) -> float | None:
@@ -487,8 +337,8 @@ class Away(Rule):
         return min(dues) if dues else None
 
     def snapshot(self, now_mono: float) -> dict[str, Any]:
-        return {"door_age": _age(now_mono, self.door_since),
-                "away_age": _age(now_mono, self.away_since), "raised": self.raised,
+        return {"door_age": age(now_mono, self.door_since),
+                "away_age": age(now_mono, self.away_since), "raised": self.raised,
                 "door": self.door}
 
     def restore(self, d: dict[str, Any], mono_of: Any) -> None:

@@ -58,6 +58,7 @@ class RuleSet:
     night_exit: NightExitRule | None = None
     away: AwayRule | None = None
     learned: LearnedRoutine | None = None
+    not_up_seed: int | None = None       # minute of day from usual_get_up
     notes: tuple[str, ...] = field(default=())
 
     def minutes_of_interest(self) -> set[int]:
@@ -68,6 +69,8 @@ class RuleSet:
                 out.update((_m(w.start), _m(w.end)))
         if self.not_up:
             out.update((_m(self.not_up.by), _m(self.not_up.morning_from)))
+            if self.not_up_seed is not None:
+                out.add(self.not_up_seed)
         for r in (self.night_out_of_bed, self.night_exit):
             if r is not None:
                 out.update((_m(r.start), _m(r.end)))
@@ -93,6 +96,7 @@ class RuleSet:
             "night_exit": d(self.night_exit),
             "away": d(self.away),
             "learned": d(self.learned),
+            "not_up_seed": None if self.not_up_seed is None else _hhmm(self.not_up_seed),
             "notes": list(self.notes),
         }
 
@@ -114,71 +118,125 @@ def _pick(explicit: Any, auto: bool, available: bool, default: Any, name: str,
     return None
 
 
-def derive_rules(cfg: InactivityConfig, devices: DeviceMap) -> RuleSet:
-    """Complete ``cfg`` from the sensors in ``devices``."""
-    notes: list[str] = []
-    kinds = {d.kind for d in devices.values()}
-    has_bed = "bed_mat" in kinds
-    has_chair = "chair_mat" in kinds
-    exit_doors = frozenset(cfg.exit_doors) or frozenset(
-        d.device_id for d in devices.values() if d.role == EXIT_ROLE
-    )
+@dataclass(frozen=True, slots=True)
+class _Sensors:
+    """What the configured sensors make visible."""
+
+    has_bed: bool
+    has_chair: bool
+    exit_doors: frozenset[str]
+    bedrooms: frozenset[str]
+    outside_motion: bool
+
+
+def _bedrooms(cfg: InactivityConfig, devices: DeviceMap) -> frozenset[str]:
     if cfg.bedroom:
-        bedrooms = frozenset({cfg.bedroom.lower()})
-    else:
-        bedrooms = frozenset(
-            d.room.lower() for d in devices.values() if d.kind == "bed_mat" and d.room
-        )
-        if not bedrooms:
-            bedrooms = frozenset(
-                d.room.lower() for d in devices.values() if "bedroom" in d.room.lower()
-            )
-    outside_motion = any(
-        d.kind == "motion" and d.room.lower() not in bedrooms for d in devices.values()
-    )
-    sleep_visible = has_bed and cfg.mats_are_presence
+        return frozenset({cfg.bedroom.lower()})
+    rooms = frozenset(d.room.lower() for d in devices.values() if d.kind == "bed_mat" and d.room)
+    return rooms or frozenset(
+        d.room.lower() for d in devices.values() if "bedroom" in d.room.lower())
+
+
+def _sensors(cfg: InactivityConfig, devices: DeviceMap) -> _Sensors:
+    kinds = {d.kind for d in devices.values()}
+    exit_doors = frozenset(cfg.exit_doors) or frozenset(
+        d.device_id for d in devices.values() if d.role == EXIT_ROLE)
+    bedrooms = _bedrooms(cfg, devices)
+    outside = any(d.kind == "motion" and d.room.lower() not in bedrooms for d in devices.values())
+    return _Sensors("bed_mat" in kinds, "chair_mat" in kinds, exit_doors, bedrooms, outside)
+
+
+def _hhmm(minute: int) -> str:
+    minute %= 1440
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _seeded_night(cfg: InactivityConfig) -> tuple[str, str]:
+    """The night window: the installer's bed and get-up times where given."""
+    start = cfg.usual_bedtime or "23:00"
+    end = cfg.usual_get_up or "07:00"
+    return start, end
+
+
+def _windows(cfg: InactivityConfig, sees: _Sensors, devices: DeviceMap,
+             notes: list[str]) -> tuple[InactivityWindow, ...]:
     if cfg.inactivity is not None:
         windows = tuple(w for w in cfg.inactivity if w.enabled)
         notes.append(f"inactivity: {len(windows)} window(s) from config")
-    elif cfg.auto_rules and devices:
-        start, end = ALL_DAY if sleep_visible else DAYTIME
-        windows = (InactivityWindow(start=start, end=end),)
-        why = "all day: a bed mat shows sleep" if sleep_visible else "daytime only: no bed mat"
-        notes.append(f"inactivity: default 4 h, {why}")
-    else:
-        windows = ()
-    auto = cfg.auto_rules
-    rs = RuleSet(
-        prewarning_s=cfg.prewarning_s,
-        mats_are_presence=cfg.mats_are_presence,
-        bedrooms=bedrooms,
-        exit_doors=exit_doors,
-        door_grace_s=cfg.door_grace_s,
-        restart_grace_s=cfg.restart_grace_s,
-        inactivity=windows,
-        not_up=_pick(cfg.not_up, auto, has_bed or (bool(bedrooms) and outside_motion),
-                     NotUpRule(), "not_up", "bed mat or bedroom/other-room motion sensors", notes),
-        night_out_of_bed=_pick(cfg.night_out_of_bed, auto, has_bed, NightOutOfBedRule(),
-                               "night_out_of_bed", "bed mat", notes),
-        chair_too_long=_pick(cfg.chair_too_long, auto, has_chair, ChairTooLongRule(),
-                             "chair_too_long", "chair mat", notes),
-        night_exit=_pick(cfg.night_exit, auto, bool(exit_doors), NightExitRule(),
-                         "night_exit", "front door contact", notes),
-        away=_pick(cfg.away, auto, bool(exit_doors), AwayRule(),
-                   "away", "front door contact", notes),
-        learned=cfg.learned if cfg.learned.enabled else None,
-        notes=tuple(notes),
-    )
+        return windows
+    if not (cfg.auto_rules and devices):
+        return ()
+    if sees.has_bed and cfg.mats_are_presence:
+        notes.append("inactivity: default 4 h, all day: a bed mat shows sleep")
+        return (InactivityWindow(start=ALL_DAY[0], end=ALL_DAY[1]),)
+    start = cfg.usual_get_up or DAYTIME[0]
+    end = cfg.usual_bedtime or DAYTIME[1]
+    if start == end:
+        start, end = DAYTIME
+    notes.append(f"inactivity: default 4 h, {start}-{end} only: no bed mat shows sleep")
+    return (InactivityWindow(start=start, end=end),)
+
+
+def not_up_seed(cfg: InactivityConfig) -> int | None:
+    """The not_up deadline the installer's ``usual_get_up`` gives (learning bounds apply)."""
+    if not cfg.usual_get_up:
+        return None
+    p = cfg.learned
+    minute = _m(cfg.usual_get_up) + p.not_up_margin_s / 60.0
+    return int(round(min(_m(p.not_up_latest), max(_m(p.not_up_earliest), minute))))
+
+
+def _warnings(cfg: InactivityConfig, rs: RuleSet, sees: _Sensors,
+              devices: DeviceMap) -> list[str]:
     # A mat proves presence, not wellbeing: without its own rule, someone unable to get
     # out of the chair (or bed) would never be found by the inactivity rule.
     extra = []
-    if cfg.mats_are_presence and has_chair and rs.chair_too_long is None and windows:
+    if cfg.mats_are_presence and sees.has_chair and rs.chair_too_long is None and rs.inactivity:
         extra.append("warning: chair mat counts as presence but chair_too_long is off")
-    if cfg.mats_are_presence and has_bed and rs.not_up is None and windows:
+    if cfg.mats_are_presence and sees.has_bed and rs.not_up is None and rs.inactivity:
         extra.append("warning: bed mat counts as presence but not_up is off")
     unknown = sorted(d for d in cfg.exit_doors if d not in devices)
     if unknown:
         extra.append(f"warning: exit_doors not among the configured sensors: {', '.join(unknown)}")
+    return extra
+
+
+def derive_rules(cfg: InactivityConfig, devices: DeviceMap) -> RuleSet:
+    """Complete ``cfg`` from the sensors in ``devices``."""
+    notes: list[str] = []
+    sees = _sensors(cfg, devices)
+    windows = _windows(cfg, sees, devices, notes)
+    auto = cfg.auto_rules
+    night_start, night_end = _seeded_night(cfg)
+    has_door = bool(sees.exit_doors)
+    rs = RuleSet(
+        prewarning_s=cfg.prewarning_s,
+        mats_are_presence=cfg.mats_are_presence,
+        bedrooms=sees.bedrooms,
+        exit_doors=sees.exit_doors,
+        door_grace_s=cfg.door_grace_s,
+        restart_grace_s=cfg.restart_grace_s,
+        inactivity=windows,
+        not_up=_pick(cfg.not_up, auto, sees.has_bed or (bool(sees.bedrooms)
+                                                        and sees.outside_motion),
+                     NotUpRule(), "not_up", "bed mat or bedroom/other-room motion sensors", notes),
+        night_out_of_bed=_pick(cfg.night_out_of_bed, auto, sees.has_bed,
+                               NightOutOfBedRule(start=night_start, end=night_end),
+                               "night_out_of_bed", "bed mat", notes),
+        chair_too_long=_pick(cfg.chair_too_long, auto, sees.has_chair, ChairTooLongRule(),
+                             "chair_too_long", "chair mat", notes),
+        night_exit=_pick(cfg.night_exit, auto, has_door,
+                         NightExitRule(start=night_start, end=night_end),
+                         "night_exit", "front door contact", notes),
+        away=_pick(cfg.away, auto, has_door, AwayRule(), "away", "front door contact", notes),
+        learned=cfg.learned if cfg.learned.enabled else None,
+        not_up_seed=not_up_seed(cfg),
+        notes=tuple(notes),
+    )
+    extra = _warnings(cfg, rs, sees, devices)
+    if cfg.usual_get_up or cfg.usual_bedtime:
+        extra.append(f"seeded from commissioning: get-up {cfg.usual_get_up or '-'}, "
+                     f"bed {cfg.usual_bedtime or '-'}")
     if extra:
         rs = dataclasses.replace(rs, notes=rs.notes + tuple(extra))
     return rs

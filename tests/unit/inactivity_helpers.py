@@ -107,6 +107,10 @@ class Home:
     def types(self) -> list[str]:
         return [a.type for _, a in self.alerts]
 
+    def alarms(self) -> list[str]:
+        """Alert types without the pre-warnings (buzzer/LED) that precede some alarms."""
+        return [a.type for _, a in self.alerts if not a.type.endswith("_prewarning")]
+
     def when(self, alert_type: str) -> str | None:
         for wall, a in self.alerts:
             if a.type == alert_type:

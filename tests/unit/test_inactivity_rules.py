@@ -127,8 +127,10 @@ def _not_up_home(start: str = "2025-01-15T04:00:00") -> Home:
 def test_not_up_fires_at_the_deadline_when_still_in_bed() -> None:
     home = _not_up_home()
     home.see("bed_on")
-    home.run_to("2025-01-15T10:59:59")
+    home.run_to("2025-01-15T10:49:59")
     assert home.types() == []
+    home.run_to("2025-01-15T10:59:59")
+    assert home.types() == ["not_up_prewarning"]         # buzzer/LED ten minutes before
     home.run_to("2025-01-15T11:00:01")
     wall, alert = home.first("not_up")
     assert wall == pytest.approx(wall_at("2025-01-15T11:00:00"), abs=0.01)
@@ -173,7 +175,7 @@ def test_no_verdict_without_watching_the_whole_morning() -> None:
     home.run_to("2025-01-15T12:00:00")
     assert home.types() == []
     home.run_to("2025-01-16T11:00:01")                   # next day it has watched since 05:00
-    assert home.types() == ["not_up"]
+    assert home.alarms() == ["not_up"]
 
 
 def test_not_up_is_suppressed_while_away() -> None:
@@ -253,15 +255,16 @@ def test_chair_too_long_edges() -> None:
     home.run(4 * H - 60)
     home.see("chair_off")                                # got up with a minute to spare
     home.run(H)
-    assert home.types() == []
+    assert home.alarms() == []
+    home.alerts.clear()
     home.see("chair_on")
     home.run(4 * H - 1)
-    assert home.types() == []
+    assert home.types() == ["chair_too_long_prewarning"]
     home.run(2)
     _wall, alert = home.first("chair_too_long")
     assert alert.device_id == "chair" and alert.data["seated_s"] == pytest.approx(4 * H, abs=1)
     home.run(5 * H)
-    assert home.types() == ["chair_too_long"]            # once per sitting
+    assert home.alarms() == ["chair_too_long"]           # once per sitting
 
 
 # -- night_exit --------------------------------------------------------------------------------

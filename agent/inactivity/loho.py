@@ -1,0 +1,199 @@
+"""Leave-one-home-out: choose the learning parameters on other homes, report the one left out.
+
+``tec-agent eval-inactivity --homes DIR...`` finds every recorded home in the directories
+(``<name>_events.csv[.gz]`` beside ``<name>_sensors.json`` and, optionally,
+``<name>_activities.csv[.gz]``). For each home it:
+
+1. replays every *other* home clean (no injected collapse) once per level of
+   :data:`LEVELS` with learning on; each rule family (``inactivity``, ``not_up``,
+   ``sessions`` = chair / night / away) takes the most protective level whose false alerts
+   on those homes stay within its share of the budget (:data:`BUDGET_PER_30_DAYS` split over
+   the families); then the learning period (:data:`LEARNING_DAYS`) with the fewest false
+   alerts there (ties: the longest, more evidence);
+2. evaluates the home left out with those parameters: fixed rules, learned, 12 h timer,
+   with injected collapses. Nothing about that home was used to choose them; what the
+   hub learns *online* from the home's own days is the feature being measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agent.errors import ConfigError
+from agent.inactivity.config import LearnedRoutine
+from agent.inactivity.engine import EngineOptions
+from agent.inactivity.evaluation import evaluate, variant_config
+from agent.inactivity.replay import Labelled, LogEvent, load_events, load_labels, replay
+from agent.inactivity.sensors import DeviceMap, device_map_from_dict
+
+BUDGET_PER_30_DAYS = 1.0
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "inactivity": ("inactivity",),
+    "not_up": ("not_up",),
+    "sessions": ("chair_too_long", "night_out_of_bed", "not_returned"),
+}
+# Most protective first. Each entry: the LearnedRoutine fields a family sets at that level.
+LEVELS: dict[str, tuple[dict[str, Any], ...]] = {
+    "inactivity": (
+        {"factor": 1.0, "min_s": 2700.0}, {"factor": 1.0, "min_s": 3600.0},
+        {"factor": 1.25, "min_s": 3600.0}, {"factor": 1.5, "min_s": 3600.0},
+        {"factor": 1.5, "min_s": 5400.0}, {"factor": 2.0, "min_s": 7200.0},
+    ),
+    "not_up": tuple({"not_up_margin_s": m * 60.0} for m in (15, 30, 60, 90, 120, 180)),
+    "sessions": tuple({"session_factor": f} for f in (1.0, 1.1, 1.25, 1.5, 2.0, 3.0)),
+}
+LEARNING_DAYS = (3, 5, 7)
+
+
+@dataclass
+class HomeData:
+    name: str
+    log: list[LogEvent]
+    labels: list[Labelled]
+    devices: DeviceMap
+    config: Any          # the agent config with this home's time zone
+    disorder: int
+    unknown: list[str]
+
+    @property
+    def days(self) -> float:
+        return (self.log[-1].wall - self.log[0].wall) / 86400.0
+
+
+def _labels_for(events: Path, name: str) -> Path | None:
+    for suffix in (".csv.gz", ".csv"):
+        cand = events.with_name(f"{name}_activities{suffix}")
+        if cand.exists():
+            return cand
+    return None
+
+
+def find_homes(dirs: Sequence[str], base_config: Any,
+               zones: dict[str, str] | None = None) -> list[HomeData]:
+    """Every home in ``dirs``; its time zone: ``zones[name]``, else the sensor map's
+    ``timezone`` key, else ``zones[""]``, else the config's."""
+    homes: list[HomeData] = []
+    for d in dirs:
+        p = Path(d)
+        if not p.is_dir():
+            raise ConfigError(f"{p}: not a directory")
+        for events in sorted([*p.glob("*_events.csv.gz"), *p.glob("*_events.csv")]):
+            name = events.name.split("_events.csv")[0]
+            sensors = events.with_name(f"{name}_sensors.json")
+            if not sensors.exists():
+                continue
+            doc = json.loads(sensors.read_text(encoding="utf-8"))
+            zones = zones or {}
+            tz = (zones.get(name) or doc.get("timezone") or zones.get("")
+                  or base_config.agent.timezone)
+            cfg = dataclasses.replace(base_config,
+                                      agent=dataclasses.replace(base_config.agent, timezone=tz))
+            zone = ZoneInfo(tz)
+            devices = device_map_from_dict(doc, str(sensors))
+            log, disorder = load_events(events, zone)
+            lpath = _labels_for(events, name)
+            labels = load_labels(lpath, zone) if lpath else []
+            unknown = sorted({e.sensor_id for e in log} - set(devices))
+            homes.append(HomeData(name, log, labels, devices, cfg, disorder, unknown))
+    if len(homes) < 2:
+        raise ConfigError(f"--homes: found {len(homes)} home(s); leave-one-out needs two or more")
+    return homes
+
+
+def _params(base: LearnedRoutine, levels: dict[str, int], min_days: int) -> LearnedRoutine:
+    kw: dict[str, Any] = {"min_days": min_days, "enabled": True}
+    for fam, k in levels.items():
+        kw.update(LEVELS[fam][k])
+    return dataclasses.replace(base, **kw)
+
+
+def _false_alerts(home: HomeData, params: LearnedRoutine) -> dict[str, int]:
+    cfg = variant_config(home.config, "learned_routine", params)
+    res = replay(home.log, cfg, home.devices, options=EngineOptions(record=True, relearn=True),
+                 end_wall=home.log[-1].wall)
+    out: dict[str, int] = {}
+    for e in res.events:
+        if not e.type.endswith("_prewarning") and e.priority.name == "ALARM":
+            out[e.type] = out.get(e.type, 0) + 1
+    return out
+
+
+def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
+    """The learning parameters for a home that is not in ``train``."""
+    n_levels = min(len(v) for v in LEVELS.values())
+    days = sum(h.days for h in train)
+    share = BUDGET_PER_30_DAYS / len(FAMILIES) * days / 30.0   # alerts allowed per family
+    table: list[dict[str, Any]] = []
+    for k in range(n_levels):
+        p = _params(base, dict.fromkeys(LEVELS, k), base.min_days)
+        per_home = {h.name: _false_alerts(h, p) for h in train}
+        table.append({"level": k, "alerts": per_home})
+    levels: dict[str, int] = {}
+    for fam, rules in FAMILIES.items():
+        counts = [sum(a.get(r, 0) for a in row["alerts"].values() for r in rules)
+                  for row in table]
+        ok = [k for k, c in enumerate(counts) if c <= share]
+        levels[fam] = ok[0] if ok else n_levels - 1
+    best: tuple[int, int] | None = None
+    by_days: dict[int, int] = {}
+    for md in LEARNING_DAYS:
+        p = _params(base, levels, md)
+        total = sum(sum(_false_alerts(h, p).values()) for h in train)
+        by_days[md] = total
+        if best is None or (total, -md) < (best[0], -best[1]):
+            best = (total, md)
+    assert best is not None
+    chosen = _params(base, levels, best[1])
+    return {
+        "trained_on": [h.name for h in train],
+        "training_days": round(days, 2),
+        "alerts_allowed_per_family": round(share, 2),
+        "levels": levels,
+        "learning_days_false_alerts": by_days,
+        "level_table": table,
+        "params": {k: getattr(chosen, k) for k in chosen.__slots__ if k != "enabled"},
+        "_chosen": chosen,
+    }
+
+
+def summary_row(name: str, report: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"home": name, "days": report["days"]}
+    for v in ("fixed_rules", "learned_routine", "fixed_12h_timer"):
+        part = report[v]
+        row[v] = {k: part.get(k) for k in (
+            "false_alerts_per_30_days", "detected", "injected", "daytime_delay_min_p50",
+            "detection_delay_min_p50", "alerts_by_rule")}
+    timer = report["fixed_12h_timer"].get("daytime_delay_min_p50")
+    learned = report["learned_routine"].get("daytime_delay_min_p50")
+    row["learned_speedup_vs_12h"] = (round(timer / learned, 2)
+                                     if timer and learned else None)
+    return row
+
+
+def leave_one_home_out(homes: Sequence[HomeData], inject: int, seed: int, episode_h: float,
+                       alerts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"budget_false_alerts_per_30_days": BUDGET_PER_30_DAYS,
+                           "levels": LEVELS, "learning_days": LEARNING_DAYS, "homes": {}}
+    rows = []
+    for held in homes:
+        train = [h for h in homes if h is not held]
+        sel = choose(train, held.config.inactivity.learned)
+        chosen = sel.pop("_chosen")
+        report = evaluate(held.log, held.labels, held.config, held.devices, inject, seed,
+                          episode_h, halves=False, alerts=alerts, params=chosen, home=held.name)
+        report["rows_out_of_order"] = held.disorder
+        report["unknown_sensors"] = held.unknown
+        out["homes"][held.name] = {"held_out": True, "selection": sel, "report": report}
+        rows.append(summary_row(held.name, report))
+    out["summary"] = rows
+    allsel = choose(homes, homes[0].config.inactivity.learned)
+    allsel.pop("_chosen")
+    allsel.pop("level_table")
+    out["chosen_on_all_homes"] = allsel
+    return out
