@@ -13,6 +13,7 @@ import collections
 import concurrent.futures
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,13 @@ def build_components(config: Config, hardware: Hardware,
             configured=configured_devices(config),
             inventory=lambda: [d for c in components for d in c.devices()],
         ))
+    if config.arc.enabled:
+        from agent.arc.component import ArcComponent
+
+        # Alarms to the receiving centre over SIA DC-09, in parallel with MQTT; zones as
+        # the serial escalation numbers them.
+        arc_zones = {dev_id: i + 1 for i, (_, dev_id) in enumerate(config.device_ids())}
+        components.append(ArcComponent(config.arc, zone_of=lambda d: arc_zones.get(d, 0)))
     if config.remote.enabled:
         from agent.remote.control import RemoteControl
 
@@ -166,6 +174,7 @@ class Agent:
         self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._backlog = 0
         self._prewarning: set[str] = set()
+        self._arc_down = False
         self._state = AgentState()
         self._status_sent = ""                        # last StatusText given to systemd
         self._status_mono = -STATUS_EVERY_S
@@ -236,6 +245,16 @@ class Agent:
         else:
             self._prewarning.discard(source)
         self._update_state()
+
+    def set_arc_path(self, down: bool) -> None:
+        """The ARC path (agent/arc/) says a receiver stopped answering, or all answer again."""
+        self._arc_down = down
+        self._update_state()
+
+    def state_db(self) -> sqlite3.Connection:
+        """Loop only: the store's connection, for a component's own tables (the ARC's
+        acknowledgements, agent/store/arc_delivery.py)."""
+        return self.store.db
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         """Loop only. Sent :data:`DEVICE_STATE_DELAY_S` later, the latest state per device:
@@ -447,6 +466,7 @@ class Agent:
             last_alarm_delivered_mono=self._last_alarm_delivered,
             prewarning=bool(self._prewarning),
             storage_failed=self._storage_failed,
+            arc_path_down=self._arc_down,
         )
         if new != self._state:
             self._state = new
@@ -464,6 +484,8 @@ class Agent:
             parts.append("alarm pending")
         if s.storage_failed:
             parts.append("STORAGE FAILED")
+        if s.arc_path_down:
+            parts.append("ARC path down")
         if s.last_alarm_delivered_mono is not None:
             at = self.clock.wall() - (time.monotonic() - s.last_alarm_delivered_mono)
             parts.append("last alarm delivered "

@@ -46,6 +46,7 @@ class AgentState:
     last_alarm_delivered_mono: float | None = None
     prewarning: bool = False             # a detector is counting down to an alarm
     storage_failed: bool = False         # an alarm/warning could not be stored (held in memory)
+    arc_path_down: bool = False          # an ARC receiver stopped answering (agent/arc/)
 
 
 class AgentContext(Protocol):

@@ -25,6 +25,7 @@ COMPONENT_INPUTS: dict[str, tuple[str, ...]] = {
     "fall": ("fall",),
     "inactivity": ("inactivity", "agent.timezone", *_DEVICE_LISTS),
     "alarm-canceller": ("gpio.cancel_window_s",),
+    "arc": ("arc", *_DEVICE_LISTS),  # Contact ID zones, as for serial
     "remote": (),  # reconfigures itself, never rebuilt under its own feet
 }
 

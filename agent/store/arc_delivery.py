@@ -1,0 +1,171 @@
+"""The ARC's acknowledgements, kept with the events (table ``arc_delivery``).
+
+Why a table of its own: an event leaves ``events`` when the MQTT broker acknowledges it, but
+the ARC path is independent of MQTT (either may be down). One row per event sent to the
+ARC, written when the event is committed (state ``pending``) and updated when the receiver
+answers: ``acked`` (with the receiver, the DC-09 sequence number, the time), or ``refused``
+(every receiver answered DUH even to the generic code). Pending rows are sent again after a
+restart. ``report`` reads the ACK latency from here.
+
+The table is created with ``CREATE TABLE IF NOT EXISTS`` when the ARC path starts: stores
+from before it keep working and gain the table (an additive migration).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.model import Priority
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS arc_delivery(
+    event_id TEXT PRIMARY KEY,
+    seq INTEGER,
+    prio INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    zone INTEGER NOT NULL,
+    wall REAL NOT NULL,
+    queued_wall REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    receiver TEXT,
+    dc09_seq INTEGER,
+    acked_wall REAL,
+    latency_ms REAL,
+    answer TEXT
+);
+CREATE INDEX IF NOT EXISTS arc_delivery_by_state ON arc_delivery(state);
+"""
+PENDING, ACKED, REFUSED = "pending", "acked", "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class ArcRow:
+    event_id: str
+    seq: int | None
+    priority: Priority
+    type: str
+    device_id: str
+    code: int
+    zone: int
+    wall: float
+    queued_wall: float
+    state: str = PENDING
+    attempts: int = 0
+    receiver: str | None = None
+    dc09_seq: int | None = None
+    acked_wall: float | None = None
+    latency_ms: float | None = None
+
+
+_COLUMNS = ("event_id, seq, prio, type, device_id, code, zone, wall, queued_wall, state,"
+            " attempts, receiver, dc09_seq, acked_wall, latency_ms")
+
+
+def _row(r: tuple) -> ArcRow:  # type: ignore[type-arg]
+    return ArcRow(r[0], r[1], Priority(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                  r[11], r[12], r[13], r[14])
+
+
+class ArcDeliveryStore:
+    """Small API over ``arc_delivery`` in the agent's database (same connection, the loop's
+    thread). Each call is its own transaction (an ACK lost to a power cut only means the
+    alarm is sent to the ARC again: at least once)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def add(self, rows: Sequence[ArcRow]) -> None:
+        """Queue events for the ARC (an event already queued is left as it is)."""
+        if not rows:
+            return
+        with self._tx():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO arc_delivery(event_id, seq, prio, type, device_id, code,"
+                " zone, wall, queued_wall) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(r.event_id, r.seq, int(r.priority), r.type, r.device_id, r.code, r.zone,
+                  r.wall, r.queued_wall) for r in rows])
+
+    def attempted(self, event_id: str) -> None:
+        with self._tx():
+            self.db.execute("UPDATE arc_delivery SET attempts=attempts+1 WHERE event_id=?",
+                            (event_id,))
+
+    def acked(self, event_id: str, receiver: str, dc09_seq: int, latency_ms: float | None,
+              answer: str, acked_wall: float | None = None) -> None:
+        with self._tx():
+            self.db.execute(
+                "UPDATE arc_delivery SET state=?, receiver=?, dc09_seq=?, acked_wall=?,"
+                " latency_ms=?, answer=? WHERE event_id=?",
+                (ACKED, receiver, dc09_seq, time.time() if acked_wall is None else acked_wall,
+                 latency_ms, answer, event_id))
+
+    def refused(self, event_id: str, answer: str) -> None:
+        with self._tx():
+            self.db.execute("UPDATE arc_delivery SET state=?, answer=? WHERE event_id=?",
+                            (REFUSED, answer, event_id))
+
+    def pending(self) -> list[ArcRow]:
+        """Unacknowledged, by priority then age (an alarm before a warning)."""
+        return [_row(r) for r in self.db.execute(
+            f"SELECT {_COLUMNS} FROM arc_delivery WHERE state=? ORDER BY prio, wall",
+            (PENDING,))]
+
+    def get(self, event_id: str) -> ArcRow | None:
+        r = self.db.execute(f"SELECT {_COLUMNS} FROM arc_delivery WHERE event_id=?",
+                            (event_id,)).fetchone()
+        return None if r is None else _row(r)
+
+    def unqueued_alarms(self, since_wall: float) -> list[tuple[str, int, int, str, str, float,
+                                                                bytes]]:
+        """Events committed but never queued here (a crash between the commit and the
+        queueing): (id, seq, prio, type, device_id, wall, payload) of alarms since
+        ``since_wall``, in ``events`` or already in MQTT's history."""
+        out = []
+        for table in ("events", "delivered"):
+            out.extend(self.db.execute(
+                f"SELECT id, seq, prio, type, device_id, wall, payload FROM {table}"
+                " WHERE prio=? AND wall>=? AND id NOT IN (SELECT event_id FROM arc_delivery)",
+                (int(Priority.ALARM), since_wall)).fetchall())
+        return out
+
+    def _tx(self) -> _Tx:
+        return _Tx(self.db)
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def read_latencies(db: sqlite3.Connection, since_wall: float = 0.0) -> list[float]:
+    """ARC acknowledgement latencies (ms, commit to ACK) of alarms acked since
+    ``since_wall``; empty when the store has no ARC table (no ARC path ever ran)."""
+    try:
+        rows = db.execute(
+            "SELECT latency_ms FROM arc_delivery WHERE state=? AND prio=? AND wall>=?"
+            " AND latency_ms IS NOT NULL ORDER BY latency_ms",
+            (ACKED, int(Priority.ALARM), since_wall)).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [float(r[0]) for r in rows]
