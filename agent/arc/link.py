@@ -109,6 +109,7 @@ class Link:
         udp, self._udp, self._proto = self._udp, None, None
         if udp is not None:
             udp.close()
+            await asyncio.sleep(0)   # the transport closes its socket on the next loop turn
 
     async def close(self) -> None:
         async with self._lock:
