@@ -158,14 +158,29 @@ class _Tx:
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-def read_latencies(db: sqlite3.Connection, since_wall: float = 0.0) -> list[float]:
+def arc_summary(db: sqlite3.Connection, start: float, end: float) -> dict[str, int] | None:
+    """Counts by state of the alarms in [start, end) sent to the ARC; None when the store
+    has no ARC table."""
+    try:
+        rows = db.execute(
+            "SELECT state, count(*) FROM arc_delivery WHERE prio=? AND wall>=? AND wall<?"
+            " GROUP BY state", (int(Priority.ALARM), start, end)).fetchall()
+    except sqlite3.OperationalError:
+        return None
+    out = {PENDING: 0, ACKED: 0, REFUSED: 0}
+    out.update({str(k): int(v) for k, v in rows})
+    return out
+
+
+def read_latencies(db: sqlite3.Connection, since_wall: float = 0.0,
+                   until_wall: float = float("inf")) -> list[float]:
     """ARC acknowledgement latencies (ms, commit to ACK) of alarms acked since
     ``since_wall``; empty when the store has no ARC table (no ARC path ever ran)."""
     try:
         rows = db.execute(
             "SELECT latency_ms FROM arc_delivery WHERE state=? AND prio=? AND wall>=?"
-            " AND latency_ms IS NOT NULL ORDER BY latency_ms",
-            (ACKED, int(Priority.ALARM), since_wall)).fetchall()
+            " AND wall<? AND latency_ms IS NOT NULL ORDER BY latency_ms",
+            (ACKED, int(Priority.ALARM), since_wall, until_wall)).fetchall()
     except sqlite3.OperationalError:
         return []
     return [float(r[0]) for r in rows]

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from gpiozero.pins.mock import MockFactory
 from agent.app import Hardware
 from agent.arc.component import ArcComponent
 from tests.arc_receiver import ACCOUNT, KEY_HEX, ArcReceiver, free_port
-from tests.harness import AgentRunner, make_config, wait_until
+from tests.harness import AgentRunner, agent_cmd, make_config, wait_until, write_config_file
 
 GPIO = """
 [gpio]
@@ -127,6 +129,17 @@ def test_primary_down_goes_to_the_backup(tmp_path: Path, mqtt_broker) -> None:
         rows = arc_rows(tmp_path / "events.db")
         assert rows[0][1] == "acked" and rows[0][2] == 3     # 2 on the primary, 1 on the backup
         assert rows[0][3] == f"tcp://127.0.0.1:{backup.port}"
+        # `report` shows the ARC delivery latency from the stored acknowledgement
+        conf = write_config_file(tmp_path, mqtt_broker)
+        out = subprocess.run(agent_cmd("report", "--config", str(conf), "--days", "1"),
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "ARC delivery:        1 acknowledged by the ARC; latency median" in out
+        doc = json.loads(subprocess.run(
+            agent_cmd("report", "--config", str(conf), "--days", "1", "--json"),
+            capture_output=True, text=True, timeout=60, check=True).stdout)
+        arc = doc["total"]["arc_delivery"]
+        assert (arc["acked"], arc["pending"], arc["latency_ms"]["count"]) == (1, 0, 1)
+        assert arc["latency_ms"]["median"] == pytest.approx(rows[0][4], abs=0.1)
     finally:
         backup.close()
 
