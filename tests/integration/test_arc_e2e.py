@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -188,5 +189,29 @@ def test_null_supervision_timeout_is_arc_path_down_then_up(tmp_path: Path,
                                            for e in events.events()), what="arc_path_up")
             wait_until(lambda: not runner.agent.state.arc_path_down, what="LED state clears")
             assert _arc(runner).transmitter is not None
+    finally:
+        receiver.close()
+
+
+def test_commissioning_test_alarm_goes_through_the_arc(tmp_path: Path, mqtt_broker) -> None:
+    from agent.commission import Commissioning, CommissionOptions
+
+    receiver = ArcReceiver("tcp").start()
+    factory = MockFactory()
+    cfg = make_config(tmp_path, mqtt_broker, GPIO + arc_section([("127.0.0.1", receiver.port)]))
+    lines: list[str] = []
+    try:
+        com = Commissioning(cfg, Hardware(pin_factory=factory), out=lines.append,
+                            options=CommissionOptions(walk_timeout_s=1, ack_timeout_s=10,
+                                                      skip={"hall-motion": "no one home",
+                                                            "cord-bathroom": "tested by ARC"},
+                                                      allow_untested=("cord-bathroom",)))
+        result = asyncio.run(com.run())
+        text = "\n".join(lines)
+        assert result.ok, text
+        assert "acknowledged by the ARC (tcp://127.0.0.1:" in text
+        assert "Contact ID 601" in text and result.test_arc_ack_ms is not None
+        tests = [e for e in receiver.alarms() if e.event_type == "601"]
+        assert len(tests) == 1 and tests[0].code == "RX"          # pysiaalarm: manual test
     finally:
         receiver.close()
