@@ -161,6 +161,7 @@ class Agent:
         self._reading_subs: list[Callable[[Reading], None]] = []
         self._event_subs: list[Callable[[Event], None]] = []
         self._ack_subs: list[Callable[[int], None]] = []
+        self._precommit_subs: list[Callable[[list[Event]], None]] = []
         self._refused_subs: list[Callable[[Event], None]] = []
         self._refused_told: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._state_subs: list[Callable[[AgentState], None]] = []
@@ -231,6 +232,11 @@ class Agent:
 
     def subscribe_acks(self, callback: Callable[[int], None]) -> None:
         self._ack_subs.append(callback)
+
+    def subscribe_before_commit(self, callback: Callable[[list[Event]], None]) -> None:
+        """Loop only: ``callback(alarms)`` just before a batch with alarms is committed (for
+        the ARC path: agent/arc/component.py)."""
+        self._precommit_subs.append(callback)
 
     def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
         self._refused_subs.append(callback)
@@ -340,7 +346,8 @@ class Agent:
         if not batch:
             return
         try:
-            stored = self.store.append(batch, before_commit=self.uplink.send_early)
+            stored = self.store.append(
+                batch, before_commit=lambda rows: self._before_commit(batch, rows))
         except StoreError as exc:
             self._store_failed(batch, exc)
             return
@@ -365,6 +372,22 @@ class Agent:
                 except Exception:
                     log.exception("event subscriber %r failed", cb)
         self._update_state()
+
+    def _before_commit(self, batch: list[Event], rows: list[Any]) -> None:
+        """Just before the commit's fsync: alarms go out early on every alarm path (MQTT,
+        then the ARC's ``subscribe_before_commit``); none is acknowledged before the commit."""
+        self.uplink.send_early(rows)
+        if not self._precommit_subs:
+            return
+        ids = {r.id for r in rows if r.priority == Priority.ALARM}
+        alarms = [e for e in batch if e.id in ids]
+        if not alarms:
+            return
+        for cb in self._precommit_subs:
+            try:
+                cb(alarms)
+            except Exception:
+                log.exception("before-commit subscriber %r failed", cb)
 
     def _store_failed(self, batch: list[Event], exc: StoreError) -> None:
         """Alarms and warnings the store refused stay in memory and are retried (backing
@@ -612,7 +635,7 @@ class Agent:
         """Start ``comp``, remembering the callbacks it subscribes so that
         :meth:`stop_component` can take them away again."""
         lists: list[list[Any]] = [self._reading_subs, self._event_subs, self._ack_subs,
-                                  self._state_subs, self._refused_subs]
+                                  self._state_subs, self._refused_subs, self._precommit_subs]
         before = [len(lst) for lst in lists]
         try:
             await comp.start(self)

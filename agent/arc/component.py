@@ -9,7 +9,9 @@ Hooks it uses on the agent (the spine's port will carry them):
   :class:`ArcContext`);
 - ``ctx.submit_event``: ``arc_path_down`` (warning) / ``arc_path_up`` (info) and
   ``arc_refused`` (warning) events to MQTT;
-- ``ctx.set_arc_path(down)``: the status LED shows a receiver that stopped answering.
+- ``ctx.set_arc_path(down)``: the status LED shows a receiver that stopped answering;
+- ``ctx.subscribe_before_commit``: an alarm's first frame leaves while the store's commit
+  runs (as the MQTT uplink's ``send_early``); its ACK is recorded only after the commit.
 
 At start, pending rows from an earlier run are sent again, and alarms committed in the last
 day that never got a row (a crash between the commit and the queueing) get one.
@@ -46,6 +48,10 @@ class ArcContext(AgentContext, Protocol):
 
     def set_arc_path(self, down: bool) -> None:
         """The ARC path is down (some receiver stopped answering) or up again."""
+
+    def subscribe_before_commit(self, callback: Callable[[list[Event]], None]) -> None:
+        """``callback(alarms)`` with the alarms of a batch just before its commit (and
+        fsync): not durable yet, so acknowledge nothing on it; a path may start sending."""
 
 
 class ArcComponent:
@@ -88,6 +94,7 @@ class ArcComponent:
             self.transmitter.enqueue(row.event_id, int(row.priority),
                                      arc_code(row.type, row.priority), row.zone)
         ctx.subscribe_events(self._on_event)
+        self.ctx.subscribe_before_commit(self._before_commit)
         self.transmitter.start()
 
     async def stop(self) -> None:
@@ -98,6 +105,19 @@ class ArcComponent:
         return []
 
     # -- events in ------------------------------------------------------------------------
+    def _before_commit(self, alarms: list[Event]) -> None:
+        """Alarms about to be committed: the first frame goes to the primary receiver now,
+        overlapping the store's fsync (the MQTT uplink does the same). Nothing is recorded
+        until the commit has happened (:meth:`_on_event`)."""
+        if self.transmitter is None:
+            return
+        for event in alarms:
+            if self.wanted(event):
+                self.transmitter.send_early(event.id, int(event.priority),
+                                            arc_code(event.type, event.priority, event.data),
+                                            self.zone_of(event.device_id))
+                return
+
     def _on_event(self, event: Event) -> None:
         if not self.wanted(event) or self.store is None or self.transmitter is None:
             return

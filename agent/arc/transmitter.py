@@ -90,6 +90,9 @@ class Transmitter:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.current: str | None = None         # event id being sent now
+        # event id -> (seq, frame, connection generation, mono) sent early to the primary
+        self._early: dict[str, tuple[int, bytes, int, float]] = {}
+        self.sent_early = 0
 
     # -- queue ----------------------------------------------------------------------------
     def enqueue(self, event_id: str, priority: int, code: ArcCode, zone: int,
@@ -101,6 +104,29 @@ class Transmitter:
                                              time.monotonic() if queued_mono is None
                                              else queued_mono))
         self._wake.set()
+
+    def send_early(self, event_id: str, priority: int, code: ArcCode, zone: int) -> bool:
+        """Loop only, synchronous: send an alarm's first frame to the primary now, while the
+        store's commit (and its fsync) is still to run, as the MQTT uplink does. Only when
+        nothing else is queued or in flight (alarms stay in order) and the primary's
+        connection is open and idle. The ACK is read by the sender once :meth:`enqueue`
+        hands it the committed alarm; nothing is recorded before that."""
+        link = self.links[0] if self.links else None
+        now = time.monotonic()
+        for stale in [k for k, v in self._early.items() if now - v[3] > self.config.timeout_s]:
+            del self._early[stale]           # its commit failed: it is sent when stored
+        # One at a time: a second early frame's answer would be read, and skipped, while
+        # the sender waits for the first one's.
+        if (link is None or self._queue or self.current is not None or self._early
+                or not link.ready()):
+            return False
+        seq = self._next_seq()
+        item = Outgoing(priority, 0, event_id, code, zone)
+        msg = self._message(0, seq, item, code)
+        frame = dc09.encode(msg, self._now(), self.keys[0])
+        self._early[event_id] = (seq, frame, link.write_now(frame), time.monotonic())
+        self.sent_early += 1
+        return True
 
     @property
     def backlog(self) -> int:
@@ -148,13 +174,17 @@ class Transmitter:
         return dc09.adm_cid(seq, self.config.account, code.contact_id, zone=item.zone,
                             receiver=r.receiver_prefix or None, line=r.line_prefix)
 
-    async def _try(self, i: int, msg: dc09.Message) -> dc09.Frame:
+    async def _try(self, i: int, msg: dc09.Message,
+                   early: tuple[bytes, int] | None = None) -> dc09.Frame:
         """One attempt on receiver ``i``: the answer (ACK, NAK or DUH), NAKs handled by
-        correcting the clock and sending again. Raises :class:`LinkError`."""
+        correcting the clock and sending again. ``early``: (frame, connection generation)
+        already sent by :meth:`send_early`. Raises :class:`LinkError`."""
         key = self.keys[i]
         link = self.links[i]
         for _ in range(MAX_NAK_FIXES + 1):
-            frame = dc09.encode(msg, self._now(), key)
+            frame, sent_on = early if early is not None else (
+                dc09.encode(msg, self._now(), key), None)
+            early = None
 
             def accept(raw: bytes) -> bool:
                 try:
@@ -165,7 +195,7 @@ class Transmitter:
                 # A NAK names no sequence (0000); anything else must be for this message.
                 return answer.kind == "NAK" or answer.seq == msg.seq
 
-            raw = await link.exchange(frame, self.config.timeout_s, accept)
+            raw = await link.exchange(frame, self.config.timeout_s, accept, sent_on)
             answer = dc09.parse_response(raw, key)
             self._mark(i, True, "answered")
             if answer.kind != "NAK":
@@ -205,7 +235,12 @@ class Transmitter:
         """(outcome if acked, whether the receiver answered DUH to every form)."""
         link = self.links[i]
         code: ArcCode | None = item.code
-        seq = self._next_seq()
+        early_sent = self._early.pop(item.event_id, None) if i == 0 else None
+        early: tuple[bytes, int] | None = None
+        if early_sent is not None and time.monotonic() - early_sent[3] < self.config.timeout_s:
+            seq, early = early_sent[0], (early_sent[1], early_sent[2])
+        else:
+            seq = self._next_seq()
         attempts = 0
         silent = False
         while code is not None and attempts < self.config.retries:
@@ -214,8 +249,9 @@ class Transmitter:
             if self._on_attempt is not None:
                 self._on_attempt(item.event_id)
             try:
-                answer = await self._try(i, msg)
+                answer = await self._try(i, msg, early)
             except LinkError as exc:
+                early = None
                 silent = True
                 log.warning("ARC %s (attempt %d/%d for event %s)", exc, attempts,
                             self.config.retries, item.event_id)
@@ -223,6 +259,7 @@ class Transmitter:
                     await asyncio.sleep(CONNECT_ERROR_WAIT_S)
                 continue
             silent = False
+            early = None
             if dc09.is_ack_for(answer, msg, self.keys[i] is not None):
                 return Outcome(item.event_id, True, link.label, seq, answer.kind,
                                (time.monotonic() - item.queued_mono) * 1000.0,

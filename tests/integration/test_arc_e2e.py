@@ -31,6 +31,7 @@ id = "cord-bathroom"
 kind = "pull_cord"
 pin = 27
 room = "bathroom"
+bounce_s = 0.0
 
 [[gpio.devices]]
 id = "status-led"
@@ -96,14 +97,22 @@ def test_pull_cord_reaches_the_arc_as_adm_cid(tmp_path: Path, mqtt_broker, proto
                             what="alarm on MQTT too")
             wait_until(lambda: arc_rows(tmp_path / "events.db")
                        and arc_rows(tmp_path / "events.db")[0][1] == "acked", what="ARC ack stored")
+            # A second pull: the connection is open now, so its first frame leaves before
+            # the commit's fsync (send_early); still one message at the ARC, acked once.
+            pull(factory)
+            wait_until(lambda: len(receiver.alarms()) == 2, what="second alarm at the ARC")
+            wait_until(lambda: [r[1] for r in arc_rows(tmp_path / "events.db")]
+                       == ["acked", "acked"], what="both acked")
+            assert runner.call(lambda: _arc(runner).transmitter.sent_early) == 1
             # the motion sensor's telemetry/info never goes to the ARC
             factory.pin(17).drive_high()
             events.wait_for(lambda ms: any(e["device_id"] == "hall-motion"
                                            for e in events.events()), what="motion")
         rows = arc_rows(tmp_path / "events.db")
-        assert [r[:2] for r in rows] == [("pull_cord", "acked")]
+        assert [r[:2] for r in rows] == [("pull_cord", "acked")] * 2
+        assert [r[2] for r in rows] == [1, 1]                     # one attempt each
         assert rows[0][3] == f"{protocol}://127.0.0.1:{receiver.port}" and rows[0][4] > 0
-        assert len(receiver.alarms()) == 1
+        assert len(receiver.alarms()) == 2
     finally:
         receiver.close()
 
