@@ -140,6 +140,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.remote.enabled:
         target = config.remote.config_path or str(Path(path).resolve())
         print(f"  remote:  on (keys in {config.remote.keys_dir}; pushes written to {target})")
+    if config.arc.enabled:
+        arc = config.arc
+        receivers = ", ".join(f"{r.protocol}://{r.host}:{r.port}"
+                              + (" AES" if r.key_file else "") for r in arc.receivers)
+        print(f"  arc:     account {arc.account}, {arc.format}, {receivers}"
+              f" (supervision {arc.supervision_s} s)")
     for warning in warnings:
         print(f"{path}: warning: {warning}")
     return 0

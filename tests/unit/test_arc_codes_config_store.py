@@ -121,3 +121,20 @@ def test_arc_table_added_to_an_existing_store_and_kept(tmp_path: Path) -> None:
     arc.acked(stored[0].id, "tcp://arc:1", 7, 123.0, "ACK code 101")
     assert not arc.pending() and read_latencies(store.db) == [123.0]
     store.close()
+
+
+def test_check_config_warns_about_a_weak_arc_path(tmp_path: Path) -> None:
+    from agent.config.startup_checks import config_warnings
+
+    key = tmp_path / "arc.key"
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    key.chmod(0o644)
+    cfg = _cfg(extra=f'key_file = "{key}"')
+    warnings = config_warnings(cfg, {}, None)
+    assert any(w.startswith("arc.receivers[0].key_file:") and "every user" in w
+               for w in warnings)
+    assert any(w.startswith("arc.receivers:") for w in warnings)
+    plain = config_warnings(_cfg(), {}, None)
+    assert any("unencrypted" in w for w in plain)
+    key.chmod(0o600)
+    assert not any("key_file" in w for w in config_warnings(cfg, {}, None))
