@@ -100,6 +100,9 @@ class ArcComponent:
     async def stop(self) -> None:
         if self.transmitter is not None:
             await self.transmitter.stop()
+            if self.ctx is not None and any(v is False
+                                            for v in self.transmitter.path_up().values()):
+                self.ctx.set_arc_path(False)   # a stopped path (reconfigured away) shows nothing
 
     def devices(self) -> list[DeviceInfo]:
         return []
