@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -222,5 +223,43 @@ def test_commissioning_test_alarm_goes_through_the_arc(tmp_path: Path, mqtt_brok
         assert "Contact ID 601" in text and result.test_arc_ack_ms is not None
         tests = [e for e in receiver.alarms() if e.event_type == "601"]
         assert len(tests) == 1 and tests[0].code == "RX"          # pysiaalarm: manual test
+    finally:
+        receiver.close()
+
+
+class _ClockAnHourBehind:
+    """A hub that booted without its clock set (a Pi has no RTC) and believes it synced."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time() - 3600.0
+
+    def synced(self) -> bool:
+        return True
+
+
+def test_a_wrong_hub_clock_is_corrected_from_the_receivers_nak(tmp_path: Path,
+                                                               mqtt_broker) -> None:
+    """pysiaalarm NAKs a timestamp outside its window (-40/+20 s) with its own time; the
+    transmitter takes the difference and the alarm is ACKed on the next frame."""
+    receiver = ArcReceiver("tcp", encrypted=True).start()
+    key_file = tmp_path / "arc.key"
+    key_file.write_text(KEY_HEX + "\n")
+    factory = MockFactory()
+    cfg = make_config(tmp_path, mqtt_broker, GPIO + arc_section(
+        [("127.0.0.1", receiver.port)], key_file=key_file))
+    try:
+        with AgentRunner(cfg, Hardware(pin_factory=factory),
+                         clock=_ClockAnHourBehind()) as runner:
+            wait_until(lambda: runner.agent.state.online, what="online")
+            pull(factory)
+            wait_until(lambda: receiver.alarms(), what="alarm at the ARC")
+            wait_until(lambda: arc_rows(tmp_path / "events.db")[0][1] == "acked",
+                       what="acked")
+        alarm = receiver.alarms()[0]
+        assert abs((alarm.timestamp.timestamp() - time.time())) < 30
+        assert arc_rows(tmp_path / "events.db")[0][2] == 1     # one attempt: NAK, then ACK
     finally:
         receiver.close()
