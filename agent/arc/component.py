@@ -83,8 +83,12 @@ class ArcComponent:
         self.ctx = ctx  # type: ignore[assignment]
         assert self.ctx is not None
         self.store = ArcDeliveryStore(self.ctx.state_db())
-        self.transmitter = Transmitter(self.config, self._outcome, self._path,
-                                       on_attempt=self.store.attempted, wall=ctx.clock.wall)
+        store = self.store
+        last = store.get_state("dc09_seq")
+        self.transmitter = Transmitter(
+            self.config, self._outcome, self._path, on_attempt=store.attempted,
+            wall=ctx.clock.wall, seq_start=int(last) if last and last.isdigit() else 0,
+            on_seq_block=lambda n: store.set_state("dc09_seq", str(n)))
         self._adopt_unqueued()
         pending = self.store.pending()
         if pending:

@@ -43,6 +43,7 @@ from agent.errors import DecodeError
 log = logging.getLogger(__name__)
 CONNECT_ERROR_WAIT_S = 0.2   # between attempts when the receiver refused the connection
 MAX_NAK_FIXES = 2            # clock corrections per attempt round (a receiver NAKing for ever)
+SEQ_BLOCK = 100              # sequence numbers reserved (stored) at a time
 
 
 @dataclass(order=True)
@@ -73,7 +74,13 @@ class Transmitter:
                  on_outcome: Callable[[Outcome], None],
                  on_path: Callable[[str, bool, str], None],
                  on_attempt: Callable[[str], None] | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 seq_start: int = 0,
+                 on_seq_block: Callable[[int], None] | None = None) -> None:
+        """``seq_start``: the last sequence number an earlier run may have used;
+        ``on_seq_block(n)`` is told before numbers up to ``n`` are used, to store it (a
+        receiver may take a number it saw recently for a repeat, so numbers continue across
+        restarts)."""
         self.config = config
         self.links = [Link(r) for r in config.receivers]
         self.keys = [read_key(r.key_file) if r.key_file else None for r in config.receivers]
@@ -84,7 +91,9 @@ class Transmitter:
         self._queue: list[Outgoing] = []
         self._queued: set[str] = set()
         self._order = itertools.count()
-        self._seq = 0
+        self._seq = seq_start % dc09.SEQ_MAX
+        self._on_seq_block = on_seq_block
+        self._seq_reserved = self._seq
         self._offset_s = 0.0                    # receiver clock minus ours (from NAKs)
         self._up: dict[str, bool | None] = {link.label: None for link in self.links}
         self._wake = asyncio.Event()
@@ -156,6 +165,9 @@ class Transmitter:
     # -- sending --------------------------------------------------------------------------
     def _next_seq(self) -> int:
         self._seq = self._seq % dc09.SEQ_MAX + 1
+        if self._on_seq_block is not None and (self._seq == 1 or self._seq > self._seq_reserved):
+            self._seq_reserved = min(dc09.SEQ_MAX, self._seq + SEQ_BLOCK - 1)
+            self._on_seq_block(self._seq_reserved)
         return self._seq
 
     def _now(self) -> datetime:

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS arc_delivery(
     answer TEXT
 );
 CREATE INDEX IF NOT EXISTS arc_delivery_by_state ON arc_delivery(state);
+CREATE TABLE IF NOT EXISTS arc_state(key TEXT PRIMARY KEY, value);
 """
 PENDING, ACKED, REFUSED = "pending", "acked", "refused"
 
@@ -142,6 +143,14 @@ class ArcDeliveryStore:
                 " WHERE prio=? AND wall>=? AND id NOT IN (SELECT event_id FROM arc_delivery)",
                 (int(Priority.ALARM), since_wall)).fetchall())
         return out
+
+    def get_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM arc_state WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO arc_state VALUES (?, ?)", (key, value))
 
     def _tx(self) -> _Tx:
         return _Tx(self.db)

@@ -174,6 +174,8 @@ def test_restart_mid_retry_delivers_once_acknowledged(tmp_path: Path, mqtt_broke
             wait_until(lambda: receiver.alarms(), what="at the ARC")
         assert len(receiver.alarms()) == 1 and receiver.alarms()[0].event_type == "101"
         assert len(arc_rows(tmp_path / "events.db")) == 1
+        # DC-09 sequence numbers go on from the block the first run reserved (0001-0100)
+        assert int(receiver.alarms()[0].sequence) > 100
     finally:
         receiver.close()
 

@@ -117,3 +117,18 @@ def test_silence_marks_the_path_down_and_keeps_trying() -> None:
     outcomes, seen, paths = asyncio.run(run(script, retries=2))
     assert outcomes[0].acked and len(seen) == 3
     assert [up for _, up in paths] == [False, True]
+
+
+def test_sequence_numbers_continue_after_a_restart() -> None:
+    saved: list[int] = []
+    cfg = ArcConfig(account=ACCOUNT, receivers=(ArcReceiver("127.0.0.1", 9),))
+    tx = Transmitter(cfg, lambda o: None, lambda *a: None, on_seq_block=saved.append)
+    first = [tx._next_seq() for _ in range(150)]
+    assert first[:2] == [1, 2] and saved == [100, 200]
+    # a restart: numbers go on after the last block reserved, never back to 0001
+    tx2 = Transmitter(cfg, lambda o: None, lambda *a: None, seq_start=saved[-1],
+                      on_seq_block=saved.append)
+    assert tx2._next_seq() == 201 and saved[-1] == 300
+    # and wrap after 9999 to 0001
+    tx3 = Transmitter(cfg, lambda o: None, lambda *a: None, seq_start=9999)
+    assert tx3._next_seq() == 1
