@@ -151,6 +151,10 @@ def test_primary_down_goes_to_the_backup(tmp_path: Path, mqtt_broker) -> None:
         arc = doc["total"]["arc_delivery"]
         assert (arc["acked"], arc["pending"], arc["latency_ms"]["count"]) == (1, 0, 1)
         assert arc["latency_ms"]["median"] == pytest.approx(rows[0][4], abs=0.1)
+        html = tmp_path / "report.html"
+        subprocess.run(agent_cmd("report", "--config", str(conf), "--days", "1", "--html",
+                                 str(html)), capture_output=True, timeout=60, check=True)
+        assert "ARC delivery: 1 acknowledged by the ARC; latency median" in html.read_text()
     finally:
         backup.close()
 
