@@ -12,6 +12,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -360,6 +361,11 @@ def test_led_pattern_priorities() -> None:
     assert o.led_pattern(delivered, 121.0, show) is o.LED_OFFLINE
     assert o.led_next_change(delivered, 100.0, show) == 120.0
     assert o.led_next_change(AgentState(online=True), 100.0, show) is None
+    # an ARC receiver not answering: shown while MQTT is up, outranked by alarms and offline
+    arc = AgentState(online=True, arc_path_down=True)
+    assert o.led_pattern(arc, 100.0, show) is o.LED_ARC_PATH_DOWN
+    assert o.led_pattern(replace(arc, online=False), 100.0, show) is o.LED_OFFLINE
+    assert o.led_pattern(replace(arc, alarm_pending=True), 100.0, show) is o.LED_ALARM_PENDING
 
 
 def test_buzzer_pattern_transitions() -> None:
