@@ -269,3 +269,30 @@ def test_a_wrong_hub_clock_is_corrected_from_the_receivers_nak(tmp_path: Path,
         assert arc_rows(tmp_path / "events.db")[0][2] == 1     # one attempt: NAK, then ACK
     finally:
         receiver.close()
+
+
+def test_sia_dcs_format_and_a_chosen_warning(tmp_path: Path, mqtt_broker) -> None:
+    """format = "SIA-DCS", priorities with "warning" limited by warning_types: the pull cord
+    arrives as SIA code QA (zone 2), the bounce storm warning is not among the chosen ones."""
+    receiver = ArcReceiver("udp").start()
+    factory = MockFactory()
+    cfg = make_config(tmp_path, mqtt_broker, GPIO + arc_section(
+        [("127.0.0.1", receiver.port)], "udp").replace(
+        "retry_max_s", 'format = "SIA-DCS"\npriorities = ["alarm", "warning"]\n'
+        'warning_types = ["battery_low"]\nretry_max_s'))
+    try:
+        with AgentRunner(cfg, Hardware(pin_factory=factory)) as runner:
+            wait_until(lambda: runner.agent.state.online, what="online")
+            arc = _arc(runner)
+            assert arc.config.format == "SIA-DCS"
+            pull(factory)
+            wait_until(lambda: receiver.alarms(), what="alarm at the ARC")
+            alarm = receiver.alarms()[0]
+            assert (alarm.message_type.value, alarm.code, alarm.message) == ("SIA-DCS", "QA",
+                                                                           "002")
+            from agent.model import Event, Priority
+            chosen = Event("battery_low", Priority.WARNING, "cord-bathroom", {})
+            other = Event("bounce_storm", Priority.WARNING, "cord-bathroom", {})
+            assert arc.wanted(chosen) and not arc.wanted(other)
+    finally:
+        receiver.close()
