@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent.model import Priority
 
@@ -188,6 +189,38 @@ def arc_summary(db: sqlite3.Connection, start: float, end: float) -> dict[str, i
     out = {PENDING: 0, ACKED: 0, REFUSED: 0}
     out.update({str(k): int(v) for k, v in rows})
     return out
+
+
+def read_arc_status(path: str) -> dict[str, Any] | None:
+    """For ``status``: what waits for the ARC (count, oldest age, most attempts) and the last
+    acknowledgement, read-only; None when the store has no ARC table or cannot be read."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    try:
+        pending = db.execute(
+            "SELECT count(*), min(wall), max(attempts) FROM arc_delivery WHERE state=?",
+            (PENDING,)).fetchone()
+        refused = db.execute("SELECT count(*) FROM arc_delivery WHERE state=?",
+                             (REFUSED,)).fetchone()[0]
+        last = db.execute(
+            "SELECT acked_wall, receiver, latency_ms FROM arc_delivery WHERE state=?"
+            " ORDER BY acked_wall DESC LIMIT 1", (ACKED,)).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    now = time.time()
+    return {
+        "pending": int(pending[0]),
+        "oldest_pending_age_s": round(max(0.0, now - pending[1]), 1) if pending[1] else None,
+        "most_attempts": int(pending[2] or 0),
+        "refused": int(refused),
+        "last_ack_age_s": round(max(0.0, now - last[0]), 1) if last else None,
+        "last_ack_receiver": last[1] if last else None,
+        "last_ack_latency_ms": round(last[2], 1) if last and last[2] is not None else None,
+    }
 
 
 def read_latencies(db: sqlite3.Connection, since_wall: float = 0.0,

@@ -171,6 +171,16 @@ def test_restart_mid_retry_delivers_once_acknowledged(tmp_path: Path, mqtt_broke
             wait_until(lambda: (rows := arc_rows(tmp_path / "events.db")) and rows[0][2] >= 2,
                        what="retrying")
         assert arc_rows(tmp_path / "events.db")[0][1] == "pending"
+        # `status` tells support what waits for the ARC
+        conf = write_config_file(tmp_path, mqtt_broker, GPIO + arc_section(
+            [("127.0.0.1", receiver.port)], timeout_s=0.5, retries=1))
+        out = subprocess.run(agent_cmd("status", "--config", str(conf)), capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        assert "ARC: 1 waiting for the ARC's acknowledgement (oldest" in out
+        doc = json.loads(subprocess.run(agent_cmd("status", "--config", str(conf), "--json"),
+                                        capture_output=True, text=True, timeout=60,
+                                        check=True).stdout)
+        assert doc["arc"]["pending"] == 1 and doc["arc"]["most_attempts"] >= 2
         receiver.start()
         with AgentRunner(cfg, Hardware(pin_factory=MockFactory())):
             wait_until(lambda: arc_rows(tmp_path / "events.db")[0][1] == "acked",
