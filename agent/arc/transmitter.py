@@ -13,7 +13,9 @@ Policy, for each message (one at a time, most urgent first):
 5. no answer (refused, lost, timeout): after ``retries`` attempts, the next receiver;
 6. after the last receiver, a pause (doubling up to ``retry_max_s``) and the primary again,
    for ever: an alarm is never given up on while any receiver may still take it. Only when
-   every receiver answered ``DUH`` to every form of it is it *refused* (reported).
+   every receiver answered ``DUH`` to every form of it is it *refused* (reported). After a
+   failed round, an event that is at least as urgent and waiting goes first (one message no
+   receiver takes cannot hold back the next alarm).
 
 Supervision: every ``supervision_s`` each receiver gets a ``NULL`` message. A receiver that
 gave no answer to a message or to a supervision round is *down*; the first answer after
@@ -56,6 +58,7 @@ class Outgoing:
     code: ArcCode = field(compare=False)
     zone: int = field(compare=False)
     queued_mono: float = field(compare=False, default_factory=time.monotonic)
+    pause: float = field(compare=False, default=0.0)   # before the next round (0: first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,15 +224,17 @@ class Transmitter:
                 log.warning("%s: NAK without a time; sending again", link.label)
         return answer
 
-    async def _deliver(self, item: Outgoing) -> None:
-        pause = min(1.0, self.config.retry_max_s)
+    async def _deliver(self, item: Outgoing) -> bool:
+        """Rounds over all receivers until one ACKs (True), every one answered DUH (True:
+        refused, reported) or another event as urgent is waiting (False: this one goes
+        behind it, so one message no receiver takes cannot hold back the next alarm)."""
         while True:
             all_duh = True
             for i, link in enumerate(self.links):
                 outcome, duh = await self._deliver_to(i, item)
                 if outcome is not None:
                     self._on_outcome(outcome)
-                    return
+                    return True
                 all_duh = all_duh and duh
             if all_duh:
                 log.critical("no ARC receiver understands event %s (code %03d): refused",
@@ -237,11 +242,16 @@ class Transmitter:
                 self._on_outcome(Outcome(item.event_id, False, "", 0, "DUH",
                                          (time.monotonic() - item.queued_mono) * 1000.0,
                                          item.code.contact_id))
-                return
+                return True
+            item.pause = (min(1.0, self.config.retry_max_s) if item.pause <= 0
+                          else min(item.pause * 2, self.config.retry_max_s))
             log.error("no ARC receiver acknowledged event %s; trying all again in %.1f s",
-                      item.event_id, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, self.config.retry_max_s)
+                      item.event_id, item.pause)
+            await asyncio.sleep(item.pause)
+            if self._queue and self._queue[0].priority <= item.priority:
+                item.order = next(self._order)
+                heapq.heappush(self._queue, item)
+                return False
 
     async def _deliver_to(self, i: int, item: Outgoing) -> tuple[Outcome | None, bool]:
         """(outcome if acked, whether the receiver answered DUH to every form)."""
@@ -301,7 +311,7 @@ class Transmitter:
             item = heapq.heappop(self._queue)
             self.current = item.event_id
             try:
-                await self._deliver(item)
+                done = await self._deliver(item)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not end the ARC path: the event stays pending
@@ -312,7 +322,8 @@ class Transmitter:
                 continue
             finally:
                 self.current = None
-            self._queued.discard(item.event_id)
+            if done:
+                self._queued.discard(item.event_id)
 
     # -- supervision ----------------------------------------------------------------------
     async def _supervise(self, i: int) -> None:

@@ -132,3 +132,48 @@ def test_sequence_numbers_continue_after_a_restart() -> None:
     # and wrap after 9999 to 0001
     tx3 = Transmitter(cfg, lambda o: None, lambda *a: None, seq_start=9999)
     assert tx3._next_seq() == 1
+
+
+def test_an_alarm_no_receiver_takes_does_not_hold_back_the_next() -> None:
+    """The receiver ignores the first alarm (code 154) for ever; the second alarm, queued
+    behind it, still gets through after the first one's round."""
+    async def main() -> tuple[list[Outcome], list[SIAEvent]]:
+        seen: list[SIAEvent] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    raw = await reader.readuntil(b"\r")
+                    ev = SIAEvent.from_line(raw.decode().strip(),
+                                            {ACCOUNT: SIAAccount(ACCOUNT)})
+                    seen.append(ev)
+                    if ev.event_type != "154":
+                        writer.write(answer("ACK", ev.sequence))
+                        await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        cfg = ArcConfig(account=ACCOUNT, supervision_s=0, timeout_s=0.2, retries=1,
+                        retry_max_s=0.5, receivers=(ArcReceiver("127.0.0.1", port),))
+        outcomes: list[Outcome] = []
+        tx = Transmitter(cfg, outcomes.append, lambda *a: None)
+        tx.start()
+        tx.enqueue("stuck", 0, ARC_CODES["flood"], 1)
+        tx.enqueue("next", 0, ARC_CODES["pull_cord"], 2)
+        for _ in range(500):
+            if outcomes:
+                break
+            await asyncio.sleep(0.01)
+        assert tx.backlog == 1                      # the stuck one still waits, not dropped
+        await tx.stop()
+        server.close()
+        await server.wait_closed()
+        return outcomes, seen
+
+    outcomes, seen = asyncio.run(main())
+    assert [o.event_id for o in outcomes] == ["next"] and outcomes[0].acked
+    assert [e.event_type for e in seen][:2] == ["154", "101"]
