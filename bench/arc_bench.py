@@ -32,20 +32,18 @@ from tests.harness import AgentRunner, make_config, wait_until, with_gpio
 
 
 class Callbacks:
-    """Counts the receiver's callbacks; ``wait_next`` blocks until one more arrived."""
+    """The receiver's callbacks; ``wait_next`` blocks (on a condition, no polling) until
+    one more arrived."""
 
     def __init__(self, receiver: ArcReceiver) -> None:
         self.receiver = receiver
 
     def count(self) -> int:
-        return len(self.receiver.alarms())
+        return self.receiver.alarm_count
 
     def wait_next(self, before: int, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count() <= before:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no callback at the receiver")
-            time.sleep(0.0002)
+        if not self.receiver.wait_alarms(before + 1, timeout):
+            raise TimeoutError("no callback at the receiver")
 
 
 def baseline(receiver: ArcReceiver, n: int) -> list[float]:

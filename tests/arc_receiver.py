@@ -45,6 +45,8 @@ class ArcReceiver:
         self.account = SIAAccount(account, KEY_TEXT if encrypted else None)
         self.events: list[Any] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.alarm_count = 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="arc-receiver",
                                         daemon=True)
@@ -53,8 +55,16 @@ class ArcReceiver:
         self._udp: tuple[Any, Any] | None = None
 
     async def _on_event(self, event: Any) -> None:
-        with self._lock:
+        with self._changed:
             self.events.append(event)
+            if event.message_type.value != "NULL":
+                self.alarm_count += 1
+            self._changed.notify_all()
+
+    def wait_alarms(self, n: int, timeout: float = 5.0) -> bool:
+        """Block until at least ``n`` non-NULL events arrived (no polling: benchmarks)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.alarm_count >= n, timeout)
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
