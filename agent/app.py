@@ -13,7 +13,6 @@ import collections
 import concurrent.futures
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,6 +27,7 @@ from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
 from agent.ports import (
     AgentState,
+    ArcDeliveryStore,
     Component,
     DeviceInfo,
     HubMessage,
@@ -35,6 +35,7 @@ from agent.ports import (
     StoreFigures,
     Unsubscribe,
     UplinkFigures,
+    condition_name,
 )
 from agent.reconfigure import apply_live
 from agent.store.component_state import SqliteComponentState
@@ -53,6 +54,8 @@ STATUS_EVERY_S = 2.0         # systemd StatusText: at most this often (state cha
 MAINTAIN_EVERY_S = 10.0      # store upkeep (reserve re-armed, disk-full state left)
 STORE_DEVICE = "store"       # device_id of the store's own warnings
 STORE_BUSY_EXTEND_S = 60.0   # start time asked of systemd per salvage progress report
+# How systemd's status line names a hub condition (others: the name, underscores as spaces).
+CONDITION_TEXT = {"arc_path_down": "ARC path down"}
 
 
 class HubTopics:
@@ -176,7 +179,7 @@ class Agent:
         self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._backlog = 0
         self._prewarning: set[str] = set()
-        self._arc_down = False
+        self._conditions: set[str] = set()           # raised by components (set_condition)
         self._state = AgentState()
         self._status_sent = ""                        # last StatusText given to systemd
         self._status_mono = -STATUS_EVERY_S
@@ -238,8 +241,6 @@ class Agent:
         self._ack_subs.append(callback)
 
     def subscribe_before_commit(self, callback: Callable[[list[Event]], None]) -> None:
-        """Loop only: ``callback(alarms)`` just before a batch with alarms is committed (for
-        the ARC path: agent/arc/component.py)."""
         self._precommit_subs.append(callback)
 
     def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
@@ -256,15 +257,16 @@ class Agent:
             self._prewarning.discard(source)
         self._update_state()
 
-    def set_arc_path(self, down: bool) -> None:
-        """The ARC path (agent/arc/) says a receiver stopped answering, or all answer again."""
-        self._arc_down = down
+    def set_condition(self, name: str, active: bool) -> None:
+        condition_name(name)
+        if active:
+            self._conditions.add(name)
+        else:
+            self._conditions.discard(name)
         self._update_state()
 
-    def state_db(self) -> sqlite3.Connection:
-        """Loop only: the store's connection, for a component's own tables (the ARC's
-        acknowledgements, agent/store/arc_delivery.py)."""
-        return self.store.db
+    def arc_delivery(self) -> ArcDeliveryStore:
+        return self.store.arc_delivery()
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         """Loop only. Sent :data:`DEVICE_STATE_DELAY_S` later, the latest state per device:
@@ -529,7 +531,7 @@ class Agent:
             last_alarm_delivered_mono=self._last_alarm_delivered,
             prewarning=bool(self._prewarning),
             storage_failed=self._storage_failed,
-            arc_path_down=self._arc_down,
+            conditions=frozenset(self._conditions),
         )
         if new != self._state:
             self._state = new
@@ -547,8 +549,7 @@ class Agent:
             parts.append("alarm pending")
         if s.storage_failed:
             parts.append("STORAGE FAILED")
-        if s.arc_path_down:
-            parts.append("ARC path down")
+        parts.extend(CONDITION_TEXT.get(c, c.replace("_", " ")) for c in sorted(s.conditions))
         if s.last_alarm_delivered_mono is not None:
             at = self.clock.wall() - (time.monotonic() - s.last_alarm_delivered_mono)
             parts.append("last alarm delivered "

@@ -1,17 +1,19 @@
 """The ARC path as an agent component: committed events -> DC-09 transmitter -> ARC.
 
-Hooks it uses on the agent (the spine's port will carry them):
+What it uses of the port (:class:`agent.ports.AgentContext`), nothing else of the agent:
 
 - ``ctx.subscribe_events``: every committed event; the ones ``[arc]`` selects are queued in
-  the ``arc_delivery`` table (:mod:`agent.store.arc_delivery`) and handed to the
-  transmitter at once, in parallel with the MQTT uplink;
-- ``ctx.state_db()``: the agent's SQLite connection, for that table (see
-  :class:`ArcContext`);
+  the ARC's delivery rows and handed to the transmitter at once, in parallel with the MQTT
+  uplink;
+- ``ctx.arc_delivery()``: those rows (:class:`agent.ports.ArcDeliveryStore`, the
+  ``arc_delivery`` table beside the events, :mod:`agent.store.arc_delivery`), which
+  ``report`` and ``status`` read;
 - ``ctx.submit_event``: ``arc_path_down`` (warning) / ``arc_path_up`` (info) and
   ``arc_refused`` (warning) events to MQTT;
-- ``ctx.set_arc_path(down)``: the status LED shows a receiver that stopped answering;
+- ``ctx.set_condition("arc_path_down", down)``: the status LED shows a receiver that
+  stopped answering;
 - ``ctx.subscribe_before_commit``: an alarm's first frame leaves while the store's commit
-  runs (as the MQTT uplink's ``send_early``); its ACK is recorded only after the commit.
+  runs (as the MQTT uplink's early send); its ACK is recorded only after the commit.
 
 At start, pending rows from an earlier run are sent again, and alarms committed in the last
 day that never got a row (a crash between the commit and the queueing) get one.
@@ -21,37 +23,22 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from agent.arc.codes import arc_code
 from agent.arc.config import ArcConfig
 from agent.arc.transmitter import Outcome, Transmitter
 from agent.model import Event, Priority
-from agent.ports import AgentContext, DeviceInfo
-from agent.store.arc_delivery import ACKED, ArcDeliveryStore, ArcRow
+from agent.ports import AgentContext, ArcDeliveryStore, DeviceInfo
+from agent.store.arc_delivery import ACKED, ArcRow
 
 log = logging.getLogger(__name__)
 ARC_DEVICE = "arc"
+PATH_DOWN = "arc_path_down"     # the hub condition the LED shows
 ADOPT_WINDOW_S = 24 * 3600.0
 _PRIORITY_NAMES = {"alarm": Priority.ALARM, "warning": Priority.WARNING,
                    "info": Priority.INFO}
-
-
-class ArcContext(AgentContext, Protocol):
-    """What the ARC path needs beyond :class:`AgentContext`."""
-
-    def state_db(self) -> sqlite3.Connection:
-        """The agent store's connection (loop thread only), for a component's own tables."""
-
-    def set_arc_path(self, down: bool) -> None:
-        """The ARC path is down (some receiver stopped answering) or up again."""
-
-    def subscribe_before_commit(self, callback: Callable[[list[Event]], None]) -> None:
-        """``callback(alarms)`` with the alarms of a batch just before its commit (and
-        fsync): not durable yet, so acknowledge nothing on it; a path may start sending."""
 
 
 class ArcComponent:
@@ -61,7 +48,7 @@ class ArcComponent:
                  zone_of: Callable[[str], int] = lambda _d: 0) -> None:
         self.config = config
         self.zone_of = zone_of
-        self.ctx: ArcContext | None = None
+        self.ctx: AgentContext | None = None
         self.store: ArcDeliveryStore | None = None
         self.transmitter: Transmitter | None = None
         self._prios = {_PRIORITY_NAMES[p] for p in config.priorities}
@@ -80,10 +67,8 @@ class ArcComponent:
                     and event.type not in self.config.warning_types)
 
     async def start(self, ctx: AgentContext) -> None:
-        self.ctx = ctx  # type: ignore[assignment]
-        assert self.ctx is not None
-        self.store = ArcDeliveryStore(self.ctx.state_db())
-        store = self.store
+        self.ctx = ctx
+        self.store = store = ctx.arc_delivery()
         last = store.get_state("dc09_seq")
         self.transmitter = Transmitter(
             self.config, self._outcome, self._path, on_attempt=store.attempted,
@@ -98,7 +83,7 @@ class ArcComponent:
             self.transmitter.enqueue(row.event_id, int(row.priority),
                                      arc_code(row.type, row.priority), row.zone)
         ctx.subscribe_events(self._on_event)
-        self.ctx.subscribe_before_commit(self._before_commit)
+        ctx.subscribe_before_commit(self._before_commit)
         self.transmitter.start()
 
     async def stop(self) -> None:
@@ -106,7 +91,7 @@ class ArcComponent:
             await self.transmitter.stop()
             if self.ctx is not None and any(v is False
                                             for v in self.transmitter.path_up().values()):
-                self.ctx.set_arc_path(False)   # a stopped path (reconfigured away) shows nothing
+                self.ctx.set_condition(PATH_DOWN, False)  # a stopped path shows nothing
 
     def devices(self) -> list[DeviceInfo]:
         return []
@@ -188,7 +173,8 @@ class ArcComponent:
                   "receivers_down": sorted(k for k, v in self.transmitter.path_up().items()
                                            if v is False)},
             wall=self.ctx.clock.wall(), clock_synced=self.ctx.clock.synced()))
-        self.ctx.set_arc_path(any(v is False for v in self.transmitter.path_up().values()))
+        self.ctx.set_condition(PATH_DOWN,
+                               any(v is False for v in self.transmitter.path_up().values()))
 
     # -- queries (commissioning, status) --------------------------------------------------
     def delivery(self, event_id: str) -> ArcRow | None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from agent.model import Priority
 
@@ -65,19 +65,32 @@ class ArcRow:
     latency_ms: float | None = None
 
 
+class UnqueuedAlarm(NamedTuple):
+    """An alarm committed (in ``events`` or MQTT's history) that never got a row here."""
+
+    event_id: str
+    seq: int
+    prio: int
+    type: str
+    device_id: str
+    wall: float
+    payload: bytes
+
+
 _COLUMNS = ("event_id, seq, prio, type, device_id, code, zone, wall, queued_wall, state,"
             " attempts, receiver, dc09_seq, acked_wall, latency_ms")
 
 
-def _row(r: tuple) -> ArcRow:  # type: ignore[type-arg]
+def _row(r: tuple[Any, ...]) -> ArcRow:
     return ArcRow(r[0], r[1], Priority(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
                   r[11], r[12], r[13], r[14])
 
 
-class ArcDeliveryStore:
-    """Small API over ``arc_delivery`` in the agent's database (same connection, the loop's
-    thread). Each call is its own transaction, without an fsync (see :class:`_Tx`): at least
-    once, never lost."""
+class SqliteArcDeliveryStore:
+    """:class:`agent.ports.ArcDeliveryStore` over ``arc_delivery`` in the agent's database
+    (the store's connection, the loop's thread; made by ``SqliteStore.arc_delivery()``).
+    Each call is its own transaction, without an fsync (see :class:`_Tx`): at least once,
+    never lost."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -132,14 +145,13 @@ class ArcDeliveryStore:
                             (event_id,)).fetchone()
         return None if r is None else _row(r)
 
-    def unqueued_alarms(self, since_wall: float) -> list[tuple[str, int, int, str, str, float,
-                                                                bytes]]:
+    def unqueued_alarms(self, since_wall: float) -> list[UnqueuedAlarm]:
         """Events committed but never queued here (a crash between the commit and the
         queueing): (id, seq, prio, type, device_id, wall, payload) of alarms since
         ``since_wall``, in ``events`` or already in MQTT's history."""
-        out = []
+        out: list[UnqueuedAlarm] = []
         for table in ("events", "delivered"):
-            out.extend(self.db.execute(
+            out.extend(UnqueuedAlarm(*r) for r in self.db.execute(
                 f"SELECT id, seq, prio, type, device_id, wall, payload FROM {table}"
                 " WHERE prio=? AND wall>=? AND id NOT IN (SELECT event_id FROM arc_delivery)",
                 (int(Priority.ALARM), since_wall)).fetchall())
@@ -155,6 +167,53 @@ class ArcDeliveryStore:
 
     def _tx(self) -> _Tx:
         return _Tx(self.db)
+
+
+class MemoryArcDeliveryStore:
+    """The same contract in memory (offline replays, tests): nothing survives the process,
+    and no event store lies beside it, so no alarm is ever unqueued."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, ArcRow] = {}
+        self.state: dict[str, str] = {}
+
+    def add(self, rows: Sequence[ArcRow]) -> None:
+        for r in rows:
+            self.rows.setdefault(r.event_id, replace(r, state=PENDING, attempts=0))
+
+    def attempted(self, event_id: str) -> None:
+        row = self.rows.get(event_id)
+        if row is not None:
+            self.rows[event_id] = replace(row, attempts=row.attempts + 1)
+
+    def acked(self, event_id: str, receiver: str, dc09_seq: int, latency_ms: float | None,
+              answer: str, acked_wall: float | None = None) -> None:
+        row = self.rows.get(event_id)
+        if row is not None:
+            self.rows[event_id] = replace(
+                row, state=ACKED, receiver=receiver, dc09_seq=dc09_seq, latency_ms=latency_ms,
+                acked_wall=time.time() if acked_wall is None else acked_wall)
+
+    def refused(self, event_id: str, answer: str) -> None:
+        row = self.rows.get(event_id)
+        if row is not None:
+            self.rows[event_id] = replace(row, state=REFUSED)
+
+    def pending(self) -> list[ArcRow]:
+        return sorted((r for r in self.rows.values() if r.state == PENDING),
+                      key=lambda r: (int(r.priority), r.wall))
+
+    def get(self, event_id: str) -> ArcRow | None:
+        return self.rows.get(event_id)
+
+    def unqueued_alarms(self, since_wall: float) -> list[UnqueuedAlarm]:
+        return []
+
+    def get_state(self, key: str) -> str | None:
+        return self.state.get(key)
+
+    def set_state(self, key: str, value: str) -> None:
+        self.state[key] = value
 
 
 class _Tx:

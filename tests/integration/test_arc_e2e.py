@@ -136,7 +136,8 @@ def test_primary_down_goes_to_the_backup(tmp_path: Path, mqtt_broker) -> None:
                                    what="arc_path_down")[0]
             assert down["priority"] == "warning"
             assert down["data"]["receiver"] == f"tcp://127.0.0.1:{dead_port}"
-            wait_until(lambda: runner.agent.state.arc_path_down, what="state shows it")
+            wait_until(lambda: "arc_path_down" in runner.agent.state.conditions,
+                       what="state shows it")
         rows = arc_rows(tmp_path / "events.db")
         assert rows[0][1] == "acked" and rows[0][2] == 3     # 2 on the primary, 1 on the backup
         assert rows[0][3] == f"tcp://127.0.0.1:{backup.port}"
@@ -203,17 +204,18 @@ def test_null_supervision_timeout_is_arc_path_down_then_up(tmp_path: Path,
     try:
         with AgentRunner(cfg, Hardware(pin_factory=MockFactory())) as runner:
             wait_until(lambda: receiver.nulls() >= 1, what="first NULL")
-            assert not runner.agent.state.arc_path_down
+            assert "arc_path_down" not in runner.agent.state.conditions
             receiver.stop()
             down = events.wait_for(lambda ms: [e for e in events.events()
                                                if e["type"] == "arc_path_down"],
                                    what="arc_path_down")[0]
             assert "NULL" in down["data"]["reason"]
-            wait_until(lambda: runner.agent.state.arc_path_down, what="LED state")
+            wait_until(lambda: "arc_path_down" in runner.agent.state.conditions, what="LED state")
             receiver.start()
             events.wait_for(lambda ms: any(e["type"] == "arc_path_up"
                                            for e in events.events()), what="arc_path_up")
-            wait_until(lambda: not runner.agent.state.arc_path_down, what="LED state clears")
+            wait_until(lambda: "arc_path_down" not in runner.agent.state.conditions,
+                       what="LED state clears")
             assert _arc(runner).transmitter is not None
     finally:
         receiver.close()

@@ -13,7 +13,7 @@ from agent.arc.codes import ARC_CODES, arc_code, generic_of
 from agent.config import parse_config_text
 from agent.errors import ConfigError
 from agent.model import Event, Priority
-from agent.store.arc_delivery import ArcDeliveryStore, ArcRow, read_latencies
+from agent.store.arc_delivery import ArcRow, read_latencies
 from agent.store.sqlite_store import SqliteStore
 from drivers.ble import bthome_mapping
 from drivers.gpio.kinds import KINDS
@@ -106,7 +106,7 @@ def test_arc_table_added_to_an_existing_store_and_kept(tmp_path: Path) -> None:
                               ).fetchall()
     store = SqliteStore(path, "h")
     store.open()
-    arc = ArcDeliveryStore(store.db)
+    arc = store.arc_delivery()
     missing = arc.unqueued_alarms(time.time() - 3600)
     assert [m[0] for m in missing] == [stored[0].id]              # adopted after a crash
     arc.add([ArcRow(stored[0].id, stored[0].seq, Priority.ALARM, "pull_cord", "cord", 101, 1,
@@ -116,7 +116,7 @@ def test_arc_table_added_to_an_existing_store_and_kept(tmp_path: Path) -> None:
     store.close()
     store = SqliteStore(path, "h")                                # a restart
     store.open()
-    arc = ArcDeliveryStore(store.db)
+    arc = store.arc_delivery()
     assert arc.pending()[0].attempts == 1 and not arc.unqueued_alarms(0.0)
     arc.acked(stored[0].id, "tcp://arc:1", 7, 123.0, "ACK code 101")
     assert not arc.pending() and read_latencies(store.db) == [123.0]

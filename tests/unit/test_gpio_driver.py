@@ -325,8 +325,10 @@ def test_led_pattern_priorities() -> None:
     assert o.led_next_change(delivered, 100.0, show) == 120.0
     assert o.led_next_change(AgentState(online=True), 100.0, show) is None
     # an ARC receiver not answering: shown while MQTT is up, outranked by alarms and offline
-    arc = AgentState(online=True, arc_path_down=True)
+    arc = AgentState(online=True, conditions=frozenset({"arc_path_down"}))
     assert o.led_pattern(arc, 100.0, show) is o.LED_ARC_PATH_DOWN
+    other = AgentState(online=True, conditions=frozenset({"some_other_condition"}))
+    assert o.led_pattern(other, 100.0, show) is o.LED_ONLINE   # one the LED does not know
     assert o.led_pattern(replace(arc, online=False), 100.0, show) is o.LED_OFFLINE
     assert o.led_pattern(replace(arc, alarm_pending=True), 100.0, show) is o.LED_ALARM_PENDING
 
