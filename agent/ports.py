@@ -90,7 +90,8 @@ class ArcDeliveryStore(Protocol):
     """The ARC path's durable deliveries (``agent/store/arc_delivery.py``; in memory offline
     and in tests): one row per event sent to the receiving centre, ``pending`` until a
     receiver ACKs it (receiver, DC-09 sequence, latency kept for ``report``) or refuses it.
-    Loop only. Each call is its own transaction."""
+    Loop only. Each write is its own transaction and raises :class:`agent.errors.StoreError`
+    when the card refuses it."""
 
     def add(self, rows: Sequence[ArcRow]) -> None:
         """Queue events for the ARC (an event already queued is left as it is)."""

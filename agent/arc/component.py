@@ -29,6 +29,7 @@ from collections.abc import Callable
 from agent.arc.codes import arc_code
 from agent.arc.config import ArcConfig
 from agent.arc.transmitter import Outcome, Transmitter
+from agent.errors import StoreError
 from agent.model import Event, Priority
 from agent.ports import AgentContext, ArcDeliveryStore, DeviceInfo
 from agent.store.arc_delivery import ACKED, ArcRow
@@ -71,9 +72,10 @@ class ArcComponent:
         self.store = store = ctx.arc_delivery()
         last = store.get_state("dc09_seq")
         self.transmitter = Transmitter(
-            self.config, self._outcome, self._path, on_attempt=store.attempted,
+            self.config, self._outcome, self._path,
+            on_attempt=lambda event_id: self._record(store.attempted, event_id),
             wall=ctx.clock.wall, seq_start=int(last) if last and last.isdigit() else 0,
-            on_seq_block=lambda n: store.set_state("dc09_seq", str(n)))
+            on_seq_block=lambda n: self._record(store.set_state, "dc09_seq", str(n)))
         self._adopt_unqueued()
         pending = self.store.pending()
         if pending:
@@ -115,9 +117,11 @@ class ArcComponent:
             return
         code = arc_code(event.type, event.priority, event.data)
         zone = self.zone_of(event.device_id)
-        self.store.add([ArcRow(event.id, event.seq, event.priority, event.type,
-                               event.device_id, code.contact_id, zone, event.wall,
-                               time.time())])
+        # Sent even when its row cannot be written (a full or failing card): the ARC hears
+        # of the alarm now; only the record of its ACK (and a resend after a restart) is lost.
+        self._record(self.store.add, [ArcRow(event.id, event.seq, event.priority, event.type,
+                                             event.device_id, code.contact_id, zone,
+                                             event.wall, time.time())])
         self._mono_of[event.id] = event.mono
         self.transmitter.enqueue(event.id, int(event.priority), code, zone, event.mono)
 
@@ -139,6 +143,15 @@ class ArcComponent:
                         " queueing them now", len(rows))
             self.store.add(rows)
 
+    @staticmethod
+    def _record(write: Callable[..., None], *args: object) -> None:
+        """A write to the delivery rows; a failing card is logged, never lets it stop the
+        path (it runs inside the transmitter's sender)."""
+        try:
+            write(*args)
+        except StoreError as exc:
+            log.error("ARC delivery record not written (%s): the path goes on", exc)
+
     # -- outcomes -------------------------------------------------------------------------
     def _outcome(self, outcome: Outcome) -> None:
         assert self.store is not None and self.ctx is not None
@@ -148,12 +161,12 @@ class ArcComponent:
             # after a restart (its monotonic time is gone).
             latency = ((time.monotonic() - mono) * 1000.0 if mono is not None
                        else outcome.latency_ms)
-            self.store.acked(outcome.event_id, outcome.receiver, outcome.dc09_seq, latency,
-                             f"{outcome.answer} code {outcome.code:03d}")
+            self._record(self.store.acked, outcome.event_id, outcome.receiver,
+                         outcome.dc09_seq, latency, f"{outcome.answer} code {outcome.code:03d}")
             log.info("ARC %s acknowledged event %s (DC-09 seq %04d) in %.0f ms",
                      outcome.receiver, outcome.event_id, outcome.dc09_seq, latency)
             return
-        self.store.refused(outcome.event_id, outcome.answer)
+        self._record(self.store.refused, outcome.event_id, outcome.answer)
         self.ctx.submit_event(Event(
             type="arc_refused", priority=Priority.WARNING, device_id=ARC_DEVICE,
             data={"event_id": outcome.event_id, "answer": outcome.answer,

@@ -13,13 +13,17 @@ from before it keep working and gain the table (an additive migration).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from agent.errors import StoreError
 from agent.model import Priority
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS arc_delivery(
@@ -226,14 +230,26 @@ class _Tx:
         self.db = db
 
     def __enter__(self) -> None:
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
         try:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"ARC delivery rows: {exc}") from exc
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, _tb: object) -> None:
+        """A failing or full card is a :class:`StoreError` (the ARC path sends anyway)."""
+        try:
+            self.db.execute("COMMIT" if exc is None else "ROLLBACK")
+        except sqlite3.Error as end:
+            if exc is None:
+                raise StoreError(f"ARC delivery rows: {end}") from end
         finally:
-            self.db.execute("PRAGMA synchronous=FULL")
+            try:
+                self.db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error:
+                log.exception("cannot restore synchronous=FULL after an ARC delivery write")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"ARC delivery rows: {exc}") from exc
 
 
 def arc_summary(db: sqlite3.Connection, start: float, end: float) -> dict[str, int] | None:

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from agent.arc.component import PATH_DOWN, ArcComponent
 from agent.arc.config import ArcConfig
 from agent.arc.config import ArcReceiver as ReceiverConfig
+from agent.errors import StoreError
 from agent.model import Event, Priority
+from agent.store.arc_delivery import MemoryArcDeliveryStore
 from tests.arc_receiver import ACCOUNT, ArcReceiver, free_port
 from tests.fake_context import FakeContext
 
@@ -86,3 +88,38 @@ def test_a_silent_receiver_raises_arc_path_down_and_stop_clears_it() -> None:
         ctx.close()
 
     asyncio.run(main())
+
+
+class _FullCard(MemoryArcDeliveryStore):
+    """Delivery rows on a card that refuses every write (full or failing)."""
+
+    def _refuse(self, *_: object, **__: object) -> None:
+        raise StoreError("disk I/O error")
+
+    add = attempted = acked = refused = set_state = _refuse
+
+
+def test_alarms_reach_the_arc_when_their_rows_cannot_be_written() -> None:
+    """The record of an ARC delivery failing must not stop the alarm or the path (the
+    sender used to die on the first failed write)."""
+    receiver = ArcReceiver("tcp").start()
+    cfg = ArcConfig(account=ACCOUNT, supervision_s=0, timeout_s=2.0,
+                    receivers=(ReceiverConfig("127.0.0.1", receiver.port),))
+
+    async def main() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        ctx.arc_rows = _FullCard()
+        arc = ArcComponent(cfg)
+        await arc.start(ctx)
+        try:
+            for n in (1, 2):
+                ctx.submit_event(_alarm())
+                await until(lambda n=n: len(receiver.alarms()) == n, f"alarm {n} at the ARC")
+        finally:
+            await arc.stop()
+            ctx.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        receiver.close()

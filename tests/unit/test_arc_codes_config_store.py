@@ -138,3 +138,19 @@ def test_check_config_warns_about_a_weak_arc_path(tmp_path: Path) -> None:
     assert any("unencrypted" in w for w in plain)
     key.chmod(0o600)
     assert not any("key_file" in w for w in config_warnings(cfg, {}, None))
+
+
+def test_a_refused_arc_delivery_write_is_a_store_error(tmp_path: Path) -> None:
+    from agent.errors import StoreError
+
+    store = SqliteStore(str(tmp_path / "events.db"), "h")
+    store.open()
+    arc = store.arc_delivery()
+    row = ArcRow("e1", 1, Priority.ALARM, "pull_cord", "cord", 101, 1, time.time(), time.time())
+    store.db.execute("PRAGMA query_only=ON")              # every write now refused
+    with pytest.raises(StoreError):
+        arc.add([row])
+    store.db.execute("PRAGMA query_only=OFF")
+    arc.add([row])                                         # the connection is usable again
+    assert [r.event_id for r in arc.pending()] == ["e1"]
+    store.close()
