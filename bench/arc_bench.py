@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def baseline(receiver: ArcReceiver, n: int) -> list[float]:
     with socket.create_connection(("127.0.0.1", receiver.port)) as s:
         for i in range(n):
             frame = dc09.encode(dc09.adm_cid(i % 9999 + 1, ACCOUNT, 101, zone=1, receiver="0"),
-                                datetime.now(timezone.utc))
+                                datetime.now(UTC))
             before = cb.count()
             t0 = time.perf_counter()
             s.sendall(frame)

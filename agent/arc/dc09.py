@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -123,7 +123,7 @@ def null(seq: int, account: str, *, receiver: str | None = None, line: str = "0"
 
 def timestamp(when: datetime) -> str:
     """``_HH:MM:SS,MM-DD-YYYY`` in UTC."""
-    return "_" + when.astimezone(timezone.utc).strftime(_TS_FORMAT)
+    return "_" + when.astimezone(UTC).strftime(_TS_FORMAT)
 
 
 def _cipher(key: bytes) -> Cipher[modes.CBC]:
@@ -237,7 +237,7 @@ def decode(raw: bytes, key: bytes | None = None) -> Frame:
     when = None
     if ts_match:
         try:
-            when = datetime.strptime(ts_match.group(1), _TS_FORMAT).replace(tzinfo=timezone.utc)
+            when = datetime.strptime(ts_match.group(1), _TS_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             when = None
     return Frame(b["kind"], encrypted, int(b["seq"]), b["rcv"] or b["rcv2"], b["line"],

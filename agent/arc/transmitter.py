@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from agent.arc import dc09
 from agent.arc.codes import ArcCode, generic_of
@@ -132,7 +132,7 @@ class Transmitter:
         if (link is None or self._queue or self.current is not None or self._early
                 or not link.ready()):
             return False
-        seq = self._next_seq()
+        seq = self.next_seq()
         item = Outgoing(priority, 0, event_id, code, zone)
         msg = self._message(0, seq, item, code)
         frame = dc09.encode(msg, self._now(), self.keys[0])
@@ -166,7 +166,7 @@ class Transmitter:
             await link.close()
 
     # -- sending --------------------------------------------------------------------------
-    def _next_seq(self) -> int:
+    def next_seq(self) -> int:
         self._seq = self._seq % dc09.SEQ_MAX + 1
         if self._on_seq_block is not None and (self._seq == 1 or self._seq > self._seq_reserved):
             self._seq_reserved = min(dc09.SEQ_MAX, self._seq + SEQ_BLOCK - 1)
@@ -174,7 +174,7 @@ class Transmitter:
         return self._seq
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._wall(), timezone.utc) + timedelta(
+        return datetime.fromtimestamp(self._wall(), UTC) + timedelta(
             seconds=self._offset_s)
 
     def _message(self, i: int, seq: int, item: Outgoing | None,
@@ -217,7 +217,7 @@ class Transmitter:
                 return answer
             if answer.timestamp is not None:
                 self._offset_s = (answer.timestamp - datetime.fromtimestamp(
-                    self._wall(), timezone.utc)).total_seconds()
+                    self._wall(), UTC)).total_seconds()
                 log.warning("%s: NAK; correcting our DC-09 timestamps by %+.1f s to the"
                             " receiver's clock", link.label, self._offset_s)
             else:
@@ -230,7 +230,7 @@ class Transmitter:
         behind it, so one message no receiver takes cannot hold back the next alarm)."""
         while True:
             all_duh = True
-            for i, link in enumerate(self.links):
+            for i in range(len(self.links)):
                 outcome, duh = await self._deliver_to(i, item)
                 if outcome is not None:
                     self._on_outcome(outcome)
@@ -262,7 +262,7 @@ class Transmitter:
         if early_sent is not None and time.monotonic() - early_sent[3] < self.config.timeout_s:
             seq, early = early_sent[0], (early_sent[1], early_sent[2])
         else:
-            seq = self._next_seq()
+            seq = self.next_seq()
         attempts = 0
         silent = False
         while code is not None and attempts < self.config.retries:
@@ -293,7 +293,7 @@ class Transmitter:
                           f"sending the generic code {fallback.contact_id:03d}" if fallback
                           else "trying the next receiver")
                 code = fallback
-                seq = self._next_seq()
+                seq = self.next_seq()
                 attempts = 0
                 continue
             log.warning("%s: answer %s is not an ACK for seq %04d; sending again", link.label,
@@ -333,7 +333,7 @@ class Transmitter:
 
     async def null_round(self, i: int) -> bool:
         """A link test: a NULL message, up to ``retries`` attempts. True if ACKed."""
-        seq = self._next_seq()
+        seq = self.next_seq()
         msg = self._message(i, seq, None, None)
         for _ in range(self.config.retries):
             try:

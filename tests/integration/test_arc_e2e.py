@@ -277,7 +277,7 @@ def test_a_wrong_hub_clock_is_corrected_from_the_receivers_nak(tmp_path: Path,
             wait_until(lambda: arc_rows(tmp_path / "events.db")[0][1] == "acked",
                        what="acked")
         alarm = receiver.alarms()[0]
-        assert abs((alarm.timestamp.timestamp() - time.time())) < 30
+        assert abs(alarm.timestamp.timestamp() - time.time()) < 30
         assert arc_rows(tmp_path / "events.db")[0][2] == 1     # one attempt: NAK, then ACK
     finally:
         receiver.close()

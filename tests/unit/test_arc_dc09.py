@@ -3,7 +3,7 @@ recorded cases; tests/data/arc/README.md) and against pysiaalarm's parser."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ STD_SIA = b'CE110032"SIA-DCS"9876R579BDFL789ABC#12345A[#12345A|NFA129]'
 ENC_NULL = (b'76D80055"*NULL"0000R0L0#AAAB[B4BC8B40D0E6D959D6BEA78E88CC0B2155741A3C44FBB96D47'
             b'6A3E557CAD64D9')
 PYSIA_KEY = b"AAAAAAAAAAAAAAAA"
-WHEN = datetime(2026, 12, 5, 8, 30, 15, tzinfo=timezone.utc)
+WHEN = datetime(2026, 12, 5, 8, 30, 15, tzinfo=UTC)
 
 
 def test_crc16_is_crc16_arc() -> None:
@@ -40,7 +40,7 @@ def test_decrypts_a_recorded_encrypted_null() -> None:
     frame = dc09.decode(b"\n" + ENC_NULL + b"\r", PYSIA_KEY)
     assert frame.kind == "NULL" and frame.encrypted and frame.account == "AAAB"
     assert frame.rest == "]_18:24:52,07-05-2020"
-    assert frame.timestamp == datetime(2020, 7, 5, 18, 24, 52, tzinfo=timezone.utc)
+    assert frame.timestamp == datetime(2020, 7, 5, 18, 24, 52, tzinfo=UTC)
 
 
 def test_bad_crc_and_length_are_refused() -> None:
@@ -66,7 +66,7 @@ def test_pysiaalarm_parses_what_we_send(key: bytes | None, kind: str) -> None:
     msg = {"adm": dc09.adm_cid(42, "1234", 101, zone=3, receiver="0"),
            "sia": dc09.sia_dcs(42, "1234", "QA", zone=3, group=1, receiver="0"),
            "null": dc09.null(42, "1234", receiver="0")}[kind]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     raw = dc09.encode(msg, now, key)
     account = SIAAccount("1234", key.decode() if key else None)
     event = SIAEvent.from_line(raw.decode().strip(), {"1234": account})
@@ -93,7 +93,7 @@ def test_pysiaalarm_duh_and_nak_are_read() -> None:
 
     account = SIAAccount("1234", None)
     raw = dc09.encode(dc09.sia_dcs(7, "1234", "ZX", zone=1, receiver="0"),
-                      datetime.now(timezone.utc))   # ZX: no such SIA code
+                      datetime.now(UTC))   # ZX: no such SIA code
     event = SIAEvent.from_line(raw.decode().strip(), {"1234": account})
     duh = dc09.parse_response(event.create_response(), None)
     assert duh.kind == "DUH" and duh.seq == 7

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pysiaalarm import SIAAccount
 from pysiaalarm.event import SIAEvent
@@ -72,7 +72,7 @@ async def run(script: Script, code: str = "pull_cord", receivers: int = 1,
 
 
 def test_nak_with_receiver_time_corrects_the_clock_and_is_sent_again() -> None:
-    ahead = datetime.now(timezone.utc) + timedelta(seconds=600)
+    ahead = datetime.now(UTC) + timedelta(seconds=600)
 
     def script(ev: SIAEvent, n: int) -> bytes:
         return answer("NAK", "0000", ahead) if n == 1 else answer("ACK", ev.sequence)
@@ -123,15 +123,15 @@ def test_sequence_numbers_continue_after_a_restart() -> None:
     saved: list[int] = []
     cfg = ArcConfig(account=ACCOUNT, receivers=(ArcReceiver("127.0.0.1", 9),))
     tx = Transmitter(cfg, lambda o: None, lambda *a: None, on_seq_block=saved.append)
-    first = [tx._next_seq() for _ in range(150)]
+    first = [tx.next_seq() for _ in range(150)]
     assert first[:2] == [1, 2] and saved == [100, 200]
     # a restart: numbers go on after the last block reserved, never back to 0001
     tx2 = Transmitter(cfg, lambda o: None, lambda *a: None, seq_start=saved[-1],
                       on_seq_block=saved.append)
-    assert tx2._next_seq() == 201 and saved[-1] == 300
+    assert tx2.next_seq() == 201 and saved[-1] == 300
     # and wrap after 9999 to 0001
     tx3 = Transmitter(cfg, lambda o: None, lambda *a: None, seq_start=9999)
-    assert tx3._next_seq() == 1
+    assert tx3.next_seq() == 1
 
 
 def test_an_alarm_no_receiver_takes_does_not_hold_back_the_next() -> None:
