@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.arc.dc09 import ACCOUNT_PATTERN, KEY_SIZES, PREFIX_PATTERN
+# The standard's limits (SIA DC-09): account 3-16 hex digits, receiver/line prefixes 1-6,
+# AES-128/192/256 keys. Here, not in dc09.py: agent.config loads this schema without the codec.
+ACCOUNT_PATTERN = r"[0-9A-Fa-f]{3,16}"
+PREFIX_PATTERN = r"[0-9A-Fa-f]{1,6}"
+KEY_SIZES = (16, 24, 32)
 
 
 @dataclass(frozen=True, slots=True)

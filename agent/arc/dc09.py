@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from agent.arc.config import ACCOUNT_PATTERN, KEY_SIZES, PREFIX_PATTERN
 from agent.errors import DecodeError
 
 LF = b"\n"
@@ -47,9 +48,6 @@ SIA_DCS = "SIA-DCS"
 NULL = "NULL"
 KINDS = (ADM_CID, SIA_DCS, NULL)
 SEQ_MAX = 9999
-ACCOUNT_PATTERN = r"[0-9A-Fa-f]{3,16}"
-PREFIX_PATTERN = r"[0-9A-Fa-f]{1,6}"
-KEY_SIZES = (16, 24, 32)
 _IV = bytes(16)
 _PAD_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _TS_FORMAT = "%H:%M:%S,%m-%d-%Y"

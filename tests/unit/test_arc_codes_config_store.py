@@ -124,7 +124,7 @@ def test_arc_table_added_to_an_existing_store_and_kept(tmp_path: Path) -> None:
 
 
 def test_check_config_warns_about_a_weak_arc_path(tmp_path: Path) -> None:
-    from agent.config.startup_checks import config_warnings
+    from agent.cli.startup_checks import config_warnings
 
     key = tmp_path / "arc.key"
     key.write_text("00112233445566778899aabbccddeeff\n")
