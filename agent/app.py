@@ -27,6 +27,7 @@ from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
 from agent.ports import (
     AgentState,
+    ArcDeliveryStore,
     Component,
     DeviceInfo,
     HubMessage,
@@ -34,6 +35,7 @@ from agent.ports import (
     StoreFigures,
     Unsubscribe,
     UplinkFigures,
+    condition_name,
 )
 from agent.reconfigure import apply_live
 from agent.store.component_state import SqliteComponentState
@@ -52,6 +54,8 @@ STATUS_EVERY_S = 2.0         # systemd StatusText: at most this often (state cha
 MAINTAIN_EVERY_S = 10.0      # store upkeep (reserve re-armed, disk-full state left)
 STORE_DEVICE = "store"       # device_id of the store's own warnings
 STORE_BUSY_EXTEND_S = 60.0   # start time asked of systemd per salvage progress report
+# How systemd's status line names a hub condition (others: the name, underscores as spaces).
+CONDITION_TEXT = {"arc_path_down": "ARC path down"}
 
 
 class HubTopics:
@@ -161,6 +165,7 @@ class Agent:
         self._reading_subs: list[Callable[[Reading], None]] = []
         self._event_subs: list[Callable[[Event], None]] = []
         self._ack_subs: list[Callable[[int], None]] = []
+        self._precommit_subs: list[Callable[[list[Event]], None]] = []
         self._refused_subs: list[Callable[[Event], None]] = []
         self._refused_told: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._state_subs: list[Callable[[AgentState], None]] = []
@@ -174,6 +179,7 @@ class Agent:
         self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._backlog = 0
         self._prewarning: set[str] = set()
+        self._conditions: set[str] = set()           # raised by components (set_condition)
         self._state = AgentState()
         self._status_sent = ""                        # last StatusText given to systemd
         self._status_mono = -STATUS_EVERY_S
@@ -234,6 +240,9 @@ class Agent:
     def subscribe_acks(self, callback: Callable[[int], None]) -> None:
         self._ack_subs.append(callback)
 
+    def subscribe_before_commit(self, callback: Callable[[list[Event]], None]) -> None:
+        self._precommit_subs.append(callback)
+
     def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
         self._refused_subs.append(callback)
 
@@ -247,6 +256,17 @@ class Agent:
         else:
             self._prewarning.discard(source)
         self._update_state()
+
+    def set_condition(self, name: str, active: bool) -> None:
+        condition_name(name)
+        if active:
+            self._conditions.add(name)
+        else:
+            self._conditions.discard(name)
+        self._update_state()
+
+    def arc_delivery(self) -> ArcDeliveryStore:
+        return self.store.arc_delivery()
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         """Loop only. Sent :data:`DEVICE_STATE_DELAY_S` later, the latest state per device:
@@ -368,7 +388,8 @@ class Agent:
         if not batch:
             return
         try:
-            stored = self.store.append(batch, before_commit=self.uplink.send_early)
+            stored = self.store.append(
+                batch, before_commit=lambda rows: self._before_commit(batch, rows))
         except StoreError as exc:
             self._store_failed(batch, exc)
             return
@@ -393,6 +414,22 @@ class Agent:
                 except Exception:
                     log.exception("event subscriber %r failed", cb)
         self._update_state()
+
+    def _before_commit(self, batch: list[Event], rows: list[Any]) -> None:
+        """Just before the commit's fsync: alarms go out early on every alarm path (MQTT,
+        then the ARC's ``subscribe_before_commit``); none is acknowledged before the commit."""
+        self.uplink.send_early(rows)
+        if not self._precommit_subs:
+            return
+        ids = {r.id for r in rows if r.priority == Priority.ALARM}
+        alarms = [e for e in batch if e.id in ids]
+        if not alarms:
+            return
+        for cb in self._precommit_subs:
+            try:
+                cb(alarms)
+            except Exception:
+                log.exception("before-commit subscriber %r failed", cb)
 
     def _store_failed(self, batch: list[Event], exc: StoreError) -> None:
         """Alarms and warnings the store refused stay in memory and are retried (backing
@@ -494,6 +531,7 @@ class Agent:
             last_alarm_delivered_mono=self._last_alarm_delivered,
             prewarning=bool(self._prewarning),
             storage_failed=self._storage_failed,
+            conditions=frozenset(self._conditions),
         )
         if new != self._state:
             self._state = new
@@ -511,6 +549,7 @@ class Agent:
             parts.append("alarm pending")
         if s.storage_failed:
             parts.append("STORAGE FAILED")
+        parts.extend(CONDITION_TEXT.get(c, c.replace("_", " ")) for c in sorted(s.conditions))
         if s.last_alarm_delivered_mono is not None:
             at = self.clock.wall() - (time.monotonic() - s.last_alarm_delivered_mono)
             parts.append("last alarm delivered "
@@ -637,7 +676,7 @@ class Agent:
         """Start ``comp``, remembering the callbacks it subscribes so that
         :meth:`stop_component` can take them away again."""
         lists: list[list[Any]] = [self._reading_subs, self._event_subs, self._ack_subs,
-                                  self._state_subs, self._refused_subs]
+                                  self._state_subs, self._refused_subs, self._precommit_subs]
         before = [len(lst) for lst in lists]
         unsubs: list[Unsubscribe] = []
         self._starting = unsubs

@@ -114,6 +114,7 @@ class CommissionResult:
     warnings: list[str] = field(default_factory=list)
     test_event_id: str | None = None
     test_ack_ms: float | None = None
+    test_arc_ack_ms: float | None = None  # None: no [arc], or no ARC acknowledgement
     installation_event: Event | None = None
     interrupted: bool = False
     broker_ok: bool | None = None         # None: not checked yet
@@ -446,6 +447,31 @@ class Commissioning:
             msg = f"test alarm not acknowledged within {self.options.ack_timeout_s:.0f} s ({state})"
             self.out(f"  [FAIL] {msg}")
             self.result.failures.append(msg)
+        await self._step_test_alarm_arc(agent, reading.id, t0)
+
+    async def _step_test_alarm_arc(self, agent: Agent, event_id: str, t0: float) -> None:
+        """With an ``[arc]`` section the test alarm also goes to the Alarm Receiving Centre
+        (Contact ID 601, manual test): shown once the ARC's receiver acknowledged it."""
+        from agent.arc.component import ArcComponent
+
+        arc = next((c for c in agent.components if isinstance(c, ArcComponent)), None)
+        if arc is None:
+            return
+        ok = await self._wait(lambda: arc.acknowledged(event_id), self.options.ack_timeout_s)
+        row = arc.delivery(event_id)
+        if ok and row is not None:
+            self.result.test_arc_ack_ms = (time.monotonic() - t0) * 1000.0
+            self.out(f"  [ok]   acknowledged by the ARC ({row.receiver}, account"
+                     f" {self.config.arc.account}, DC-09 seq {row.dc09_seq:04d},"
+                     f" Contact ID {row.code:03d}) in {self.result.test_arc_ack_ms:.0f} ms")
+            return
+        state = (f"{row.state}, {row.attempts} attempt(s)" if row is not None
+                 else "not queued for the ARC")
+        msg = (f"test alarm not acknowledged by the ARC within"
+               f" {self.options.ack_timeout_s:.0f} s ({state}; check [arc] and the ARC's"
+               " receivers)")
+        self.out(f"  [FAIL] {msg}")
+        self.result.failures.append(msg)
 
     # -- 5. installation complete -----------------------------------------------------------
     async def _step_installation_complete(self, agent: Agent, started: float) -> None:
@@ -468,7 +494,10 @@ class Commissioning:
                 "allowed_untested": [d.device_id for d in sensors if d.skipped and d.alarm],
             },
             "test_alarm": {"event_id": self.result.test_event_id,
-                           "ack_ms": round(self.result.test_ack_ms or 0.0, 1)},
+                           "ack_ms": round(self.result.test_ack_ms or 0.0, 1),
+                           "arc_ack_ms": (round(self.result.test_arc_ack_ms, 1)
+                                          if self.result.test_arc_ack_ms is not None
+                                          else None)},
         }
         clock = agent.clock
         event = Event(type="installation_complete", priority=Priority.INFO,

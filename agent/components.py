@@ -129,6 +129,17 @@ def _daily_summary(config: Config, env: BuildEnv) -> Component | None:
                         inventory=env.inventory)
 
 
+def _arc(config: Config, env: BuildEnv) -> Component | None:
+    if not config.arc.enabled:
+        return None
+    from agent.arc.component import ArcComponent
+
+    # Alarms to the receiving centre over SIA DC-09, in parallel with MQTT; Contact ID zones
+    # as the serial escalation numbers them (the device's 1-based position in the config).
+    zones = {dev_id: i + 1 for i, (_, dev_id) in enumerate(config.device_ids())}
+    return ArcComponent(config.arc, zone_of=lambda dev_id: zones.get(dev_id, 0))
+
+
 def _remote(config: Config, env: BuildEnv) -> Component | None:
     if not config.remote.enabled:
         return None
@@ -149,6 +160,7 @@ REGISTRY: tuple[ComponentSpec, ...] = (
     ComponentSpec("fall", "fall", ("fall",), _fall),
     ComponentSpec("alarm-canceller", "gpio", ("gpio.cancel_window_s",), _canceller),
     ComponentSpec("daily_summary", "report", None, _daily_summary),
+    ComponentSpec("arc", "arc", ("arc", *DEVICE_LISTS), _arc),   # zones from every device list
     ComponentSpec("remote", "remote", (), _remote, rebuilt=False),
 )
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, cast
 
 from agent.clock import Clock
-from agent.model import Event, Reading
-from agent.ports import AgentState, HubMessage, Unsubscribe
+from agent.model import Event, Priority, Reading
+from agent.ports import AgentState, HubMessage, Unsubscribe, condition_name
+from agent.store.arc_delivery import MemoryArcDeliveryStore
 from agent.store.component_state import MemoryComponentState
 
 
@@ -52,6 +54,10 @@ class OfflineContext:
         self._on_event = on_event
         self._reading_subs: list[Callable[[Reading], None]] = []
         self._event_subs: list[Callable[[Event], None]] = []
+        self._precommit_subs: list[Callable[[list[Event]], None]] = []
+        self.state = AgentState()         # conditions only, unless a test sets it
+        self._state_subs: list[Callable[[AgentState], None]] = []
+        self.arc_rows = MemoryArcDeliveryStore()
         self.states: dict[str, MemoryComponentState] = {}
         self.published: list[tuple[str, bytes, bool]] = []     # (topic, payload, retain)
         self.online = False                                     # no broker: nothing is sent
@@ -67,6 +73,11 @@ class OfflineContext:
             cb(reading)
 
     def submit_event(self, event: Event) -> None:
+        """Taken as if committed at once: the before-commit subscribers hear an alarm first,
+        then the event subscribers."""
+        if event.priority == Priority.ALARM:
+            for pre in self._precommit_subs:
+                pre([event])
         self.events.append(event)
         if self._on_event:
             self._on_event(event)
@@ -79,6 +90,9 @@ class OfflineContext:
     def subscribe_events(self, callback: Callable[[Event], None]) -> None:
         self._event_subs.append(callback)
 
+    def subscribe_before_commit(self, callback: Callable[[list[Event]], None]) -> None:
+        self._precommit_subs.append(callback)
+
     def subscribe_acks(self, callback: Callable[[int], None]) -> None:
         """Nothing is ever acknowledged offline."""
 
@@ -86,10 +100,28 @@ class OfflineContext:
         """Offline, every event is taken: nothing is ever refused."""
 
     def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
-        callback(AgentState())
+        self._state_subs.append(callback)
+        callback(self.state)
+
+    def _tell_state(self, state: AgentState) -> None:
+        self.state = state
+        for cb in list(self._state_subs):
+            cb(state)
 
     def set_prewarning(self, source: str, active: bool) -> None:
         self.prewarning_log.append((self.clock.wall(), source, active))
+
+    def set_condition(self, name: str, active: bool) -> None:
+        """In the state the state subscribers hear, as on the agent."""
+        condition_name(name)
+        now = self.state.conditions
+        conditions = now | {name} if active else now - {name}
+        if conditions != now:
+            self._tell_state(replace(self.state, conditions=conditions))
+
+    def arc_delivery(self) -> MemoryArcDeliveryStore:
+        """In memory, one per context: a replay starts from nothing and keeps nothing."""
+        return self.arc_rows
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         self.device_states.append((device_id, state))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -24,6 +25,7 @@ from agent.model import Event, Priority, Reading
 
 if TYPE_CHECKING:
     from agent.config import Config
+    from agent.store.arc_delivery import ArcRow, UnqueuedAlarm
     from agent.store.component_state import Json, KeyRange
 
 
@@ -51,6 +53,9 @@ class AgentState:
     last_alarm_delivered_mono: float | None = None
     prewarning: bool = False             # a detector is counting down to an alarm
     storage_failed: bool = False         # an alarm/warning could not be stored (held in memory)
+    # Hub conditions components raised (ctx.set_condition), e.g. "arc_path_down": an ARC
+    # receiver stopped answering. The LED shows the ones it knows (drivers/gpio/outputs.py).
+    conditions: frozenset[str] = frozenset()
 
 
 # -- issue 18 part B: what components reached around the port for ----------------------------
@@ -68,6 +73,53 @@ class ComponentState(Protocol):
               drop: KeyRange | None = None) -> None:
         """Save ``put`` and remove keys in ``[drop[0], drop[1])``, all or nothing. Raises
         :class:`agent.errors.StoreError`."""
+
+
+_CONDITION = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def condition_name(name: str) -> str:
+    """``name`` if it may name a hub condition (``set_condition``), else ValueError: every
+    implementation of the port takes the same names."""
+    if not _CONDITION.fullmatch(name):
+        raise ValueError(f"condition name {name!r}: expected [a-z][a-z0-9_]*")
+    return name
+
+
+class ArcDeliveryStore(Protocol):
+    """The ARC path's durable deliveries (``agent/store/arc_delivery.py``; in memory offline
+    and in tests): one row per event sent to the receiving centre, ``pending`` until a
+    receiver ACKs it (receiver, DC-09 sequence, latency kept for ``report``) or refuses it.
+    Loop only. Each write is its own transaction and raises :class:`agent.errors.StoreError`
+    when the card refuses it."""
+
+    def add(self, rows: Sequence[ArcRow]) -> None:
+        """Queue events for the ARC (an event already queued is left as it is)."""
+
+    def attempted(self, event_id: str) -> None:
+        """One more attempt was made to send ``event_id``."""
+
+    def acked(self, event_id: str, receiver: str, dc09_seq: int, latency_ms: float | None,
+              answer: str, acked_wall: float | None = None) -> None:
+        """A receiver acknowledged ``event_id``."""
+
+    def refused(self, event_id: str, answer: str) -> None:
+        """Every receiver refused ``event_id`` (DUH even to the generic code)."""
+
+    def pending(self) -> list[ArcRow]:
+        """Unacknowledged rows, by priority then age (an alarm before a warning)."""
+
+    def get(self, event_id: str) -> ArcRow | None:
+        """The row of ``event_id``, if it was queued."""
+
+    def unqueued_alarms(self, since_wall: float) -> list[UnqueuedAlarm]:
+        """Alarms committed since ``since_wall`` that never got a row (a crash between the
+        commit and the queueing)."""
+
+    def get_state(self, key: str) -> str | None:
+        """A small value of the ARC path's own (the DC-09 sequence block)."""
+
+    def set_state(self, key: str, value: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +185,18 @@ class AgentContext(Protocol):
     def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
         """Loop only: ``callback(state)`` whenever :class:`AgentState` changes."""
 
+    def subscribe_before_commit(self, callback: Callable[[list[Event]], None]) -> None:
+        """Loop only: ``callback(alarms)`` with the alarms of a batch just before its commit
+        (and fsync), then ``subscribe_events`` after it. Not durable yet: acknowledge
+        nothing on it; a second alarm path may start sending (as MQTT's early send)."""
+
     def set_prewarning(self, source: str, active: bool) -> None:
         """A detector says it is (or no longer is) counting down to an alarm."""
+
+    def set_condition(self, name: str, active: bool) -> None:
+        """Loop only: a component raises (or clears) hub condition ``name``
+        (``[a-z][a-z0-9_]*``, e.g. ``arc_path_down``): it is in
+        :attr:`AgentState.conditions` while raised. ValueError for a malformed name."""
 
     def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
         """Loop only: retained device state on ``tec/v1/{hub_id}/device/{device_id}`` (best
@@ -150,6 +212,10 @@ class AgentContext(Protocol):
     def component_state(self, component: str) -> ComponentState:
         """Loop only: ``component``'s own memory across restarts (no other component's,
         and never the event store's tables). Raises StoreError when it cannot be made."""
+
+    def arc_delivery(self) -> ArcDeliveryStore:
+        """Loop only: the ARC path's delivery rows, beside the events (acks kept with them
+        for ``report``). Raises StoreError when they cannot be made."""
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Loop only: a non-event message on one of the hub's topics (``tec/v1/{hub_id}/...``;

@@ -28,11 +28,9 @@ class FakeContext(OfflineContext):
         self.commit_delay_s = commit_delay_s
         self.delivered: dict[str, bool] = {}
         self.pending: list[Event] = []          # what pending_alarms() returns
-        self.state = AgentState()
         self._seq = itertools.count(1)
         self._ack_subs: list[Callable[[int], None]] = []
         self._refused_subs: list[Callable[[Event], None]] = []
-        self._state_subs: list[Callable[[AgentState], None]] = []
 
     # -- the agent's side ------------------------------------------------------------------------
     def emit_reading(self, reading: Reading) -> None:
@@ -55,10 +53,6 @@ class FakeContext(OfflineContext):
     def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
         self._refused_subs.append(callback)
 
-    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
-        self._state_subs.append(callback)
-        callback(self.state)
-
     def pending_alarms(self) -> list[Event]:
         return list(self.pending)
 
@@ -79,10 +73,8 @@ class FakeContext(OfflineContext):
             cb(event)
 
     def set_state(self, state: AgentState) -> None:
-        self.state = state
         self.online = state.online
-        for cb in self._state_subs:
-            cb(state)
+        self._tell_state(state)
 
     def set_online(self, online: bool) -> None:
         self.set_state(AgentState(online=online))

@@ -18,7 +18,8 @@ SERVICE = "tec-agent.service"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "commission",
-        help="installer commissioning: devices, walk test, test alarm, installation_complete",
+        help="installer commissioning: devices, walk test, test alarm (broker, and ARC with"
+             " [arc]), installation_complete",
     )
     p.add_argument("--config", required=True, help="path to the TOML config")
     p.add_argument("--walk-timeout", type=float, default=600.0, metavar="S",

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the same, as a positional argument (older form, still accepted)")
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("status", help="backlog of the local store (no broker needed)")
+    p = sub.add_parser("status", help="backlog of the local store and what waits for"
+                                      " the ARC (no broker needed)")
     p.add_argument("--config", help="TOML config (default: the embedded simulated home, as "
                                     "for simulate: store in ./.tec-agent/)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -140,6 +141,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.remote.enabled:
         target = config.remote.config_path or str(Path(path).resolve())
         print(f"  remote:  on (keys in {config.remote.keys_dir}; pushes written to {target})")
+    if config.arc.enabled:
+        arc = config.arc
+        receivers = ", ".join(f"{r.protocol}://{r.host}:{r.port}"
+                              + (" AES" if r.key_file else "") for r in arc.receivers)
+        print(f"  arc:     account {arc.account}, {arc.format}, {receivers}"
+              f" (supervision {arc.supervision_s} s)")
     for warning in warnings:
         print(f"{path}: warning: {warning}")
     return 0
@@ -179,6 +186,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         },
         "store_health": store_health(config.store.path),
     }
+    if config.arc.enabled:
+        from agent.store.arc_delivery import read_arc_status
+
+        doc["arc"] = read_arc_status(config.store.path)
     if args.json:
         print(json.dumps(doc))
         return 0
@@ -188,6 +199,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     for label, n in backlog.counts.items():
         age = doc["oldest_pending_age_s"].get(label)
         print(f"  {label:<10} {n:>8} {_age(age):>10}")
+    arc = doc.get("arc")
+    if arc is not None:
+        line = f"  ARC: {arc['pending']} waiting for the ARC's acknowledgement"
+        if arc["pending"]:
+            line += (f" (oldest {_age(arc['oldest_pending_age_s'])},"
+                     f" up to {arc['most_attempts']} attempts)")
+        if arc["refused"]:
+            line += f"; {arc['refused']} refused (DUH)"
+        if arc["last_ack_age_s"] is not None:
+            line += (f"; last ACK {_age(arc['last_ack_age_s'])} ago from"
+                     f" {arc['last_ack_receiver']} in {arc['last_ack_latency_ms']} ms")
+        print(line)
+    elif config.arc.enabled:
+        print("  ARC: nothing sent to the ARC from this store yet")
     return 0
 
 

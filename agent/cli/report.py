@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="outcome report from the local store: alarms, cancellations, falls, inactivity,"
-             " delivery latency, devices, offline time, backlog",
+             " delivery latency (MQTT and, with [arc], the ARC), devices, offline time, backlog",
     )
     p.add_argument("--config", required=True, help="path to the TOML config")
     p.add_argument("--days", type=int, default=7,

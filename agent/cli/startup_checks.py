@@ -53,6 +53,30 @@ def config_warnings(config: Config, doc: dict[str, Any], config_file: str | None
         value = getattr(config.mqtt, key)
         if value:
             out.extend(_world_readable(f"mqtt.{key}", value))
+    out.extend(_arc_warnings(config))
+    return out
+
+
+def _arc_warnings(config: Config) -> list[str]:
+    """An ARC path that loads but is weaker than the installer may think."""
+    from agent.config import _is_loopback
+
+    arc = config.arc
+    if not arc.enabled:
+        return []
+    out: list[str] = []
+    for i, r in enumerate(arc.receivers):
+        where = f"arc.receivers[{i}]"
+        if r.key_file:
+            out.extend(_world_readable(f"{where}.key_file", r.key_file))
+        elif not _is_loopback(r.host):
+            out.append(f"{where}.key_file: alarms to {r.host} go unencrypted (DC-09 without"
+                       " AES): anyone on the path can read or replay them; ask the ARC for a key")
+    if arc.supervision_s == 0:
+        out.append("arc.supervision_s: 0: the ARC path is not supervised (no NULL link tests):"
+                   " a dead receiver is only noticed when an alarm fails")
+    if len(arc.receivers) == 1:
+        out.append("arc.receivers: only one receiver: no backup if it is down")
     return out
 
 

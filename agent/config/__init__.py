@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.arc.config import ArcConfig
 from agent.config.schema import load_dataclass, to_dict
 from agent.errors import ConfigError
 from agent.fall.config import FallConfig
@@ -149,6 +150,7 @@ class Config:
     inactivity: InactivityConfig = field(default_factory=InactivityConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    arc: ArcConfig = field(default_factory=ArcConfig)
 
     def validate(self, path: str) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

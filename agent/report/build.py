@@ -67,16 +67,22 @@ class Report:
     days: tuple[Summary, ...]
     total: Summary
     offline_days_known: int
+    # Alarms sent to the Alarm Receiving Centre (agent/arc/): None when the hub has no ARC
+    # path. {"acked", "pending", "refused", "latency_ms": {count, median, p95, max}}.
+    arc: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from agent.model import iso_utc
 
+        total = self.total.to_dict() | {"offline_days_known": self.offline_days_known}
+        if self.arc is not None:
+            total["arc_delivery"] = self.arc
         return {
             "hub_id": self.hub_id,
             "generated": iso_utc(self.generated),
             "timezone": self.timezone,
             "days": [d.to_dict() for d in self.days],
-            "total": self.total.to_dict() | {"offline_days_known": self.offline_days_known},
+            "total": total,
         }
 
 
@@ -157,7 +163,19 @@ def build_report(
         offline_minutes=sum(known_offline) if known_offline else None, backlog=backlog,
         known_from=_known_from(db, last_end),
     )
-    return Report(hub_id, now, str(tz.key), tuple(per_day), total, len(known_offline))
+    return Report(hub_id, now, str(tz.key), tuple(per_day), total, len(known_offline),
+                  _arc_delivery(db, first_start, last_end))
+
+
+def _arc_delivery(db: sqlite3.Connection, start: float, end: float) -> dict[str, Any] | None:
+    """ARC acknowledgements of the period's alarms (event on the hub -> the receiver's ACK)."""
+    from agent.report.summary import LatencyStats
+    from agent.store.arc_delivery import arc_summary, read_latencies
+
+    counts = arc_summary(db, start, end)
+    if counts is None:
+        return None
+    return {**counts, "latency_ms": LatencyStats.of(read_latencies(db, start, end)).to_dict()}
 
 
 def configured_devices(config: Any) -> list[DeviceFacts]:

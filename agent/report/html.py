@@ -13,7 +13,7 @@ from agent.model import iso_utc
 from agent.report.build import Report
 from agent.report.summary import Summary
 from agent.report.svg import bar_chart, hbar_chart
-from agent.report.text import delivery_line
+from agent.report.text import arc_line, delivery_line
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:980px}
@@ -68,6 +68,8 @@ def render_html(report: Report) -> str:
                ("falls", [float(d.falls) for d in days])],
         title="Cancelled alarms, inactivity alerts and falls per day", stacked=False, integer=True,
     )
+    arc = (f"<br>\nARC delivery: {escape(arc_line(report.arc))}."
+           if report.arc is not None else "")
     latency_chart = bar_chart(
         cats, [("median", [d.latency.median_ms or 0.0 for d in days])],
         title="Median alarm delivery latency per day (hub to broker acknowledgement)", unit=" ms",
@@ -140,7 +142,7 @@ Inactivity alerts: {_counts(t.inactivity_by_type)}; pre-warnings: {t.inactivity_
 Test alarms: {t.test_alarms}. Warnings: {_counts(t.warnings_by_type)}.</p>
 <h2>Delivery</h2>
 {latency_chart}
-<p>Alarm delivery over the period: {escape(delivery_line(t))}.
+<p>Alarm delivery over the period: {escape(delivery_line(t))}.{arc}
 Backlog now: {backlog.get('total', 0)} events (alarm {backlog.get('alarm', 0)},
 warning {backlog.get('warning', 0)}, info {backlog.get('info', 0)},
 telemetry {backlog.get('telemetry', 0)}).</p>

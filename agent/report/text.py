@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agent.model import iso_utc
 from agent.report.build import Report
@@ -75,6 +76,10 @@ def render_text(report: Report) -> str:
          f" ({t.inactivity_prewarnings} pre-warnings)"),
         f"Warnings:            {_by_type(t.warnings_by_type)}",
         "Alarm delivery:      " + delivery_line(t),
+    ]
+    if report.arc is not None:
+        lines.append("ARC delivery:        " + arc_line(report.arc))
+    lines += [
         "",
     ]
     if t.records_from is not None:
@@ -100,6 +105,21 @@ def render_text(report: Report) -> str:
         + (f", oldest {_age(b['oldest_age_s'])} old" if b.get("oldest_age_s") is not None else ""),
     ]
     return "\n".join(lines) + "\n"
+
+
+def arc_line(arc: dict[str, Any]) -> str:
+    """Alarms to the Alarm Receiving Centre: acknowledged (latency event -> the receiver's
+    ACK), still pending, refused (no receiver understood them)."""
+    lat = arc.get("latency_ms") or {}
+    parts = [f"{arc.get('acked', 0)} acknowledged by the ARC"]
+    if lat.get("count"):
+        parts.append(f"latency median {_num(lat.get('median'))} ms, p95 {_num(lat.get('p95'))}"
+                     f" ms, max {_num(lat.get('max'))} ms")
+    if arc.get("pending"):
+        parts.append(f"{arc['pending']} not yet acknowledged")
+    if arc.get("refused"):
+        parts.append(f"{arc['refused']} refused (DUH)")
+    return "; ".join(parts)
 
 
 def delivery_line(t: Summary) -> str:

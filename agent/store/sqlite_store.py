@@ -44,6 +44,7 @@ from agent.store.space import Reserve, disk_free, file_size, reserve_size, wal_l
 from agent.store.spill import Spill
 
 if TYPE_CHECKING:
+    from agent.store.arc_delivery import SqliteArcDeliveryStore
     from agent.store.component_state import SqliteComponentState
 
 log = logging.getLogger(__name__)
@@ -850,6 +851,16 @@ class SqliteStore:
         from agent.store.component_state import SqliteComponentState
 
         return SqliteComponentState(self.db, component)
+
+    def arc_delivery(self) -> SqliteArcDeliveryStore:
+        """The ARC path's delivery rows beside the events (see ``arc_delivery.py``); the
+        table is made on first use. Raises :class:`StoreError` when it cannot be."""
+        from agent.store.arc_delivery import SqliteArcDeliveryStore
+
+        try:
+            return SqliteArcDeliveryStore(self.db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot make the ARC delivery table: {exc}") from exc
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

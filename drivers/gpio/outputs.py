@@ -51,6 +51,10 @@ LED_OFFLINE = Pattern("offline", (1.0, 1.0))
 LED_ALARM_PENDING = Pattern("alarm_pending", (0.1, 0.1))
 LED_ALARM_DELIVERED = Pattern("alarm_delivered", (1.8, 0.2))
 LED_STORAGE_FAILED = Pattern("storage_failed", (0.1, 0.1, 0.1, 0.1, 0.1, 0.9))
+LED_ARC_PATH_DOWN = Pattern("arc_path_down", (1.0, 0.2, 0.2, 0.2))
+# Hub conditions components raise (ctx.set_condition) that the LED shows while MQTT is up,
+# first one raised in this order wins; a pattern is named after its condition.
+LED_CONDITIONS = (LED_ARC_PATH_DOWN,)
 BUZZER_SILENT = Pattern("silent")
 BUZZER_PREWARNING = Pattern("prewarning", (0.2, 0.8))
 BUZZER_CONFIRM = Pattern("confirm", (0.1, 0.1, 0.1), repeat=False)
@@ -69,6 +73,11 @@ def led_pattern(state: AgentState, now: float, delivered_show_s: float) -> Patte
         return LED_ALARM_DELIVERED
     if not state.online:
         return LED_OFFLINE
+    for pattern in LED_CONDITIONS:
+        # e.g. arc_path_down: MQTT is up but a receiving centre's receiver stopped
+        # answering, the ARC path (the one the 24/7 responders watch) is degraded.
+        if pattern.name in state.conditions:
+            return pattern
     return LED_ONLINE
 
 

@@ -9,6 +9,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,70 @@ def test_each_component_has_its_own_state(run_with) -> None:
         assert ctx.component_state("gadget").get("snapshot") is None
         with pytest.raises(ValueError):
             ctx.component_state("Robert'); DROP TABLE events;--")
+    run_with(body)
+
+
+def test_conditions_reach_the_state_and_clear(run_with) -> None:
+    async def body(ctx: AgentContext) -> None:
+        states: list[AgentState] = []
+        ctx.subscribe_state(states.append)
+        assert states[-1].conditions == frozenset()
+        ctx.set_condition("arc_path_down", True)
+        ctx.set_condition("arc_path_down", True)          # twice: still one condition
+        assert states[-1].conditions == frozenset({"arc_path_down"})
+        ctx.set_condition("other_path_down", True)
+        ctx.set_condition("arc_path_down", False)
+        assert states[-1].conditions == frozenset({"other_path_down"})
+        ctx.set_condition("other_path_down", False)
+        assert states[-1].conditions == frozenset()
+        with pytest.raises(ValueError):
+            ctx.set_condition("ARC path down", True)
+    run_with(body)
+
+
+def test_before_commit_hears_alarms_before_the_event_subscribers(run_with) -> None:
+    async def body(ctx: AgentContext) -> None:
+        heard: list[tuple[str, str]] = []
+        ctx.subscribe_before_commit(lambda alarms: heard.extend(("before", e.id)
+                                                                for e in alarms))
+        ctx.subscribe_events(lambda e: heard.append(("after", e.id)))
+        warning = Event(type="bounce_storm", priority=Priority.WARNING, device_id="door",
+                        clock_synced=True)
+        alarm = Event(type="pull_cord", priority=Priority.ALARM, device_id="cord",
+                      clock_synced=True)
+        ctx.submit_event(warning)
+        await until(lambda: ("after", warning.id) in heard, "the warning")
+        ctx.submit_event(alarm)
+        await until(lambda: ("after", alarm.id) in heard, "the alarm")
+        assert heard == [("after", warning.id), ("before", alarm.id), ("after", alarm.id)]
+    run_with(body)
+
+
+def test_arc_delivery_rows_are_kept_until_acknowledged(run_with) -> None:
+    from agent.store.arc_delivery import ACKED, PENDING, ArcRow
+
+    async def body(ctx: AgentContext) -> None:
+        rows = ctx.arc_delivery()
+        now = time.time()
+        old = ArcRow("e-old", 1, Priority.WARNING, "smoke_test", "hall", 111, 2, now - 5, now)
+        new = ArcRow("e-new", 2, Priority.ALARM, "pull_cord", "cord", 101, 1, now, now)
+        rows.add([old, new])
+        rows.add([replace(new, zone=9)])                  # queued already: left as it is
+        assert [r.event_id for r in rows.pending()] == ["e-new", "e-old"]   # alarm first
+        rows.attempted("e-new")
+        rows.attempted("e-new")
+        rows.acked("e-new", "tcp://arc:1", 7, 12.5, "ACK code 101")
+        got = ctx.arc_delivery().get("e-new")
+        assert got is not None and (got.state, got.attempts, got.receiver, got.dc09_seq,
+                                    got.latency_ms, got.zone) == (
+            ACKED, 2, "tcp://arc:1", 7, 12.5, 1)
+        rows.refused("e-old", "DUH")
+        assert rows.pending() == [] and rows.get("e-old").state not in (PENDING, ACKED)
+        assert rows.get("nothing") is None
+        assert rows.get_state("dc09_seq") is None
+        rows.set_state("dc09_seq", "200")
+        assert ctx.arc_delivery().get_state("dc09_seq") == "200"
+        assert rows.unqueued_alarms(now + 3600) == []
     run_with(body)
 
 

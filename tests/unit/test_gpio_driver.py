@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -323,6 +324,13 @@ def test_led_pattern_priorities() -> None:
     assert o.led_pattern(delivered, 121.0, show) is o.LED_OFFLINE
     assert o.led_next_change(delivered, 100.0, show) == 120.0
     assert o.led_next_change(AgentState(online=True), 100.0, show) is None
+    # an ARC receiver not answering: shown while MQTT is up, outranked by alarms and offline
+    arc = AgentState(online=True, conditions=frozenset({"arc_path_down"}))
+    assert o.led_pattern(arc, 100.0, show) is o.LED_ARC_PATH_DOWN
+    other = AgentState(online=True, conditions=frozenset({"some_other_condition"}))
+    assert o.led_pattern(other, 100.0, show) is o.LED_ONLINE   # one the LED does not know
+    assert o.led_pattern(replace(arc, online=False), 100.0, show) is o.LED_OFFLINE
+    assert o.led_pattern(replace(arc, alarm_pending=True), 100.0, show) is o.LED_ALARM_PENDING
 
 
 def test_buzzer_pattern_transitions() -> None:

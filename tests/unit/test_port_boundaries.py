@@ -35,3 +35,20 @@ def test_the_ble_driver_does_not_import_its_tools() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith("drivers.ble.tools"), path
+
+
+def test_no_component_widens_the_port_on_its_own() -> None:
+    """A component that needs more than AgentContext gets it on the port (every
+    implementation, contract tests), not through a protocol of its own that only the agent
+    satisfies (the ARC's ArcContext with state_db/set_arc_path was one)."""
+    offenders = []
+    for path in _sources("agent", "drivers"):
+        if path == ROOT / "agent" / "ports.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    (isinstance(b, ast.Name) and b.id == "AgentContext")
+                    or (isinstance(b, ast.Attribute) and b.attr == "AgentContext")
+                    for b in node.bases):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert offenders == []
