@@ -85,7 +85,10 @@ class InactivityDetector:
     @property
     def has_rules(self) -> bool:
         rs = self.ruleset
-        return bool(rs.inactivity or rs.learned or rs.not_up or rs.night_out_of_bed
+        # Learning needs activity sensors to learn from: a hub with only a pull cord (or
+        # pendant) has nothing to judge stillness by, and must not learn from button presses.
+        learned = rs.learned is not None and bool(self.device_map)
+        return bool(rs.inactivity or learned or rs.not_up or rs.night_out_of_bed
                     or rs.chair_too_long or rs.night_exit or rs.away)
 
     async def start(self, ctx: AgentContext) -> None:

@@ -251,3 +251,20 @@ def test_without_a_bed_mat_a_nights_sleep_is_not_learned_stillness() -> None:
     home.run_to("2025-01-16T20:00:00")
     assert home.alarms() == ["inactivity"]                # one alarm per still spell (the
     #                                                       learned 12 h at 11:30 stays quiet)
+
+
+def test_a_hub_with_no_activity_sensors_runs_no_inactivity_rules() -> None:
+    """Learning is on by default, but a hub with only a pull cord has nothing to learn
+    stillness from: the detector must not run (it would learn from button presses, write its
+    state on every press and, once 'learned', call a quiet week of no presses inactivity)."""
+    from agent.config import parse_config
+    from agent.inactivity.detector import InactivityDetector
+
+    cord_only = parse_config({"hub_id": "h1", "gpio": {"devices": [
+        {"id": "cord", "kind": "pull_cord", "pin": 27}]}})
+    assert cord_only.inactivity.learned.enabled        # the default
+    assert not InactivityDetector(cord_only).has_rules
+    with_pir = parse_config({"hub_id": "h1", "gpio": {"devices": [
+        {"id": "cord", "kind": "pull_cord", "pin": 27},
+        {"id": "pir1", "kind": "pir", "pin": 17, "room": "lounge"}]}})
+    assert InactivityDetector(with_pir).has_rules
