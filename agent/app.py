@@ -27,6 +27,7 @@ from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
 from agent.ports import (
     AgentState,
+    AlarmOutput,
     Component,
     DeviceInfo,
     HubMessage,
@@ -34,6 +35,7 @@ from agent.ports import (
     StoreFigures,
     Unsubscribe,
     UplinkFigures,
+    merge_devices,
 )
 from agent.reconfigure import apply_live
 from agent.store.component_state import SqliteComponentState
@@ -192,6 +194,7 @@ class Agent:
         self._unsubs_of: dict[int, list[Unsubscribe]] = {}  # component -> topic handlers
         self._starting: list[Unsubscribe] | None = None     # collects them during a start
         self.topics = HubTopics(self.hub_id)
+        self._alarm_outputs: dict[str, AlarmOutput] = {}   # a driver's device id -> output
 
     # -- AgentContext -------------------------------------------------------------------------
     def emit_reading(self, reading: Reading) -> None:
@@ -303,6 +306,17 @@ class Agent:
         if self._starting is not None:
             self._starting.append(unsubscribe)
         return unsubscribe
+
+    def register_alarm_output(self, output_id: str, output: AlarmOutput) -> Unsubscribe:
+        self._alarm_outputs[output_id] = output
+
+        def unregister() -> None:
+            if self._alarm_outputs.get(output_id) is output:
+                del self._alarm_outputs[output_id]
+        return unregister
+
+    def alarm_output(self, output_id: str) -> AlarmOutput | None:
+        return self._alarm_outputs.get(output_id)
 
     # -- RemoteHost (agent/remote/) -------------------------------------------------------------
     def component_names(self) -> list[str]:
@@ -698,10 +712,8 @@ class Agent:
                 log.exception("housekeeping failed")
 
     def devices(self) -> list[DeviceInfo]:
-        out: list[DeviceInfo] = []
-        for comp in self.components:
-            out.extend(comp.devices())
-        return out
+        # A detector's counters about a driver's device (escalation) join its entry.
+        return merge_devices(d for comp in self.components for d in comp.devices())
 
     def uptime_s(self) -> float:
         return time.monotonic() - self.started_mono
