@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.change_plan import ChangePlan, plan_change
 from agent.clock import Clock, SystemClock
 from agent.components import Hardware, build_components
 from agent.config import Config, MqttConfig
@@ -643,6 +644,9 @@ class Agent:
         changed, swap the MQTT connection if ``[mqtt]`` changed. Returns what failed (empty:
         all started); the caller decides whether to roll back."""
         return await apply_live(self, new_config)
+
+    def plan_change(self, new_config: Config) -> ChangePlan:
+        return plan_change(self.config, new_config)
 
     def uplink_config(self) -> MqttConfig | None:
         return self.uplink.cfg if self.uplink is not None else None

@@ -4,7 +4,7 @@ Each entry says the component's name (``Component.name``), the config section it
 the config keys it is built from (``inputs``: a live change to any of them rebuilds it) and
 its factory. The agent builds its components from here (:func:`build_components`), live
 reconfiguration (``agent/reconfigure.py``) rebuilds them from here, and the change plan
-(``agent/remote/plan.py``) reads the inputs from here: one list, read by everyone.
+(``agent/change_plan.py``) reads the inputs from here: one list, read by everyone.
 
 Factories import their component lazily: a hub without BLE never imports bleak, one
 without a wearable never loads the inference runtime.

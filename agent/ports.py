@@ -223,8 +223,22 @@ class AgentContext(Protocol):
         """Loop only: the alarm output registered under ``output_id`` now, if any."""
 
 
+class ConfigChange(Protocol):
+    """What a new config would change (``agent.change_plan.ChangePlan``)."""
+
+    @property
+    def forbidden(self) -> tuple[str, ...]:
+        """Why the change may not be made remotely (empty: it may)."""
+
+    def touches(self, prefix: str) -> bool:
+        """Whether a changed key is ``prefix`` or lies under it."""
+
+
 class Reconfigurable(Protocol):
     """Live reconfiguration (``agent/reconfigure.py``), as remote control asks for it."""
+
+    def plan_change(self, new_config: Config) -> ConfigChange:
+        """What switching from the running config to ``new_config`` would change."""
 
     async def reconfigure(self, new_config: Config) -> list[str]:
         """Switch to ``new_config`` without a restart; returns what failed (empty: fine)."""

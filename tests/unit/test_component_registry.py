@@ -7,9 +7,9 @@ import ast
 import dataclasses
 from pathlib import Path
 
+from agent.change_plan import plan_change
 from agent.components import REGISTRY, Hardware, build_components, spec_of
 from agent.config import Config
-from agent.remote.plan import plan_change
 from tests.harness import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
