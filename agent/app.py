@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.change_plan import ChangePlan, plan_change
 from agent.clock import Clock, SystemClock
 from agent.components import Hardware, build_components
 from agent.config import Config, MqttConfig
@@ -27,6 +28,7 @@ from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
 from agent.ports import (
     AgentState,
+    AlarmOutput,
     ArcDeliveryStore,
     Component,
     DeviceInfo,
@@ -36,6 +38,7 @@ from agent.ports import (
     Unsubscribe,
     UplinkFigures,
     condition_name,
+    merge_devices,
 )
 from agent.reconfigure import apply_live
 from agent.store.component_state import SqliteComponentState
@@ -198,6 +201,7 @@ class Agent:
         self._unsubs_of: dict[int, list[Unsubscribe]] = {}  # component -> topic handlers
         self._starting: list[Unsubscribe] | None = None     # collects them during a start
         self.topics = HubTopics(self.hub_id)
+        self._alarm_outputs: dict[str, AlarmOutput] = {}   # a driver's device id -> output
 
     # -- AgentContext -------------------------------------------------------------------------
     def emit_reading(self, reading: Reading) -> None:
@@ -323,6 +327,17 @@ class Agent:
         if self._starting is not None:
             self._starting.append(unsubscribe)
         return unsubscribe
+
+    def register_alarm_output(self, output_id: str, output: AlarmOutput) -> Unsubscribe:
+        self._alarm_outputs[output_id] = output
+
+        def unregister() -> None:
+            if self._alarm_outputs.get(output_id) is output:
+                del self._alarm_outputs[output_id]
+        return unregister
+
+    def alarm_output(self, output_id: str) -> AlarmOutput | None:
+        return self._alarm_outputs.get(output_id)
 
     # -- RemoteHost (agent/remote/) -------------------------------------------------------------
     def component_names(self) -> list[str]:
@@ -669,6 +684,9 @@ class Agent:
         all started); the caller decides whether to roll back."""
         return await apply_live(self, new_config)
 
+    def plan_change(self, new_config: Config) -> ChangePlan:
+        return plan_change(self.config, new_config)
+
     def uplink_config(self) -> MqttConfig | None:
         return self.uplink.cfg if self.uplink is not None else None
 
@@ -737,10 +755,8 @@ class Agent:
                 log.exception("housekeeping failed")
 
     def devices(self) -> list[DeviceInfo]:
-        out: list[DeviceInfo] = []
-        for comp in self.components:
-            out.extend(comp.devices())
-        return out
+        # A detector's counters about a driver's device (escalation) join its entry.
+        return merge_devices(d for comp in self.components for d in comp.devices())
 
     def uptime_s(self) -> float:
         return time.monotonic() - self.started_mono

@@ -4,7 +4,7 @@ Each entry says the component's name (``Component.name``), the config section it
 the config keys it is built from (``inputs``: a live change to any of them rebuilds it) and
 its factory. The agent builds its components from here (:func:`build_components`), live
 reconfiguration (``agent/reconfigure.py``) rebuilds them from here, and the change plan
-(``agent/remote/plan.py``) reads the inputs from here: one list, read by everyone.
+(``agent/change_plan.py``) reads the inputs from here: one list, read by everyone.
 
 Factories import their component lazily: a hub without BLE never imports bleak, one
 without a wearable never loads the inference runtime.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import Config
-from agent.ports import Component, DeviceInfo
+from agent.ports import Component, DeviceInfo, merge_devices
 
 # Every device list feeds Contact ID zones (serial) and the activity map (inactivity).
 DEVICE_LISTS = ("gpio.devices", "ble.devices", "serial.units")
@@ -85,10 +85,18 @@ def _serial(config: Config, env: BuildEnv) -> Component | None:
         return None
     from drivers.serial.unit import SerialDriver
 
+    # Lines only; each unit offers an alarm output (ctx.register_alarm_output).
+    return SerialDriver(config.serial, ports=env.hardware.serial_ports)
+
+
+def _escalation(config: Config, env: BuildEnv) -> Component | None:
+    if not config.serial.units:
+        return None
+    from agent.escalation import EscalationDetector
+
     # Contact ID zone of an escalated alarm: the device's 1-based position in the config.
     zones = {dev_id: i + 1 for i, (_, dev_id) in enumerate(config.device_ids())}
-    return SerialDriver(config.serial, ports=env.hardware.serial_ports,
-                        zone_of=lambda dev_id: zones.get(dev_id, 0))
+    return EscalationDetector(config.serial, zone_of=lambda dev_id: zones.get(dev_id, 0))
 
 
 def _inactivity(config: Config, env: BuildEnv) -> Component | None:
@@ -154,7 +162,9 @@ REGISTRY: tuple[ComponentSpec, ...] = (
     ComponentSpec("gpio", "gpio", ("gpio",), _gpio),
     ComponentSpec("conditions", "ble", ("ble",), _conditions),  # hears the first adverts
     ComponentSpec("ble", "ble", ("ble",), _ble),
-    ComponentSpec("serial", "serial", ("serial", *DEVICE_LISTS), _serial),
+    ComponentSpec("serial", "serial", ("serial",), _serial),
+    # After serial (it raises alarms on serial's units); rebuilt with it (same section).
+    ComponentSpec("escalation", "serial", ("serial", *DEVICE_LISTS), _escalation),
     ComponentSpec("inactivity", "inactivity", ("inactivity", "agent.timezone", *DEVICE_LISTS),
                   _inactivity),
     ComponentSpec("fall", "fall", ("fall",), _fall),
@@ -179,7 +189,7 @@ def build_components(config: Config, hardware: Hardware, config_file: str | None
     components: list[Component] = []
 
     def inventory() -> list[DeviceInfo]:
-        return [d for c in components for d in c.devices()]
+        return merge_devices(d for c in components for d in c.devices())
 
     env = BuildEnv(hardware, config_file, inventory)
     for spec in REGISTRY:

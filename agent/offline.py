@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from agent.clock import Clock
 from agent.model import Event, Priority, Reading
-from agent.ports import AgentState, HubMessage, Unsubscribe, condition_name
+from agent.ports import AgentState, AlarmOutput, HubMessage, Unsubscribe, condition_name
 from agent.store.arc_delivery import MemoryArcDeliveryStore
 from agent.store.component_state import MemoryComponentState
 
@@ -63,6 +63,7 @@ class OfflineContext:
         self.online = False                                     # no broker: nothing is sent
         self._topic_prefix = f"tec/v1/{hub_id}/"
         self._topic_subs: list[tuple[str, Callable[[HubMessage], None]]] = []
+        self._alarm_outputs: dict[str, AlarmOutput] = {}
 
     def emit_reading(self, reading: Reading) -> None:
         if self.keep_readings:
@@ -159,6 +160,17 @@ class OfflineContext:
             if entry in self._topic_subs:
                 self._topic_subs.remove(entry)
         return unsubscribe
+
+    def register_alarm_output(self, output_id: str, output: AlarmOutput) -> Unsubscribe:
+        self._alarm_outputs[output_id] = output
+
+        def unregister() -> None:
+            if self._alarm_outputs.get(output_id) is output:
+                del self._alarm_outputs[output_id]
+        return unregister
+
+    def alarm_output(self, output_id: str) -> AlarmOutput | None:
+        return self._alarm_outputs.get(output_id)
 
     def deliver(self, topic: str, payload: bytes, retain: bool = False) -> int:
         """A message arrives on ``topic`` (a test, a replayed session): handed to the

@@ -17,7 +17,7 @@ import concurrent.futures
 import enum
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.clock import Clock
@@ -154,6 +154,59 @@ class StoreFigures:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
+# -- a second alarm path: outputs that raise an alarm elsewhere (serial telecare unit) ---------
+@dataclass(frozen=True, slots=True)
+class AlarmRequest:
+    """An alarm to raise on an alarm output. The rule that decides *when* lives with the
+    detectors (``agent/escalation.py``); the output decides *how* (serial: the Contact ID
+    frame, from ``event_type`` and ``code``)."""
+
+    event_id: str            # the alarm (for a cancel: the ``alarm_cancelled`` event)
+    event_type: str
+    zone: int = 0
+    code: object = None      # the alarm's own code (``data.contact_id``), if it carries one
+    cancel: bool = False     # withdraw what was raised before (Contact ID 406)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmOutcome:
+    """What became of an :class:`AlarmRequest`, told once on the loop."""
+
+    request: AlarmRequest
+    sent: bool               # False: withdrawn before it went out (nothing reached the output)
+    ok: bool                 # the output acknowledged it
+    attempts: int
+    code: str                # what the output sent (serial: the Contact ID event code)
+    error: str = ""
+
+
+class AlarmHandle(Protocol):
+    def withdraw(self) -> bool:
+        """Take the request back if it has not gone out yet (True: ``done`` will say
+        ``sent=False``); False once it is on its way (it runs to its end)."""
+
+
+class AlarmOutput(Protocol):
+    """What a driver offers to raise an alarm on one of its devices (serial: a telecare unit
+    whose own dialler calls the monitoring centre). Loop only."""
+
+    def raise_alarm(self, request: AlarmRequest,
+                    done: Callable[[AlarmOutcome], None]) -> AlarmHandle:
+        """Queue ``request``; ``done(outcome)`` follows on the loop, unless the output stops
+        first (then nothing follows: the alarm itself stays in the store)."""
+
+
+def merge_devices(infos: Iterable[DeviceInfo]) -> list[DeviceInfo]:
+    """One entry per device: a later entry for a device already listed adds its ``details``
+    (a detector's counters about a driver's device) and changes nothing else."""
+    merged: dict[str, DeviceInfo] = {}
+    for info in infos:
+        first = merged.get(info.device_id)
+        merged[info.device_id] = info if first is None else replace(
+            first, details={**first.details, **info.details})
+    return list(merged.values())
+
+
 class AgentContext(Protocol):
     hub_id: str
     clock: Clock
@@ -227,9 +280,31 @@ class AgentContext(Protocol):
         """Loop only: ``handler(msg)`` on the loop for messages on ``topic`` (one of the
         hub's; wildcards allowed). Call the returned function to stop hearing them."""
 
+    def register_alarm_output(self, output_id: str, output: AlarmOutput) -> Unsubscribe:
+        """Loop only: a driver offers ``output`` under ``output_id`` (its device's id); a
+        later registration under the same id replaces it. Call the returned function (at
+        the driver's stop) to withdraw it."""
+
+    def alarm_output(self, output_id: str) -> AlarmOutput | None:
+        """Loop only: the alarm output registered under ``output_id`` now, if any."""
+
+
+class ConfigChange(Protocol):
+    """What a new config would change (``agent.change_plan.ChangePlan``)."""
+
+    @property
+    def forbidden(self) -> tuple[str, ...]:
+        """Why the change may not be made remotely (empty: it may)."""
+
+    def touches(self, prefix: str) -> bool:
+        """Whether a changed key is ``prefix`` or lies under it."""
+
 
 class Reconfigurable(Protocol):
     """Live reconfiguration (``agent/reconfigure.py``), as remote control asks for it."""
+
+    def plan_change(self, new_config: Config) -> ConfigChange:
+        """What switching from the running config to ``new_config`` would change."""
 
     async def reconfigure(self, new_config: Config) -> list[str]:
         """Switch to ``new_config`` without a restart; returns what failed (empty: fine)."""

@@ -17,11 +17,11 @@ import logging
 import time
 from typing import Protocol
 
+from agent.change_plan import ChangePlan, plan_change
 from agent.clock import Clock, SystemClock
 from agent.components import Hardware, build_components, spec_of
 from agent.config import Config, MqttConfig
 from agent.ports import Component, UplinkFigures
-from agent.remote.plan import ChangePlan, plan_change
 from agent.store.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)

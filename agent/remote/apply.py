@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from agent.config import Config, config_to_dict, parse_config
 from agent.errors import ConfigError
 from agent.model import Event, Priority, iso_utc
-from agent.ports import UplinkFigures
+from agent.ports import ConfigChange, UplinkFigures
 from agent.remote import envelope as env
 from agent.remote.documents import (
     changed_keys,
@@ -43,7 +43,6 @@ from agent.remote.documents import (
 )
 from agent.remote.envelope import Envelope, Rejected
 from agent.remote.keys import KeyStore
-from agent.remote.plan import plan_change
 from agent.remote.toml_edit import edited_text
 
 log = logging.getLogger(__name__)
@@ -61,6 +60,8 @@ class ApplyHost(Protocol):
     config: Config
 
     async def reconfigure(self, new_config: Config) -> list[str]: ...
+
+    def plan_change(self, new_config: Config) -> ConfigChange: ...
 
     def submit_event(self, event: Event) -> None: ...
 
@@ -148,7 +149,7 @@ class ConfigApplier:
         except ConfigError as exc:
             raise Rejected(env.INVALID_CONFIG, f"{len(exc.problems)} problem(s) in the config",
                            e) from exc
-        plan = plan_change(running, new)
+        plan = self.host.plan_change(new)
         forbidden = list(plan.forbidden)
         remote = getattr(new, "remote", None)
         if remote is not None and remote.enabled and plan.touches("remote.keys_dir") \

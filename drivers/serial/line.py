@@ -39,6 +39,7 @@ from typing import Any
 from agent.errors import DecodeError
 from agent.model import Priority, Reading
 from drivers.serial import codes
+from drivers.serial.alarm_output import AlarmJob
 from drivers.serial.config import SerialUnit
 from drivers.serial.contact_id import (
     ACK,
@@ -49,7 +50,6 @@ from drivers.serial.contact_id import (
     ReceiverStatus,
     decode,
 )
-from drivers.serial.escalation import EscalationJob
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,6 @@ class UnitLine:
         opener: Callable[[], Any],
         emit: Callable[[Reading], None],
         loop: asyncio.AbstractEventLoop,
-        on_job_done: Callable[[EscalationJob], None],
         ack_within_s: float = 0.8,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -85,13 +84,12 @@ class UnitLine:
         self._open = opener
         self._emit = emit
         self._loop = loop
-        self._on_job_done = on_job_done
         self.ack_within_s = ack_within_s
         self._now = clock
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._jobs: collections.deque[EscalationJob] = collections.deque()
-        self._job: EscalationJob | None = None
+        self._jobs: collections.deque[AlarmJob] = collections.deque()
+        self._job: AlarmJob | None = None
         self._job_deadline = 0.0
         self._waiting: tuple[str, bytes, float, asyncio.TimerHandle] | None = None
         self._committed: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -127,7 +125,7 @@ class UnitLine:
             except TimeoutError:
                 log.error("serial %s: line did not stop within %.1f s", self.unit.id, timeout)
 
-    def send(self, job: EscalationJob) -> None:
+    def send(self, job: AlarmJob) -> None:
         self._jobs.append(job)
         if self._port is not None and self._waiting is None:
             self._loop.call_soon(self._pump_jobs)
@@ -430,8 +428,8 @@ class UnitLine:
                                 f"{self.unit.ack_timeout_s:.1f} s")
         while self._job is None and self._jobs:
             job = self._jobs.popleft()
-            if job.cancelled.is_set():
-                self._loop.call_soon(self._on_job_done, job)
+            if job.withdrawn:
+                self._loop.call_soon(job.finish)
                 continue
             self._job = job
             self._transmit()
@@ -452,7 +450,7 @@ class UnitLine:
         if ack:
             job.ok = True
             self._job = None
-            self._loop.call_soon(self._on_job_done, job)
+            self._loop.call_soon(job.finish)
         else:
             self._job_deadline = 0.0      # NAK: resend at the next turn (counts as a try)
             job.error = "NAK from unit"
@@ -467,7 +465,7 @@ class UnitLine:
             return
         job.error = job.error or reason
         self._job = None
-        self._loop.call_soon(self._on_job_done, job)
+        self._loop.call_soon(job.finish)
 
     def _abandon_jobs(self, reason: str) -> None:
         """At stop: escalations not yet acknowledged by the unit are dropped (and logged);
@@ -477,6 +475,6 @@ class UnitLine:
         pending.extend(self._jobs)
         self._jobs.clear()
         for job in pending:
-            if not job.cancelled.is_set():
+            if not job.withdrawn:
                 log.error("serial %s: %s %s not sent to the unit: %s", self.unit.id,
                           job.event_type, job.event_id, reason)

@@ -18,7 +18,14 @@ from agent.app import Agent
 from agent.clock import SystemClock
 from agent.model import Event, Priority, Reading
 from agent.offline import OfflineContext
-from agent.ports import AgentContext, AgentState, HubMessage
+from agent.ports import (
+    AgentContext,
+    AgentState,
+    AlarmHandle,
+    AlarmOutcome,
+    AlarmRequest,
+    HubMessage,
+)
 from tests.fake_context import FakeContext
 from tests.harness import TestBroker, make_config
 
@@ -192,6 +199,31 @@ def test_topics_are_the_hubs_only_and_unsubscribe_works(run_with) -> None:
         unsubscribe = ctx.subscribe(f"tec/v1/{HUB}/cmd/+", heard.append)
         unsubscribe()
         unsubscribe()                      # twice is harmless
+    run_with(body)
+
+
+class _Output:
+    """An alarm output as a driver offers one (the serial driver's: drivers/serial/)."""
+
+    def raise_alarm(self, request: AlarmRequest,
+                    done: Callable[[AlarmOutcome], None]) -> AlarmHandle:
+        raise AssertionError("not raised in this test")
+
+
+def test_alarm_outputs_are_registered_found_and_withdrawn(run_with) -> None:
+    async def body(ctx: AgentContext) -> None:
+        assert ctx.alarm_output("unit-1") is None
+        first, second = _Output(), _Output()
+        unregister_first = ctx.register_alarm_output("unit-1", first)
+        assert ctx.alarm_output("unit-1") is first and ctx.alarm_output("unit-2") is None
+        # A rebuilt driver registers its new output before the old one is gone: the old
+        # one's withdrawal must not remove the new one.
+        unregister_second = ctx.register_alarm_output("unit-1", second)
+        unregister_first()
+        assert ctx.alarm_output("unit-1") is second
+        unregister_second()
+        unregister_second()                # twice is harmless
+        assert ctx.alarm_output("unit-1") is None
     run_with(body)
 
 

@@ -107,6 +107,12 @@ def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mq
         assert decode(frame[:-1]).event_code == "100"  # type: ignore[union-attr]
         os.write(unit_end.master, bytes([ACK]))
         wait_until(lambda: runner.agent.stats["stored"] == 2, what="escalation record stored")
+        # One inventory entry for the unit: the line's details and the rule's counters.
+        units = [d for d in runner.agent.devices() if d.device_id == "lifeline"]
+        assert len(units) == 1 and units[0].driver == "serial"
+        assert units[0].details["port_open"] is True
+        assert (units[0].details["escalated"], units[0].details["failed"],
+                units[0].details["skipped_delivered"]) == (1, 0, 0)
         mqtt_broker.start()
         events = mqtt_broker.subscribe("tec/v1/hub-test/event")
         evs = events.wait_events(2, timeout=15)
@@ -114,6 +120,10 @@ def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mq
     rec = evs[1]
     assert rec["data"]["path"] == "serial" and rec["data"]["event_id"] == alarm.id
     assert rec["priority"] == "info" and rec["device_id"] == "lifeline"
+    assert list(rec["data"].items()) == [
+        ("path", "serial"), ("event_id", alarm.id), ("event_type", "fall"),
+        ("contact_id", "100"), ("attempts", 1), ("unit", "lifeline"), ("source", "serial"),
+        ("room", "hall"), ("role", "telecare_unit")]
 
 
 def _serial(runner: AgentRunner):

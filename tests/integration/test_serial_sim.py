@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from agent.escalation import EscalationDetector
 from agent.model import Event, Priority
 from drivers.serial.config import SerialConfig, SerialUnit
 from drivers.serial.contact_id import decode
@@ -20,7 +21,9 @@ def test_simulated_unit_heartbeats_sends_and_takes_escalations() -> None:
                          supervision_s=5.0)
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(cfg,)), ports={"sim-unit": unit.path})
+        escalation = EscalationDetector(driver.config)
         await driver.start(ctx)
+        await escalation.start(ctx)
         loop = asyncio.get_running_loop()
         try:
             await until(lambda: driver.devices()[0].details["heartbeats"] >= 2, what="heartbeats")
@@ -33,6 +36,7 @@ def test_simulated_unit_heartbeats_sends_and_takes_escalations() -> None:
             assert decode(unit.received[0]).event_code == "100"  # type: ignore[union-attr]
             await until(lambda: any(e.type == "alarm_escalated" for e in ctx.events))
         finally:
+            await escalation.stop()
             await driver.stop()
             t0 = time.monotonic()
             unit.close()

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from agent.escalation import EscalationDetector
 from agent.model import Event, Priority
+from agent.ports import AlarmOutcome, AlarmRequest
 from drivers.serial.config import SerialConfig, SerialUnit
 from drivers.serial.contact_id import ACK, DC4, NAK, decode
 from drivers.serial.unit import SerialDriver
@@ -116,12 +118,20 @@ def unit(pty: Pty, **kw: Any) -> SerialUnit:
 
 
 @contextlib.asynccontextmanager
-async def started(driver: SerialDriver, ctx: FakeContext) -> AsyncIterator[SerialDriver]:
-    """The driver, started on ``ctx`` and stopped again however the test body ends."""
+async def started(driver: SerialDriver, ctx: FakeContext, *, escalation: bool = False,
+                  zone_of: Callable[[str], int] | None = None) -> AsyncIterator[SerialDriver]:
+    """The driver, started on ``ctx`` and stopped again however the test body ends; with
+    ``escalation``, the escalation rule (agent/escalation.py) started after it as the
+    registry does, raising alarms through the units' alarm outputs."""
+    detector = EscalationDetector(driver.config, zone_of) if escalation else None
     await driver.start(ctx)
     try:
+        if detector is not None:
+            await detector.start(ctx)
         yield driver
     finally:
+        if detector is not None:
+            await detector.stop()
         await driver.stop()
 
 
@@ -288,8 +298,8 @@ def test_unacknowledged_alarm_is_escalated_and_recorded(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         u = unit(pty, escalate_after_s=0.3, account="4321")
-        driver = SerialDriver(SerialConfig(units=(u,)), zone_of=lambda d: 7)
-        async with started(driver, ctx):
+        driver = SerialDriver(SerialConfig(units=(u,)))
+        async with started(driver, ctx, escalation=True, zone_of=lambda d: 7):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             alarm = _alarm(ctx)
             t0 = time.monotonic()
@@ -311,7 +321,7 @@ def test_broker_ack_in_time_means_nothing_is_sent(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.3),)))
-        async with started(driver, ctx):
+        async with started(driver, ctx, escalation=True):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             alarm = _alarm(ctx, "pull_cord", {"contact_id": 101})
             ctx.ack(alarm)
@@ -326,7 +336,7 @@ def test_unit_silent_retries_then_records_failure(pty: Pty) -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         u = unit(pty, escalate_after_s=0.1, ack_timeout_s=0.5, retries=3)
         driver = SerialDriver(SerialConfig(units=(u,)))
-        async with started(driver, ctx):
+        async with started(driver, ctx, escalation=True):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             _alarm(ctx, "smoke")
             frames = [await blocking(pty.read_frame, 2.0) for _ in range(4)]
@@ -344,7 +354,7 @@ def test_nak_from_unit_is_retried(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
-        async with started(driver, ctx):
+        async with started(driver, ctx, escalation=True):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             _alarm(ctx, "pull_cord", {"contact_id": 101})
             first = await blocking(pty.read_frame)
@@ -363,7 +373,7 @@ def test_cancel_after_escalation_sends_a_406(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
-        async with started(driver, ctx):
+        async with started(driver, ctx, escalation=True):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             alarm = _alarm(ctx, "pull_cord", {"contact_id": 101})
             await blocking(pty.read_frame)
@@ -382,11 +392,37 @@ def test_alarms_from_the_unit_itself_are_not_echoed(pty: Pty) -> None:
     async def body() -> None:
         ctx = FakeContext(asyncio.get_running_loop())
         driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1),)))
-        async with started(driver, ctx):
+        async with started(driver, ctx, escalation=True):
             await until(lambda: driver.devices()[0].details["port_open"], what="port open")
             pty.write(PENDANT)
             assert await blocking(pty.read, 1) == bytes([ACK])
             assert await blocking(pty.quiet, 0.6) == b""
+
+    run(body)
+
+
+def test_the_driver_alone_offers_outputs_and_raises_nothing_itself(pty: Pty) -> None:
+    """The rule lives in agent/escalation.py: without it an unacknowledged alarm stays off
+    the line; the driver's alarm output puts a request on it and reports the unit's ACK."""
+    async def body() -> None:
+        ctx = FakeContext(asyncio.get_running_loop())
+        driver = SerialDriver(SerialConfig(units=(unit(pty, escalate_after_s=0.1,
+                                                       account="4321"),)))
+        async with started(driver, ctx):
+            await until(lambda: driver.devices()[0].details["port_open"], what="port open")
+            _alarm(ctx)
+            assert await blocking(pty.quiet, 0.5) == b""
+            output = ctx.alarm_output("unit-1")
+            assert output is not None
+            outcomes: list[AlarmOutcome] = []
+            output.raise_alarm(AlarmRequest("e-1", "fall", zone=7), outcomes.append)
+            assert await blocking(pty.read_frame) == b"5011 184321110000007" + bytes([DC4])
+            pty.write(bytes([ACK]))
+            await until(lambda: outcomes, what="the outcome")
+            assert (outcomes[0].sent, outcomes[0].ok, outcomes[0].attempts,
+                    outcomes[0].code) == (True, True, 1, "100")
+            assert "escalated" not in driver.devices()[0].details   # the rule's counters
+        assert ctx.alarm_output("unit-1") is None          # withdrawn at stop
 
     run(body)
 

@@ -7,9 +7,9 @@ import ast
 import dataclasses
 from pathlib import Path
 
+from agent.change_plan import plan_change
 from agent.components import REGISTRY, Hardware, build_components, spec_of
 from agent.config import Config
-from agent.remote.plan import plan_change
 from tests.harness import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +58,26 @@ def test_reconfiguration_remote_and_the_registry_do_not_import_the_app() -> None
              *sorted((ROOT / "agent" / "remote").glob("*.py"))]
     offenders = {str(f.relative_to(ROOT)) for f in files if "agent.app" in _imports(f)}
     assert offenders == set()
+
+
+def test_escalation_is_built_after_serial_and_rebuilt_with_it(tmp_path: Path) -> None:
+    """The escalation rule (agent/escalation.py) raises alarms on serial's units: built
+    after the driver, rebuilt whenever serial is (same section), and alone when only its
+    Contact ID zones (the device lists) change."""
+    serial = ('[[serial.units]]\nid = "lifeline"\nport = "/dev/null"\n'
+              'escalate_after_s = 60\n')
+    old = make_config(tmp_path, None, extra=serial)
+    names = [c.name for c in build_components(old, Hardware())]
+    assert names.index("escalation") == names.index("serial") + 1
+    unit = old.serial.units[0]
+    faster = dataclasses.replace(old, serial=dataclasses.replace(
+        old.serial, units=(dataclasses.replace(unit, escalate_after_s=30.0),)))
+    plan = plan_change(old, faster)
+    assert plan.affects("serial") and plan.affects("escalation")
+    wired = make_config(tmp_path, None, extra=serial + (
+        '[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = 17\n'
+        '[gpio]\npin_factory = "mock"\n'))
+    plan = plan_change(old, wired)
+    assert plan.affects("escalation") and not plan.affects("serial")
+    assert "escalation" not in [c.name for c in build_components(make_config(tmp_path, None),
+                                                                 Hardware())]

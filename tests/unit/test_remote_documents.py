@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.change_plan import plan_change
 from agent.config import Config, config_to_dict, parse_config, parse_config_text
 from agent.errors import ConfigError
 from agent.redaction import secret_values
@@ -30,7 +31,6 @@ from agent.remote.documents import (
 )
 from agent.remote.envelope import Envelope, Rejected
 from agent.remote.log_ring import LogRing
-from agent.remote.plan import plan_change
 from agent.remote.toml_writer import dumps
 
 KEY_A, KEY_B = "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"
@@ -160,6 +160,9 @@ def test_plan_rebuilds_only_what_depends_on_the_change(home: Config) -> None:
 class _Host(SimpleNamespace):
     async def reconfigure(self, new):  # pragma: no cover - prepare() never applies
         raise AssertionError("prepare must not apply anything")
+
+    def plan_change(self, new):
+        return plan_change(self.config, new)
 
 
 def _envelope(mode: str, config: dict) -> Envelope:

@@ -1,6 +1,10 @@
 """What a new config means for the running agent: what changed, what may not change
 remotely, and which components must be rebuilt.
 
+Live reconfiguration (``agent/reconfigure.py``) rebuilds by it; remote control asks the
+agent for it through the port (:meth:`agent.ports.Reconfigurable.plan_change`), so
+``agent/remote/`` never imports the registry (which names remote control's factory).
+
 Components are matched by ``name`` against the registry (``agent/components.py``). One with
 inputs there is rebuilt only when one of them changed; one without (a newer driver or
 detector, the daily summary) is rebuilt when anything
