@@ -1,0 +1,225 @@
+"""``tec-agent ingest`` on a real mosquitto, against SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.ingest.db import open_db
+from agent.ingest.ingester import Ingester
+from agent.ingest.mqtt_source import MqttSource, SourceSettings
+from agent.model import Event, Priority
+from agent.remote.client import BrokerUrl
+from agent.uplink.mqtt_uplink import release_client
+from tests.harness import AgentRunner, TestBroker, agent_cmd, make_config, wait_until
+
+
+class FakeHub:
+    """A hub's publishing side: real events (the agent's own JSON), QoS 1, retained status."""
+
+    def __init__(self, broker: TestBroker, hub_id: str, prefix: str = "") -> None:
+        self.hub_id = hub_id
+        self.root = f"{prefix}/tec/v1" if prefix else "tec/v1"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-{hub_id}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(broker.username, broker.password)
+        self.client.max_inflight_messages_set(100)
+        self.client.connect(broker.host, broker.port, 30)
+        self.client.loop_start()
+        self.events: list[Event] = []
+
+    def event(self, n: int, priority: Priority = Priority.INFO, type_: str = "motion",
+              data: dict | None = None) -> Event:
+        ev = Event(type=type_, priority=priority, device_id="pir-1", data=data or {"n": n},
+                   clock_synced=True, seq=n)
+        self.events.append(ev)
+        return ev
+
+    def send(self, ev: Event) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(f"{self.root}/{self.hub_id}/event",
+                                   json.dumps(ev.to_json_dict(self.hub_id)), qos=1)
+
+    def retained(self, rest: str, doc: dict) -> None:
+        self.client.publish(f"{self.root}/{self.hub_id}/{rest}", json.dumps(doc), qos=1,
+                            retain=True).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        release_client(self.client)
+
+
+def settings(broker: TestBroker, client_id: str, prefix: str = "") -> SourceSettings:
+    return SourceSettings(BrokerUrl(broker.host, broker.port, broker.username, False),
+                          broker.password, client_id, prefix=prefix)
+
+
+class Running:
+    """An in-process ingester on its own thread."""
+
+    def __init__(self, broker: TestBroker, db_url: str, client_id: str = "ingest-1",
+                 prefix: str = "") -> None:
+        self.alarms: list = []
+        self.source = MqttSource(settings(broker, client_id, prefix))
+        self.db = open_db(db_url)
+        self.ingester = Ingester(self.source, self.db, prefix=prefix, on_alarm=self.alarms.extend)
+        self.reader = open_db(db_url)  # the test's own connection (the ingester's is its thread's)
+        self.source.start()
+        self.thread = threading.Thread(target=self.ingester.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.ingester.stop()
+        self.thread.join(10)
+        self.source.stop()
+        self.db.close()
+        self.reader.close()
+
+
+@pytest.fixture
+def hubs(mqtt_broker: TestBroker) -> Iterator[list[FakeHub]]:
+    made: list[FakeHub] = []
+    yield made
+    for h in made:
+        h.close()
+
+
+def test_events_status_and_devices_reach_the_database(mqtt_broker: TestBroker,
+                                                      ingest_db_url: str,
+                                                      hubs: list[FakeHub]) -> None:
+    a, b = FakeHub(mqtt_broker, "hub-a"), FakeHub(mqtt_broker, "hub-b")
+    hubs += [a, b]
+    # Retained before the ingester exists: it must pick them up on subscribe.
+    a.retained("status", {"state": "online", "hub_id": "hub-a", "version": "0.1.0",
+                          "ts": "2026-12-05T08:00:00.000Z"})
+    a.retained("device/pendant-1", {"kind": "ble", "last_seen": None, "battery": 9.0,
+                                    "rssi": -80, "online": False})
+    ing = Running(mqtt_broker, ingest_db_url)
+    try:
+        alarm = a.event(1, Priority.ALARM, "pull_cord")
+        sent = [alarm] + [a.event(n) for n in range(2, 50)] + [b.event(n) for n in range(1, 30)]
+        for ev in sent:
+            (a if ev in a.events else b).send(ev).wait_for_publish(5)
+        # At-least-once: the same events again (a hub resending after a lost PUBACK).
+        for ev in a.events[:10]:
+            a.send(ev).wait_for_publish(5)
+        wait_until(lambda: ing.ingester.stats.received >= len(sent) + 12, 15,
+                   what="every message ingested")
+        db = ing.reader
+        assert db.event_count() == len(sent)
+        rows = {h.hub_id: h for h in db.hubs()}
+        assert (rows["hub-a"].events, rows["hub-a"].duplicates) == (49, 10)
+        assert (rows["hub-b"].events, rows["hub-b"].duplicates) == (29, 0)
+        assert (rows["hub-a"].state, rows["hub-a"].version) == ("online", "0.1.0")
+        assert [(d.device_id, d.online, d.battery) for d in db.devices()] == [
+            ("pendant-1", False, 9.0)]
+        assert [x.id for x in ing.alarms] == [alarm.id]
+        assert ing.ingester.stats.ack_skipped == 0
+    finally:
+        ing.close()
+
+
+def test_tenant_prefix_is_followed(mqtt_broker: TestBroker, tmp_path: Path,
+                                   hubs: list[FakeHub]) -> None:
+    tenant, plain = FakeHub(mqtt_broker, "hub-t", "council-a"), FakeHub(mqtt_broker, "hub-p")
+    hubs += [tenant, plain]
+    ing = Running(mqtt_broker, f"sqlite:///{tmp_path / 'i.db'}", prefix="council-a")
+    try:
+        plain.send(plain.event(1)).wait_for_publish(5)
+        tenant.send(tenant.event(1)).wait_for_publish(5)
+        wait_until(lambda: ing.ingester.stats.received >= 1, 10, what="the tenant's event")
+        assert [h.hub_id for h in ing.reader.hubs()] == ["hub-t"]
+    finally:
+        ing.close()
+
+
+def test_two_ingesters_of_a_group_share_the_events(mqtt_broker: TestBroker, postgres_url: str,
+                                                   hubs: list[FakeHub]) -> None:
+    hub = FakeHub(mqtt_broker, "hub-a")
+    hubs.append(hub)
+    one, two = Running(mqtt_broker, postgres_url, "ingest-1"), \
+        Running(mqtt_broker, postgres_url, "ingest-2")
+    try:
+        infos = [hub.send(hub.event(n)) for n in range(400)]
+        for info in infos:
+            info.wait_for_publish(10)
+        wait_until(lambda: one.reader.event_count() == 400, 20, what="400 events stored")
+        got = (one.ingester.stats.inserted, two.ingester.stats.inserted)
+        assert sum(got) == 400 and min(got) > 0, got
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_real_agent_alarm_reaches_the_database(mqtt_broker: TestBroker, tmp_path: Path,
+                                                 ingest_db_url: str) -> None:
+    ing = Running(mqtt_broker, ingest_db_url)
+    runner = AgentRunner(make_config(tmp_path, mqtt_broker, hub_id="hub-real")).start()
+    try:
+        runner.call(runner.agent.submit_event,
+                    Event(type="pull_cord", priority=Priority.ALARM, device_id="cord-1"))
+        wait_until(lambda: any(a.hub_id == "hub-real" for a in ing.alarms), 15,
+                   what="the agent's alarm in the database")
+        rows = {h.hub_id: h for h in ing.reader.hubs()}
+        wait_until(lambda: {h.hub_id: h for h in ing.reader.hubs()}["hub-real"].state == "online",
+                   10, what="the hub's status")
+        assert rows["hub-real"].last_event_type == "pull_cord"
+    finally:
+        runner.stop()
+        ing.close()
+
+
+def _spawn(broker: TestBroker, db_url: str, log: Path) -> subprocess.Popen:
+    with log.open("ab") as err:  # the child has its own copy of the descriptor
+        return subprocess.Popen(
+            agent_cmd("ingest", "--broker", f"mqtt://{broker.username}@{broker.host}:{broker.port}",
+                      "--password-file", str(broker.password_file), "--db", db_url,
+                      "--client-id", "ingest-crash"),
+            stdout=subprocess.PIPE, stderr=err,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+
+
+@pytest.mark.parametrize("kills", [2])
+def test_kill_9_mid_stream_loses_nothing(mqtt_broker: TestBroker, ingest_db_url: str,
+                                         tmp_path: Path, hubs: list[FakeHub],
+                                         kills: int) -> None:
+    total = 3000
+    hub = FakeHub(mqtt_broker, "hub-k")
+    hubs.append(hub)
+    log = tmp_path / "ingest.log"
+    proc = _spawn(mqtt_broker, ingest_db_url, log)
+    reader = open_db(ingest_db_url)
+    try:
+        wait_until(lambda: "ingesting" in log.read_text(), 20, what="the ingester to subscribe")
+        events = [hub.event(n) for n in range(total)]
+        sender = threading.Thread(target=lambda: [hub.send(ev) for ev in events], daemon=True)
+        sender.start()
+        for k in range(kills):
+            floor = (k + 1) * total // (kills + 2)
+            wait_until(lambda: reader.event_count() >= floor, 30, interval=0.002,
+                       what=f"{floor} events stored")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            proc.stdout.close()
+            proc = _spawn(mqtt_broker, ingest_db_url, log)
+        sender.join(30)
+        wait_until(lambda: reader.event_count() >= total, 60, what=f"all {total} events stored")
+        assert reader.event_count() == total
+        (row,) = reader.hubs()
+        assert row.events == total
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        reader.close()
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    assert stats["received"] >= stats["inserted"]
