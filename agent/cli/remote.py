@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--hub", required=True, help="hub id")
+        broker(q)
+
+    def broker(q: argparse.ArgumentParser) -> None:
         q.add_argument("--broker", default=os.environ.get("TEC_REMOTE_BROKER", "mqtt://127.0.0.1:1883"),
                        help="mqtt[s]://user@host:port (default $TEC_REMOTE_BROKER or mqtt://127.0.0.1:1883)")
         q.add_argument("--password-file", help="first line is the broker password")
@@ -34,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--insecure", action="store_true",
                        help="allow plaintext mqtt:// to a broker off this machine (refused "
                             "otherwise: use mqtts://)")
+
+    def timeout(q: argparse.ArgumentParser) -> None:
         q.add_argument("--timeout", type=float,
                        help="seconds to wait for the hub's answer (default: push-config "
                             "120, cmd 60, get-config 5)")
@@ -58,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--merge", action="store_true",
                    help="FILE is partial: merge it onto the hub's config (RFC 7396; null deletes)")
     common(q)
+    timeout(q)
     signing(q)
     q.set_defaults(func=cmd_push_config)
 
@@ -67,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="command argument (VALUE parsed as JSON when it is JSON), repeatable")
     common(q)
+    timeout(q)
     signing(q)
     q.set_defaults(func=cmd_cmd)
 
@@ -75,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the config as TOML, ready to edit and give to push-config "
                         "(default: the retained JSON document, which push-config also takes)")
     common(q)
+    timeout(q)
     q.set_defaults(func=cmd_get_config)
 
     q = rsub.add_parser("keygen", help="make a support key pair: ID.key (secret) and ID.pub")
@@ -87,6 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pw.add_argument("--no-passphrase", action="store_true",
                     help="leave ID.key unencrypted (e.g. for a hardware-protected store)")
     q.set_defaults(func=cmd_keygen)
+
+    from agent.cli.fleet import add_parser
+
+    add_parser(rsub, broker)
 
 
 def _err(msg: str) -> None:

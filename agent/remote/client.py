@@ -195,6 +195,11 @@ class SupportClient:
 
         return self._wait(find, timeout, what)
 
+    def received(self, start: int = 0) -> list[tuple[str, bytes, bool]]:
+        """``(topic, payload, retained)`` of every message received from position ``start``."""
+        with self._cond:
+            return list(self._messages[start:])
+
     def retained(self, topic: str) -> dict[str, Any] | None:
         with self._cond:
             for t, payload, retained in reversed(self._messages):

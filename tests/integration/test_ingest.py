@@ -223,3 +223,71 @@ def test_kill_9_mid_stream_loses_nothing(mqtt_broker: TestBroker, ingest_db_url:
     assert proc.returncode == 0, log.read_text()[-2000:]
     stats = json.loads(out.decode().strip().splitlines()[-1])
     assert stats["received"] >= stats["inserted"]
+
+
+def _hubs_cli(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
+    from agent.cli import main
+
+    assert main(["remote", "hubs", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_remote_hubs_from_the_ingesters_database(mqtt_broker: TestBroker, ingest_db_url: str,
+                                                 hubs: list[FakeHub],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = FakeHub(mqtt_broker, "hub-a"), FakeHub(mqtt_broker, "hub-b")
+    hubs += [a, b]
+    a.retained("status", {"state": "online", "hub_id": "hub-a", "version": "0.1.0",
+                          "ts": "2026-12-05T08:00:00.000Z"})
+    b.retained("status", {"state": "offline", "hub_id": "hub-b", "version": "0.1.0",
+                          "ts": "2026-12-05T07:00:00.000Z", "reason": "connection lost"})
+    a.retained("device/pendant-1", {"kind": "ble", "battery": 9.0, "online": False})
+    ing = Running(mqtt_broker, ingest_db_url)
+    try:
+        backlog = {"alarm": 0, "warning": 0, "info": 1, "telemetry": 7, "total": 8,
+                   "oldest_age_s": 3.0}
+        a.send(a.event(1, type_="summary", data={"backlog": backlog})).wait_for_publish(5)
+        wait_until(lambda: len(ing.reader.hubs()) == 2 and ing.reader.event_count() == 1
+                   and ing.reader.devices(), 10, what="status, device and summary stored")
+        got = {d["hub_id"]: d for d in _hubs_cli(capsys, "--db", ingest_db_url)}
+    finally:
+        ing.close()
+    assert (got["hub-a"]["state"], got["hub-a"]["since"]) == ("online",
+                                                              "2026-12-05T08:00:00.000Z")
+    assert got["hub-a"]["backlog"] == backlog and got["hub-a"]["last_event_type"] == "summary"
+    assert got["hub-a"]["devices_offline"] == ["pendant-1"]
+    assert got["hub-a"]["battery_low"] == ["pendant-1"]
+    assert (got["hub-b"]["state"], got["hub-b"]["reason"]) == ("offline", "connection lost")
+
+
+def test_remote_hubs_from_the_broker_with_live_messages(mqtt_broker: TestBroker,
+                                                        hubs: list[FakeHub],
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """A hub whose retained status this subscriber does not get (as on a RabbitMQ node that
+    does not hold it) is still online from its live events, within --liveness-s."""
+    a, quiet = FakeHub(mqtt_broker, "hub-a"), FakeHub(mqtt_broker, "hub-live")
+    hubs += [a, quiet]
+    a.retained("status", {"state": "online", "hub_id": "hub-a", "version": "0.1.0",
+                          "ts": "2026-12-05T08:00:00.000Z"})
+    stop = threading.Event()
+
+    def chatter() -> None:
+        n = 0
+        while not stop.wait(0.1):
+            quiet.send(quiet.event(n))
+            n += 1
+
+    t = threading.Thread(target=chatter, daemon=True)
+    t.start()
+    try:
+        got = {d["hub_id"]: d for d in _hubs_cli(
+            capsys, "--broker", f"mqtt://{mqtt_broker.username}@{mqtt_broker.host}:"
+                                f"{mqtt_broker.port}",
+            "--password-file", str(mqtt_broker.password_file), "--listen", "1.5")}
+    finally:
+        stop.set()
+        t.join(5)
+    assert got["hub-a"]["state"] == "online" and got["hub-a"]["version"] == "0.1.0"
+    assert got["hub-live"]["state"] == "online"
+    assert got["hub-live"]["reason"].startswith("no status")
