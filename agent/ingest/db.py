@@ -104,8 +104,11 @@ def open_db(url: str) -> IngestDb:
 
         return SqliteIngestDb(url[len("sqlite:///"):])
     if scheme in ("postgresql", "postgres"):
-        from agent.ingest.postgres_db import PostgresIngestDb
-
+        try:
+            from agent.ingest.postgres_db import PostgresIngestDb
+        except ImportError:
+            raise ConfigError("--db postgresql://...: psycopg is not installed (pip install "
+                              "'tec-agent[ingest]')") from None
         return PostgresIngestDb(url)
     raise ConfigError(f"--db {redact_url(url)!r}: expected sqlite:///FILE or postgresql://...")
 
