@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -41,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "a PostgreSQL password goes in $PGPASSWORD or ~/.pgpass, not the URL)")
     p.add_argument("--group", default="tec-ingest",
                    help="shared subscription group (default tec-ingest): ingesters of one "
-                        "group share the events, each event goes to one of them")
+                        "group share the events, each event goes to one of them. Use a name "
+                        "only the ingesters know: on mosquitto any account may join a group, "
+                        "and one that may not read events drops its turn of them. '' "
+                        "subscribes without sharing (one ingester; brokers without shared "
+                        "subscriptions, e.g. RabbitMQ)")
+    p.add_argument("--protocol", default="5", choices=("5", "3.1.1"),
+                   help="MQTT version (default 5; 3.1.1 for a broker without MQTT 5, e.g. "
+                        "RabbitMQ before 3.13)")
     p.add_argument("--client-id",
                    help="MQTT client id, fixed so a restarted ingester gets back the "
                         "messages it had not acknowledged (default tec-ingest-HOSTNAME; give "
@@ -77,6 +85,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         why = topics.check_prefix(args.topic_prefix)
         if why:
             raise ConfigError(f"--topic-prefix {args.topic_prefix!r}: {why}")
+        if args.group and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.group):
+            raise ConfigError(f"--group {args.group!r}: 1-64 of A-Z a-z 0-9 _ - (or '')")
         broker = parse_broker_url(args.broker)
         check_transport(broker, args.insecure)
         if args.password_file and not os.path.isfile(args.password_file):
@@ -90,7 +100,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return EXIT_LOCAL
     client_id = args.client_id or f"tec-ingest-{socket.gethostname()}"
     source = MqttSource(SourceSettings(broker, password, client_id, args.group,
-                                       args.topic_prefix, args.ca_file, args.session_expiry_s))
+                                       args.topic_prefix, args.ca_file, args.session_expiry_s,
+                                       protocol=args.protocol))
 
     def on_alarm(alarms: tuple) -> None:
         for a in alarms:

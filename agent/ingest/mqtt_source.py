@@ -1,10 +1,12 @@
 """The ingester's broker connection: the only module of :mod:`agent.ingest` that imports paho.
 
-MQTT 5, a persistent session under a fixed client id (``clean_start`` false, Session Expiry
-Interval set): when the ingester dies, the broker keeps the messages it had sent but not had
-acknowledged, and those that arrive meanwhile, and hands them over when the same client id
+MQTT 5 (or 3.1.1 for a broker without it), a persistent session under a fixed client id
+(``clean_start`` false, Session Expiry Interval set): when the ingester dies, the broker
+keeps the messages it had sent but not had acknowledged, and those that arrive meanwhile,
+and hands them over when the same client id
 comes back. Events come through the shared subscription ``$share/<group>/tec/v1/+/event``
-(the broker splits them between the ingesters of a group); hub status and device state
+(the broker splits them between the ingesters of a group; an empty group subscribes to
+``tec/v1/+/event`` itself, for a broker without shared subscriptions); hub status and device state
 through plain subscriptions (every ingester keeps them, retained copies arrive on
 subscribe). Acknowledgement is manual (``manual_ack``): :meth:`MqttSource.ack` is called
 only after the database commit. The acknowledgement of a message received on an earlier
@@ -61,6 +63,7 @@ class SourceSettings:
     session_expiry_s: int = 7 * 86400
     receive_maximum: int = 1000  # messages the broker may have in flight to us, unacknowledged
     keepalive_s: int = 30
+    protocol: str = "5"          # "3.1.1" for brokers without MQTT 5 (RabbitMQ before 3.13)
 
 
 class MqttSource:
@@ -73,13 +76,16 @@ class MqttSource:
         self._stopping = False
         self._lock = threading.Lock()  # guards _epoch between paho's thread and the caller's
         root = topics.root(settings.prefix)
+        share = f"$share/{settings.group}/" if settings.group else ""
         self.subscriptions = [
-            (f"$share/{settings.group}/{root}/+/event", 1),
+            (f"{share}{root}/+/event", 1),
             (f"{root}/+/status", 1),
             (f"{root}/+/device/+", 1),
         ]
+        self.v5 = settings.protocol == "5"
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True)
+                        protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+                        clean_session=None if self.v5 else False, manual_ack=True)
         if settings.broker.username:
             c.username_pw_set(settings.broker.username, settings.password)
         if settings.broker.tls:
@@ -131,11 +137,15 @@ class MqttSource:
     def start(self, timeout: float = 15.0) -> None:
         """Connect and subscribe; raises :class:`UplinkError` if the broker refuses us or
         cannot be reached within ``timeout`` (later losses are retried for ever)."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.s.session_expiry_s
-        props.ReceiveMaximum = self.s.receive_maximum
-        self._client.connect_async(self.s.broker.host, self.s.broker.port, self.s.keepalive_s,
-                                   clean_start=False, properties=props)
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.s.session_expiry_s
+            props.ReceiveMaximum = self.s.receive_maximum
+            self._client.connect_async(self.s.broker.host, self.s.broker.port,
+                                       self.s.keepalive_s, clean_start=False, properties=props)
+        else:  # MQTT 3.1.1: clean_session=False (set on the client) is the persistent session
+            self._client.connect_async(self.s.broker.host, self.s.broker.port,
+                                       self.s.keepalive_s)
         self._client.loop_start()
         deadline = time.monotonic() + timeout
         while not self._connected.wait(0.05):
