@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -67,9 +68,10 @@ class Running:
     """An in-process ingester on its own thread."""
 
     def __init__(self, broker: TestBroker, db_url: str, client_id: str = "ingest-1",
-                 prefix: str = "") -> None:
+                 prefix: str = "", **kw: str) -> None:
         self.alarms: list = []
-        self.source = MqttSource(settings(broker, client_id, prefix))
+        s = settings(broker, client_id, prefix)
+        self.source = MqttSource(replace(s, **kw) if kw else s)
         self.db = open_db(db_url)
         self.ingester = Ingester(self.source, self.db, prefix=prefix, on_alarm=self.alarms.extend)
         self.reader = open_db(db_url)  # the test's own connection (the ingester's is its thread's)
@@ -291,3 +293,28 @@ def test_remote_hubs_from_the_broker_with_live_messages(mqtt_broker: TestBroker,
     assert got["hub-a"]["state"] == "online" and got["hub-a"]["version"] == "0.1.0"
     assert got["hub-live"]["state"] == "online"
     assert got["hub-live"]["reason"].startswith("no status")
+
+
+def test_mqtt_311_without_a_shared_subscription_keeps_its_session(
+        mqtt_broker: TestBroker, tmp_path: Path, hubs: list[FakeHub]) -> None:
+    """RabbitMQ 3.10's way (packaging/brokers/README.md): MQTT 3.1.1, --group ''. Events sent
+    while the ingester is away wait in its session (clean_session false) and arrive."""
+    hub = FakeHub(mqtt_broker, "hub-a")
+    hubs.append(hub)
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    ing = Running(mqtt_broker, url, protocol="3.1.1", group="")
+    assert ing.source.subscriptions[0][0] == "tec/v1/+/event"
+    try:
+        for n in range(50):
+            hub.send(hub.event(n)).wait_for_publish(5)
+        wait_until(lambda: ing.reader.event_count() == 50, 10, what="50 events")
+    finally:
+        ing.close()
+    for n in range(50, 80):
+        hub.send(hub.event(n)).wait_for_publish(5)
+    ing = Running(mqtt_broker, url, protocol="3.1.1", group="")
+    try:
+        wait_until(lambda: ing.reader.event_count() == 80, 10,
+                   what="the 30 sent while it was away")
+    finally:
+        ing.close()
