@@ -142,10 +142,14 @@ class SqlIngestDb:
         """Tell listeners about new alarms inside the transaction (PostgreSQL only)."""
 
     def _apply(self, records: Sequence[Record]) -> CommitResult:
-        """The body of one transaction."""
+        """The body of one transaction. Rows are written in key order (events by
+        ``(hub_id, id)``, hub rows by ``hub_id``) so two ingesters committing at once on
+        PostgreSQL take row locks in the same order and do not deadlock."""
         now = time.time()
         events: dict[tuple[str, str], EventRecord] = {}
         in_batch_dups: list[EventRecord] = []
+        statuses: list[StatusRecord] = []
+        devices: list[DeviceRecord] = []
         rejected = 0
         for rec in records:
             if isinstance(rec, EventRecord):
@@ -155,22 +159,23 @@ class SqlIngestDb:
                 else:
                     events[key] = rec
             elif isinstance(rec, StatusRecord):
-                self._status(rec)
+                statuses.append(rec)
             elif isinstance(rec, DeviceRecord):
-                self._device(rec)
+                devices.append(rec)
             elif isinstance(rec, Rejected):
                 rejected += 1
                 self._execute(
                     f"INSERT INTO rejected (topic, payload, reason, received_at) "
                     f"VALUES ({self.P}, {self.P}, {self.P}, {self.P})",
                     (rec.topic, rec.payload, rec.reason, rec.received_at))
-        new_keys = self._insert_events(list(events.values()), now) if events else set()
+        ordered = [events[k] for k in sorted(events)]
+        new_keys = self._insert_events(ordered, now) if ordered else set()
         deltas: dict[str, _HubDelta] = {}
         alarms: list[EventRecord] = []
-        for key, rec in events.items():
+        for rec in ordered:
             d = deltas.setdefault(rec.hub_id, _HubDelta())
             d.saw(rec)
-            if key not in new_keys:
+            if (rec.hub_id, rec.id) not in new_keys:
                 d.duplicates += 1
                 continue
             d.events += 1
@@ -184,8 +189,17 @@ class SqlIngestDb:
             d = deltas.setdefault(rec.hub_id, _HubDelta())
             d.saw(rec)
             d.duplicates += 1
-        for hub_id, d in deltas.items():
-            self._hub_delta(hub_id, d)
+        # One pass over hub rows in hub_id order; a hub's statuses keep their arrival order.
+        by_hub: dict[str, list[StatusRecord]] = {}
+        for status in statuses:
+            by_hub.setdefault(status.hub_id, []).append(status)
+        for hub_id in sorted(set(by_hub) | set(deltas)):
+            for status in by_hub.get(hub_id, []):
+                self._status(status)
+            if hub_id in deltas:
+                self._hub_delta(hub_id, deltas[hub_id])
+        for device in sorted(devices, key=lambda r: (r.hub_id, r.device_id)):
+            self._device(device)
         if alarms:
             self._notify(alarms)
         duplicates = sum(d.duplicates for d in deltas.values())
