@@ -90,7 +90,7 @@ class MqttSource:
             c.username_pw_set(settings.broker.username, settings.password)
         if settings.broker.tls:
             c.tls_set(ca_certs=settings.ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        c.reconnect_delay_set(0.1, 10)
+        c.reconnect_delay_set(1, 10)  # whole seconds (paho types them int)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
