@@ -180,12 +180,13 @@ def test_a_real_agent_alarm_reaches_the_database(mqtt_broker: TestBroker, tmp_pa
         ing.close()
 
 
-def _spawn(broker: TestBroker, db_url: str, log: Path) -> subprocess.Popen:
+def _spawn(broker: TestBroker, db_url: str, log: Path,
+           client_id: str = "ingest-crash") -> subprocess.Popen:
     with log.open("ab") as err:  # the child has its own copy of the descriptor
         return subprocess.Popen(
             agent_cmd("ingest", "--broker", f"mqtt://{broker.username}@{broker.host}:{broker.port}",
                       "--password-file", str(broker.password_file), "--db", db_url,
-                      "--client-id", "ingest-crash"),
+                      "--client-id", client_id),
             stdout=subprocess.PIPE, stderr=err,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
 
@@ -345,3 +346,39 @@ def test_broker_restart_mid_stream_loses_nothing(durable_broker: TestBroker, pos
         assert row.events == total
     finally:
         ing.close()
+
+
+def test_one_of_two_ingesters_killed_loses_nothing(mqtt_broker: TestBroker, postgres_url: str,
+                                                   tmp_path: Path, hubs: list[FakeHub]) -> None:
+    """Two ingesters of one group; one is killed (-9) mid-stream and restarted. mosquitto
+    keeps giving the dead one's session its turn of the events; they wait there and arrive
+    when it is back (README, "Upstream"): every event stored once."""
+    total = 2000
+    hub = FakeHub(mqtt_broker, "hub-2")
+    hubs.append(hub)
+    logs = [tmp_path / "one.log", tmp_path / "two.log"]
+    procs = [_spawn(mqtt_broker, postgres_url, logs[i], f"ingest-{i}") for i in (0, 1)]
+    reader = open_db(postgres_url)
+    try:
+        for log in logs:
+            wait_until(lambda log=log: "ingesting" in log.read_text(), 20,
+                       what="both ingesters to subscribe")
+        events = [hub.event(n) for n in range(total)]
+        sender = threading.Thread(target=lambda: [hub.send(ev) for ev in events], daemon=True)
+        sender.start()
+        wait_until(lambda: reader.event_count() >= total // 4, 30, interval=0.002,
+                   what="a quarter stored")
+        procs[1].send_signal(signal.SIGKILL)
+        procs[1].wait(10)
+        procs[1].stdout.close()
+        sender.join(30)
+        procs[1] = _spawn(mqtt_broker, postgres_url, logs[1], "ingest-1")
+        wait_until(lambda: reader.event_count() >= total, 60, what=f"all {total} stored")
+        assert reader.event_count() == total
+        (row,) = reader.hubs()
+        assert row.events == total
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.communicate(timeout=20)
+        reader.close()
