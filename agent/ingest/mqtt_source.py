@@ -3,17 +3,16 @@
 MQTT 5 (or 3.1.1 for a broker without it), a persistent session under a fixed client id
 (``clean_start`` false, Session Expiry Interval set): when the ingester dies, the broker
 keeps the messages it had sent but not had acknowledged, and those that arrive meanwhile,
-and hands them over when the same client id
-comes back. Events come through the shared subscription ``$share/<group>/tec/v1/+/event``
-(the broker splits them between the ingesters of a group; an empty group subscribes to
-``tec/v1/+/event`` itself, for a broker without shared subscriptions); hub status and device state
-through plain subscriptions (every ingester keeps them, retained copies arrive on
-subscribe). Acknowledgement is manual (``manual_ack``): :meth:`MqttSource.ack` is called
-only after the database commit. The acknowledgement of a message received on an earlier
-connection is never sent on a later one (its packet id may by then name another message);
-the broker redelivers such a message and the database counts it as a duplicate. (A lock
-orders the check against paho's disconnect callback, which runs before paho reconnects and
-empties its outgoing queue.)
+and hands them over when the same client id comes back. Events come through the shared
+subscription ``$share/<group>/tec/v1/+/event`` (the broker splits them between the
+ingesters of a group; an empty group subscribes to ``tec/v1/+/event`` itself, for a broker
+without shared subscriptions); hub status and device state through plain subscriptions
+(every ingester keeps them, retained copies arrive on subscribe). Acknowledgement is manual
+(``manual_ack``): :meth:`MqttSource.ack` is called only after the database commit. The
+acknowledgement of a message received on an earlier connection is never sent on a later one
+(its packet id may by then name another message); the broker redelivers such a message and
+the database counts it as a duplicate. (A lock orders the check against paho's disconnect
+callback, which runs before paho reconnects and empties its outgoing queue.)
 
 paho runs its own network thread here (``loop_start``); messages cross to the caller's
 thread through a queue. When the project's one client builder exists, this is the module
