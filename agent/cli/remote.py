@@ -316,8 +316,11 @@ def cmd_get_config(args: argparse.Namespace) -> int:
                                   f"retained {topic}")
     except TimeoutError:
         status = _hub_status(client, args.hub)
-        _err(f"hub {args.hub} has published no config/current ({topic}): remote management "
-             f"is off on the hub, or it never connected; {_status_line(args.hub, status)}")
+        _err(f"no retained config/current of hub {args.hub} ({topic}) reached this client: "
+             "remote management is off on the hub, it never connected, or the broker does "
+             "not hand this retained message to this connection (RabbitMQ keeps retained "
+             "messages per node: connect to the node the hub uses); "
+             f"{_status_line(args.hub, status)}")
         return EXIT_TIMEOUT
     except AgentError as exc:
         _err(str(exc))

@@ -382,3 +382,18 @@ def test_one_of_two_ingesters_killed_loses_nothing(mqtt_broker: TestBroker, post
             p.send_signal(signal.SIGTERM)
             p.communicate(timeout=20)
         reader.close()
+
+
+def test_get_config_without_a_retained_config_names_the_broker_as_a_cause(
+        mqtt_broker: TestBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20: on RabbitMQ a hub's retained config/current is only handed out on the node
+    that holds it; 'remote management off?' alone sent support the wrong way."""
+    from agent.cli import main
+
+    code = main(["remote", "get-config", "--hub", "hub-nowhere", "--broker",
+                 f"mqtt://{mqtt_broker.username}@{mqtt_broker.host}:{mqtt_broker.port}",
+                 "--password-file", str(mqtt_broker.password_file), "--timeout", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "remote management is off" in err and "RabbitMQ keeps retained messages per node" \
+        in err
