@@ -71,6 +71,9 @@ class LocalPostgres:
             os.chown(self.dir, account.pw_uid, account.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
                   "--encoding=UTF8", "--no-sync", "--no-instructions")
+        return self._start_server(timeout)
+
+    def _start_server(self, timeout: float) -> LocalPostgres:
         opts = (f"-h {self.host} -p {self.port} -k {self.dir} -c fsync=on "
                 "-c max_connections=50 -c shared_buffers=32MB")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_file), "-o", opts,
@@ -83,6 +86,13 @@ class LocalPostgres:
             except OSError:
                 time.sleep(0.02)
         raise AgentError(f"PostgreSQL did not listen on {self.host}:{self.port}")
+
+    def stop_now(self) -> None:
+        """Stop at once (``-m immediate``), data kept: :meth:`start_again` brings it back."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def start_again(self, timeout: float = 30.0) -> None:
+        self._start_server(timeout)
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"

@@ -397,3 +397,33 @@ def test_get_config_without_a_retained_config_names_the_broker_as_a_cause(
     assert code == 3
     assert "remote management is off" in err and "RabbitMQ keeps retained messages per node" \
         in err
+
+
+def test_database_down_mid_stream_acknowledges_nothing_and_loses_nothing(
+        mqtt_broker: TestBroker, hubs: list[FakeHub]) -> None:
+    """PostgreSQL stops (immediate, as in a crash) while events stream: commits fail,
+    nothing is acknowledged, the batch is retried; once it is back every event is stored."""
+    from agent.sim.local_postgres import LocalPostgres
+
+    total = 600
+    hub = FakeHub(mqtt_broker, "hub-d")
+    hubs.append(hub)
+    with LocalPostgres() as pg:
+        url = pg.create_database("ingest")
+        ing = Running(mqtt_broker, url, "ingest-dbdown")
+        try:
+            events = [hub.event(n) for n in range(total)]
+            for ev in events[: total // 3]:
+                hub.send(ev).wait_for_publish(5)
+            wait_until(lambda: ing.reader.event_count() == total // 3, 15, what="a third")
+            ing.reader.close()
+            pg.stop_now()
+            for ev in events[total // 3:]:
+                hub.send(ev).wait_for_publish(5)
+            wait_until(lambda: ing.ingester.stats.db_errors >= 1, 15, what="a failed commit")
+            pg.start_again()
+            ing.reader = open_db(url)
+            wait_until(lambda: ing.reader.event_count() == total, 30, what=f"all {total}")
+            assert ing.ingester.stats.inserted == total
+        finally:
+            ing.close()
