@@ -155,6 +155,9 @@ def test_two_ingesters_of_a_group_share_the_events(mqtt_broker: TestBroker, post
         for info in infos:
             info.wait_for_publish(10)
         wait_until(lambda: one.reader.event_count() == 400, 20, what="400 events stored")
+        # An ingester counts a commit just after it returns: wait for the counts too.
+        wait_until(lambda: one.ingester.stats.inserted + two.ingester.stats.inserted >= 400, 5,
+                   what="both ingesters' counts")
         got = (one.ingester.stats.inserted, two.ingester.stats.inserted)
         assert sum(got) == 400 and min(got) > 0, got
     finally:
@@ -424,6 +427,7 @@ def test_database_down_mid_stream_acknowledges_nothing_and_loses_nothing(
             pg.start_again()
             ing.reader = open_db(url)
             wait_until(lambda: ing.reader.event_count() == total, 30, what=f"all {total}")
+            wait_until(lambda: ing.ingester.stats.inserted >= total, 5, what="the count")
             assert ing.ingester.stats.inserted == total
         finally:
             ing.close()
