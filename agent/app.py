@@ -15,33 +15,35 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent.clock import Clock, SystemClock
+from agent.components import Hardware, build_components
 from agent.config import Config, MqttConfig
 from agent.errors import StoreError, StoreWriteError
 from agent.model import Event, Priority, Reading
-from agent.ports import AgentState, Component, DeviceInfo
+from agent.ports import (
+    AgentState,
+    Component,
+    DeviceInfo,
+    HubMessage,
+    InboundMessage,
+    StoreFigures,
+    Unsubscribe,
+    UplinkFigures,
+)
+from agent.reconfigure import apply_live
+from agent.store.component_state import SqliteComponentState
 from agent.store.lock import STORE_CREATED_META, StoreLock
 from agent.store.sqlite_store import SqliteStore, StoreNotice
 from agent.systemd_notify import notify, watchdog_interval_s
-from agent.uplink import topics
-from agent.uplink.mqtt_uplink import MqttUplink
+from agent.uplink import build_uplink, topics
+from agent.uplink.delivery import Delivery
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Hardware:
-    """The hardware seams. ``None`` means: the real thing (or what the config asks for)."""
-
-    pin_factory: Any = None
-    ble_backend: Any = None
-    ble_client_factory: Any = None
-    serial_ports: dict[str, Any] = field(default_factory=dict)
 
 
 DEVICE_STATE_DELAY_S = 0.02  # retained device state follows the events of the same moment
@@ -52,61 +54,67 @@ STORE_DEVICE = "store"       # device_id of the store's own warnings
 STORE_BUSY_EXTEND_S = 60.0   # start time asked of systemd per salvage progress report
 
 
-def build_components(config: Config, hardware: Hardware,
-                     config_file: str | None = None) -> list[Component]:
-    """Construct every component the config asks for. The one place that does.
+class HubTopics:
+    """The port's publish/subscribe on the hub's topics, over whichever uplink is current.
 
-    ``config_file``: the file the agent was started from (``run --config``); remote
-    support writes accepted pushes there unless ``remote.config_path`` says otherwise."""
-    from agent.cancel import AlarmCanceller
+    A thin adapter: it holds who listens to what and the latest retained payload per topic,
+    so a new uplink (a changed ``[mqtt]``) is given them without anyone reading the old
+    one's insides. Loop only."""
 
-    components: list[Component] = []
-    if config.gpio.devices:
-        from drivers.gpio.driver import GpioDriver
+    def __init__(self, hub_id: str) -> None:
+        self.prefix = f"{topics.PREFIX}/{hub_id}/"
+        self._handlers: dict[str, list[Callable[[HubMessage], None]]] = {}
+        self._retained: dict[str, bytes] = {}
+        self._uplink: Delivery | None = None
 
-        components.append(GpioDriver(config.gpio, pin_factory=hardware.pin_factory))
-    if config.ble.devices:
-        from drivers.ble.component import BleComponent
+    def _check(self, topic: str) -> None:
+        if not topic.startswith(self.prefix):
+            raise ValueError(f"topic {topic!r} is not one of this hub's ({self.prefix}...)")
 
-        components.append(BleComponent(config.ble, backend=hardware.ble_backend,
-                                       client_class=hardware.ble_client_factory))
-    if config.serial.units:
-        from drivers.serial.unit import SerialDriver
+    def attach(self, uplink: Delivery) -> None:
+        """Use ``uplink`` from now on: it is given every subscription and retained payload
+        (retained state is sent again on the new connection; it is the latest per topic)."""
+        self._uplink = uplink
+        for topic in self._handlers:
+            uplink.subscribe(topic, self._dispatcher(topic))
+        for topic, payload in self._retained.items():
+            uplink.publish_retained(topic, payload)
 
-        # Contact ID zone of an escalated alarm: the device's 1-based position in the config.
-        zones = {dev_id: i + 1 for i, (_, dev_id) in enumerate(config.device_ids())}
-        components.append(SerialDriver(config.serial, ports=hardware.serial_ports,
-                                       zone_of=lambda dev_id: zones.get(dev_id, 0)))
-    if config.inactivity.enabled:
-        from agent.inactivity.detector import InactivityDetector
+    def _dispatcher(self, topic: str) -> Callable[[InboundMessage], None]:
+        def dispatch(msg: InboundMessage) -> None:
+            for handler in list(self._handlers.get(topic, ())):
+                try:
+                    handler(msg)
+                except Exception:
+                    log.exception("handler %r of %s failed", handler, topic)
+        return dispatch
 
-        # State (last activity, countdowns, learned routine) goes to the store's database,
-        # which the detector takes from the running agent at start.
-        components.append(InactivityDetector(config))
-    if config.fall.enabled and (config.fall.wearables
-                                or any(d.kind == "wearable" for d in config.ble.devices)):
-        from agent.fall.detector import FallDetector
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        self._check(topic)
+        uplink = self._uplink
+        if retain:
+            self._retained[topic] = payload
+            if uplink is not None:
+                uplink.publish_retained(topic, payload)
+            return True
+        if uplink is None or not uplink.connected:
+            return False
+        uplink.publish(topic, payload, qos=1)
+        return True
 
-        # Scores wearables' motion_samples; the model loads in the inference executor. Only
-        # built when a wearable is configured: the interpreter costs ~23 MB of RSS.
-        components.append(FallDetector(config.fall))
-    components.append(AlarmCanceller(config.gpio.cancel_window_s))
-    if config.report.daily_summary:
-        from agent.report.build import configured_devices
-        from agent.report.daily import DailySummary
+    def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
+        self._check(topic)
+        handlers = self._handlers.get(topic)
+        if handlers is None:
+            handlers = self._handlers[topic] = []
+            if self._uplink is not None:
+                self._uplink.subscribe(topic, self._dispatcher(topic))
+        handlers.append(handler)
 
-        # Battery and signal come from the drivers' inventory when each summary is sent.
-        components.append(DailySummary(
-            config.report, store_path=config.store.path, timezone=config.agent.timezone,
-            configured=configured_devices(config),
-            inventory=lambda: [d for c in components for d in c.devices()],
-        ))
-    if config.remote.enabled:
-        from agent.remote.control import RemoteControl
-
-        # Signed config pushes and commands; it reconfigures the agent it is started with.
-        components.append(RemoteControl(config.remote, config_file=config_file))
-    return components
+        def unsubscribe() -> None:
+            if handler in handlers:
+                handlers.remove(handler)
+        return unsubscribe
 
 
 class Agent:
@@ -178,9 +186,12 @@ class Agent:
         self._store_retry_s = STORE_RETRY_S[0]
         self._storage_failed = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self.uplink: MqttUplink = None  # type: ignore[assignment]
+        self.uplink: Delivery = None  # type: ignore[assignment]
         self.stats: collections.Counter[str] = collections.Counter()
         self._subs_of: dict[int, list[tuple[list[Any], Any]]] = {}  # component -> callbacks
+        self._unsubs_of: dict[int, list[Unsubscribe]] = {}  # component -> topic handlers
+        self._starting: list[Unsubscribe] | None = None     # collects them during a start
+        self.topics = HubTopics(self.hub_id)
 
     # -- AgentContext -------------------------------------------------------------------------
     def emit_reading(self, reading: Reading) -> None:
@@ -254,7 +265,7 @@ class Agent:
         self._states_handle = None
         states, self._device_states = self._device_states, {}
         for device_id, payload in states.items():
-            self.uplink.publish_retained(topics.device_topic(self.hub_id, device_id), payload)
+            self.topics.publish(topics.device_topic(self.hub_id, device_id), payload, retain=True)
 
     def pending_alarms(self) -> list[Event]:
         """Alarms stored by an earlier run and still not acknowledged by the broker, and not
@@ -280,6 +291,42 @@ class Agent:
         if event_id in self._delivered:
             return True
         return None
+
+    def component_state(self, component: str) -> SqliteComponentState:
+        return self.store.component_state(component)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        return self.topics.publish(topic, payload, retain=retain)
+
+    def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
+        unsubscribe = self.topics.subscribe(topic, handler)
+        if self._starting is not None:
+            self._starting.append(unsubscribe)
+        return unsubscribe
+
+    # -- RemoteHost (agent/remote/) -------------------------------------------------------------
+    def component_names(self) -> list[str]:
+        return [c.name for c in self.components]
+
+    def uplink_figures(self) -> UplinkFigures:
+        up = self.uplink
+        if up is None:
+            return UplinkFigures()
+        return UplinkFigures(online=bool(up.connected), alive=up.alive(), connects=up.connects,
+                             published=up.published, acked=up.acked, inflight=up.inflight)
+
+    def store_figures(self) -> StoreFigures:
+        backlog = self.store.backlog()
+        return StoreFigures(backlog_total=backlog.total, backlog_counts=dict(backlog.counts),
+                            oldest_wall=dict(backlog.oldest_wall),
+                            used_bytes=self.store.used_bytes(), evicted=dict(self.store.evicted),
+                            dropped=dict(self.store.dropped))
+
+    def get_meta(self, key: str) -> str | None:
+        return self.store.get_meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.store.set_meta(key, value)
 
     @property
     def state(self) -> AgentState:
@@ -491,9 +538,7 @@ class Agent:
 
     def _load_pending(self) -> None:
         self._backlog = self.store.pending_count()
-        for event_id, seq, prio in self.store.db.execute(
-            "SELECT id, seq, prio FROM events WHERE prio < ?", (int(Priority.TELEMETRY),)
-        ):
+        for event_id, seq, prio in self.store.pending_urgent():
             self._pending_ids[event_id] = seq
             self._pending_seq[seq] = (event_id, Priority(prio))
 
@@ -511,6 +556,7 @@ class Agent:
         if self._backlog:
             log.info("%d events from an earlier run are waiting to be sent", self._backlog)
         self.uplink = self._make_uplink(self.config.mqtt)
+        self.topics.attach(self.uplink)
         self.accepting = True
         notices, self._notices = self._notices, []
         for notice in notices:
@@ -571,8 +617,8 @@ class Agent:
         except Exception as exc:  # a report figure: never worth failing the start for
             log.warning("could not note the store's creation time: %s", exc)
 
-    def _make_uplink(self, mqtt_config: MqttConfig) -> MqttUplink:
-        return MqttUplink(
+    def _make_uplink(self, mqtt_config: MqttConfig) -> Delivery:
+        return build_uplink(
             mqtt_config, self.hub_id, self.store, self.loop,
             on_acked=self._acked, on_connection=lambda _c: self._update_state(),
         )
@@ -582,9 +628,10 @@ class Agent:
         """Switch to ``new_config`` without a restart: rebuild the components whose settings
         changed, swap the MQTT connection if ``[mqtt]`` changed. Returns what failed (empty:
         all started); the caller decides whether to roll back."""
-        from agent.remote.live import apply_live
-
         return await apply_live(self, new_config)
+
+    def uplink_config(self) -> MqttConfig | None:
+        return self.uplink.cfg if self.uplink is not None else None
 
     async def start_component(self, comp: Component) -> None:
         """Start ``comp``, remembering the callbacks it subscribes so that
@@ -592,10 +639,13 @@ class Agent:
         lists: list[list[Any]] = [self._reading_subs, self._event_subs, self._ack_subs,
                                   self._state_subs, self._refused_subs]
         before = [len(lst) for lst in lists]
+        self._starting = unsubs = []
         try:
             await comp.start(self)
         finally:
+            self._starting = None
             self._subs_of[id(comp)] = [(lst, cb) for lst, n in zip(lists, before) for cb in lst[n:]]
+            self._unsubs_of[id(comp)] = unsubs
 
     async def stop_component(self, comp: Component, timeout: float) -> None:
         """Stop ``comp`` and unsubscribe its callbacks (a stopped detector hears nothing more)."""
@@ -606,6 +656,8 @@ class Agent:
         for lst, cb in self._subs_of.pop(id(comp), []):
             if cb in lst:
                 lst.remove(cb)
+        for unsubscribe in self._unsubs_of.pop(id(comp), []):
+            unsubscribe()
 
     async def swap_uplink(self, mqtt_config: MqttConfig) -> None:
         """Replace the MQTT connection. The new one is built before the old one stops (so a
@@ -614,9 +666,7 @@ class Agent:
         new = self._make_uplink(mqtt_config)
         old = self.uplink
         await old.stop(time.monotonic() + self.config.agent.shutdown_timeout_s)
-        for topic, handler in old._subscriptions.items():  # the handlers belong to components
-            new.subscribe(topic, handler)
-        new._retained.update(old._retained)
+        self.topics.attach(new)   # the components' subscriptions and retained state
         self.uplink = new
         new.start()
         self._update_state()

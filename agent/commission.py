@@ -35,7 +35,7 @@ from typing import Any
 from agent import __version__
 from agent.app import Agent, Hardware
 from agent.config import Config
-from agent.model import Event, Priority, Reading, iso_utc
+from agent.model import MEASUREMENT, Event, Priority, Reading, iso_utc
 from agent.ports import DeviceInfo
 from agent.remote.walk_test import WalkTest
 from drivers.gpio.kinds import KINDS as GPIO_KINDS
@@ -47,7 +47,7 @@ OUTPUT_KINDS = frozenset({"led", "buzzer"})
 # Readings that arrive without anyone touching the sensor: not a walk-test trigger.
 NOT_TRIGGERS = frozenset({
     "motion_samples", "telemetry", "device_online", "device_offline", "battery_low",
-    "bounce_storm", "cold_home", "walk_test", "motion_clear",
+    "bounce_storm", "cold_home", "walk_test", "motion_clear", MEASUREMENT,
 })
 
 
@@ -348,12 +348,7 @@ class Commissioning:
 
     @staticmethod
     def _last_stored(agent: Agent, device_id: str) -> float | None:
-        row = agent.store.db.execute(
-            "SELECT max(w) FROM (SELECT max(wall) AS w FROM delivered WHERE device_id = ?"
-            " UNION ALL SELECT max(wall) FROM events WHERE device_id = ?)",
-            (device_id, device_id),
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        return agent.store.last_wall_of(device_id)
 
     # -- 3. walk test -----------------------------------------------------------------------
     def _to_trigger(self) -> list[DeviceCheck]:

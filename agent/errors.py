@@ -44,10 +44,6 @@ class StoreLockedError(StoreError):
     """Another process holds the store's database; it was waited on and left untouched."""
 
 
-class UplinkError(AgentError, ConnectionError):
-    """The MQTT uplink failed in a way the caller must hear about."""
-
-
 class DriverError(AgentError, OSError):
     """A hardware driver failed (missing device, bad port, unreadable pin)."""
 

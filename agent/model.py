@@ -49,6 +49,12 @@ def _freeze(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(data or {}))
 
 
+# An unpublished reading a driver emits for every battery level, battery-low flag or
+# temperature it hears (data ``battery_pct``, ``low_flag``, ``temperature_c``): the input of
+# the device-condition rules (``agent/conditions.py``), never an activity or a walk-test hit.
+MEASUREMENT = "measurement"
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     """Something a driver observed: a pin edge, a decoded advert, a serial frame.

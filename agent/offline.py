@@ -15,7 +15,8 @@ from typing import Any, cast
 
 from agent.clock import Clock
 from agent.model import Event, Reading
-from agent.ports import AgentState
+from agent.ports import AgentState, HubMessage, Unsubscribe
+from agent.store.component_state import MemoryComponentState
 
 
 class OfflineContext:
@@ -51,6 +52,11 @@ class OfflineContext:
         self._on_event = on_event
         self._reading_subs: list[Callable[[Reading], None]] = []
         self._event_subs: list[Callable[[Event], None]] = []
+        self.states: dict[str, MemoryComponentState] = {}
+        self.published: list[tuple[str, bytes, bool]] = []     # (topic, payload, retain)
+        self.online = False                                     # no broker: nothing is sent
+        self._topic_prefix = f"tec/v1/{hub_id}/"
+        self._topic_subs: list[tuple[str, Callable[[HubMessage], None]]] = []
 
     def emit_reading(self, reading: Reading) -> None:
         if self.keep_readings:
@@ -94,11 +100,54 @@ class OfflineContext:
     def event_delivered(self, event_id: str) -> bool | None:
         return None
 
+    def component_state(self, component: str) -> MemoryComponentState:
+        """In memory: a replay starts from nothing and keeps nothing."""
+        return self.states.setdefault(component, MemoryComponentState(component))
+
+    def _check_topic(self, topic: str) -> None:
+        if not topic.startswith(self._topic_prefix):
+            raise ValueError(f"topic {topic!r} is not one of this hub's "
+                             f"({self._topic_prefix}...)")
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Recorded. Retained state is kept (True); other messages are sent only while
+        ``online`` (a test may set it)."""
+        self._check_topic(topic)
+        sent = retain or self.online
+        if sent:
+            self.published.append((topic, payload, retain))
+        return sent
+
+    def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
+        self._check_topic(topic)
+        entry = (topic, handler)
+        self._topic_subs.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._topic_subs:
+                self._topic_subs.remove(entry)
+        return unsubscribe
+
+    def deliver(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """A message arrives on ``topic`` (a test, a replayed session): handed to the
+        handlers whose pattern matches. Returns how many heard it."""
+        msg = HubMessage(topic, payload, retain)
+        heard = [h for pattern, h in list(self._topic_subs) if topic_matches(pattern, topic)]
+        for handler in heard:
+            handler(msg)
+        return len(heard)
+
     def close(self) -> None:
         if self._own_executor:
             self.executor.shutdown(wait=False)
 
-    def of_type(self, type_: str) -> list[Reading | Event]:
-        found: list[Reading | Event] = [r for r in self.readings if r.type == type_]
-        found.extend(e for e in self.events if e.type == type_)
-        return found
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT topic filter matching (``+`` one level, ``#`` the rest)."""
+    parts, levels = pattern.split("/"), topic.split("/")
+    for i, part in enumerate(parts):
+        if part == "#":
+            return True
+        if i >= len(levels) or (part != "+" and part != levels[i]):
+            return False
+    return len(parts) == len(levels)

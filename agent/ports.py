@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.clock import Clock
-from agent.model import Event, Reading
+from agent.model import Event, Priority, Reading
+
+if TYPE_CHECKING:
+    from agent.config import Config
+    from agent.store.component_state import Json, KeyRange
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,55 @@ class AgentState:
     last_alarm_delivered_mono: float | None = None
     prewarning: bool = False             # a detector is counting down to an alarm
     storage_failed: bool = False         # an alarm/warning could not be stored (held in memory)
+
+
+# -- issue 18 part B: what components reached around the port for ----------------------------
+class ComponentState(Protocol):
+    """One component's memory across restarts: key -> JSON value (implemented in
+    ``agent/store/component_state.py``; in memory offline and in tests)."""
+
+    def get(self, key: str) -> Json:
+        """The value saved under ``key``; None if none or unreadable."""
+
+    def items(self, prefix: str = "") -> dict[str, Json]:
+        """Every readable ``key -> value`` whose key starts with ``prefix``."""
+
+    def write(self, put: Mapping[str, Json] | None = None, *,
+              drop: KeyRange | None = None) -> None:
+        """Save ``put`` and remove keys in ``[drop[0], drop[1])``, all or nothing. Raises
+        :class:`agent.errors.StoreError`."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubMessage:
+    """A message that arrived on one of the hub's topics."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+Unsubscribe = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkFigures:
+    online: bool = False
+    alive: bool = False          # network thread and sender running (the watchdog's test)
+    connects: int = 0
+    published: int = 0
+    acked: int = 0
+    inflight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFigures:
+    backlog_total: int = 0
+    backlog_counts: dict[str, int] = field(default_factory=dict)
+    oldest_wall: dict[str, float] = field(default_factory=dict)
+    used_bytes: int = 0
+    evicted: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 class AgentContext(Protocol):
@@ -93,6 +147,52 @@ class AgentContext(Protocol):
     def event_delivered(self, event_id: str) -> bool | None:
         """True if acknowledged by the broker, False if pending, None if unknown."""
 
+    def component_state(self, component: str) -> ComponentState:
+        """Loop only: ``component``'s own memory across restarts (no other component's,
+        and never the event store's tables). Raises StoreError when it cannot be made."""
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Loop only: a non-event message on one of the hub's topics (``tec/v1/{hub_id}/...``;
+        ValueError for any other). ``retain``: the latest payload per topic is kept and sent
+        on every (re)connect, True is returned. Otherwise sent now at QoS 1 when online
+        (True) or not at all (False: the caller keeps it for later)."""
+
+    def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
+        """Loop only: ``handler(msg)`` on the loop for messages on ``topic`` (one of the
+        hub's; wildcards allowed). Call the returned function to stop hearing them."""
+
+
+class Reconfigurable(Protocol):
+    """Live reconfiguration (``agent/reconfigure.py``), as remote control asks for it."""
+
+    async def reconfigure(self, new_config: Config) -> list[str]:
+        """Switch to ``new_config`` without a restart; returns what failed (empty: fine)."""
+
+
+@runtime_checkable
+class RemoteHost(AgentContext, Reconfigurable, Protocol):
+    """What remote control (``agent/remote/``) needs of the agent beyond the port."""
+
+    config: Config
+
+    @property
+    def state(self) -> AgentState: ...
+
+    def devices(self) -> list[DeviceInfo]: ...
+
+    def uptime_s(self) -> float: ...
+
+    def component_names(self) -> list[str]: ...
+
+    def uplink_figures(self) -> UplinkFigures: ...
+
+    def store_figures(self) -> StoreFigures: ...
+
+    def get_meta(self, key: str) -> str | None:
+        """A small durable value beside the event store (replay guard, config provenance)."""
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
 
 @runtime_checkable
 class Component(Protocol):
@@ -103,3 +203,113 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
     def devices(self) -> list[DeviceInfo]: ...
+
+
+# -- the uplink's two sides (agent/uplink/delivery.py over agent/uplink/transport.py) ----------
+
+
+class OutboundEvent(Protocol):
+    """A stored event as delivery sees it (``agent.store.sqlite_store.PendingEvent``)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def priority(self) -> Priority: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+class EventStore(Protocol):
+    """What delivery needs of the durable store: read pending events past per-priority
+    cursors, and drop them once the broker has them."""
+
+    def next_batch(self, after: dict[Priority, int], limit: int) -> Sequence[OutboundEvent]:
+        """Up to ``limit`` pending events, alarms first, each priority past its cursor."""
+        ...
+
+    def has_pending(self, priority: Priority, after_seq: int,
+                    exclude: Iterable[int] = ()) -> bool:
+        """Whether an event of ``priority`` above ``after_seq`` (not in ``exclude``) waits."""
+        ...
+
+    def ack(self, seqs: Sequence[int], acked_wall: float | None = None) -> None:
+        """The broker has these events: they leave the pending set."""
+        ...
+
+
+# What the transport delivers is what components receive: one type.
+InboundMessage = HubMessage
+
+
+class PublishState(enum.Enum):
+    SENT = "sent"          # handed to the connection (goes out now)
+    QUEUED = "queued"      # offline: kept by the transport, sent after the next connect
+    FAILED = "failed"      # refused (too large, bad topic, ...): never sent
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What :meth:`Transport.publish` did; ``mid`` names the PUBACK that will follow."""
+
+    mid: int
+    state: PublishState
+    error: str = ""
+
+
+class TransportListener(Protocol):
+    """What the transport tells its owner, always on the loop and never re-entrantly from
+    inside :meth:`Transport.publish`. Must not block (they run inside the network code)."""
+
+    def on_connected(self, session_present: bool) -> None: ...
+
+    def on_disconnected(self, reason: str) -> None: ...
+
+    def on_puback(self, mid: int, failed: bool) -> None: ...
+
+
+class Transport(Protocol):
+    """An MQTT connection driven from the asyncio loop: it connects, reconnects with backoff
+    (no longer than ``reconnect_alarm_s`` apart while :meth:`set_urgent` says an alarm
+    waits), re-subscribes after each connect and keeps QoS 1 messages across reconnects.
+    Every method is called on the loop."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def set_listener(self, listener: TransportListener) -> None: ...
+
+    def connect(self) -> None:
+        """Start connecting (returns at once; :meth:`TransportListener.on_connected` follows)."""
+        ...
+
+    async def close(self, deadline: float) -> None:
+        """Send DISCONNECT (so the broker does not publish the will) if connected, waiting
+        until ``deadline`` (monotonic) at most; then close the socket and stop reconnecting."""
+        ...
+
+    def alive(self) -> bool:
+        """The connection keeper runs (it may be waiting to reconnect)."""
+        ...
+
+    def set_urgent(self, alarm_waiting: bool) -> None: ...
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1,
+                retain: bool = False) -> Published:
+        """Queue a message; it is written when the loop next finds the socket writable
+        (publishes of one loop turn go out together)."""
+        ...
+
+    def flush(self) -> None:
+        """Write what is queued now, without waiting for the loop's next turn (an alarm sent
+        just before a blocking fsync goes out while the fsync runs)."""
+        ...
+
+    def subscribe(self, topic: str, handler: Callable[[InboundMessage], None]) -> Unsubscribe:
+        """``handler`` runs on the loop for each message on ``topic`` (wildcards allowed),
+        from now on and after every reconnect, until the returned function is called."""
+        ...

@@ -19,7 +19,7 @@ def config_secrets(config: Config) -> list[str]:
     """Every secret string ``config`` holds or names (an unreadable password file is
     skipped with a warning: check-config reports it, the agent cannot log it either)."""
     from agent.remote.documents import secret_values
-    from agent.uplink.mqtt_uplink import read_password
+    from agent.uplink.settings import read_password
 
     secrets = secret_values(config)
     if config.mqtt.password_file:

@@ -80,8 +80,8 @@ async def run_simulation(
         start_sim_units,
         with_sim_devices,
     )
-    from drivers.ble.fake_gatt import FakeGattClient
     from drivers.ble.replay_backend import AdvertFeed
+    from drivers.ble.tools.fake_gatt import FakeGattClient
 
     if scenario not in SCENARIOS:
         return 2, f"unknown scenario {scenario!r} (choose from {', '.join(SCENARIOS)})"
@@ -206,51 +206,53 @@ async def run_simulation(
 
 
 class _BrokerWatcher:
-    """Subscribes to the hub's event topic and reports each event as the broker delivers it."""
+    """Subscribes to the hub's event topic and reports each event as the broker delivers it.
+    Built from the agent's own ``[mqtt]`` settings (TLS client certificate included) by the
+    one client builder."""
 
     def __init__(self, config: Config, callback: Callable[[dict[str, Any]], None]) -> None:
-        import json
-
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        from agent.uplink.mqtt_uplink import read_password
+        from agent.uplink.settings import settings_from_config
         from agent.uplink.topics import event_topic
 
         self.received = 0
-        cfg = config.mqtt
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"tec-watch-{config.hub_id}-{time.monotonic_ns()}")
-        if cfg.username:
-            self._client.username_pw_set(
-                cfg.username, read_password(cfg.password_file) if cfg.password_file else None)
-        if cfg.tls_ca_file:
-            self._client.tls_set(ca_certs=cfg.tls_ca_file)
-        topic = event_topic(config.hub_id)
-
+        self._callback = callback
+        self._topic = event_topic(config.hub_id)
+        self._settings = settings_from_config(
+            config.mqtt, f"tec-watch-{config.hub_id}-{time.monotonic_ns()}", persistent=False)
+        self._client: Any = None
         self._subscribed = threading.Event()
 
-        def on_connect(client, userdata, flags, rc, props):
-            client.subscribe(topic, qos=1)
+    def _on_message(self, msg: Any) -> None:
+        import json
 
-        def on_subscribe(client, userdata, mid, rcs, props):
-            self._subscribed.set()
+        self.received += 1
+        try:
+            self._callback(json.loads(msg.payload))
+        except ValueError:
+            self._callback({"raw": msg.payload.decode(errors="replace")})
 
-        def on_message(client, userdata, msg):
-            self.received += 1
-            try:
-                callback(json.loads(msg.payload))
-            except ValueError:
-                callback({"raw": msg.payload.decode(errors="replace")})
+    # TransportListener (the subscription is renewed by the transport on reconnect)
+    def on_connected(self, session_present: bool) -> None:
+        pass
 
-        self._client.on_connect = on_connect
-        self._client.on_message = on_message
-        self._client.on_subscribe = on_subscribe
-        self._cfg = cfg
+    def on_disconnected(self, reason: str) -> None:
+        pass
+
+    def on_puback(self, mid: int, failed: bool) -> None:
+        pass
 
     def start(self) -> None:
-        self._client.connect(self._cfg.host, self._cfg.port, 30)
-        self._client.loop_start()
+        from agent.uplink.transport import BlockingClient
+
+        self._client = BlockingClient(self._settings)
+        self._client.set_listener(self)
+        self._client.subscribe(self._topic, self._on_message,
+                               lambda ok: self._subscribed.set())
+        try:
+            self._client.connect(5.0)
+        except BaseException:
+            self.stop()
+            raise
         if not self._subscribed.wait(5.0):
             log.warning("watcher could not subscribe to the event topic within 5 s")
 
@@ -260,11 +262,9 @@ class _BrokerWatcher:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        from agent.uplink.mqtt_uplink import release_client
-
-        self._client.disconnect()
-        self._client.loop_stop()
-        release_client(self._client)
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
 
 
 def with_broker(config: Config, host: str, port: int, username: str, password_file: str) -> Config:

@@ -32,11 +32,12 @@ from bthome_ble import BTHomeBluetoothDeviceData
 from habluetooth import BluetoothServiceInfoBleak
 
 from agent.clock import ManualClock
+from agent.conditions import ConditionsDetector
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.component import BleComponent
 from drivers.ble.config import BleConfig, BleDevice
-from drivers.ble.replay import CollectingContext
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.replay import CollectingContext
 
 N = int(os.environ.get("BENCH_BLE_ADVERTS", "30000"))
 VECTORS = json.loads((ROOT / "tests" / "data" / "ble" / "bthome_vectors.json").read_text())
@@ -112,8 +113,11 @@ async def driver(adverts: list[Advert], devices: tuple[BleDevice, ...]) -> tuple
     clock = ManualClock(mono=0.0, wall=1_764_000_000.0)
     feed = AdvertFeed()
     ctx = CollectingContext(clock, "bench")
-    comp = BleComponent(BleConfig(devices=devices, stall_timeout_s=3600.0), backend=feed,
-                        watchdog_poll_s=3600.0, supervision_poll_s=3600.0)
+    config = BleConfig(devices=devices, stall_timeout_s=3600.0)
+    comp = BleComponent(config, backend=feed, watchdog_poll_s=3600.0, supervision_poll_s=3600.0)
+    # The driver with the device-condition rules it feeds (battery_low, cold_home ran inside
+    # the driver before issue 18): the same work per advert as before.
+    await ConditionsDetector(config).start(ctx)
     await comp.start(ctx)
     while not feed.scanning:
         await asyncio.sleep(0.001)

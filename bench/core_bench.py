@@ -27,9 +27,15 @@ from agent.app import Hardware  # noqa: E402
 from agent.model import Event, Priority  # noqa: E402
 from agent.sim.local_broker import LocalBroker  # noqa: E402
 from agent.store.sqlite_store import SqliteStore  # noqa: E402
-from agent.uplink.mqtt_uplink import release_client  # noqa: E402
 from drivers.gpio.config import GpioDevice  # noqa: E402
-from tests.harness import AgentRunner, Collector, make_config, wait_until, with_gpio  # noqa: E402
+from tests.harness import (  # noqa: E402
+    AgentRunner,
+    Collector,
+    make_config,
+    release_client,  # noqa: E402
+    wait_until,
+    with_gpio,
+)
 
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "100000"))
 INFLIGHT = 20

@@ -33,7 +33,7 @@ from agent.clock import ManualClock
 from agent.fall.config import FallConfig
 from agent.fall.dataset import load_trials
 from agent.fall.detector import FallDetector
-from agent.fall.evaluation import ReplayContext
+from agent.fall.evaluation import FallReplayContext
 from agent.fall.replay import motion_readings
 from agent.fall.scoring import PeakThresholdScorer, Scorer
 from agent.fall.signal import WINDOW_SAMPLES
@@ -71,7 +71,7 @@ def cpu_share(scorer: Scorer, samples: np.ndarray) -> tuple[float, int]:
         loop = asyncio.get_running_loop()
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
             clock = ManualClock(mono=1000.0)
-            ctx = ReplayContext(loop, ex, clock)
+            ctx = FallReplayContext(loop, ex, clock)
             windows = [0]
             det = FallDetector(FallConfig(), scorer=scorer, tick_s=0,
                                observer=lambda job, s, sc: windows.__setitem__(0, windows[0] + 1))

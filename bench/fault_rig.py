@@ -30,8 +30,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.sim.local_broker import LocalBroker  # noqa: E402
-from agent.uplink.mqtt_uplink import release_client  # noqa: E402
 from agent.uplink.topics import event_topic  # noqa: E402
+from tests.harness import release_client  # noqa: E402
 
 HUB = "hub-faults"
 

@@ -24,7 +24,19 @@ from agent.app import Agent, Hardware
 from agent.config import Config, parse_config_text
 from agent.ports import Component
 from agent.sim.local_broker import LocalBroker
-from agent.uplink.mqtt_uplink import release_client
+
+
+def release_client(client: mqtt.Client) -> None:
+    """Close a stopped threaded paho client's wake-up socket pair now (a test tool: the
+    agent drives paho on its loop, agent/uplink/transport.py, and has no socket pair).
+
+    Paho closes it only when the client object is collected, which for a client caught in a
+    reference cycle (callbacks that refer back to their owner) happens at some later garbage
+    collection and shows up as an unclosed-socket ResourceWarning.
+    """
+    client.on_connect = client.on_disconnect = client.on_publish = client.on_message = None
+    client.on_subscribe = None
+    client._reset_sockets()  # noqa: SLF001 - paho 2.x: closes the socket and the socket pair
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,

@@ -38,7 +38,7 @@ def _logging() -> None:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from drivers.ble.capture import capture
+    from drivers.ble.tools.capture import capture
 
     _logging()
     if args.seconds <= 0:
@@ -69,7 +69,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from agent.model import Event, Reading
-    from drivers.ble.replay import event_json, reading_json, replay_lines
+    from drivers.ble.tools.replay import event_json, reading_json, replay_lines
 
     _logging()
     config = None

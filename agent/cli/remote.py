@@ -112,7 +112,7 @@ def _interactive() -> bool:
 def _read_secret_file(path: str, option: str, what: str) -> str:
     """First line of the file ``option`` names. A name that is not a file is not echoed:
     it may be the secret itself, typed where its file name belongs."""
-    from agent.uplink.mqtt_uplink import read_password
+    from agent.uplink.settings import read_password
 
     if not os.path.isfile(path):
         raise ConfigError(f"{option}: no such file (the name is not shown: it might be the "

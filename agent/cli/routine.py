@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,33 +32,19 @@ def _fmt(seconds: float | None) -> str:
 
 def collect(config: Any) -> dict[str, Any]:
     """The routine report as a dict (the ``--json`` form)."""
-    from agent.errors import StoreError
     from agent.inactivity.config import LearnedRoutine
     from agent.inactivity.localtime import Window
     from agent.inactivity.persistence import InactivityStore
     from agent.inactivity.routine import Routine, learn
     from agent.inactivity.ruleset import derive_rules
     from agent.inactivity.sensors import device_map_from_config
+    from agent.store.component_state import MemoryComponentState, read_component_state
 
-    path = Path(config.store.path)
-    if not path.exists():
-        raise StoreError(f"no agent database at {path} (has the agent run yet?)")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from exc
-    try:
-        has = db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name='inactivity_state'"
-        ).fetchone()[0]
-        store = InactivityStore(db, create=False)
-        stored = store.load_routine() if has else None
-        bins = store.load_bins() if has else {}
-        snap = store.load_snapshot() if has else None
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
-    finally:
-        db.close()
+    saved = read_component_state(config.store.path, "inactivity")
+    store = InactivityStore(MemoryComponentState.of(saved))
+    stored = store.load_routine()
+    bins = store.load_bins()
+    snap = store.load_snapshot()
     icfg = config.inactivity
     params = icfg.learned if icfg.learned.enabled else LearnedRoutine(enabled=True)
     tz = ZoneInfo(config.agent.timezone)

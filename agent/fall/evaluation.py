@@ -55,7 +55,7 @@ STEP_S = 0.25
 PRIMING_S = 20.0
 
 
-class ReplayContext(OfflineContext):
+class FallReplayContext(OfflineContext):
     """The offline context for one evaluation run: events are collected, not stored."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
@@ -152,7 +152,7 @@ class Evaluator:
         self.cfg = cfg or FallConfig()
         self.priming = priming
 
-    async def _replay(self, device_id: str, samples: np.ndarray, ctx: ReplayContext,
+    async def _replay(self, device_id: str, samples: np.ndarray, ctx: FallReplayContext,
                       detector: FallDetector, end_extra_s: float) -> None:
         clock = ctx.manual_clock
         t0 = clock.monotonic() + 1.0
@@ -187,7 +187,7 @@ class Evaluator:
 
     async def _trial(self, trial: Trial, loop: asyncio.AbstractEventLoop,
                      ex: concurrent.futures.Executor) -> TrialResult:
-        ctx = ReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
+        ctx = FallReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
         scores: list[tuple[ScoreJob, float]] = []
         det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0,
                            observer=lambda job, s, _sc: scores.append((job, s)))
@@ -213,7 +213,7 @@ class Evaluator:
     async def _continuous(self, subject: str, adls: list[Trial],
                           loop: asyncio.AbstractEventLoop,
                           ex: concurrent.futures.Executor) -> ContinuousResult:
-        ctx = ReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
+        ctx = FallReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
         det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0)
         await det.start(ctx)
         samples = np.concatenate([t.samples for t in adls])

@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.aio import cancel_and_wait
 from agent.clock import Clock, downtime_s, read_boot_id
+from agent.errors import StoreError
 from agent.inactivity.engine import EngineOptions, RulesEngine
 from agent.inactivity.home import Alert, Instant
 from agent.inactivity.persistence import InactivityStore
@@ -26,7 +27,7 @@ from agent.inactivity.routine import learn
 from agent.inactivity.ruleset import RuleSet, derive_rules
 from agent.inactivity.sensors import DeviceMap, classify, device_map_from_config
 from agent.model import Event, Reading
-from agent.ports import AgentContext, DeviceInfo
+from agent.ports import AgentContext, ComponentState, DeviceInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class InactivityDetector:
     def __init__(
         self,
         config: Any,
-        state_db: sqlite3.Connection | None = None,
+        state_db: ComponentState | sqlite3.Connection | None = None,
         clock: Clock | None = None,
         device_map: DeviceMap | None = None,
         *,
@@ -50,8 +51,9 @@ class InactivityDetector:
         idle_persist_s: float = 600.0,
     ) -> None:
         """``config`` is the agent :class:`~agent.config.Config` (``inactivity`` and
-        ``agent.timezone`` are used). ``state_db`` defaults to the agent store's
-        connection; ``clock`` to ``ctx.clock``; ``device_map`` to the configured devices."""
+        ``agent.timezone`` are used). ``state_db`` (tests, benchmarks) defaults to the
+        detector's state from ``ctx.component_state``; ``clock`` to ``ctx.clock``;
+        ``device_map`` to the configured devices."""
         self.config = config
         self.settings = config.inactivity
         self._fixed_map = device_map
@@ -98,11 +100,8 @@ class InactivityDetector:
         self.ctx = ctx
         clock = self._clock or ctx.clock
         self._clock = clock
-        db = self._db
-        if db is None:
-            store = getattr(ctx, "store", None)
-            db = getattr(store, "db", None) if store is not None else None
-        self.store = InactivityStore(db) if db is not None else None
+        self.store = InactivityStore(self._db if self._db is not None
+                                     else ctx.component_state(self.name))
         now = self._now()
         routine = self.store.load_routine() if self.store else None
         self.engine = RulesEngine(self.ruleset, self.tz, now, routine=routine,
@@ -288,7 +287,7 @@ class InactivityDetector:
         prune = self.engine.prune_before
         try:
             self.store.save(snapshot=snap, routine=routine, bins=bins, prune_before=prune)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.error("inactivity: cannot save state: %s (will retry)", exc)
             return
         self._last_persist = now.mono

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from agent.config import Config, config_to_dict, parse_config
 from agent.errors import ConfigError
 from agent.model import Event, Priority, iso_utc
+from agent.ports import UplinkFigures
 from agent.remote import envelope as env
 from agent.remote.documents import (
     changed_keys,
@@ -53,7 +54,7 @@ _POLL_S = 0.05
 
 
 class ApplyHost(Protocol):
-    """What the applier needs from the agent (``agent.app.Agent`` provides it)."""
+    """What the applier needs of its host (a part of :class:`agent.ports.RemoteHost`)."""
 
     hub_id: str
     config: Config
@@ -62,8 +63,7 @@ class ApplyHost(Protocol):
 
     def submit_event(self, event: Event) -> None: ...
 
-    @property
-    def uplink(self) -> Any: ...
+    def uplink_figures(self) -> UplinkFigures: ...
 
 
 @dataclass
@@ -200,19 +200,17 @@ class ConfigApplier:
         return base
 
     async def _trial(self, old: Config, new: Config) -> list[str]:
-        was_online = bool(self.host.uplink and self.host.uplink.connected)
+        was_online = self.host.uplink_figures().online
         log.info("trying the new config for %.1f s", self.rollback_after_s)
         problems = await self.host.reconfigure(new)
         if problems:
             return problems
         deadline = time.monotonic() + self.rollback_after_s
         while time.monotonic() < deadline:
-            uplink = self.host.uplink
-            if uplink is not None and not uplink.alive():
+            if not self.host.uplink_figures().alive:
                 return ["uplink: network thread or sender stopped"]
             await asyncio.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
-        uplink = self.host.uplink
-        if was_online and not (uplink is not None and uplink.connected):
+        if was_online and not self.host.uplink_figures().online:
             return [f"broker {new.mqtt.host}:{new.mqtt.port} not reachable within "
                     f"{self.rollback_after_s:g} s"]
         return []

@@ -1,10 +1,10 @@
 """The support side: sign a config or command, publish it, wait for the hub's result.
 
-Used by ``tec-agent remote``. Plain paho with its own network thread; nothing here runs on
-a hub. Versions default to the current time in microseconds, so pushes from several
-support staff increase without coordination; if a hub has already seen a higher version
-(someone's clock ran ahead) it says so in the rejection and the push is re-signed once
-with the next version.
+Used by ``tec-agent remote``. The hub's own transport on a private loop thread
+(:class:`~agent.uplink.transport.BlockingClient`); nothing here runs on a hub. Versions
+default to the current time in microseconds, so pushes from several support staff increase
+without coordination; if a hub has already seen a higher version (someone's clock ran
+ahead) it says so in the rejection and the push is re-signed once with the next version.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.errors import AgentError, ConfigError
+from agent.ports import InboundMessage, PublishState
 from agent.remote import envelope as env
 from agent.uplink import topics
+from agent.uplink.settings import ClientSettings
+from agent.uplink.transport import BlockingClient
 
 log = logging.getLogger(__name__)
 
@@ -99,42 +100,39 @@ class SupportClient:
         (refused otherwise, see :func:`check_transport`)."""
         check_transport(broker, insecure)
         self.broker = broker
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"tec-support-{time.time_ns()}",
-                                   protocol=mqtt.MQTTv311, clean_session=True)
-        if broker.username:
-            self._client.username_pw_set(broker.username, password)
-        if broker.tls:
-            self._client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        self._settings = ClientSettings(
+            host=broker.host, port=broker.port, client_id=f"tec-support-{time.time_ns()}",
+            protocol="3.1.1", persistent=False, keepalive_s=30,
+            username=broker.username or None, password=password if broker.username else None,
+            tls=broker.tls, tls_ca_file=ca_file if broker.tls else None,
+        )
+        self._client: BlockingClient | None = None
         self._cond = threading.Condition()
         self._messages: list[tuple[str, bytes, bool]] = []
         self._connected: str | None = None
         self._acked: set[int] = set()
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_publish = self._on_publish
+        self._granted: dict[str, bool] = {}
 
-    def _on_connect(self, client, userdata, flags, rc, props) -> None:  # noqa: ANN001
+    # TransportListener, on the client's thread
+    def on_connected(self, session_present: bool) -> None:
         with self._cond:
-            self._connected = "ok" if not rc.is_failure else str(rc)
+            self._connected = "ok"
             self._cond.notify_all()
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def on_disconnected(self, reason: str) -> None:
         with self._cond:
-            self._messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            if self._connected is None:
+                self._connected = reason
             self._cond.notify_all()
 
-    def _on_subscribe(self, client, userdata, mid, rcs, props) -> None:  # noqa: ANN001
+    def on_puback(self, mid: int, failed: bool) -> None:
         with self._cond:
             self._acked.add(mid)
-            if any(rc.is_failure for rc in rcs):
-                self._acked.add(-mid)
             self._cond.notify_all()
 
-    def _on_publish(self, client, userdata, mid, rc, props) -> None:  # noqa: ANN001
+    def _on_message(self, msg: InboundMessage) -> None:
         with self._cond:
-            self._acked.add(mid)
+            self._messages.append((msg.topic, msg.payload, msg.retain))
             self._cond.notify_all()
 
     def _wait(self, pred: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -146,28 +144,42 @@ class SupportClient:
 
     def connect(self, timeout: float = 10.0) -> None:
         try:
-            self._client.connect(self.broker.host, self.broker.port, 30)
-        except (OSError, ssl.SSLError) as exc:
+            self._client = BlockingClient(self._settings)
+            self._client.set_listener(self)
+            self._client.connect(timeout)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.close()
             raise AgentError(
                 f"cannot reach broker {self.broker.host}:{self.broker.port}: {exc}"
             ) from None
-        self._client.loop_start()
         state = self._wait(lambda: self._connected, timeout, "the broker to accept us")
         if state != "ok":
             raise AgentError(f"broker refused the connection: {state}")
 
+    def _live(self) -> BlockingClient:
+        if self._client is None:
+            raise AgentError("not connected")
+        return self._client
+
     def subscribe(self, topic: str, timeout: float = 10.0) -> None:
-        rc, mid = self._client.subscribe(topic, qos=1)
-        if mid is None:
-            raise AgentError(f"cannot subscribe to {topic}: {rc}")
-        self._wait(lambda: mid in self._acked, timeout, f"subscription to {topic}")
-        if -mid in self._acked:
+        def granted(ok: bool) -> None:
+            with self._cond:
+                self._granted[topic] = ok
+                self._cond.notify_all()
+
+        with self._cond:
+            self._granted.pop(topic, None)
+        self._live().subscribe(topic, self._on_message, granted)
+        self._wait(lambda: topic in self._granted, timeout, f"subscription to {topic}")
+        if not self._granted[topic]:
             raise AgentError(f"broker refused subscription to {topic} (ACL?)")
 
     def publish(self, topic: str, payload: bytes, retain: bool = False,
                 timeout: float = 10.0) -> None:
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
-        self._wait(lambda: info.mid in self._acked, timeout, f"the broker to take {topic}")
+        sent = self._live().publish(topic, payload, qos=1, retain=retain)
+        if sent.state is PublishState.FAILED:
+            raise AgentError(f"cannot publish to {topic}: {sent.error}")
+        self._wait(lambda: sent.mid in self._acked, timeout, f"the broker to take {topic}")
 
     def mark(self) -> int:
         """A position in the received messages, for :meth:`wait_message` ``start``."""
@@ -212,11 +224,9 @@ class SupportClient:
         return None
 
     def close(self) -> None:
-        from agent.uplink.mqtt_uplink import release_client
-
-        self._client.disconnect()
-        self._client.loop_stop()
-        release_client(self._client)
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
 
 
 def request(

@@ -20,6 +20,7 @@ from typing import Any
 
 from agent import __version__
 from agent.model import Priority, Reading, iso_utc
+from agent.ports import RemoteHost
 from agent.remote import envelope as env
 from agent.remote.envelope import Rejected
 from agent.remote.log_ring import LogRing
@@ -55,7 +56,7 @@ def _no_other_args(args: dict[str, Any], allowed: set[str]) -> None:
 
 
 class Commands:
-    def __init__(self, host: Any, walk: WalkTest, ring: LogRing,
+    def __init__(self, host: RemoteHost, walk: WalkTest, ring: LogRing,
                  config_version: Callable[[], int], restart: Callable[[str], None]) -> None:
         self.host = host
         self.walk = walk
@@ -105,7 +106,7 @@ class Commands:
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
         _no_other_args(args, set())
         host = self.host
-        backlog = host.store.backlog()
+        store = host.store_figures()
         store_dir = Path(host.config.store.path).resolve().parent
         try:
             usage = shutil.disk_usage(store_dir)
@@ -113,27 +114,25 @@ class Commands:
                     "total_mb": round(usage.total / 2**20, 1)}
         except OSError as exc:
             disk = {"path": str(store_dir), "error": str(exc)}
-        uplink = host.uplink
+        uplink = host.uplink_figures()
         state = host.state
         return {
             "versions": {"agent": __version__, "python": sys.version.split()[0],
                          "platform": platform.platform()},
             "uptime_s": round(host.uptime_s(), 1),
-            "online": bool(uplink and uplink.connected),
-            "backlog": {"total": backlog.total, **backlog.counts},
+            "online": uplink.online,
+            "backlog": {"total": store.backlog_total, **store.backlog_counts},
             "oldest_pending_age_s": {k: round(max(0.0, time.time() - v), 1)
-                                     for k, v in backlog.oldest_wall.items()},
+                                     for k, v in store.oldest_wall.items()},
             "alarm_pending": state.alarm_pending,
             "clock": {"synced": host.clock.synced(), "wall": iso_utc(host.clock.wall())},
             "disk": disk,
-            "store": {"used_mb": round(host.store.used_bytes() / 2**20, 2),
-                      "evicted": dict(host.store.evicted), "dropped": dict(host.store.dropped)},
-            "uplink": {"connects": getattr(uplink, "connects", 0),
-                       "published": getattr(uplink, "published", 0),
-                       "acked": getattr(uplink, "acked", 0),
-                       "inflight": getattr(uplink, "inflight", 0)},
+            "store": {"used_mb": round(store.used_bytes / 2**20, 2),
+                      "evicted": dict(store.evicted), "dropped": dict(store.dropped)},
+            "uplink": {"connects": uplink.connects, "published": uplink.published,
+                       "acked": uplink.acked, "inflight": uplink.inflight},
             "config_version": self._config_version(),
-            "components": [c.name for c in host.components],
+            "components": host.component_names(),
             "walk_test": self.walk.active,
         }
 

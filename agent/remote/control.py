@@ -33,7 +33,14 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.model import iso_utc
-from agent.ports import AgentContext, AgentState, DeviceInfo
+from agent.ports import (
+    AgentContext,
+    AgentState,
+    DeviceInfo,
+    HubMessage,
+    RemoteHost,
+    Unsubscribe,
+)
 from agent.remote import envelope as env
 from agent.remote.apply import ConfigApplier
 from agent.remote.commands import Commands
@@ -62,8 +69,8 @@ def _dump(doc: dict[str, Any]) -> bytes:
 
 
 class RemoteControl:
-    """Component ``remote``. Needs an agent (:class:`agent.app.Agent`) as its context: it
-    reconfigures it, reads its store, uplink and devices."""
+    """Component ``remote``. Needs a :class:`agent.ports.RemoteHost` as its context (the
+    agent): it asks it to reconfigure, reads its figures and devices."""
 
     name = "remote"
 
@@ -74,7 +81,8 @@ class RemoteControl:
         self.config = config
         self.config_file = config_file
         self._restart = restart or _sigterm_self
-        self.host: Any = None
+        self.host: RemoteHost | None = None
+        self._unsubscribe: list[Unsubscribe] = []
         self.ring = LogRing(config.log_ring_lines)
         self.walk = WalkTest(config.walk_test_max_s)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -89,26 +97,27 @@ class RemoteControl:
 
     # -- Component ---------------------------------------------------------------------------
     async def start(self, ctx: AgentContext) -> None:
-        if not callable(getattr(ctx, "reconfigure", None)):
+        if not isinstance(ctx, RemoteHost):
             raise TypeError("the remote component needs the agent itself as its context")
-        host: Any = ctx
+        host = ctx
         self.host = host
         logging.getLogger().addHandler(self.ring)
         self._update_secrets()
-        store = host.store
         self.verifier = Verifier(host.hub_id, KeyStore(self.config.keys_dir),
-                                 ReplayGuard(store.get_meta, store.set_meta),
+                                 ReplayGuard(host.get_meta, host.set_meta),
                                  self.config.max_message_bytes, self.config.max_clock_skew_s)
         applier = ConfigApplier(host, self.config.config_path or self.config_file,
                                 self.config.rollback_after_s,
-                                store.get_meta, store.set_meta, self._restart)
+                                host.get_meta, host.set_meta, self._restart)
         self.applier = applier
         self.commands = Commands(host, self.walk, self.ring, lambda: applier.version,
                                  self._restart)
         self.walk.attach(ctx)
         ctx.subscribe_state(self._on_state)
-        host.uplink.subscribe(topics.config_topic(host.hub_id, "set"), self._on_config)
-        host.uplink.subscribe(topics.cmd_topic(host.hub_id, "+"), self._on_cmd)
+        self._unsubscribe = [
+            host.subscribe(topics.config_topic(host.hub_id, "set"), self._on_config),
+            host.subscribe(topics.cmd_topic(host.hub_id, "+"), self._on_cmd),
+        ]
         self.publish_current()
         keys = self.verifier.keys.key_ids()
         if keys:
@@ -121,17 +130,26 @@ class RemoteControl:
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
         self.walk.detach()
         logging.getLogger().removeHandler(self.ring)
 
     def devices(self) -> list[DeviceInfo]:
         return []
 
+    @property
+    def _host(self) -> RemoteHost:
+        if self.host is None:
+            raise RuntimeError("the remote component is not started")
+        return self.host
+
     # -- inbound -----------------------------------------------------------------------------
-    def _on_config(self, msg: Any) -> None:
+    def _on_config(self, msg: HubMessage) -> None:
         self._spawn(self._handle_config(msg.payload, msg.retain))
 
-    def _on_cmd(self, msg: Any) -> None:
+    def _on_cmd(self, msg: HubMessage) -> None:
         name = msg.topic.rsplit("/", 1)[-1]
         self._spawn(self._handle_cmd(name, msg.payload))
 
@@ -141,7 +159,7 @@ class RemoteControl:
         task.add_done_callback(self._tasks.discard)
 
     def _now(self) -> tuple[float, bool]:
-        clock = self.host.clock
+        clock = self._host.clock
         return clock.wall(), clock.synced()
 
     async def _handle_config(self, raw: bytes, retained: bool) -> None:
@@ -171,7 +189,7 @@ class RemoteControl:
             self.verifier.accept(e)
             log.info("config version %d (%s) from key %s", e.version, e.mode, e.key_id)
             outcome = await self.applier.apply(e)
-            doc = outcome.to_json_dict(self.host.hub_id)
+            doc = outcome.to_json_dict(self._host.hub_id)
             if outcome.status == "accepted":
                 self._update_secrets()
                 self._reconfigure_self()
@@ -187,7 +205,7 @@ class RemoteControl:
             doc = self._rejection(rej, raw)
         except Exception as exc:  # a bug must never take the agent down
             log.exception("config message handling failed")
-            doc = {"hub_id": self.host.hub_id, "status": "rejected", "reason": env.INTERNAL_ERROR,
+            doc = {"hub_id": self._host.hub_id, "status": "rejected", "reason": env.INTERNAL_ERROR,
                    "detail": type(exc).__name__, "ts": iso_utc(time.time()),
                    **env.peek(raw)}
         self._publish_config_result(doc)
@@ -195,13 +213,13 @@ class RemoteControl:
     def _publish_config_result(self, doc: dict[str, Any]) -> None:
         if doc.get("status") != "accepted":
             self.stats["rejected"] += 1
-        self.host.uplink.publish_retained(topics.config_topic(self.host.hub_id, "result"),
-                                          _dump(doc))
+        host = self._host
+        host.publish(topics.config_topic(host.hub_id, "result"), _dump(doc), retain=True)
 
     async def _handle_cmd(self, name: str, raw: bytes) -> None:
         assert self.verifier is not None and self.commands is not None
         self.stats["cmd"] += 1
-        doc: dict[str, Any] = {"hub_id": self.host.hub_id, "name": name}
+        doc: dict[str, Any] = {"hub_id": self._host.hub_id, "name": name}
         try:
             e = self.verifier.check(raw, Topic("cmd", name), *self._now())
             handler = self.commands.handlers.get(e.name)
@@ -221,7 +239,7 @@ class RemoteControl:
             doc.update(status="error", reason=env.INTERNAL_ERROR, detail=type(exc).__name__,
                        **env.peek(raw))
         doc["ts"] = iso_utc(time.time())
-        self._send(topics.cmd_topic(self.host.hub_id, f"{name}/result"), _dump(doc))
+        self._send(topics.cmd_topic(self._host.hub_id, f"{name}/result"), _dump(doc))
 
     @staticmethod
     def _version_of(rej: Rejected, raw: bytes) -> int:
@@ -231,7 +249,7 @@ class RemoteControl:
 
     def _rejection(self, rej: Rejected, raw: bytes) -> dict[str, Any]:
         log.warning("remote message rejected: %s", rej)
-        doc: dict[str, Any] = {"hub_id": self.host.hub_id, "status": "rejected",
+        doc: dict[str, Any] = {"hub_id": self._host.hub_id, "status": "rejected",
                                "reason": rej.reason, "detail": rej.detail,
                                "ts": iso_utc(time.time())}
         if rej.envelope is not None:
@@ -248,16 +266,13 @@ class RemoteControl:
     def publish_current(self) -> None:
         """Retained ``config/current``: what runs now, secrets redacted, with its version."""
         assert self.applier is not None
-        doc = {"hub_id": self.host.hub_id, **self.applier.provenance(),
-               "ts": iso_utc(time.time()), "config": redact(self.host.config)}
-        self.host.uplink.publish_retained(topics.config_topic(self.host.hub_id, "current"),
-                                          _dump(doc))
+        doc = {"hub_id": self._host.hub_id, **self.applier.provenance(),
+               "ts": iso_utc(time.time()), "config": redact(self._host.config)}
+        self._host.publish(topics.config_topic(self._host.hub_id, "current"), _dump(doc),
+                          retain=True)
 
     def _send(self, topic: str, payload: bytes) -> None:
-        uplink = self.host.uplink
-        if uplink is not None and uplink.connected:
-            uplink.publish(topic, payload, qos=1)
-        else:
+        if self.host is None or not self._host.publish(topic, payload):
             self._outbox.append((topic, payload))
 
     def _on_state(self, state: AgentState) -> None:
@@ -271,13 +286,13 @@ class RemoteControl:
         from agent.redaction import config_secrets
         from agent.systemd_notify import update_log_secrets
 
-        secrets = config_secrets(self.host.config)
+        secrets = config_secrets(self._host.config)
         self.ring.set_secrets(secrets)
         update_log_secrets(secrets)  # the journal too: a pushed bindkey is redacted at once
 
     def _reconfigure_self(self) -> None:
         """The ``[remote]`` section changed: take the new settings without a restart."""
-        new = getattr(self.host.config, "remote", None)
+        new = getattr(self._host.config, "remote", None)
         if new is None or new == self.config or self.verifier is None or self.applier is None:
             return
         self.config = new

@@ -1,8 +1,9 @@
 """What a new config means for the running agent: what changed, what may not change
 remotely, and which components must be rebuilt.
 
-Components are matched by ``name``. A component named here is rebuilt only when one of its
-inputs changed; one that is not (a newer driver or detector) is rebuilt when anything
+Components are matched by ``name`` against the registry (``agent/components.py``). One with
+inputs there is rebuilt only when one of them changed; one without (a newer driver or
+detector, the daily summary) is rebuilt when anything
 outside the connection, store, remote and logging settings changed, which is always safe,
 only less economical. Keeping the table short and conservative beats a clever guess that
 leaves a detector running on yesterday's settings.
@@ -12,21 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.components import spec_of
 from agent.config import Config
 from agent.remote.documents import changed_keys, key_matches
-
-_DEVICE_LISTS = ("gpio.devices", "ble.devices", "serial.units")
-
-# component name -> the config key prefixes it is built from
-COMPONENT_INPUTS: dict[str, tuple[str, ...]] = {
-    "gpio": ("gpio",),
-    "ble": ("ble",),
-    "serial": ("serial", *_DEVICE_LISTS),  # Contact ID zones come from every device list
-    "fall": ("fall",),
-    "inactivity": ("inactivity", "agent.timezone", *_DEVICE_LISTS),
-    "alarm-canceller": ("gpio.cancel_window_s",),
-    "remote": (),  # reconfigures itself, never rebuilt under its own feet
-}
 
 # Applied in place by the agent, never a reason to rebuild a component.
 LIVE_KEYS = ("mqtt", "store", "remote", "agent.log_level", "agent.shutdown_timeout_s",
@@ -50,10 +39,10 @@ class ChangePlan:
         return any(not any(key_matches(k, p) for p in LIVE_KEYS) for k in self.changed)
 
     def affects(self, component_name: str) -> bool:
-        inputs = COMPONENT_INPUTS.get(component_name)
-        if inputs is None:
+        spec = spec_of(component_name)
+        if spec is None or spec.inputs is None:
             return self.needs_components()
-        return any(key_matches(k, p) for k in self.changed for p in inputs)
+        return any(key_matches(k, p) for k in self.changed for p in spec.inputs)
 
 
 def plan_change(old: Config, new: Config) -> ChangePlan:

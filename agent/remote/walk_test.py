@@ -12,13 +12,13 @@ import logging
 import time
 from typing import Any
 
-from agent.model import Event, Priority, Reading
+from agent.model import MEASUREMENT, Event, Priority, Reading
 from agent.ports import AgentContext
 
 log = logging.getLogger(__name__)
 
 # Raw streams and periodic measurements are not "a sensor was triggered".
-_NOT_TRIGGERS = frozenset({"motion_samples", "telemetry"})
+_NOT_TRIGGERS = frozenset({"motion_samples", "telemetry", MEASUREMENT})
 
 
 class WalkTest:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import StoreError, StoreFullError, StoreLockedError, StoreWriteError
 from agent.model import Event, Priority
@@ -41,6 +41,9 @@ from agent.store.rows import check_row, damaged_row_data
 from agent.store.seqfloor import Floor, SeqFloor
 from agent.store.space import Reserve, disk_free, file_size, reserve_size, wal_limit
 from agent.store.spill import Spill
+
+if TYPE_CHECKING:
+    from agent.store.component_state import SqliteComponentState
 
 log = logging.getLogger(__name__)
 
@@ -829,6 +832,27 @@ class SqliteStore:
 
     def pending_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def pending_urgent(self) -> list[tuple[str, int, Priority]]:
+        """(id, seq, priority) of every stored, unacknowledged event above telemetry."""
+        return [(str(event_id), int(seq), Priority(prio)) for event_id, seq, prio in
+                self.db.execute("SELECT id, seq, prio FROM events WHERE prio < ?",
+                                (int(Priority.TELEMETRY),))]
+
+    def last_wall_of(self, device_id: str) -> float | None:
+        """Wall time of the newest event from ``device_id`` held (pending or delivered)."""
+        row = self.db.execute(
+            "SELECT max(w) FROM (SELECT max(wall) AS w FROM delivered WHERE device_id = ?"
+            " UNION ALL SELECT max(wall) FROM events WHERE device_id = ?)",
+            (device_id, device_id),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def component_state(self, component: str) -> SqliteComponentState:
+        """``component``'s own table beside the events (see ``component_state.py``)."""
+        from agent.store.component_state import SqliteComponentState
+
+        return SqliteComponentState(self.db, component)
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -4,8 +4,11 @@
 encryption (AES-CCM with the per-device bindkey, nonce from MAC + UUID + counter), replay
 protection (encryption counter), downgrade refusal and packet-id duplicate filtering. Its
 public result (``SensorUpdate``) accumulates values across adverts, so we record what each
-advert produced by overriding the parser's own ``update_sensor`` / ``update_binary_sensor`` /
-``fire_event`` hooks and its duplicate checks, then call the library as usual.
+advert produced by overriding the parser's public ``update_sensor`` /
+``update_binary_sensor`` / ``fire_event`` hooks, then call the library as usual. That the
+library kept an advert out as a repeat (same or older packet id within 4 s, or the same
+encrypted bytes again) is read from its public state: it did not take the advert as its
+``last_service_info`` and found nothing wrong with it (no downgrade, a valid version).
 
 One :class:`BTHomeDecoder` per device: the library keeps per-device state (packet id,
 encryption counter) that must not be shared between devices.
@@ -18,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from bleak.backends.device import BLEDevice
 from bthome_ble import BTHomeBluetoothDeviceData
 from bthome_ble.parser import BTHomeData, BTHomeVersion, EncryptionScheme
 from habluetooth import BluetoothServiceInfoBleak
@@ -70,7 +74,6 @@ class _RecordingParser(BTHomeBluetoothDeviceData):
         self.rec_sensors: list[Measurement] = []
         self.rec_binaries: list[tuple[str, bool]] = []
         self.rec_events: list[tuple[str, str]] = []
-        self.rec_duplicate = False
         self.rec_packet_id: int | None = None
         super().__init__(bindkey=bindkey)
 
@@ -78,7 +81,6 @@ class _RecordingParser(BTHomeBluetoothDeviceData):
         self.rec_sensors.clear()
         self.rec_binaries.clear()
         self.rec_events.clear()
-        self.rec_duplicate = False
         self.rec_packet_id = None
 
     def update_sensor(  # type: ignore[override]
@@ -122,17 +124,6 @@ class _RecordingParser(BTHomeBluetoothDeviceData):
         )
         self.rec_events.append((key, event_type))
 
-    def _skip_old_or_duplicated_advertisement(self, new_packet_id: float, adv_time: float) -> bool:
-        skip = bool(super()._skip_old_or_duplicated_advertisement(new_packet_id, adv_time))
-        self.rec_duplicate = self.rec_duplicate or skip
-        return skip
-
-    def _is_same_as_last(self, service_info: BluetoothServiceInfoBleak) -> bool:
-        same = bool(super()._is_same_as_last(service_info))
-        self.rec_duplicate = self.rec_duplicate or same
-        return same
-
-
 class BTHomeDecoder:
     """Decode one device's adverts. Never raises: bad input gives ``DecodeStatus.INVALID``."""
 
@@ -141,6 +132,13 @@ class BTHomeDecoder:
             raise ValueError("a BTHome bindkey is 16 bytes")
         self._parser = _RecordingParser(bindkey)
         self._bindkey = bindkey
+        self._device: BLEDevice | None = None    # one per device, not one per advert
+
+    def _ble_device(self, advert: Advert) -> BLEDevice:
+        dev = self._device
+        if dev is None or dev.address != advert.address or dev.name != advert.name:
+            dev = self._device = BLEDevice(advert.address, advert.name, None)
+        return dev
 
     def decode(self, advert: Advert) -> BTHomeUpdate:
         if advert.bthome_payload is None and not any(
@@ -155,7 +153,7 @@ class BTHomeDecoder:
             service_data=dict(advert.service_data),
             service_uuids=list(advert.service_data),
             source="local",
-            device=None,  # type: ignore[arg-type]  # the parser never reads it
+            device=self._ble_device(advert),  # never read by the parser
             advertisement=None,
             connectable=False,
             time=advert.mono,
@@ -163,18 +161,24 @@ class BTHomeDecoder:
         )
         p = self._parser
         p.begin()
+        before = p.last_service_info
         try:
             p.update(info)
         except Exception as exc:  # noqa: BLE001 - any malformed input must not crash the driver
             log.debug("BTHome advert from %s not decodable: %r", advert.address, exc)
             return BTHomeUpdate(DecodeStatus.INVALID)
         encrypted = p.encryption_scheme is EncryptionScheme.BTHOME_BINDKEY
-        if p.rec_duplicate:
-            return BTHomeUpdate(DecodeStatus.DUPLICATE, encrypted=encrypted)
+        nothing = not (p.rec_sensors or p.rec_binaries or p.rec_events) and p.rec_packet_id is None
+        bad: bool | None = None      # asked of the library at most once (it logs the answer)
+        if (nothing and before is not None and p.last_service_info is before
+                and not p.downgrade_detected
+                and (encrypted or _plain_packet_id(advert.bthome_payload) is not None)):
+            bad = _bad_version(info)
+            if not bad:
+                return BTHomeUpdate(DecodeStatus.DUPLICATE, encrypted=encrypted)
         if p.downgrade_detected:
             return BTHomeUpdate(DecodeStatus.DOWNGRADE, encrypted=False)
-        nothing = not (p.rec_sensors or p.rec_binaries or p.rec_events) and p.rec_packet_id is None
-        if encrypted and nothing and _bad_version(info):
+        if encrypted and nothing and (_bad_version(info) if bad is None else bad):
             return BTHomeUpdate(DecodeStatus.INVALID)
         if encrypted and self._bindkey is None:
             return BTHomeUpdate(DecodeStatus.NO_KEY, encrypted=True)
@@ -193,6 +197,14 @@ class BTHomeDecoder:
             encrypted=encrypted,
             sleepy=bool(p.sleepy_device),
         )
+
+
+def _plain_packet_id(payload: bytes | None) -> int | None:
+    """The packet id of an unencrypted BTHome v2 advert (object 0x00, first by the spec's
+    ordering), None if it carries none: a repeat the library dropped has one."""
+    if not payload or len(payload) < 3 or payload[0] & 0x01 or payload[0] >> 5 != 2:
+        return None
+    return payload[2] if payload[1] == 0x00 else None
 
 
 def _bad_version(info: BluetoothServiceInfoBleak) -> bool:

@@ -1,8 +1,9 @@
 """From one decoded BTHome advert to the agent's readings and events (the contract table).
 
 Pure logic over per-device state: no I/O, no clock of its own (the caller passes a
-:class:`Stamp`), so every edge (hysteresis, delays, duplicates) is testable with bytes in
-and values out.
+:class:`Stamp`), so every edge (change detection, rate limits, duplicates) is testable with
+bytes in and values out. Rules with memory over the values (battery low, cold home) are not
+the driver's: they live with the detectors (``agent/conditions.py``).
 
 | BTHome                                   | reading / event                               |
 |------------------------------------------|-----------------------------------------------|
@@ -15,8 +16,9 @@ and values out.
 | opening, door, window, garage door       | ``door_open`` / ``door_close`` on change      |
 | moisture (binary) dry -> wet             | ``flood`` alarm, contact_id 154               |
 | smoke clear -> detected                  | ``smoke`` alarm, contact_id 111               |
-| battery % under threshold, or low flag   | ``battery_low`` warning (hysteresis)          |
-| temperature under ``cold_home_c``        | ``cold_home`` warning (after a delay, hysteresis) |
+| battery %, battery-low flag, temperature | ``measurement`` (unpublished): the input of   |
+|                                          | ``battery_low`` / ``cold_home`` in            |
+|                                          | ``agent/conditions.py``                       |
 | every measurement (temperature, ...)     | ``telemetry`` with names, values and units    |
 |                                          | (rate-limited)                                |
 """
@@ -28,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.model import Event, Priority, Reading
+from agent.model import MEASUREMENT, Priority, Reading
 from drivers.ble.advert import Advert
 from drivers.ble.bthome_decoder import BTHomeUpdate
 from drivers.ble.config import BleConfig, BleDevice
@@ -73,9 +75,6 @@ class BTHomeDeviceState:
     binaries: dict[str, bool] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
     battery_pct: float | None = None
-    battery_low: bool = False
-    cold_since: float | None = None
-    cold: bool = False
     last_telemetry_mono: float | None = None
     last_motion_mono: float | None = None
     last_packet: _PacketMemo | None = None
@@ -83,7 +82,7 @@ class BTHomeDeviceState:
 
 
 class BTHomeMapper:
-    """Per-device mapping with the state hysteresis and change detection need."""
+    """Per-device mapping with the state change detection and rate limits need."""
 
     def __init__(self, device: BleDevice, config: BleConfig) -> None:
         self.device = device
@@ -123,13 +122,8 @@ class BTHomeMapper:
                        data=self._data(**extra), mono=stamp.mono, wall=stamp.wall,
                        publish=publish)
 
-    def _event(self, type_: str, prio: Priority, stamp: Stamp, **extra: Any) -> Event:
-        return Event(type=type_, priority=prio, device_id=self.device.id,
-                     data=self._data(**extra), wall=stamp.wall, mono=stamp.mono,
-                     clock_synced=stamp.synced)
-
-    def map(self, update: BTHomeUpdate, stamp: Stamp) -> list[Reading | Event]:
-        out: list[Reading | Event] = []
+    def map(self, update: BTHomeUpdate, stamp: Stamp) -> list[Reading]:
+        out: list[Reading] = []
         for key, etype in update.events:
             out.extend(self._button(key, etype, stamp))
         for key, value in update.binaries:
@@ -137,7 +131,7 @@ class BTHomeMapper:
         out.extend(self._measurements(update, stamp))
         return out
 
-    def _button(self, key: str, etype: str, stamp: Stamp) -> list[Reading | Event]:
+    def _button(self, key: str, etype: str, stamp: Stamp) -> list[Reading]:
         if kind_of(key) != "button" or etype not in PRESS_EVENTS:
             log.debug("%s: ignoring BTHome event %s=%s", self.device.id, key, etype)
             return []
@@ -147,7 +141,7 @@ class BTHomeMapper:
         return [self._reading("pendant", Priority.ALARM, stamp,
                               contact_id=CONTACT_ID_PENDANT, press=etype, button=key)]
 
-    def _binary(self, key: str, value: bool, stamp: Stamp) -> list[Reading | Event]:
+    def _binary(self, key: str, value: bool, stamp: Stamp) -> list[Reading]:
         kind = kind_of(key)
         prev = self.state.binaries.get(key)
         self.state.binaries[key] = value
@@ -184,60 +178,35 @@ class BTHomeMapper:
                 return [self._reading("smoke", Priority.ALARM, stamp, contact_id=CONTACT_ID_SMOKE)]
             return []
         if kind == "battery":  # the BTHome "battery low" flag
-            return self._battery_flag(value, stamp)
+            return [self.measurement(stamp, low_flag=value)]
         return []
 
-    def _battery_flag(self, low: bool, stamp: Stamp) -> list[Reading | Event]:
-        if low and not self.state.battery_low:
-            self.state.battery_low = True
-            return [self._event("battery_low", Priority.WARNING, stamp,
-                                battery_pct=self.state.battery_pct, low_flag=True)]
-        if not low and self.state.battery_pct is None:
-            self.state.battery_low = False
-        return []
+    def measurement(self, stamp: Stamp, **values: Any) -> Reading:
+        """The unpublished ``measurement`` reading the condition rules take (``battery_pct``,
+        ``low_flag``, ``temperature_c``), stamped with the clock's sync state."""
+        return self._reading(MEASUREMENT, Priority.TELEMETRY, stamp, publish=False,
+                             clock_synced=stamp.synced, **values)
 
-    def battery_pct(self, pct: float, stamp: Stamp) -> list[Reading | Event]:
-        cfg = self.config
+    def battery_pct(self, pct: float, stamp: Stamp) -> list[Reading]:
+        """A battery level heard (an advert, a wearable's battery service)."""
         self.state.battery_pct = pct
-        if not self.state.battery_low and pct < cfg.battery_low_pct:
-            self.state.battery_low = True
-            return [self._event("battery_low", Priority.WARNING, stamp, battery_pct=pct,
-                                threshold_pct=cfg.battery_low_pct)]
-        if self.state.battery_low and pct >= cfg.battery_low_pct + cfg.battery_hysteresis_pct:
-            log.info("%s: battery back to %s%%, battery_low re-armed", self.device.id, pct)
-            self.state.battery_low = False
-        return []
+        return [self.measurement(stamp, battery_pct=pct)]
 
-    def _temperature(self, temp: float, stamp: Stamp) -> list[Reading | Event]:
-        cfg = self.config
-        st = self.state
-        if temp < cfg.cold_home_c:
-            if st.cold_since is None:
-                st.cold_since = stamp.mono
-            if not st.cold and stamp.mono - st.cold_since >= cfg.cold_home_delay_s:
-                st.cold = True
-                return [self._event("cold_home", Priority.WARNING, stamp, temperature_c=temp,
-                                    threshold_c=cfg.cold_home_c,
-                                    below_for_s=round(stamp.mono - st.cold_since, 1))]
-            return []
-        st.cold_since = None
-        if st.cold and temp >= cfg.cold_home_c + cfg.cold_home_hysteresis_c:
-            log.info("%s: temperature back to %.1f C, cold_home re-armed", self.device.id, temp)
-            st.cold = False
-        return []
-
-    def _measurements(self, update: BTHomeUpdate, stamp: Stamp) -> list[Reading | Event]:
-        out: list[Reading | Event] = []
+    def _measurements(self, update: BTHomeUpdate, stamp: Stamp) -> list[Reading]:
+        out: list[Reading] = []
         numeric = [m for m in update.measurements
                    if isinstance(m.value, (int, float)) and not isinstance(m.value, bool)]
         for m in update.measurements:
             self.state.values[m.key] = m.value
         batteries = [m.value for m in numeric if m.kind == "battery"]
-        if batteries:
-            out.extend(self.battery_pct(float(min(batteries)), stamp))
         temps = [m.value for m in numeric if m.kind == "temperature"]
-        if temps and self.device.cold_home:
-            out.extend(self._temperature(float(min(temps)), stamp))
+        values: dict[str, float] = {}
+        if batteries:
+            self.state.battery_pct = values["battery_pct"] = float(min(batteries))
+        if temps:
+            values["temperature_c"] = float(min(temps))
+        if values:
+            out.append(self.measurement(stamp, **values))
         if update.measurements:
             last = self.state.last_telemetry_mono
             if last is None or stamp.mono - last >= self.config.telemetry_interval_s:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +20,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from agent.clock import read_boot_id
-from agent.model import Event, Priority, Reading
+from agent.errors import StoreError
+from agent.model import Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.bthome_decoder import BTHomeDecoder, DecodeStatus
@@ -85,12 +85,14 @@ class BleComponent:
     # -- life cycle ----------------------------------------------------------------------
     async def start(self, ctx: AgentContext) -> None:
         self._ctx = ctx
-        store = getattr(ctx, "store", None)
-        db = getattr(store, "db", None) if store is not None else None
-        self.supervisor = Supervisor(
-            self.config, ctx.submit_event, ctx.publish_device_state,
-            store=SupervisionStore(db) if isinstance(db, sqlite3.Connection) else None,
-            boot_id=read_boot_id())
+        try:
+            store: SupervisionStore | None = SupervisionStore(ctx.component_state(self.name))
+        except StoreError as exc:
+            log.error("BLE supervision: cannot open its saved state: %s (carrying on without)",
+                      exc)
+            store = None
+        self.supervisor = Supervisor(self.config, ctx.submit_event, ctx.publish_device_state,
+                                     store=store, boot_id=read_boot_id())
         self.supervisor.start(ctx.clock.monotonic())
         self.supervisor.restore(self.stamp())
         for dev in self.config.devices:
@@ -220,11 +222,8 @@ class BleComponent:
         outputs = handler.mapper.map(update, stamp)
         self.supervisor.seen(handler.device.id, stamp, rssi=advert.rssi,
                              battery_pct=handler.mapper.state.battery_pct)
-        for out in outputs:
-            if isinstance(out, Reading):
-                ctx.emit_reading(out)
-            else:
-                ctx.submit_event(out)
+        for reading in outputs:
+            ctx.emit_reading(reading)
 
     def _problem(self, handler: _BTHomeHandler, status: DecodeStatus, stamp: Stamp) -> None:
         if status is DecodeStatus.DUPLICATE:
@@ -250,7 +249,7 @@ class BleComponent:
     # -- wearables -----------------------------------------------------------------------
     def _add_wearable(self, dev: BleDevice) -> None:
         ctx = self._require_ctx()
-        mapper = BTHomeMapper(dev, self.config)     # for battery_low hysteresis
+        mapper = BTHomeMapper(dev, self.config)     # battery levels as measurements
         self._wearable_mappers[dev.mac] = mapper
         base = {"room": dev.room, "role": dev.role, "source": "ble"}
 
@@ -268,9 +267,8 @@ class BleComponent:
 
         def on_battery(pct: float) -> None:
             stamp = self.stamp()
-            for out in mapper.battery_pct(pct, stamp):
-                if isinstance(out, Event):
-                    ctx.submit_event(out)
+            for reading in mapper.battery_pct(pct, stamp):
+                ctx.emit_reading(reading)
             if self.supervisor is not None:
                 self.supervisor.battery(dev.id, pct, stamp)
 

@@ -6,8 +6,8 @@ hour before the restart would be reported a day late, one already reported offli
 be reported again, and the installer's check would say "not seen yet" for a sensor seen
 this morning. So per configured device we keep when it was last heard (monotonic time with
 the boot id, and wall time with the clock's sync state), its battery, signal and whether
-it was online, in a table beside the event store's (``CREATE TABLE IF NOT EXISTS``; the
-store's schema is not touched).
+it was online, in the component's own state (``ctx.component_state("ble")``: the
+``ble_supervision`` table beside the event store's, kept by ``agent/store``).
 
 Writes are few, to spare the SD card: a device's record is written when it goes online or
 offline or its battery changes, otherwise at most every :data:`SAVE_EVERY_S`, and all of
@@ -17,69 +17,52 @@ an event (events are in the event store).
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from agent.clock import downtime_s
-from agent.store.sqlite_store import write_many
+from agent.errors import StoreError
+from agent.ports import ComponentState
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 900.0
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS ble_supervision(
-    device_id TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-)"""
-
 
 class SupervisionStore:
-    """The ``ble_supervision`` table over a connection owned by someone else. Errors are
-    logged and swallowed: supervision carries on from memory when the disk misbehaves."""
+    """Per device id, its saved record in the BLE component's state (``ctx.component_state
+    ("ble")``). Errors are logged and swallowed: supervision carries on from memory when
+    the disk misbehaves."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.ok = self._run([(SCHEMA, ())], "create the table")
-
-    def _run(self, statements: list[tuple[str, tuple[Any, ...]]], what: str) -> bool:
-        try:
-            write_many(self.db, statements)
-            return True
-        except sqlite3.Error as exc:
-            log.error("BLE supervision: cannot %s: %s (carrying on without)", what, exc)
-            return False
+    def __init__(self, state: ComponentState) -> None:
+        self.state = state
+        self.ok = True
 
     def load(self) -> dict[str, dict[str, Any]]:
-        if not self.ok:
-            return {}
-        out: dict[str, dict[str, Any]] = {}
         try:
-            rows = self.db.execute("SELECT device_id, value FROM ble_supervision").fetchall()
-        except sqlite3.Error as exc:
+            saved = self.state.items()
+        except StoreError as exc:
             log.error("BLE supervision: cannot read saved state: %s", exc)
             return {}
-        for device_id, value in rows:
-            try:
-                doc = json.loads(value)
-            except ValueError:
-                doc = None
+        out: dict[str, dict[str, Any]] = {}
+        for device_id, doc in saved.items():
             if isinstance(doc, dict):
-                out[str(device_id)] = doc
+                out[device_id] = doc
             else:
                 log.warning("BLE supervision: saved state of %s is unreadable, ignored",
                             device_id)
         return out
 
     def save(self, records: Mapping[str, Mapping[str, Any]]) -> bool:
-        if not self.ok or not records:
-            return self.ok
-        return self._run(
-            [("INSERT OR REPLACE INTO ble_supervision(device_id, value) VALUES (?, ?)",
-              (k, json.dumps(dict(v), separators=(",", ":")))) for k, v in records.items()],
-            "save state")
+        if not records:
+            return True
+        try:
+            self.state.write({k: dict(v) for k, v in records.items()})
+            return True
+        except StoreError as exc:
+            log.error("BLE supervision: cannot save state: %s (carrying on without)", exc)
+            return False
 
 
 def seconds_since_seen(record: Mapping[str, Any], mono: float, wall: float, synced: bool,

@@ -1,8 +1,9 @@
 """The ``serial`` component: telecare units on serial / USB-serial ports (Contact ID).
 
-One :class:`~drivers.serial.line.UnitLine` thread per configured unit speaks the line
-protocol; this component wires them to the agent on the loop: commits (so frames are ACKed
-only once durable) and escalation of unacknowledged alarms (:mod:`.escalation`).
+One :class:`~drivers.serial.line.UnitLine` per configured unit speaks the line protocol on
+the agent's loop (no thread per port); this component wires them to the agent: commits (so
+frames are ACKed only once durable) and escalation of unacknowledged alarms
+(:mod:`.escalation`).
 
 The hardware seam is ``ports``: per unit id, a pyserial URL or path that replaces the
 configured one, a port-like object (``read``, ``write``, ``close``, optional ``in_waiting``)
@@ -76,7 +77,7 @@ class SerialDriver:
             escalator = Escalator(unit, loop, ctx.event_delivered, None,
                                   ctx.submit_event, self._zone_of)
             line = UnitLine(unit, make_opener(unit, self._ports.get(unit.id)), ctx.emit_reading,
-                            loop.call_soon_threadsafe, escalator.job_done,
+                            loop, escalator.job_done,
                             clock=ctx.clock.monotonic)
             escalator.send = line.send
             if unit.port.startswith("/dev/tty") and "by-id" not in unit.port:
@@ -95,8 +96,7 @@ class SerialDriver:
         if any(esc.enabled for esc in self._escalators.values()):
             # Alarms an earlier run left undelivered (a restart during a broadband outage)
             # get the second path too, counted from now.
-            pending = getattr(ctx, "pending_alarms", None)
-            rearmed = pending() if callable(pending) else []
+            rearmed = ctx.pending_alarms()
             for event in rearmed:
                 self._on_event(event)
             if rearmed:
@@ -108,7 +108,7 @@ class SerialDriver:
         for esc in self._escalators.values():
             esc.stop()
         for line in self._lines.values():
-            line.stop()
+            await line.stop()
         self._lines.clear()
         self._escalators.clear()
         self._ctx = None

@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.clock import ManualClock
+from agent.conditions import ConditionsDetector
 from agent.model import Event, Priority, Reading
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.component import BleComponent
 from drivers.ble.config import BleConfig, BleDevice
-from drivers.ble.replay import CollectingContext
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.replay import CollectingContext
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "ble" /
                       "bthome_vectors.json").read_text())
@@ -69,6 +70,7 @@ def run(scenario: Scenario, config: BleConfig, feed: AdvertFeed | None = None,
         ctx = CollectingContext(clock, "hub-test")
         comp = BleComponent(config, backend=f, watchdog_poll_s=0.005,
                             supervision_poll_s=3600.0, **component_kw)
+        await ConditionsDetector(config).start(ctx)     # as the registry builds them
         await comp.start(ctx)
         try:
             await wait_for(lambda: f.scanning, "the scanner to start")

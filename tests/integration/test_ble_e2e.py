@@ -12,8 +12,8 @@ from pathlib import Path
 
 from agent.app import Hardware
 from drivers.ble.advert import BTHOME_UUID, Advert
-from drivers.ble.fake_gatt import FakeGattClient
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.fake_gatt import FakeGattClient
 from tests.harness import AgentRunner, make_config, wait_until
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ble"

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from agent.clock import ManualClock
+from agent.conditions import ConditionsDetector
 from agent.model import Priority, Reading
 from drivers.ble.advert import Advert
 from drivers.ble.component import BleComponent
 from drivers.ble.config import BleConfig, BleDevice
-from drivers.ble.fake_gatt import FakeGattClient, FakePeripheral
-from drivers.ble.replay import CollectingContext
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.fake_gatt import FakeGattClient, FakePeripheral
+from drivers.ble.tools.replay import CollectingContext
 from drivers.ble.wearable.profile import MotionSample
 
 ADDR = "D1:5E:A5:00:00:01"
@@ -79,6 +80,7 @@ def run(scenario: Callable[[Rig], Awaitable[None]], per: FakePeripheral | None =
         p = per or FakePeripheral(ADDR, motion_freq_hz=10)
         comp = BleComponent(CFG, backend=feed, client_class=FakeGattClient,
                             watchdog_poll_s=0.005, supervision_poll_s=3600.0)
+        await ConditionsDetector(CFG).start(ctx)        # as the registry builds them
         await comp.start(ctx)
         try:
             await wait_for(lambda: feed.scanning, "the scanner")

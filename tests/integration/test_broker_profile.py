@@ -26,8 +26,7 @@ from agent.model import Priority, Reading
 from agent.remote.client import BrokerUrl, SupportClient
 from agent.sim.local_broker import find_mosquitto, free_port
 from agent.sim.scenarios import SimSource
-from agent.uplink.mqtt_uplink import release_client
-from tests.harness import AgentRunner, make_config, wait_until, write_pki
+from tests.harness import AgentRunner, make_config, release_client, wait_until, write_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "packaging" / "mosquitto"

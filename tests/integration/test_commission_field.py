@@ -15,8 +15,8 @@ from pathlib import Path
 from agent.app import Hardware
 from agent.cli import main
 from agent.commission import Commissioning, CommissionOptions
-from drivers.ble.fake_gatt import FakeGattClient
 from drivers.ble.replay_backend import AdvertFeed
+from drivers.ble.tools.fake_gatt import FakeGattClient
 from tests.harness import make_config
 
 DEVICES = """

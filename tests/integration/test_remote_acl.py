@@ -15,8 +15,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.uplink.mqtt_uplink import release_client
-from tests.harness import Collector
+from tests.harness import Collector, release_client
 from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # noqa: F401
 
 PASSWORDS = {"support": "support-pw-1", "platform": "platform-pw-1", "hub-other": "other-pw-1"}

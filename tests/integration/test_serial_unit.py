@@ -8,26 +8,23 @@ The agent side is a small fake context that "commits" each published reading.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import itertools
 import os
 import select
 import time
 import tty
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.clock import SystemClock
-from agent.model import Event, Priority, Reading
+from agent.model import Event, Priority
 from drivers.serial.config import SerialConfig, SerialUnit
 from drivers.serial.contact_id import ACK, DC4, NAK, decode
 from drivers.serial.unit import SerialDriver
 from tests.contact_id_variants import RECEIVER_VARIANTS
+from tests.fake_context import FakeContext
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "serial"
 HEARTBEAT = (DATA / "heartbeat.bin").read_bytes()
@@ -92,64 +89,6 @@ class Pty:
                 os.close(fd)
             except OSError:
                 pass
-
-
-class FakeContext:
-    """Commits every published reading (after ``commit_delay_s``) and tells subscribers."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, commit_delay_s: float = 0.0) -> None:
-        self.hub_id = "hub-test"
-        self.clock = SystemClock(assume_synced=True)
-        self.loop = loop
-        self.executor = concurrent.futures.ThreadPoolExecutor(1)
-        self.commit_delay_s = commit_delay_s
-        self.readings: list[Reading] = []
-        self.events: list[Event] = []
-        self.delivered: dict[str, bool] = {}
-        self._event_subs: list[Callable[[Event], None]] = []
-        self._ack_subs: list[Callable[[int], None]] = []
-        self.refused_subs: list[Callable[[Event], None]] = []
-        self._seq = itertools.count(1)
-
-    def emit_reading(self, reading: Reading) -> None:
-        self.loop.call_soon_threadsafe(self._take, reading)
-
-    def _take(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        if reading.publish:
-            self.loop.call_later(self.commit_delay_s, self.submit_event,
-                                 Event.from_reading(reading))
-
-    def submit_event(self, event: Event) -> None:
-        event = replace(event, seq=next(self._seq))
-        self.events.append(event)
-        self.delivered[event.id] = False
-        for cb in self._event_subs:
-            cb(event)
-
-    def ack(self, event: Event) -> None:
-        self.delivered[event.id] = True
-        for cb in self._ack_subs:
-            assert event.seq is not None
-            cb(event.seq)
-
-    def subscribe_events(self, cb: Callable[[Event], None]) -> None:
-        self._event_subs.append(cb)
-
-    def subscribe_refused(self, cb: Callable[[Event], None]) -> None:
-        self.refused_subs.append(cb)
-
-    def subscribe_acks(self, cb: Callable[[int], None]) -> None:
-        self._ack_subs.append(cb)
-
-    def event_delivered(self, event_id: str) -> bool | None:
-        return self.delivered.get(event_id)
-
-    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
-        pass
-
-    def types(self) -> list[str]:
-        return [r.type for r in self.readings]
 
 
 async def until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 from agent.clock import ManualClock
 from agent.fall.config import FallConfig
 from agent.fall.detector import FallDetector
-from agent.fall.evaluation import ReplayContext
+from agent.fall.evaluation import FallReplayContext
 from agent.fall.replay import motion_readings
 from agent.model import Reading
 
@@ -32,19 +32,19 @@ def hold(samples: np.ndarray, seconds: float) -> np.ndarray:
 
 
 class Run:
-    """A FallDetector on a ReplayContext whose clock follows the replayed samples."""
+    """A FallDetector on a FallReplayContext whose clock follows the replayed samples."""
 
     def __init__(self, cfg: FallConfig, **detector_kw: Any) -> None:
         self.cfg = cfg
         self.detector_kw = detector_kw
         self.clock = ManualClock(mono=100.0)
-        self.ctx: ReplayContext | None = None
+        self.ctx: FallReplayContext | None = None
         self.detector: FallDetector | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._ex = concurrent.futures.ThreadPoolExecutor(1)
-        self.ctx = ReplayContext(loop, self._ex, self.clock)
+        self.ctx = FallReplayContext(loop, self._ex, self.clock)
         self.detector = FallDetector(self.cfg, tick_s=0, **self.detector_kw)
         await self.detector.start(self.ctx)
 

@@ -155,3 +155,24 @@ def test_truncated_and_bitflipped_recorded_payloads_never_raise(data: st.DataObj
     assert isinstance(update.status, DecodeStatus)
     if update.ok:
         assert all(isinstance(m.key, str) for m in update.measurements)
+
+
+def test_the_same_encrypted_advert_again_is_a_duplicate_a_later_counter_is_not() -> None:
+    """The library drops identical encrypted bytes (a device re-broadcasting its last
+    packet); the decoder reads that from the library's public state."""
+    case = VECTORS["encryption_counter"]
+    dec = BTHomeDecoder(hexb(case["bindkey"]))
+    first = dec.decode(advert(hexb(case["counter_1122867"]), 1.0, case["address"]))
+    again = dec.decode(advert(hexb(case["counter_1122867"]), 9.0, case["address"]))
+    later = dec.decode(advert(hexb(case["counter_1122868"]), 10.0, case["address"]))
+    assert first.ok and later.ok
+    assert again.status is DecodeStatus.DUPLICATE
+
+
+@pytest.mark.parametrize("payload", ["4002ca", "40", "4100112233", "e1ff"])
+def test_garbage_after_a_good_advert_is_invalid_not_a_duplicate(payload: str) -> None:
+    dec = BTHomeDecoder()
+    assert dec.decode(advert(hexb("440021015e3a01"), 10.0)).ok
+    status = dec.decode(advert(hexb(payload), 11.0)).status
+    assert status is BTHomeDecoder().decode(advert(hexb(payload), 11.0)).status   # as if fresh
+    assert status in (DecodeStatus.INVALID, DecodeStatus.NO_KEY)

@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from agent.model import Event, Priority, Reading
+from agent.conditions import DeviceConditions
+from agent.model import MEASUREMENT, Event, Priority, Reading
 from drivers.ble.advert import BTHOME_UUID, Advert
 from drivers.ble.bthome_decoder import BTHomeDecoder, BTHomeUpdate, DecodeStatus, Measurement
 from drivers.ble.bthome_mapping import MOTION_REPEAT_S, BTHomeMapper, Stamp
@@ -17,10 +18,33 @@ DEV = BleDevice(id="hall-sensor", address="A4:C1:38:8D:18:B2", kind="bthome", ro
                 role="main_entrance_door")
 
 
-def mapper(**cfg: object) -> BTHomeMapper:
+class Pipeline:
+    """The driver's mapper with the device-condition rules on its measurements, as the
+    agent runs them: what one advert becomes, readings and the events they raise."""
+
+    def __init__(self, device: BleDevice, config: BleConfig) -> None:
+        self.mapper = BTHomeMapper(device, config)
+        self.conditions = DeviceConditions(device.id, {"room": device.room, "role": device.role,
+                                                       "source": "ble"},
+                                           config, device.cold_home)
+
+    def map(self, update: BTHomeUpdate, stamp: Stamp) -> list[Reading | Event]:
+        out: list[Reading | Event] = []
+        for reading in self.mapper.map(update, stamp):
+            out.append(reading)
+            if reading.type == MEASUREMENT:
+                assert reading.publish is False
+                out.extend(self.conditions.measured(reading, stamp.synced))
+        return out
+
+    def is_duplicate(self, advert: Advert, update: BTHomeUpdate) -> bool:
+        return self.mapper.is_duplicate(advert, update)
+
+
+def mapper(**cfg: object) -> Pipeline:
     dev_kw = {k[4:]: v for k, v in cfg.items() if k.startswith("dev_")}
     conf = {k: v for k, v in cfg.items() if not k.startswith("dev_")}
-    return BTHomeMapper(dataclasses.replace(DEV, **dev_kw), BleConfig(**conf))  # type: ignore[arg-type]
+    return Pipeline(dataclasses.replace(DEV, **dev_kw), BleConfig(**conf))  # type: ignore[arg-type]
 
 
 def st(t: float) -> Stamp:
@@ -39,7 +63,8 @@ def upd(binaries: dict[str, bool] | None = None, events: list[tuple[str, str]] |
 
 
 def types(outs: list[Reading | Event]) -> list[str]:
-    return [o.type for o in outs]
+    """What the advert said to the agent (the rules' unpublished input left out)."""
+    return [o.type for o in outs if o.type != MEASUREMENT]
 
 
 def test_button_press_is_a_pendant_alarm_with_contact_id_and_labels() -> None:
@@ -177,11 +202,12 @@ def test_cold_home_can_be_disabled_per_device() -> None:
 
 def test_telemetry_has_names_values_units_and_is_rate_limited() -> None:
     m = mapper(telemetry_interval_s=300.0)
-    (tel,) = m.map(upd(temperature=21.5, humidity=40.0), st(0))
+    (tel,) = [o for o in m.map(upd(temperature=21.5, humidity=40.0), st(0))
+              if o.type != MEASUREMENT]
     assert tel.type == "telemetry" and tel.priority is Priority.TELEMETRY and tel.publish
     assert tel.data["temperature"] == 21.5 and tel.data["humidity"] == 40.0
     assert tel.data["units"]["temperature"] == "°C"
-    assert m.map(upd(temperature=21.4), st(299)) == []
+    assert types(m.map(upd(temperature=21.4), st(299))) == []
     assert types(m.map(upd(temperature=21.3), st(300))) == ["telemetry"]
 
 
@@ -200,3 +226,22 @@ def test_duplicate_window_beyond_the_libraries_four_seconds() -> None:
                               BTHomeUpdate(DecodeStatus.OK, packet_id=34))
     assert not m.is_duplicate(adv(100), u)     # long after: a new packet that reused the id
     assert not m.is_duplicate(adv(101), BTHomeUpdate(DecodeStatus.OK, packet_id=None))
+
+
+def test_levels_and_temperatures_go_out_as_unpublished_measurements_every_time() -> None:
+    """The driver stops at readings: no event of its own, every value handed on (the
+    telemetry reading is rate-limited, the measurement is not)."""
+    m = BTHomeMapper(DEV, BleConfig(telemetry_interval_s=60.0))
+    first = m.map(upd({"battery": True}, battery=50.0, temperature=15.0), st(0))
+    again = m.map(upd(battery=49.0, temperature=14.5), st(1))
+    assert all(isinstance(o, Reading) for o in first + again)
+    meas = [o for o in first + again if o.type == MEASUREMENT]
+    assert [dict(o.data) for o in meas] == [
+        {"room": "hall", "role": "main_entrance_door", "source": "ble", "clock_synced": True,
+         "low_flag": True},
+        {"room": "hall", "role": "main_entrance_door", "source": "ble", "clock_synced": True,
+         "battery_pct": 50.0, "temperature_c": 15.0},
+        {"room": "hall", "role": "main_entrance_door", "source": "ble", "clock_synced": True,
+         "battery_pct": 49.0, "temperature_c": 14.5},
+    ]
+    assert not any(o.publish for o in meas) and m.state.battery_pct == 49.0

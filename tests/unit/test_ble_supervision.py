@@ -12,6 +12,7 @@ import pytest
 
 from agent.clock import ManualClock
 from agent.model import Event, Priority
+from agent.store.component_state import SqliteComponentState
 from drivers.ble.bthome_mapping import Stamp
 from drivers.ble.config import BleConfig, BleDevice
 from drivers.ble.persistence import SAVE_EVERY_S, SupervisionStore
@@ -133,7 +134,7 @@ def open_db(path: Path) -> sqlite3.Connection:
 
 
 def restarted(db: sqlite3.Connection, clock: ManualClock, boot: str) -> tuple[Supervisor, Sinks]:
-    sup, sinks = make(clock, SupervisionStore(db), boot)
+    sup, sinks = make(clock, SupervisionStore(SqliteComponentState(db, "ble")), boot)
     sup.restore(stamp(clock))
     return sup, sinks
 
@@ -217,7 +218,7 @@ def test_sightings_are_written_rarely_and_a_broken_disk_is_survived(
     assert sup2.health["door"].last_seen_wall is None and sup2.health["wrist"].battery_pct is None
     # A read-only database: errors are logged (not once per advert) and supervision goes on.
     ro = sqlite3.connect(f"file:{tmp_path / 'agent.db'}?mode=ro", uri=True, isolation_level=None)
-    store = SupervisionStore(ro)
+    store = SupervisionStore(SqliteComponentState(ro, "ble"))
     assert store.save({"door": {"online": True}}) is False
     sup3, sinks = make(clock, store, "boot-1")
     assert sup3.restore(stamp(clock)) == 1    # reading still works
@@ -244,7 +245,8 @@ def test_a_replaced_sensor_does_not_inherit_the_old_ones_state(tmp_path: Path) -
     new_door = BleDevice(id="door", address="A4:C1:38:00:00:01", kind="bthome", room="hall")
     sinks = Sinks()
     sup2 = Supervisor(BleConfig(devices=(new_door,)), sinks.events.append,
-                      lambda d, s: sinks.states.append((d, s)), store=SupervisionStore(db),
+                      lambda d, s: sinks.states.append((d, s)),
+                      store=SupervisionStore(SqliteComponentState(db, "ble")),
                       boot_id="boot-1")
     sup2.start(clock.monotonic())
     assert sup2.restore(stamp(clock)) == 0

@@ -9,7 +9,7 @@ import pytest
 from bleak.backends.device import BLEDevice
 
 from agent.errors import DecodeError
-from drivers.ble.fake_gatt import FakeGattClient, FakePeripheral
+from drivers.ble.tools.fake_gatt import FakeGattClient, FakePeripheral
 from drivers.ble.wearable import thingy52
 from drivers.ble.wearable.profile import MotionSample, make_profile
 

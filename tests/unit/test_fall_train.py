@@ -11,7 +11,7 @@ import pytest
 from agent.clock import ManualClock, SystemClock
 from agent.fall.config import FallConfig
 from agent.fall.dataset import load_trials
-from agent.fall.evaluation import ReplayContext
+from agent.fall.evaluation import FallReplayContext
 from agent.fall.replay import ReplaySource
 from agent.fall.signal import PRE_SAMPLES, WINDOW_SAMPLES
 from models.fall.train import choose_threshold, extract, subject_folds, trial_max_confirmed
@@ -79,7 +79,7 @@ def test_paced_replay_emits_in_real_time() -> None:
     async def main() -> float:
         loop = asyncio.get_running_loop()
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
-            ctx = ReplayContext(loop, ex, ManualClock())
+            ctx = FallReplayContext(loop, ex, ManualClock())
             ctx.clock = SystemClock(assume_synced=True)
             ctx.subscribe_readings(got.append)
             src = ReplaySource("wear-1", recording("D07_R01")[:50], paced=True)

@@ -8,8 +8,6 @@ agent's loop runs; every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,49 +15,14 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from agent.clock import SystemClock
-from agent.model import Priority, Reading
+from agent.model import Priority
 from agent.ports import AgentState, Component
 from drivers.gpio import outputs as o
 from drivers.gpio.config import GpioConfig, GpioDevice
 from drivers.gpio.driver import GpioDriver
+from tests.fake_context import FakeContext
 
 DEADLINE_S = 3.0
-
-
-class FakeContext:
-    """The parts of AgentContext a driver uses, recording what it is given."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.hub_id = "hub-test"
-        self.clock = SystemClock(assume_synced=True)
-        self.loop = loop
-        self.executor = concurrent.futures.ThreadPoolExecutor(1)
-        self.readings: list[Reading] = []
-        self.device_states: list[tuple[str, dict[str, Any]]] = []
-        self.state_subs: list[Callable[[AgentState], None]] = []
-        self.reading_threads: set[str] = set()
-
-    def emit_reading(self, reading: Reading) -> None:
-        self.loop.call_soon_threadsafe(self._take, reading, threading.current_thread().name)
-
-    def _take(self, reading: Reading, thread: str) -> None:
-        self.reading_threads.add(thread)
-        self.readings.append(reading)
-
-    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
-        self.state_subs.append(callback)
-        callback(AgentState())
-
-    def set_state(self, state: AgentState) -> None:
-        for cb in self.state_subs:
-            cb(state)
-
-    def publish_device_state(self, device_id: str, state: dict[str, Any]) -> None:
-        self.device_states.append((device_id, state))
-
-    def types(self) -> list[str]:
-        return [r.type for r in self.readings]
 
 
 async def wait_until(pred: Callable[[], bool], timeout: float = DEADLINE_S) -> None:

@@ -5,43 +5,19 @@ caught up. No real waits: the test moves a ManualClock and calls ``check_now``."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.clock import ManualClock
 from agent.config import parse_config_text
-from agent.model import Event, Priority
-from agent.ports import AgentState, DeviceInfo
+from agent.model import Priority
+from agent.ports import DeviceInfo
 from agent.report.config import ReportConfig
 from agent.report.daily import DailySummary
 from agent.report.summary import DeviceFacts
+from tests.fake_context import FakeContext
 from tests.unit.report_helpers import DAYS, HUB, at, write_week
-
-
-class FakeContext:
-    """The parts of AgentContext the component uses, recording what it submits."""
-
-    def __init__(self, clock: ManualClock, loop: asyncio.AbstractEventLoop) -> None:
-        self.hub_id = HUB
-        self.clock = clock
-        self.loop = loop
-        self.events: list[Event] = []
-        self._state_subs: list[Callable[[AgentState], None]] = []
-        self.state = AgentState()
-
-    def submit_event(self, event: Event) -> None:
-        self.events.append(event)
-
-    def subscribe_state(self, callback: Callable[[AgentState], None]) -> None:
-        self._state_subs.append(callback)
-        callback(self.state)
-
-    def set_online(self, online: bool) -> None:
-        self.state = AgentState(online=online)
-        for cb in self._state_subs:
-            cb(self.state)
 
 
 def inventory() -> list[DeviceInfo]:
@@ -70,7 +46,7 @@ def store(tmp_path: Path) -> Path:
 def test_one_summary_per_day_with_measured_offline_minutes(store: Path) -> None:
     async def scenario() -> None:
         clock = ManualClock(mono=100.0, wall=at(6, 10))          # DST day, 10:00 BST
-        ctx = FakeContext(clock, asyncio.get_running_loop())
+        ctx = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp = await started(make(store), ctx)
         assert ctx.events == []          # installed today: nothing to report for yesterday
         ctx.set_online(True)
@@ -104,13 +80,13 @@ def test_one_summary_per_day_with_measured_offline_minutes(store: Path) -> None:
 def test_restart_keeps_connected_time_and_never_sends_a_day_twice(store: Path) -> None:
     async def scenario() -> None:
         clock = ManualClock(mono=100.0, wall=at(5, 12))
-        ctx = FakeContext(clock, asyncio.get_running_loop())
+        ctx = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp = await started(make(store), ctx)
         ctx.set_online(True)
         clock.advance(2 * 3600)             # connected 12:00 -> 14:00
         await comp.stop()                   # restart: the agent is down 14:00 -> 15:00
         clock.advance(3600)
-        ctx2 = FakeContext(clock, asyncio.get_running_loop())
+        ctx2 = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp2 = await started(make(store), ctx2)
         ctx2.set_online(True)
         clock.advance(9 * 3600 + 6 * 60)    # connected 15:00 -> 00:06
@@ -120,7 +96,7 @@ def test_restart_keeps_connected_time_and_never_sends_a_day_twice(store: Path) -
         assert event.data["offline_minutes"] == pytest.approx(60.0)
         await comp2.stop()
 
-        ctx3 = FakeContext(clock, asyncio.get_running_loop())
+        ctx3 = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp3 = await started(make(store), ctx3)
         assert await comp3.check_now() == []
         await comp3.stop()
@@ -131,11 +107,11 @@ def test_restart_keeps_connected_time_and_never_sends_a_day_twice(store: Path) -
 def test_days_missed_while_off_are_caught_up_in_order(store: Path) -> None:
     async def scenario() -> None:
         clock = ManualClock(mono=100.0, wall=at(4, 9))
-        ctx = FakeContext(clock, asyncio.get_running_loop())
+        ctx = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp = await started(make(store), ctx)
         await comp.stop()
         clock.advance(3 * 86400 - 3600)     # off until day 7 08:00 (DST: clock reads 09:00)
-        ctx2 = FakeContext(clock, asyncio.get_running_loop())
+        ctx2 = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp2 = await started(make(store), ctx2)
         sent = await comp2.check_now()
         assert [e.data["date"] for e in sent] == [d.isoformat() for d in DAYS[4:7]]
@@ -150,7 +126,7 @@ def test_days_missed_while_off_are_caught_up_in_order(store: Path) -> None:
 def test_nothing_is_sent_while_the_clock_is_unsynchronised(store: Path) -> None:
     async def scenario() -> None:
         clock = ManualClock(mono=100.0, wall=at(5, 12), synced=False)
-        ctx = FakeContext(clock, asyncio.get_running_loop())
+        ctx = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp = await started(make(store), ctx)
         clock.advance(13 * 3600)
         assert await comp.check_now() == []
@@ -168,7 +144,7 @@ def test_a_corrupt_state_file_is_ignored_with_a_warning(store: Path, caplog) -> 
 
     async def scenario() -> None:
         clock = ManualClock(mono=100.0, wall=at(5, 12))
-        ctx = FakeContext(clock, asyncio.get_running_loop())
+        ctx = FakeContext(asyncio.get_running_loop(), clock, hub_id=HUB)
         comp = await started(make(store), ctx)
         await comp.stop()
 

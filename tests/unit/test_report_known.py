@@ -14,7 +14,7 @@ from pathlib import Path
 from agent.app import Agent
 from agent.cli import main
 from agent.model import Event, Priority
-from agent.report.records import STORE_CREATED_META
+from agent.store.lock import STORE_CREATED_META
 from agent.store.sqlite_store import SqliteStore
 from tests.harness import make_config
 from tests.unit.report_helpers import TZ

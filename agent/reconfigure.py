@@ -1,30 +1,53 @@
 """Apply a new config to the running agent without a restart.
 
-Called through :meth:`agent.app.Agent.reconfigure`. Order matters: the new MQTT
-connection is built before the old one is stopped (a password file that cannot be read
-fails the change with the old connection still up); components are stopped, then their
-replacements built from the new config and started, one at a time; anything that fails
-is returned as a problem and the caller (the remote config applier) rolls back.
+Called through :meth:`agent.app.Agent.reconfigure` (remote control asks for it through the
+port, :class:`agent.ports.Reconfigurable`). It works on a :class:`LiveAgent`, never imports
+the application, and builds components from the registry (``agent/components.py``).
+
+Order matters: the new MQTT connection is built before the old one is stopped (a password
+file that cannot be read fails the change with the old connection still up); components
+are stopped, then their replacements built from the new config and started, one at a
+time; anything that fails is returned as a problem and the caller (the remote config
+applier) rolls back.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from agent.clock import SystemClock
-from agent.config import Config
-from agent.ports import Component
-from agent.remote.plan import COMPONENT_INPUTS, ChangePlan, plan_change
-
-if TYPE_CHECKING:
-    from agent.app import Agent
+from agent.clock import Clock, SystemClock
+from agent.components import Hardware, build_components, spec_of
+from agent.config import Config, MqttConfig
+from agent.ports import Component, UplinkFigures
+from agent.remote.plan import ChangePlan, plan_change
+from agent.store.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
 
 
-async def apply_live(agent: Agent, new: Config) -> list[str]:
+class LiveAgent(Protocol):
+    """What live reconfiguration changes in the running agent."""
+
+    config: Config
+    clock: Clock
+    hardware: Hardware
+    components: list[Component]
+    store: SqliteStore
+
+    def uplink_config(self) -> MqttConfig | None: ...
+
+    def uplink_figures(self) -> UplinkFigures: ...
+
+    async def swap_uplink(self, mqtt_config: MqttConfig) -> None: ...
+
+    async def start_component(self, comp: Component) -> None: ...
+
+    async def stop_component(self, comp: Component, timeout: float) -> None: ...
+
+
+async def apply_live(agent: LiveAgent, new: Config) -> list[str]:
     """Swap ``agent`` to ``new``. Returns what went wrong (empty: everything started)."""
     old = agent.config
     plan = plan_change(old, new)
@@ -41,7 +64,8 @@ async def apply_live(agent: Agent, new: Config) -> list[str]:
         store.max_bytes = new.store.max_mb * 1024 * 1024
         store.reserve_bytes = min(int(new.store.reserve_mb * 1024 * 1024), store.max_bytes // 4)
         store.keep_history_days = new.store.keep_history_days
-    if agent.uplink is not None and agent.uplink.cfg != new.mqtt:
+    current_mqtt = agent.uplink_config()
+    if current_mqtt is not None and current_mqtt != new.mqtt:
         try:
             await agent.swap_uplink(new.mqtt)
         except Exception as exc:
@@ -50,19 +74,16 @@ async def apply_live(agent: Agent, new: Config) -> list[str]:
 
     if plan.needs_components():
         problems.extend(await _rebuild_components(agent, new, plan))
-    if agent.uplink is not None and not agent.uplink.alive():
+    if agent.uplink_config() is not None and not agent.uplink_figures().alive:
         problems.append("uplink: network thread or sender not running")
     return problems
 
 
-async def _rebuild_components(agent: Agent, new: Config, plan: ChangePlan) -> list[str]:
+async def _rebuild_components(agent: LiveAgent, new: Config, plan: ChangePlan) -> list[str]:
     """Stop each affected component, start its replacement built from ``new``."""
-    from agent.app import build_components
-
     fresh: dict[str, list[Component]] = {}
-    for comp in build_components(new, agent.hardware):
-        if comp.name != "remote":
-            fresh.setdefault(comp.name, []).append(comp)
+    for comp in build_components(new, agent.hardware, rebuilt_only=True):
+        fresh.setdefault(comp.name, []).append(comp)
     timeout = max(0.5, new.agent.shutdown_timeout_s)
     result: list[Component] = []
     to_start: list[Component] = []
@@ -76,7 +97,7 @@ async def _rebuild_components(agent: Agent, new: Config, plan: ChangePlan) -> li
             replacement = replacements.pop(0)
             result.append(replacement)
             to_start.append(replacement)
-        elif comp.name in COMPONENT_INPUTS:
+        elif spec_of(comp.name) is not None:
             await agent.stop_component(comp, timeout)  # the new config no longer asks for it
             log.info("stopped %s: no longer configured", comp.name)
         else:
@@ -93,7 +114,7 @@ async def _rebuild_components(agent: Agent, new: Config, plan: ChangePlan) -> li
     return problems
 
 
-async def _start(agent: Agent, comp: Component) -> list[str]:
+async def _start(agent: LiveAgent, comp: Component) -> list[str]:
     t0 = time.monotonic()
     try:
         await agent.start_component(comp)

@@ -1,7 +1,8 @@
 """Run recorded adverts through the real BLE driver, time-compressed.
 
 ``tec-agent ble replay`` and the tests use this: the capture file's lines go through the
-same :class:`BleComponent` (scanner owner, decoders, mapping, supervision) on the replay
+same :class:`BleComponent` (scanner owner, decoders, mapping, supervision), with the
+device-condition rules (:class:`~agent.conditions.ConditionsDetector`), on the replay
 radio (:class:`AdvertFeed`), with a :class:`ManualClock` set from each line's ``ts``, into
 a :class:`CollectingContext` that keeps (or forwards) what the agent would have been given.
 """
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.clock import ManualClock
+from agent.conditions import ConditionsDetector
 from agent.errors import DecodeError
-from agent.model import Event, Reading, iso_utc
+from agent.model import MEASUREMENT, Event, Reading, iso_utc
 from agent.offline import OfflineContext
 from drivers.ble.advert import advert_from_json_line
 from drivers.ble.bthome_decoder import DecodeStatus
@@ -90,10 +92,17 @@ async def replay_lines(
     clock = ManualClock(mono=0.0, wall=0.0, synced=True)
     base_ts: float | None = None
     feed = AdvertFeed()
-    ctx = CollectingContext(clock, hub_id, on_reading=on_reading, on_event=on_event)
-    comp = BleComponent(replay_config(config), backend=feed,
+    def shown(reading: Reading) -> None:
+        if reading.type != MEASUREMENT:     # the rules' input, not what the driver reports
+            on_reading(reading)
+
+    ctx = CollectingContext(clock, hub_id, on_reading=shown, on_event=on_event)
+    ble_config = replay_config(config)
+    conditions = ConditionsDetector(ble_config)
+    comp = BleComponent(ble_config, backend=feed,
                         decode_all_bthome=config is None, watchdog_poll_s=3600.0,
                         supervision_poll_s=3600.0)
+    await conditions.start(ctx)
     await comp.start(ctx)
     try:
         await _until(lambda: feed.scanning)
@@ -130,8 +139,9 @@ async def replay_lines(
             await asyncio.sleep(0)
     finally:
         await comp.stop()
+        await conditions.stop()
         ctx.close()
-    stats.readings = len(ctx.readings)
+    stats.readings = sum(1 for r in ctx.readings if r.type != MEASUREMENT)
     stats.events = len(ctx.events)
     return stats
 

@@ -1,0 +1,342 @@
+"""Deliver stored events to the broker, at least once, alarms first.
+
+This is the outbox policy, apart from any MQTT library: it reads the store through
+:class:`agent.ports.EventStore` and sends through :class:`agent.ports.Transport`, which
+calls it back (:meth:`Delivery.on_connected`, :meth:`~Delivery.on_disconnected`,
+:meth:`~Delivery.on_puback`) on the agent's loop.
+
+Flow control: at most ``max_inflight`` publishes are unacknowledged on the wire; we hand the
+transport up to ``_HANDOVER_FACTOR`` times as many, so the next publish goes out the moment a
+PUBACK frees a slot, without a turn through this module per message. Each priority has a
+cursor (the highest ``seq`` handed over); every refill asks the store for the next events in
+priority order, so an alarm stored behind 100,000 telemetry events goes next. The transport
+keeps in-flight messages across reconnects and resends them (DUP) itself, so cursors only
+move forward while this process lives; a restarted agent starts from the store. An event
+leaves the store only on a successful PUBACK (acks are committed in batches).
+
+An alarm is sent once *early*, while its commit's fsync runs (:meth:`Delivery.send_early`);
+that send moves no cursor (the commit may still fail), the send loop steps over it when the
+store hands it out. An alarm or warning the store could not take at all is sent once
+(:meth:`Delivery.send_unstored`) and then left to the transport's QoS 1 retries; storing it
+later sends it again under its new seq (same id). While an alarm waits, the transport
+reconnects within ``reconnect_alarm_s`` (:meth:`Delivery.set_urgent`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent import __version__
+from agent.config import MqttConfig
+from agent.model import Priority, iso_utc
+from agent.ports import (
+    EventStore,
+    InboundMessage,
+    OutboundEvent,
+    PublishState,
+    Transport,
+    Unsubscribe,
+)
+from agent.uplink import topics
+
+log = logging.getLogger(__name__)
+
+_FAILED_RETRY_S = 5.0
+_ACK_BATCH = 4096
+_ACK_DELAY_S = 1.0
+# An alarm stored during a drain waits behind at most this queue (a few ms), never behind
+# the backlog.
+_HANDOVER_FACTOR = 4
+_ALARM_RESERVE = 8
+_EARLY_IDS_KEPT = 4096
+
+
+def status_payload(hub_id: str, state: str, reason: str = "") -> bytes:
+    """The retained status document (``tec/v1/{hub_id}/status``): a contract."""
+    doc: dict[str, Any] = {"state": state, "hub_id": hub_id, "version": __version__,
+                           "ts": iso_utc(time.time())}
+    if reason:
+        doc["reason"] = reason
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+class Delivery:
+    """The agent's uplink: outbox, status, retained state and subscriptions over one
+    transport. Everything is called on the loop."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        hub_id: str,
+        store: EventStore,
+        transport: Transport,
+        loop: asyncio.AbstractEventLoop,
+        on_acked: Callable[[list[int]], None],
+        on_connection: Callable[[bool], None],
+    ) -> None:
+        self.cfg = cfg
+        self.hub_id = hub_id
+        self.store = store
+        self.loop = loop
+        self._transport = transport
+        self._on_acked = on_acked
+        self._on_connection = on_connection
+        self.event_topic = topics.event_topic(hub_id)
+        self.status_topic = topics.status_topic(hub_id)
+        self.connected = False
+        self.connects = 0
+        self.published = 0
+        self.acked = 0
+        self._cursors: dict[Priority, int] = {p: 0 for p in Priority}
+        self._inflight: dict[int, OutboundEvent] = {}
+        self._acks: collections.deque[tuple[int, bool]] = collections.deque()
+        self._ack_scheduled = False
+        self._wake = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._retained: dict[str, bytes] = {}
+        self._handlers: dict[str, tuple[Callable[[InboundMessage], None], Unsubscribe]] = {}
+        self._to_delete: list[int] = []
+        self._closing = False
+        self._handover = cfg.max_inflight * _HANDOVER_FACTOR
+        self._delete_timer: asyncio.TimerHandle | None = None
+        self._early_seqs: set[int] = set()   # sent before commit; the send loop skips them
+        self._early_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._status_mid: int | None = None
+        self._status_acked = asyncio.Event()
+        transport.set_listener(self)
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._sender = self.loop.create_task(self._send_loop(), name="uplink-sender")
+        self._transport.connect()
+
+    def alive(self) -> bool:
+        """For the watchdog: the connection keeper and the sender task are running."""
+        return (self._transport.alive()
+                and self._sender is not None and not self._sender.done())
+
+    async def stop(self, deadline: float) -> None:
+        """Wait (until ``deadline``, monotonic) for in-flight acks, say offline, disconnect."""
+        while self.connected and self._inflight and time.monotonic() < deadline - 0.5:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.01, deadline - 0.5
+                                                              - time.monotonic()))
+            except TimeoutError:
+                break
+        if self._sender is not None:
+            self._sender.cancel()
+        self._commit_acks()
+        if self.connected:
+            sent = self._transport.publish(self.status_topic,
+                                           status_payload(self.hub_id, "offline", "shutdown"),
+                                           qos=1, retain=True)
+            if sent.state is PublishState.SENT:
+                self._status_mid = sent.mid
+                self._status_acked.clear()
+                left = min(deadline, time.monotonic() + 1.0) - time.monotonic()
+                if left > 0:
+                    try:
+                        await asyncio.wait_for(self._status_acked.wait(), left)
+                    except TimeoutError:
+                        pass
+        self._closing = True
+        await self._transport.close(deadline)
+        self.connected = False
+
+    # -- transport callbacks ---------------------------------------------------------------------
+    def on_connected(self, session_present: bool) -> None:
+        if self._closing:
+            return
+        self.connected = True
+        self.connects += 1
+        log.info("MQTT connected to %s:%d (session present: %s)",
+                 self.cfg.host, self.cfg.port, session_present)
+        self._transport.publish(self.status_topic, status_payload(self.hub_id, "online"),
+                                qos=1, retain=True)
+        for topic, payload in list(self._retained.items()):
+            self._transport.publish(topic, payload, qos=1, retain=True)
+        self._retained.clear()
+        self._on_connection(True)
+        self._wake.set()
+
+    def on_disconnected(self, reason: str) -> None:
+        if self.connected and not self._closing:
+            log.warning("MQTT disconnected: %s (%d events in flight are kept)", reason,
+                        len(self._inflight))
+        self.connected = False
+        self._on_connection(False)
+
+    def on_puback(self, mid: int, failed: bool) -> None:
+        """Runs inside the transport's read: queue it, handle it on the next loop turn."""
+        self._acks.append((mid, failed))
+        if not self._ack_scheduled:
+            self._ack_scheduled = True
+            self.loop.call_soon(self._drain_acks)
+
+    # -- acknowledgements ------------------------------------------------------------------------
+    def _drain_acks(self) -> None:
+        self._ack_scheduled = False
+        done: list[int] = []
+        while self._acks:
+            mid, failed = self._acks.popleft()
+            pending = self._inflight.pop(mid, None)
+            if pending is None:
+                if mid == self._status_mid:
+                    self._status_acked.set()
+                continue  # status / device-state publish
+            if failed:
+                log.error("broker rejected event seq %d; retrying in %.0f s", pending.seq,
+                          _FAILED_RETRY_S)
+                self.loop.call_later(_FAILED_RETRY_S, self._rewind, pending)
+                continue
+            done.append(pending.seq)
+        if done:
+            self.acked += len(done)
+            self._on_acked(done)
+            self._to_delete.extend(done)
+            if len(self._to_delete) >= _ACK_BATCH:
+                self._commit_acks()
+            elif self._delete_timer is None:
+                self._delete_timer = self.loop.call_later(_ACK_DELAY_S, self._commit_acks)
+        # Refill once half the window is free: one store query per many PUBACKs, not one
+        # each (new events wake the sender at once through notify_new; alarms go early).
+        if len(self._inflight) <= self._handover // 2:
+            self._wake.set()
+
+    def _commit_acks(self) -> None:
+        """Delete acknowledged events in one transaction, at most every ``_ACK_DELAY_S``, so a
+        fast drain does not pay a transaction per PUBACK and a quiet hub does not wear its SD
+        card. Losing this to a crash only means sending those events again (same ids)."""
+        if self._delete_timer is not None:
+            self._delete_timer.cancel()
+            self._delete_timer = None
+        done, self._to_delete = self._to_delete, []
+        if done:
+            self.store.ack(done)
+
+    def _rewind(self, pending: OutboundEvent) -> None:
+        self._cursors[pending.priority] = min(self._cursors[pending.priority], pending.seq - 1)
+        self._wake.set()
+
+    # -- sending ---------------------------------------------------------------------------------
+    def set_urgent(self, alarm_waiting: bool) -> None:
+        """Whether an alarm is waiting for the broker (shortens reconnect waits)."""
+        self._transport.set_urgent(alarm_waiting)
+
+    def send_early(self, rows: Sequence[OutboundEvent]) -> None:
+        """Called just before ``rows`` are committed: publish the alarms among them now, so
+        the fsync and the network round trip overlap. Only when no older alarm is still
+        unsent (alarms stay in order); otherwise the send loop takes them in turn. A PUBACK
+        is handled on this loop, so never before the commit has finished. Each alarm (by id)
+        is sent early at most once, however often its commit is retried, and no cursor
+        moves: if the commit fails, the seq is simply never stored."""
+        alarms = [r for r in rows if r.priority == Priority.ALARM and r.id not in self._early_ids]
+        if (not alarms or not self.connected
+                or len(self._inflight) + len(alarms) > self._handover + _ALARM_RESERVE
+                or self.store.has_pending(Priority.ALARM, self._cursors[Priority.ALARM],
+                                          exclude=self._early_seqs)):
+            return
+        for ev in alarms:
+            sent = self._transport.publish(self.event_topic, ev.payload, qos=1)
+            if sent.state is not PublishState.SENT:
+                break
+            self._inflight[sent.mid] = ev
+            self._early_seqs.add(ev.seq)
+            self._remember_early(ev.id)
+            self.published += 1
+        # On the wire now: the commit's fsync blocks the loop, so waiting for its next
+        # turn would put the fsync before the network round trip instead of beside it.
+        self._transport.flush()
+
+    def send_unstored(self, rows: Sequence[OutboundEvent]) -> None:
+        """Alarms and warnings the store could not take (disk full, I/O error). Each is
+        published once (by id) and then left to the transport's QoS 1 delivery (queued while
+        offline, resent after a reconnect); it is not in the store, so nothing else sends it
+        until a later attempt to store it succeeds."""
+        for ev in rows:
+            if ev.id in self._early_ids:
+                continue
+            sent = self._transport.publish(self.event_topic, ev.payload, qos=1)
+            if sent.state is PublishState.FAILED:
+                log.error("could not hand unstored event seq %d to MQTT: %s", ev.seq,
+                          sent.error)
+                continue
+            self._inflight[sent.mid] = ev
+            self._remember_early(ev.id)
+            self.published += 1
+        self._transport.flush()
+
+    def _remember_early(self, event_id: str) -> None:
+        self._early_ids[event_id] = None
+        if len(self._early_ids) > _EARLY_IDS_KEPT:
+            self._early_ids.popitem(last=False)
+
+    def notify_new(self) -> None:
+        """New events are in the store."""
+        self._wake.set()
+
+    async def _send_loop(self) -> None:
+        window = self._handover
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.connected and len(self._inflight) < window:
+                batch = self.store.next_batch(self._cursors, window - len(self._inflight))
+                if not batch:
+                    break
+                for ev in batch:
+                    if ev.seq in self._early_seqs:   # already on the wire (send_early)
+                        self._early_seqs.discard(ev.seq)
+                        self._cursors[ev.priority] = max(self._cursors[ev.priority], ev.seq)
+                        continue
+                    sent = self._transport.publish(self.event_topic, ev.payload, qos=1)
+                    if sent.state is PublishState.FAILED:
+                        log.error("publish of seq %d failed: %s", ev.seq, sent.error)
+                        break
+                    self._inflight[sent.mid] = ev
+                    self._cursors[ev.priority] = max(self._cursors[ev.priority], ev.seq)
+                    self.published += 1
+            if self._early_seqs:
+                # Early sends whose commit failed never come back from the store.
+                cursor = self._cursors[Priority.ALARM]
+                self._early_seqs = {s for s in self._early_seqs if s > cursor}
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    # -- other messages --------------------------------------------------------------------------
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Best effort retained state: the latest value per topic is sent on (re)connect."""
+        if self.connected:
+            self._transport.publish(topic, payload, qos=1, retain=True)
+        else:
+            self._retained[topic] = payload
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """A non-event message (command results). Dropped with a log line while offline."""
+        sent = self._transport.publish(topic, payload, qos=qos, retain=retain)
+        if sent.state is not PublishState.SENT:
+            log.warning("publish to %s not sent now (%s)", topic, sent.error)
+
+    def subscribe(self, topic: str, handler: Callable[[InboundMessage], None]) -> Unsubscribe:
+        """``handler(msg)`` runs on the loop for messages on ``topic`` (wildcards ok)."""
+        old = self._handlers.pop(topic, None)
+        if old is not None:
+            old[1]()
+        unsub = self._transport.subscribe(topic, handler)
+
+        def unsubscribe() -> None:
+            if self._handlers.get(topic, (None, None))[0] is handler:
+                del self._handlers[topic]
+                unsub()
+
+        self._handlers[topic] = (handler, unsub)
+        return unsubscribe

@@ -1,0 +1,566 @@
+"""The MQTT transport: the only module that imports paho-mqtt.
+
+Paho is driven from the asyncio loop through its public socket callbacks, as aiomqtt does:
+``on_socket_open``/``on_socket_close`` add and remove a ``loop.add_reader`` on paho's
+socket, ``on_socket_register_write``/``on_socket_unregister_write`` an ``add_writer``; a
+timer calls ``loop_misc()`` once a second (keepalive pings, a dead link noticed). There is
+no network thread and no ``select()``: a process can hold as many connections as it has
+descriptors. Only the blocking part of a connect (DNS, TCP connect, TLS handshake) runs in
+the loop's default executor, one attempt at a time.
+
+Reconnection is ours: jittered exponential backoff, capped at ``reconnect_max_s``, and no
+wait longer than ``reconnect_alarm_s`` while :meth:`MqttTransport.set_urgent` says an alarm
+is waiting. Paho keeps QoS 1 messages of a persistent session across reconnects and resends
+them itself. :meth:`MqttTransport.close` sends DISCONNECT and waits for it to be written
+before closing, so the broker does not publish the will over a retained status.
+
+Every client (the agent's uplink, the support CLI, the simulator's watcher) is built by
+:func:`build_client` from one :class:`~agent.uplink.settings.ClientSettings`; synchronous
+callers get the same transport on a private loop thread through :class:`BlockingClient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.ports import InboundMessage, Published, PublishState, TransportListener, Unsubscribe
+from agent.uplink.settings import ClientSettings, backoff_delays
+
+log = logging.getLogger(__name__)
+
+_MISC_EVERY_S = 1.0
+_T = TypeVar("_T")
+
+
+class _TrackingContext(ssl.SSLContext):
+    """An SSL context that remembers the sockets it wrapped during one connect attempt.
+    Paho does not close its socket when the TLS handshake fails (wrong CA, expired
+    certificate); through this context (given with the public ``tls_set_context``) the
+    transport closes it instead of leaving it to the garbage collector."""
+
+    wrapped: list[ssl.SSLSocket]
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        sock = super().wrap_socket(*args, **kwargs)
+        self.wrapped.append(sock)
+        return sock
+
+
+def _tls_context(settings: ClientSettings) -> _TrackingContext:
+    ctx = _TrackingContext(ssl.PROTOCOL_TLS_CLIENT)   # verifies the certificate and host name
+    ctx.wrapped = []
+    if settings.tls_ca_file:
+        ctx.load_verify_locations(cafile=settings.tls_ca_file)
+    else:
+        ctx.load_default_certs()
+    if settings.tls_cert_file:
+        ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return ctx
+
+
+def build_client(settings: ClientSettings) -> mqtt.Client:
+    """The one place a paho client is made: protocol, session, credentials, TLS, will."""
+    return _build(settings)[0]
+
+
+def _build(settings: ClientSettings) -> tuple[mqtt.Client, _TrackingContext | None]:
+    v5 = settings.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not settings.persistent,
+    )
+    client.max_inflight_messages_set(settings.max_inflight)
+    client.max_queued_messages_set(0)
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password)
+    tls = None
+    if settings.tls or settings.tls_ca_file:
+        tls = _tls_context(settings)
+        client.tls_set_context(tls)
+    if settings.will is not None:
+        w = settings.will
+        client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
+    return client, tls
+
+
+def _connect_args(settings: ClientSettings) -> dict[str, Any]:
+    if settings.protocol != "5":
+        return {}
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if settings.persistent:
+        props.SessionExpiryInterval = settings.session_expiry_s
+    return {"clean_start": not settings.persistent, "properties": props}
+
+
+def _cork(sock: Any, on: bool) -> bool:
+    """TCP_CORK on a TCP socket (Linux); False where there is none (other systems, unix)."""
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, cork, 1 if on else 0)
+    except OSError:
+        return False
+    return True
+
+
+def _state(rc: MQTTErrorCode) -> PublishState:
+    if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+        return PublishState.SENT
+    if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        return PublishState.QUEUED
+    return PublishState.FAILED
+
+
+class MqttTransport:
+    """:class:`agent.ports.Transport` over paho, on ``loop``. Construct and call on the loop."""
+
+    def __init__(self, settings: ClientSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self._loop = loop
+        self._client, self._tls = _build(settings)
+        c = self._client
+        c.on_connect = self._cb_connect
+        c.on_disconnect = self._cb_disconnect
+        c.on_publish = self._cb_publish
+        c.on_message = self._cb_message
+        c.on_subscribe = self._cb_subscribe
+        c.on_socket_open = self._cb_socket_open
+        c.on_socket_close = self._cb_socket_close
+        c.on_socket_register_write = self._cb_register_write
+        c.on_socket_unregister_write = self._cb_unregister_write
+        c.connect_async(settings.host, settings.port, settings.keepalive_s,
+                        **_connect_args(settings))
+        self._loop_thread = threading.get_ident()
+        self._listener: TransportListener | None = None
+        self._subs: dict[str, Callable[[InboundMessage], None]] = {}
+        self._granted: dict[int, Callable[[bool], None]] = {}
+        self._grant_on_connect: dict[str, Callable[[bool], None]] = {}
+        self._sock: Any = None
+        self._fd = -1
+        self._connected = False
+        self._ever_connected = False
+        self._refusal = ""
+        self._closing = False
+        self._urgent = False
+        self._lost = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._misc: asyncio.TimerHandle | None = None
+        self._writer_added = False
+        self._write_soon_pending = False
+
+    # -- the port ------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def set_listener(self, listener: TransportListener) -> None:
+        self._listener = listener
+
+    def connect(self) -> None:
+        """Keep connected from now on (reconnecting with backoff) until :meth:`close`."""
+        if self._keeper is None:
+            self._keeper = self._loop.create_task(self._keep(), name="mqtt-keeper")
+
+    def alive(self) -> bool:
+        return self._keeper is not None and not self._keeper.done()
+
+    def set_urgent(self, alarm_waiting: bool) -> None:
+        if alarm_waiting != self._urgent:
+            self._urgent = alarm_waiting
+            if alarm_waiting:
+                self._kick.set()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1,
+                retain: bool = False) -> Published:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        state = _state(info.rc)
+        return Published(info.mid, state, "" if state is PublishState.SENT
+                         else mqtt.error_string(info.rc))
+
+    def flush(self) -> None:
+        if self._sock is not None and self._client.want_write():
+            self._client.loop_write()
+
+    def subscribe(self, topic: str, handler: Callable[[InboundMessage], None],
+                  on_granted: Callable[[bool], None] | None = None) -> Unsubscribe:
+        """As :meth:`agent.ports.Transport.subscribe`; ``on_granted(ok)`` hears the broker's
+        SUBACK for this subscription (``False``: refused, e.g. by an ACL)."""
+        self._subs[topic] = handler
+        if self._connected:
+            self._send_subscribe(topic, on_granted)
+        elif on_granted is not None:
+            self._grant_on_connect[topic] = on_granted
+
+        def unsubscribe() -> None:
+            if self._subs.get(topic) is handler:
+                del self._subs[topic]
+                if self._connected:
+                    self._client.unsubscribe(topic)
+
+        return unsubscribe
+
+    def subscriptions(self) -> dict[str, Callable[[InboundMessage], None]]:
+        return dict(self._subs)
+
+    async def connect_once(self) -> None:
+        """One blocking connect attempt in the executor (raises ``OSError``,
+        ``ssl.SSLError`` or ``ValueError`` when the broker cannot be reached); the CONNACK
+        arrives later (:meth:`TransportListener.on_connected`)."""
+        self._loop_thread = threading.get_ident()
+        self._drop_socket()
+        self._lost.clear()
+        fut = self._loop.run_in_executor(None, self._connect_blocking)
+        self._connecting = fut
+        try:
+            await asyncio.shield(fut)
+        finally:
+            if fut.done():
+                self._connecting = None
+
+    async def close(self, deadline: float) -> None:
+        if self._connected and self._sock is not None:
+            self._closing = True
+            self._lost.clear()
+            self._client.disconnect()
+            # Paho writes the DISCONNECT from our writer callback and then closes the
+            # socket; closing it ourselves first would make the broker publish the will.
+            left = min(deadline, time.monotonic() + 1.0) - time.monotonic()
+            if self._sock is not None and left > 0:
+                try:
+                    await asyncio.wait_for(self._lost.wait(), left)
+                except TimeoutError:
+                    log.warning("MQTT DISCONNECT not written within %.1f s", left)
+        self._closing = True
+        self._kick.set()
+        self._lost.set()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            try:
+                await self._keeper
+            except (asyncio.CancelledError, Exception):
+                pass
+        fut = self._connecting
+        if fut is not None and not fut.done():
+            # A connect still running in the executor (at most paho's connect timeout): its
+            # socket is closed when it ends.
+            left = min(deadline, time.monotonic() + 2.0) - time.monotonic()
+            if left > 0:
+                await asyncio.wait([fut], timeout=left)
+            fut.add_done_callback(lambda _f: self._release())
+        await asyncio.sleep(0)   # socket callbacks handed over from the executor thread
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+        self._connected = False
+        if fut is None or fut.done():
+            self._release()
+
+    # -- connection keeping ---------------------------------------------------------------------
+    def _connect_blocking(self) -> None:
+        """Executor thread: DNS, TCP connect, TLS handshake, CONNECT queued."""
+        ctx = self._tls
+        if ctx is not None:
+            ctx.wrapped.clear()
+        try:
+            self._client.reconnect()
+        except BaseException:
+            if ctx is not None:
+                for sock in ctx.wrapped:
+                    if sock is not self._client.socket():
+                        sock.close()
+            raise
+
+    async def _keep(self) -> None:
+        s = self.settings
+        delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s)
+        while not self._closing:
+            try:
+                await self.connect_once()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                if self._closing:
+                    break
+                wait = next(delays)
+                log.warning("MQTT broker %s:%d unreachable (%s); retrying in %.1f s%s",
+                            s.host, s.port, exc, wait, self._urgent_note(wait))
+                await self._backoff_wait(wait)
+                continue
+            await self._lost.wait()
+            if self._closing:
+                break
+            if self._ever_connected:
+                delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s)
+                self._ever_connected = False
+            wait = next(delays)
+            log.warning("MQTT connection lost; reconnecting in %.1f s%s", wait,
+                        self._urgent_note(wait))
+            await self._backoff_wait(wait)
+
+    def _urgent_note(self, wait: float) -> str:
+        if wait > self.settings.reconnect_alarm_s:
+            return f" (within {self.settings.reconnect_alarm_s:g} s while an alarm waits)"
+        return ""
+
+    async def _backoff_wait(self, wait: float) -> None:
+        """Wait ``wait`` seconds, but no longer than ``reconnect_alarm_s`` from the start of
+        the wait while an alarm is waiting (one stored during a long wait shortens it)."""
+        start = time.monotonic()
+        deadline = start + wait
+        while not self._closing:
+            if self._urgent:
+                deadline = min(deadline, start + self.settings.reconnect_alarm_s)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), left)
+            except TimeoutError:
+                pass
+
+    # -- sockets on the loop ---------------------------------------------------------------------
+    def _on_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:   # loop closed: nothing left to watch
+                pass
+
+    def _cb_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._watch, sock)
+
+    def _cb_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._unwatch, sock)
+
+    def _cb_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._want_write, sock, True)
+
+    def _cb_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._want_write, sock, False)
+
+    def _watch(self, sock: Any) -> None:
+        fd = sock.fileno()
+        if fd < 0 or self._closing:
+            return   # a connect that ended after close(): _release closes its socket
+        if self._sock is not None and self._sock is not sock:
+            self._unwatch(self._sock)
+        self._sock, self._fd = sock, fd
+        self._writer_added = self._write_soon_pending = False
+        self._loop.add_reader(fd, self._readable, sock)
+        if self._client.want_write():
+            self._want_write(sock, True)
+        if self._misc is None:
+            self._misc = self._loop.call_later(_MISC_EVERY_S, self._tick)
+
+    def _unwatch(self, sock: Any) -> None:
+        if sock is not self._sock:
+            return
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._writer_added = False
+        self._sock, self._fd = None, -1
+        self._lost.set()
+
+    def _want_write(self, sock: Any, on: bool) -> None:
+        """Paho has bytes to write (or no more). Written at the end of this loop turn, all
+        publishes of the turn together; the descriptor is watched for writability only when
+        the socket's buffer is full (no epoll change per message in a drain)."""
+        if sock is not self._sock or self._fd < 0:
+            return
+        if on:
+            if not self._write_soon_pending and not self._writer_added:
+                self._write_soon_pending = True
+                self._loop.call_soon(self._write_soon, sock)
+        elif self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
+
+    def _write_soon(self, sock: Any) -> None:
+        self._write_soon_pending = False
+        if sock is not self._sock:
+            return
+        # Paho sends each packet with its own send(); corked, the kernel sends the turn's
+        # packets as few segments when uncorked (a drain spent most of its time in send()).
+        corked = _cork(sock, True)
+        try:
+            self._client.loop_write()
+        finally:
+            if corked:
+                _cork(sock, False)
+        if sock is self._sock and self._client.want_write() and not self._writer_added:
+            self._writer_added = True      # the socket's buffer is full: wait until writable
+            self._loop.add_writer(self._fd, self._writable, sock)
+
+    def _readable(self, sock: Any) -> None:
+        if sock is not self._sock:
+            return
+        self._client.loop_read()
+        # TLS may hold decrypted bytes the descriptor no longer signals.
+        if sock is self._sock and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self._loop.call_soon(self._readable, sock)
+
+    def _writable(self, sock: Any) -> None:
+        if sock is self._sock:
+            self._client.loop_write()
+            if sock is self._sock and not self._client.want_write() and self._writer_added:
+                self._writer_added = False
+                self._loop.remove_writer(self._fd)
+
+    def _tick(self) -> None:
+        self._misc = None
+        if self._closing and self._sock is None:
+            return
+        self._client.loop_misc()
+        self._misc = self._loop.call_later(_MISC_EVERY_S, self._tick)
+
+    def _drop_socket(self) -> None:
+        """Close a socket paho still holds (a connect that ended after we stopped, or a
+        connection being replaced) on the loop, unwatching it first."""
+        sock = self._client.socket()
+        if sock is None:
+            return
+        if sock is self._sock:
+            self._unwatch(sock)
+        if isinstance(sock, socket.socket):
+            sock.close()
+
+    def _release(self) -> None:
+        """Closed for good: drop the socket and the callbacks (they refer back to us)."""
+        self._drop_socket()
+        if self._sock is not None:
+            self._unwatch(self._sock)
+        c = self._client
+        c.on_connect = c.on_disconnect = c.on_publish = c.on_message = None
+        c.on_subscribe = None
+        c.on_socket_open = c.on_socket_close = None
+        c.on_socket_register_write = c.on_socket_unregister_write = None
+
+    # -- paho callbacks (on the loop, inside loop_read/loop_write/loop_misc) ---------------------
+    def _send_subscribe(self, topic: str, on_granted: Callable[[bool], None] | None) -> None:
+        rc, mid = self._client.subscribe(topic, qos=1)
+        if on_granted is not None:
+            if mid is None or rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._loop.call_soon(on_granted, False)
+            else:
+                self._granted[mid] = on_granted
+
+    def _cb_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
+        if reason_code.is_failure:
+            self._refusal = str(reason_code)
+            log.error("MQTT broker refused connection: %s", reason_code)
+            return
+        self._refusal = ""
+        self._connected = True
+        self._ever_connected = True
+        for topic in self._subs:
+            self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+        if self._listener is not None:
+            self._loop.call_soon(self._listener.on_connected,
+                                 bool(getattr(flags, "session_present", False)))
+
+    def _cb_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self._connected = False
+        reason, self._refusal = self._refusal or str(reason_code), ""
+        if self._listener is not None:
+            self._loop.call_soon(self._listener.on_disconnected, reason)
+
+    def _cb_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
+        if self._listener is not None:
+            self._listener.on_puback(mid, bool(reason_code.is_failure))
+
+    def _cb_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any,
+                      properties: Any) -> None:
+        cb = self._granted.pop(mid, None)
+        if cb is not None:
+            self._loop.call_soon(cb, not any(rc.is_failure for rc in reason_codes))
+
+    def _cb_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        for pattern, handler in self._subs.items():
+            if mqtt.topic_matches_sub(pattern, msg.topic):
+                inbound = InboundMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
+                self._loop.call_soon(handler, inbound)
+                return
+
+
+class BlockingClient:
+    """An :class:`MqttTransport` on a private event loop in one thread, for synchronous
+    callers (the support CLI, the simulator's watcher). Handlers and the listener run on
+    that thread; every method here waits for the loop to have done it."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name=f"mqtt-{settings.client_id}", daemon=True)
+        self._thread.start()
+        try:
+            self._transport: MqttTransport = self._call(MqttTransport, settings, self._loop)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return done.result()
+
+    def set_listener(self, listener: TransportListener) -> None:
+        self._call(self._transport.set_listener, listener)
+
+    def connect(self, timeout: float) -> None:
+        """One attempt; raises ``OSError``/``ssl.SSLError``/``ValueError`` if unreachable."""
+        asyncio.run_coroutine_threadsafe(self._transport.connect_once(),
+                                         self._loop).result(timeout)
+
+    def subscribe(self, topic: str, handler: Callable[[InboundMessage], None],
+                  on_granted: Callable[[bool], None] | None = None) -> Unsubscribe:
+        return self._call(self._transport.subscribe, topic, handler, on_granted)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1,
+                retain: bool = False) -> Published:
+        return self._call(self._transport.publish, topic, payload, qos, retain)
+
+    def close(self, timeout: float = 2.0) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(
+                self._transport.close(time.monotonic() + timeout), self._loop
+            ).result(timeout + 1.0)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            log.warning("MQTT client did not close within %.1f s", timeout)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+        if not self._thread.is_alive():
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.close()
