@@ -38,7 +38,7 @@ from agent.model import Event, Priority  # noqa: E402
 from agent.remote.client import BrokerUrl  # noqa: E402
 from agent.sim.local_broker import LocalBroker  # noqa: E402
 from agent.sim.local_postgres import LocalPostgres  # noqa: E402
-from agent.uplink.mqtt_uplink import release_client  # noqa: E402
+from tests.harness import release_client  # noqa: E402
 
 N = int(os.environ.get("BENCH_INGEST_N", "20000"))
 HUBS = 100

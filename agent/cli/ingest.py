@@ -76,7 +76,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from agent.ingest.mqtt_source import MqttSource, SourceSettings
     from agent.remote.client import check_transport, parse_broker_url
     from agent.uplink import topics
-    from agent.uplink.mqtt_uplink import read_password
+    from agent.uplink.settings import read_password
 
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,7 +18,6 @@ from agent.fall.config import FallConfig
 from agent.inactivity.config import InactivityConfig
 from agent.remote.config import RemoteConfig
 from agent.report.config import ReportConfig
-from agent.uplink.topics import TOPIC_PREFIX_PATTERN
 from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
 from drivers.serial.config import SerialConfig
@@ -27,6 +26,11 @@ from drivers.serial.config import SerialConfig
 # a hub "hub.7" publishes on tec/v1/hub/7/event, which tec/v1/+/event does not match, and
 # commands to it are dropped.
 HUB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+
+# One or more topic levels of letters, digits, '_' and '-': no wildcards, no '$' (reserved
+# for broker topics), no empty level, no leading or trailing '/'. (Here, not in
+# agent.uplink.topics: the uplink depends on the config, not the other way round.)
+TOPIC_PREFIX_PATTERN = r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,3}"
 
 
 @dataclass(frozen=True, slots=True)

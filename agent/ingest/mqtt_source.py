@@ -14,29 +14,27 @@ acknowledgement of a message received on an earlier connection is never sent on 
 the database counts it as a duplicate. (A lock orders the check against paho's disconnect
 callback, which runs before paho reconnects and empties its outgoing queue.)
 
-paho runs its own network thread here (``loop_start``); messages cross to the caller's
-thread through a queue. When the project's one client builder exists, this is the module
-to switch over to it.
+The connection is the project's one transport (:mod:`agent.uplink.transport`, built from
+a :class:`~agent.uplink.settings.ClientSettings` with ``manual_ack``) on its own loop thread
+(:class:`~agent.uplink.transport.BlockingClient`); messages cross to the caller's thread
+through a queue. The acknowledgement check runs on that loop, between paho's callbacks, so
+no connection change can come between the check and the queued PUBACK.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from agent.errors import UplinkError
+from agent.ports import InboundMessage
 from agent.remote.client import BrokerUrl
 from agent.uplink import topics
-from agent.uplink.mqtt_uplink import release_client
+from agent.uplink.settings import ClientSettings
+from agent.uplink.transport import BlockingClient, Delivered
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +43,8 @@ log = logging.getLogger(__name__)
 class Inbound:
     topic: str
     payload: bytes
-    mid: int
-    qos: int
-    epoch: int           # which connection it came on (see module docstring)
-    received_at: float   # wall clock, for the database's received_at
+    delivered: Delivered   # the transport's receipt (packet id, QoS, connection)
+    received_at: float     # wall clock, for the database's received_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +65,8 @@ class MqttSource:
     def __init__(self, settings: SourceSettings) -> None:
         self.s = settings
         self.messages: queue.Queue[Inbound] = queue.Queue()
-        self._epoch = 0
-        self._connected = threading.Event()
-        self._refused: str | None = None
+        self._granted = threading.Event()
         self._stopping = False
-        self._lock = threading.Lock()  # guards _epoch between paho's thread and the caller's
         root = topics.root(settings.prefix)
         share = f"$share/{settings.group}/" if settings.group else ""
         self.subscriptions = [
@@ -82,97 +75,78 @@ class MqttSource:
             (f"{root}/+/device/+", 1),
         ]
         self.v5 = settings.protocol == "5"
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                        protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-                        clean_session=None if self.v5 else False, manual_ack=True)
-        if settings.broker.username:
-            c.username_pw_set(settings.broker.username, settings.password)
-        if settings.broker.tls:
-            c.tls_set(ca_certs=settings.ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        c.reconnect_delay_set(1, 10)  # whole seconds (paho types them int)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_subscribe = self._on_subscribe
-        self._client = c
+        b = settings.broker
+        self._settings = ClientSettings(
+            host=b.host, port=b.port, client_id=settings.client_id, protocol=settings.protocol,
+            persistent=True, session_expiry_s=settings.session_expiry_s,
+            keepalive_s=settings.keepalive_s, username=b.username or None,
+            password=settings.password, tls=b.tls, tls_ca_file=settings.ca_file,
+            manual_ack=True, receive_maximum=settings.receive_maximum if self.v5 else 0,
+            reconnect_min_s=1.0, reconnect_max_s=10.0)
+        self._client: BlockingClient | None = None
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
 
-    # -- paho's thread -----------------------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, rc, props) -> None:  # noqa: ANN001
-        if rc.is_failure:
-            self._refused = str(rc)
-            log.error("broker %s:%d refused the ingester: %s", self.s.broker.host,
-                      self.s.broker.port, rc)
-            return
-        with self._lock:
-            self._epoch += 1
+    # -- the transport's loop thread -----------------------------------------------------------
+    def on_connected(self, session_present: bool) -> None:
         log.info("connected to %s:%d (session present: %s); subscribing",
-                 self.s.broker.host, self.s.broker.port, flags.session_present)
-        client.subscribe(self.subscriptions)
+                 self.s.broker.host, self.s.broker.port, session_present)
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, props) -> None:  # noqa: ANN001
-        bad = [str(rc) for rc in reason_codes if rc.is_failure]
-        if bad:
-            log.error("broker refused subscriptions %s: %s (MQTT 5 shared subscriptions "
-                      "need a broker that supports them, and an ACL that allows reading)",
-                      [t for t, _ in self.subscriptions], bad)
-        self._connected.set()
-
-    def _on_disconnect(self, client, userdata, flags, rc, props) -> None:  # noqa: ANN001
-        # paho calls this before it reconnects (and clears its outgoing queue): from here on
-        # nothing received on the lost connection is acknowledged.
-        with self._lock:
-            self._epoch += 1
-        self._connected.clear()
+    def on_disconnected(self, reason: str) -> None:
         if not self._stopping:
-            log.warning("disconnected from the broker: %s (reconnecting)", rc)
+            log.warning("disconnected from the broker: %s (reconnecting)", reason)
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def on_puback(self, mid: int, failed: bool) -> None:
+        pass
+
+    def _on_message(self, msg: InboundMessage) -> None:
+        if isinstance(msg, Delivered):
+            self.messages.put(Inbound(msg.topic, msg.payload, msg, time.time()))
+
+    def _on_granted(self, topic: str, ok: bool) -> None:
+        if not ok:
+            log.error("broker refused subscription %s (MQTT 5 shared subscriptions need a "
+                      "broker that supports them, and an ACL that allows reading)", topic)
         with self._lock:
-            epoch = self._epoch
-        self.messages.put(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, epoch,
-                                  time.time()))
+            self._pending.discard(topic)
+            if not self._pending:
+                self._granted.set()
 
     # -- the caller's thread -----------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> None:
         """Connect and subscribe; raises :class:`UplinkError` if the broker refuses us or
         cannot be reached within ``timeout`` (later losses are retried for ever)."""
-        if self.v5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.s.session_expiry_s
-            props.ReceiveMaximum = self.s.receive_maximum
-            self._client.connect_async(self.s.broker.host, self.s.broker.port,
-                                       self.s.keepalive_s, clean_start=False, properties=props)
-        else:  # MQTT 3.1.1: clean_session=False (set on the client) is the persistent session
-            self._client.connect_async(self.s.broker.host, self.s.broker.port,
-                                       self.s.keepalive_s)
-        self._client.loop_start()
+        client = BlockingClient(self._settings)
+        self._client = client
+        client.set_listener(self)
+        self._pending = {t for t, _ in self.subscriptions}
+        for topic, _qos in self.subscriptions:
+            client.subscribe(topic, self._on_message,
+                             lambda ok, topic=topic: self._on_granted(topic, ok))
+        client.keep_connected()
         deadline = time.monotonic() + timeout
-        while not self._connected.wait(0.05):
-            if self._refused is not None or time.monotonic() > deadline:
+        while not self._granted.wait(0.05):
+            if time.monotonic() > deadline:
+                why = client.refusal or "no connection within %g s" % timeout
                 self.stop()
-                raise UplinkError(f"broker {self.s.broker.host}:{self.s.broker.port}: "
-                                  f"{self._refused or 'no connection within %g s' % timeout}")
+                raise UplinkError(f"broker {self.s.broker.host}:{self.s.broker.port}: {why}")
+            if client.refusal:
+                why = client.refusal
+                self.stop()
+                raise UplinkError(f"broker {self.s.broker.host}:{self.s.broker.port}: {why}")
 
     def ack(self, items: list[Inbound]) -> int:
         """Acknowledge what came on the current connection; returns how many were not
         (they will be redelivered)."""
-        skipped = 0
-        with self._lock:  # no connection change between the check and the queued PUBACK
-            for m in items:
-                if m.qos == 0:
-                    continue
-                if m.epoch != self._epoch:
-                    skipped += 1
-                    continue
-                self._client.ack(m.mid, m.qos)
-        return skipped
+        if self._client is None:
+            return len(items)
+        return self._client.ack([m.delivered for m in items])
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._client is not None and self._client.connected
 
     def stop(self) -> None:
         self._stopping = True
-        self._client.disconnect()
-        self._client.loop_stop()
-        release_client(self._client)
+        if self._client is not None:
+            self._client.close()

@@ -65,6 +65,8 @@ class ClientSettings:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 60.0
     reconnect_alarm_s: float = 5.0
+    manual_ack: bool = False            # PUBACK only when the owner calls ack() (ingester)
+    receive_maximum: int = 0            # MQTT 5: messages unacknowledged to us (0: broker's)
 
 
 def settings_from_config(cfg: MqttConfig, client_id: str, *, persistent: bool,

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import re
 
-PREFIX = "tec/v1"
+from agent.config import TOPIC_PREFIX_PATTERN
 
-# One or more topic levels of letters, digits, '_' and '-': no wildcards, no '$' (reserved
-# for broker topics), no empty level, no leading or trailing '/'.
-TOPIC_PREFIX_PATTERN = r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,3}"
+PREFIX = "tec/v1"
 
 
 def root(prefix: str = "") -> str:

@@ -29,6 +29,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -36,7 +37,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.ports import InboundMessage, Published, PublishState, TransportListener, Unsubscribe
+from agent.ports import (
+    HubMessage,
+    InboundMessage,
+    Published,
+    PublishState,
+    TransportListener,
+    Unsubscribe,
+)
 from agent.uplink.settings import ClientSettings, backoff_delays
 
 log = logging.getLogger(__name__)
@@ -83,6 +91,7 @@ def _build(settings: ClientSettings) -> tuple[mqtt.Client, _TrackingContext | No
         client_id=settings.client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else not settings.persistent,
+        manual_ack=settings.manual_ack,
     )
     client.max_inflight_messages_set(settings.max_inflight)
     client.max_queued_messages_set(0)
@@ -104,6 +113,8 @@ def _connect_args(settings: ClientSettings) -> dict[str, Any]:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if settings.persistent:
         props.SessionExpiryInterval = settings.session_expiry_s
+    if settings.receive_maximum:
+        props.ReceiveMaximum = settings.receive_maximum
     return {"clean_start": not settings.persistent, "properties": props}
 
 
@@ -119,12 +130,29 @@ def _cork(sock: Any, on: bool) -> bool:
     return True
 
 
+def _filter_of(subscription: str) -> str:
+    """The topic filter of a subscription: ``$share/<group>/<filter>`` is a shared one."""
+    if subscription.startswith("$share/"):
+        return subscription.split("/", 2)[2]
+    return subscription
+
+
 def _state(rc: MQTTErrorCode) -> PublishState:
     if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
         return PublishState.SENT
     if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
         return PublishState.QUEUED
     return PublishState.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered(HubMessage):
+    """A message as a manual-ack owner (the ingester) gets it: ``mid``/``qos`` name its
+    PUBACK, ``connection`` the connection it came on (see :meth:`MqttTransport.ack`)."""
+
+    mid: int = 0
+    qos: int = 0
+    connection: int = 0
 
 
 class MqttTransport:
@@ -154,8 +182,10 @@ class MqttTransport:
         self._sock: Any = None
         self._fd = -1
         self._connected = False
+        self._connection = 0     # counts connections and losses: names the current one
         self._ever_connected = False
         self._refusal = ""
+        self._last_refusal = ""   # the broker's last CONNACK refusal, until a connect works
         self._closing = False
         self._urgent = False
         self._lost = asyncio.Event()
@@ -170,6 +200,11 @@ class MqttTransport:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def refusal(self) -> str:
+        """The broker's reason for refusing the last connect ("" once one is accepted)."""
+        return self._last_refusal
 
     def set_listener(self, listener: TransportListener) -> None:
         self._listener = listener
@@ -219,6 +254,22 @@ class MqttTransport:
 
     def subscriptions(self) -> dict[str, Callable[[InboundMessage], None]]:
         return dict(self._subs)
+
+    def ack(self, messages: list[Delivered]) -> int:
+        """PUBACK (``manual_ack``) what came on the current connection; returns how many
+        were not acknowledged. A message received on an earlier connection is never
+        acknowledged on a later one (its packet id may by then name another message): the
+        broker redelivers it. Runs on the loop, so no connection change can come between
+        the check and the queued PUBACK."""
+        skipped = 0
+        for m in messages:
+            if m.qos == 0:
+                continue
+            if m.connection != self._connection or not self._connected:
+                skipped += 1
+                continue
+            self._client.ack(m.mid, m.qos)
+        return skipped
 
     async def connect_once(self) -> None:
         """One blocking connect attempt in the executor (raises ``OSError``,
@@ -466,11 +517,12 @@ class MqttTransport:
     def _cb_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
         if reason_code.is_failure:
-            self._refusal = str(reason_code)
+            self._refusal = self._last_refusal = str(reason_code)
             log.error("MQTT broker refused connection: %s", reason_code)
             return
-        self._refusal = ""
+        self._refusal = self._last_refusal = ""
         self._connected = True
+        self._connection += 1
         self._ever_connected = True
         for topic in self._subs:
             self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
@@ -481,6 +533,7 @@ class MqttTransport:
     def _cb_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self._connected = False
+        self._connection += 1
         reason, self._refusal = self._refusal or str(reason_code), ""
         if self._listener is not None:
             self._loop.call_soon(self._listener.on_disconnected, reason)
@@ -498,8 +551,13 @@ class MqttTransport:
 
     def _cb_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         for pattern, handler in self._subs.items():
-            if mqtt.topic_matches_sub(pattern, msg.topic):
-                inbound = InboundMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
+            if mqtt.topic_matches_sub(_filter_of(pattern), msg.topic):
+                inbound: InboundMessage
+                if self.settings.manual_ack:
+                    inbound = Delivered(msg.topic, bytes(msg.payload), bool(msg.retain),
+                                        msg.mid, msg.qos, self._connection)
+                else:
+                    inbound = InboundMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
                 self._loop.call_soon(handler, inbound)
                 return
 
@@ -547,6 +605,21 @@ class BlockingClient:
     def publish(self, topic: str, payload: bytes, qos: int = 1,
                 retain: bool = False) -> Published:
         return self._call(self._transport.publish, topic, payload, qos, retain)
+
+    def ack(self, messages: list[Delivered]) -> int:
+        return self._call(self._transport.ack, messages)
+
+    @property
+    def connected(self) -> bool:
+        return self._transport.connected
+
+    @property
+    def refusal(self) -> str:
+        return self._transport.refusal
+
+    def keep_connected(self) -> None:
+        """Reconnect with backoff after every loss from now on (until :meth:`close`)."""
+        self._call(self._transport.connect)
 
     def close(self, timeout: float = 2.0) -> None:
         try:

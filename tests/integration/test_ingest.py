@@ -20,8 +20,14 @@ from agent.ingest.ingester import Ingester
 from agent.ingest.mqtt_source import MqttSource, SourceSettings
 from agent.model import Event, Priority
 from agent.remote.client import BrokerUrl
-from agent.uplink.mqtt_uplink import release_client
-from tests.harness import AgentRunner, TestBroker, agent_cmd, make_config, wait_until
+from tests.harness import (
+    AgentRunner,
+    TestBroker,
+    agent_cmd,
+    make_config,
+    release_client,
+    wait_until,
+)
 
 
 class FakeHub:
@@ -341,6 +347,9 @@ def test_broker_restart_mid_stream_loses_nothing(durable_broker: TestBroker, pos
                    what="a quarter stored")
         durable_broker.restart()
         wait_until(lambda: ing.source.connected, 20, what="the ingester to reconnect")
+        # The fake hub (paho's own thread, 1 s reconnect delay) may come back after the
+        # ingester: a publish before that is refused with 'not connected'.
+        wait_until(hub.client.is_connected, 20, what="the fake hub to reconnect")
         infos += [hub.send(ev) for ev in events[total // 2:]]
         for info in infos:
             info.wait_for_publish(30)
