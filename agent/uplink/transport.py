@@ -10,7 +10,18 @@ the loop's default executor, one attempt at a time.
 
 Reconnection is ours: jittered exponential backoff, capped at ``reconnect_max_s``, and no
 wait longer than ``reconnect_alarm_s`` while :meth:`MqttTransport.set_urgent` says an alarm
-is waiting. Paho keeps QoS 1 messages of a persistent session across reconnects and resends
+is waiting. The backoff starts again from ``reconnect_min_s`` only after a connection stayed
+up for :func:`stable_after` (a broker that accepts and drops at once must not be hammered:
+issue 20 counted 1,565 reconnects in 10 minutes against RabbitMQ). Refusals and disconnects
+are logged with the broker's reason code and Reason String; a protocol-5 connection closed
+before any CONNACK says that the broker may not speak MQTT 5.
+
+Subscriptions never hold up delivery: they are sent after the owner heard of the connection,
+and one that is refused (SUBACK failure) or whose connection dies before its SUBACK (some
+brokers close the connection on a refused SUBSCRIBE) is left out of the following connects
+and retried on its own backoff, while publishing goes on.
+
+Paho keeps QoS 1 messages of a persistent session across reconnects and resends
 them itself. :meth:`MqttTransport.close` sends DISCONNECT and waits for it to be written
 before closing, so the broker does not publish the will over a retained status.
 
@@ -50,6 +61,20 @@ from agent.uplink.settings import ClientSettings, backoff_delays
 log = logging.getLogger(__name__)
 
 _MISC_EVERY_S = 1.0
+_SUB_RETRY_FIRST_S = 1.0
+
+
+def stable_after(settings: ClientSettings) -> float:
+    """How long a connection must have stayed up before the reconnect backoff starts
+    again from its minimum: two keepalives, at least 30 s."""
+    return max(2.0 * settings.keepalive_s, 30.0)
+
+
+def _reason(reason_code: Any, properties: Any) -> str:
+    """The broker's reason code, with its Reason String (MQTT 5) when it sent one."""
+    text = str(reason_code)
+    extra = getattr(properties, "ReasonString", None) if properties is not None else None
+    return f"{text} ({extra})" if extra else text
 _T = TypeVar("_T")
 
 
@@ -183,7 +208,12 @@ class MqttTransport:
         self._fd = -1
         self._connected = False
         self._connection = 0     # counts connections and losses: names the current one
-        self._ever_connected = False
+        self._up_since: float | None = None   # monotonic time of the current CONNACK
+        self._connack_seen = False             # on this connect attempt (refused or not)
+        self._loss = ""                        # the last disconnect's reason
+        self._sub_waiting: dict[int, str] = {}  # SUBSCRIBE mid -> topic, until its SUBACK
+        self._sub_retry: dict[str, tuple[float, float]] = {}  # topic -> (not before, delay)
+        self._sub_timers: dict[str, asyncio.TimerHandle] = {}
         self._refusal = ""
         self._last_refusal = ""   # the broker's last CONNACK refusal, until a connect works
         self._closing = False
@@ -247,6 +277,10 @@ class MqttTransport:
         def unsubscribe() -> None:
             if self._subs.get(topic) is handler:
                 del self._subs[topic]
+                self._sub_retry.pop(topic, None)
+                timer = self._sub_timers.pop(topic, None)
+                if timer is not None:
+                    timer.cancel()
                 if self._connected:
                     self._client.unsubscribe(topic)
 
@@ -278,6 +312,7 @@ class MqttTransport:
         self._loop_thread = threading.get_ident()
         self._drop_socket()
         self._lost.clear()
+        self._connack_seen = False
         fut = self._loop.run_in_executor(None, self._connect_blocking)
         self._connecting = fut
         try:
@@ -356,12 +391,17 @@ class MqttTransport:
             await self._lost.wait()
             if self._closing:
                 break
-            if self._ever_connected:
+            up, self._up_since = self._up_since, None
+            if up is not None and time.monotonic() - up >= stable_after(s):
                 delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s)
-                self._ever_connected = False
             wait = next(delays)
-            log.warning("MQTT connection lost; reconnecting in %.1f s%s", wait,
-                        self._urgent_note(wait))
+            if not self._connack_seen and s.protocol == "5":
+                log.warning("MQTT broker %s:%d closed the connection before any CONNACK: it "
+                            "may not support MQTT 5; if so set mqtt.protocol = \"3.1.1\"",
+                            s.host, s.port)
+            log.warning("MQTT connection lost (%s); reconnecting in %.1f s%s",
+                        self._loss or "closed", wait, self._urgent_note(wait))
+            self._loss = ""
             await self._backoff_wait(wait)
 
     def _urgent_note(self, wait: float) -> str:
@@ -507,34 +547,78 @@ class MqttTransport:
 
     # -- paho callbacks (on the loop, inside loop_read/loop_write/loop_misc) ---------------------
     def _send_subscribe(self, topic: str, on_granted: Callable[[bool], None] | None) -> None:
+        retry = self._sub_retry.get(topic)
+        if retry is not None and retry[0] > time.monotonic():
+            # Refused or suspected of costing a connection: not before its own backoff.
+            if on_granted is not None:
+                self._grant_on_connect[topic] = on_granted
+            if topic not in self._sub_timers:
+                self._sub_timers[topic] = self._loop.call_later(
+                    retry[0] - time.monotonic(), self._retry_subscribe, topic)
+            return
         rc, mid = self._client.subscribe(topic, qos=1)
+        if mid is not None and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._sub_waiting[mid] = topic
         if on_granted is not None:
             if mid is None or rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._loop.call_soon(on_granted, False)
             else:
                 self._granted[mid] = on_granted
 
+    def _subscribe_all(self, connection: int) -> None:
+        """After the owner heard of the connection (it publishes first)."""
+        if connection != self._connection or not self._connected:
+            return
+        for topic in list(self._subs):
+            self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+
+    def _retry_subscribe(self, topic: str) -> None:
+        self._sub_timers.pop(topic, None)
+        if self._connected and topic in self._subs and topic not in self._sub_waiting.values():
+            self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+
+    def _sub_failed(self, topic: str, why: str) -> None:
+        prev = self._sub_retry.get(topic)
+        cap = max(self.settings.reconnect_max_s, _SUB_RETRY_FIRST_S)
+        delay = _SUB_RETRY_FIRST_S if prev is None else min(prev[1] * 2, cap)
+        self._sub_retry[topic] = (time.monotonic() + delay, delay)
+        log.error("MQTT subscription %s %s; retrying it in %.0f s (publishing goes on)",
+                  topic, why, delay)
+        if self._connected and topic not in self._sub_timers:
+            self._sub_timers[topic] = self._loop.call_later(delay, self._retry_subscribe, topic)
+
     def _cb_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
+        self._connack_seen = True
         if reason_code.is_failure:
-            self._refusal = self._last_refusal = str(reason_code)
-            log.error("MQTT broker refused connection: %s", reason_code)
+            self._refusal = self._last_refusal = _reason(reason_code, properties)
+            log.error("MQTT broker %s:%d refused the connection: %s", self.settings.host,
+                      self.settings.port, self._refusal)
             return
         self._refusal = self._last_refusal = ""
         self._connected = True
         self._connection += 1
-        self._ever_connected = True
-        for topic in self._subs:
-            self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+        self._up_since = time.monotonic()
         if self._listener is not None:
             self._loop.call_soon(self._listener.on_connected,
                                  bool(getattr(flags, "session_present", False)))
+        self._loop.call_soon(self._subscribe_all, self._connection)
 
     def _cb_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self._connected = False
         self._connection += 1
-        reason, self._refusal = self._refusal or str(reason_code), ""
+        for mid, topic in self._sub_waiting.items():
+            self._sub_failed(topic, "got no SUBACK before the connection closed")
+            cb = self._granted.pop(mid, None)
+            if cb is not None:
+                self._grant_on_connect[topic] = cb   # heard when it is granted later
+        self._sub_waiting.clear()
+        for timer in self._sub_timers.values():
+            timer.cancel()
+        self._sub_timers.clear()
+        self._loss = _reason(reason_code, properties)
+        reason, self._refusal = self._refusal or self._loss, ""
         if self._listener is not None:
             self._loop.call_soon(self._listener.on_disconnected, reason)
 
@@ -546,8 +630,16 @@ class MqttTransport:
     def _cb_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any,
                       properties: Any) -> None:
         cb = self._granted.pop(mid, None)
+        topic = self._sub_waiting.pop(mid, None)
+        bad = [str(rc) for rc in reason_codes if rc.is_failure]
+        if topic is not None:
+            if bad:
+                self._sub_failed(topic, "refused by the broker: "
+                                 + _reason(", ".join(bad), properties))
+            else:
+                self._sub_retry.pop(topic, None)
         if cb is not None:
-            self._loop.call_soon(cb, not any(rc.is_failure for rc in reason_codes))
+            self._loop.call_soon(cb, not bad)
 
     def _cb_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         for pattern, handler in self._subs.items():
