@@ -56,6 +56,12 @@ class MqttConfig:
     max_inflight: int = field(
         default=20, metadata={"min": 1, "max": 1000, "doc": "unacknowledged publishes at once"}
     )
+    will_delay_s: int = field(
+        default=5, metadata={"min": 0, "max": 86400,
+                             "doc": "MQTT 5 Will Delay Interval: the broker publishes 'offline' "
+                                    "only if the hub is not back within this time (a blip does "
+                                    "not flap the status); at most session_expiry_s"},
+    )
     reconnect_min_s: float = field(default=0.5, metadata={"min": 0.05, "max": 60.0})
     reconnect_max_s: float = field(default=60.0, metadata={"min": 1.0, "max": 3600.0})
     reconnect_alarm_s: float = field(
@@ -100,6 +106,10 @@ class MqttConfig:
                             "(the hub would still publish under tec/v1/); leave it empty")
         if self.reconnect_min_s > self.reconnect_max_s:
             problems.append(f"{path}.reconnect_min_s: greater than reconnect_max_s")
+        if self.will_delay_s > self.session_expiry_s:
+            # The broker sends the will when the session ends, whichever comes first.
+            problems.append(f"{path}.will_delay_s: greater than session_expiry_s "
+                            f"({self.session_expiry_s})")
         return problems
 
 

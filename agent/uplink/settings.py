@@ -40,6 +40,7 @@ class Will:
     payload: bytes
     qos: int = 1
     retain: bool = True
+    delay_s: int = 0     # MQTT 5 Will Delay Interval (3.1.1 has none: published at once)
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,11 @@ def _build(settings: ClientSettings) -> tuple[mqtt.Client, _TrackingContext | No
         client.tls_set_context(tls)
     if settings.will is not None:
         w = settings.will
-        client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
+        props = None
+        if v5 and w.delay_s > 0:
+            props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            props.WillDelayInterval = w.delay_s
+        client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain, properties=props)
     return client, tls
 
 

@@ -126,3 +126,9 @@ def test_check_config_cli_missing_file(tmp_path: Path) -> None:
     res = _cli("check-config", str(tmp_path / "missing.toml"))
     assert res.returncode == 2 and "file not found" in res.stdout
     assert "Traceback" not in res.stderr
+
+
+def test_will_delay_defaults_to_a_few_seconds_and_stays_within_the_session() -> None:
+    assert parse_config_text('hub_id = "h"\n').mqtt.will_delay_s == 5
+    with pytest.raises(ConfigError, match=r"mqtt\.will_delay_s: greater than session_expiry_s"):
+        parse_config_text('hub_id = "h"\n[mqtt]\nsession_expiry_s = 10\nwill_delay_s = 30\n')
