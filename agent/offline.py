@@ -17,6 +17,7 @@ from agent.clock import Clock
 from agent.model import Event, Reading
 from agent.ports import AgentState, HubMessage, Unsubscribe
 from agent.store.component_state import MemoryComponentState
+from agent.uplink import topics
 
 
 class OfflineContext:
@@ -30,8 +31,10 @@ class OfflineContext:
         keep_readings: bool = False,
         on_reading: Callable[[Reading], None] | None = None,
         on_event: Callable[[Event], None] | None = None,
+        topic_prefix: str = "",
     ) -> None:
         self.hub_id = hub_id
+        self.topic_prefix = topic_prefix
         self.clock = clock
         if loop is None:
             try:
@@ -55,7 +58,7 @@ class OfflineContext:
         self.states: dict[str, MemoryComponentState] = {}
         self.published: list[tuple[str, bytes, bool]] = []     # (topic, payload, retain)
         self.online = False                                     # no broker: nothing is sent
-        self._topic_prefix = f"tec/v1/{hub_id}/"
+        self._topic_prefix = f"{topics.root(topic_prefix)}/{hub_id}/"
         self._topic_subs: list[tuple[str, Callable[[HubMessage], None]]] = []
 
     def emit_reading(self, reading: Reading) -> None:

@@ -104,6 +104,7 @@ class StoreFigures:
 
 class AgentContext(Protocol):
     hub_id: str
+    topic_prefix: str    # mqtt.topic_prefix: the hub's topics are topics.root(prefix)/hub_id/...
     clock: Clock
     loop: asyncio.AbstractEventLoop
     executor: concurrent.futures.Executor   # single worker, for inference

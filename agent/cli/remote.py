@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--hub", required=True, help="hub id")
+        q.add_argument("--topic-prefix", default="",
+                       help="tenant level above tec/v1 (the hub's mqtt.topic_prefix; default "
+                            "none)")
         broker(q)
 
     def broker(q: argparse.ArgumentParser) -> None:
@@ -146,7 +149,11 @@ def _signing_key(args: argparse.Namespace) -> Any:
 
 def _connect(args: argparse.Namespace) -> Any:
     from agent.remote.client import SupportClient, parse_broker_url
+    from agent.uplink import topics
 
+    why = topics.check_prefix(getattr(args, "topic_prefix", ""))
+    if why:
+        raise ConfigError(f"--topic-prefix {args.topic_prefix!r}: {why}")
     broker = parse_broker_url(args.broker)
     password = (_read_secret_file(args.password_file, "--password-file", "broker password")
                 if args.password_file else None)
@@ -215,13 +222,13 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
         return EXIT_LOCAL
     status = None
     try:
-        status = _hub_status(client, args.hub)
+        status = _hub_status(client, args.hub, args.topic_prefix)
         what = ("to try the config and answer" if kind == "config"
                 else f"to run {body['name']!r} and answer")
         print(f"waiting up to {timeout:g} s for hub {args.hub} {what}; "
-              f"{_status_line(args.hub, status)}", file=sys.stderr, flush=True)
+              f"{_status_line(args.hub, status, args.topic_prefix)}", file=sys.stderr, flush=True)
         doc = request(client, key, key_id, args.hub, kind, body, ttl, timeout,
-                      version=args.version, retain=retain)
+                      version=args.version, retain=retain, prefix=args.topic_prefix)
     except TimeoutError as exc:
         if retain:
             hint = " The config is retained: the hub applies it when it reconnects."
@@ -231,7 +238,8 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
         else:
             hint = (" The command waits in the hub's MQTT session until it reconnects "
                     f"(valid for {ttl:g} s).")
-        _err(f"no answer from hub {args.hub}: {exc}. {_status_line(args.hub, status)}.{hint}")
+        _err(f"no answer from hub {args.hub}: {exc}. "
+             f"{_status_line(args.hub, status, args.topic_prefix)}.{hint}")
         return EXIT_TIMEOUT
     except AgentError as exc:
         _err(str(exc))
@@ -246,11 +254,11 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
     return 0 if ok else EXIT_REJECTED
 
 
-def _hub_status(client: Any, hub: str) -> dict[str, Any] | None:
+def _hub_status(client: Any, hub: str, prefix: str = "") -> dict[str, Any] | None:
     """The hub's retained ``status`` (online/offline, since when), or None if it has none."""
     from agent.uplink import topics
 
-    topic = topics.status_topic(hub)
+    topic = topics.status_topic(hub, prefix)
     try:
         client.subscribe(topic)
         # The broker sends a retained message right after the SUBACK; 3 s leaves room for a
@@ -260,12 +268,12 @@ def _hub_status(client: Any, hub: str) -> dict[str, Any] | None:
         return None
 
 
-def _status_line(hub: str, status: dict[str, Any] | None) -> str:
+def _status_line(hub: str, status: dict[str, Any] | None, prefix: str = "") -> str:
     """What the hub's retained status says, for a user wondering why it does not answer."""
     from agent.uplink import topics
 
     if status is None:
-        return (f"hub {hub} has never published its status ({topics.status_topic(hub)}) on "
+        return (f"hub {hub} has never published its status ({topics.status_topic(hub, prefix)}) on "
                 "this broker: check --hub and --broker; the hub may be offline or not set up")
     state, ts = status.get("state"), status.get("ts", "?")
     if state == "online":
@@ -309,18 +317,18 @@ def cmd_get_config(args: argparse.Namespace) -> int:
     except AgentError as exc:
         _err(str(exc))
         return EXIT_LOCAL
-    topic = topics.config_topic(args.hub, "current")
+    topic = topics.config_topic(args.hub, "current", args.topic_prefix)
     try:
         client.subscribe(topic)
         doc = client.wait_message(lambda t, d, r: t == topic, args.timeout or 5.0,
                                   f"retained {topic}")
     except TimeoutError:
-        status = _hub_status(client, args.hub)
+        status = _hub_status(client, args.hub, args.topic_prefix)
         _err(f"no retained config/current of hub {args.hub} ({topic}) reached this client: "
              "remote management is off on the hub, it never connected, or the broker does "
              "not hand this retained message to this connection (RabbitMQ keeps retained "
              "messages per node: connect to the node the hub uses); "
-             f"{_status_line(args.hub, status)}")
+             f"{_status_line(args.hub, status, args.topic_prefix)}")
         return EXIT_TIMEOUT
     except AgentError as exc:
         _err(str(exc))

@@ -98,12 +98,6 @@ class MqttConfig:
         if self.password_file and _first_line_empty(self.password_file):
             problems.append(f"{path}.password_file: {self.password_file} is empty (or its first "
                             "line is): put the broker password on its first line")
-        if self.topic_prefix:
-            # The uplink and remote control still publish under tec/v1 (they take the prefix
-            # once the spine redesign's transport is in): accepting the key now would have the
-            # hub's events acknowledged by a broker where no ingester listens, then deleted.
-            problems.append(f"{path}.topic_prefix: not yet supported by this build's uplink "
-                            "(the hub would still publish under tec/v1/); leave it empty")
         if self.reconnect_min_s > self.reconnect_max_s:
             problems.append(f"{path}.reconnect_min_s: greater than reconnect_max_s")
         if self.will_delay_s > self.session_expiry_s:

@@ -240,16 +240,17 @@ def request(
     timeout: float,
     version: int | None = None,
     retain: bool = False,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Sign, publish and wait for the hub's result document (with one re-sign on a
     version clash). Raises TimeoutError when the hub does not answer in time."""
     if kind == "config":
-        topic, result_topic = (topics.config_topic(hub_id, "set"),
-                               topics.config_topic(hub_id, "result"))
+        topic, result_topic = (topics.config_topic(hub_id, "set", prefix),
+                               topics.config_topic(hub_id, "result", prefix))
     else:
         name = body["name"]
-        topic, result_topic = (topics.cmd_topic(hub_id, name),
-                               topics.cmd_topic(hub_id, f"{name}/result"))
+        topic, result_topic = (topics.cmd_topic(hub_id, name, prefix),
+                               topics.cmd_topic(hub_id, f"{name}/result", prefix))
     client.subscribe(result_topic)
     chosen = version or new_version()
     for attempt in range(2):

@@ -115,8 +115,10 @@ class RemoteControl:
         self.walk.attach(ctx)
         ctx.subscribe_state(self._on_state)
         self._unsubscribe = [
-            host.subscribe(topics.config_topic(host.hub_id, "set"), self._on_config),
-            host.subscribe(topics.cmd_topic(host.hub_id, "+"), self._on_cmd),
+            host.subscribe(topics.config_topic(host.hub_id, "set", host.topic_prefix),
+                           self._on_config),
+            host.subscribe(topics.cmd_topic(host.hub_id, "+", host.topic_prefix),
+                           self._on_cmd),
         ]
         self.publish_current()
         keys = self.verifier.keys.key_ids()
@@ -214,7 +216,8 @@ class RemoteControl:
         if doc.get("status") != "accepted":
             self.stats["rejected"] += 1
         host = self._host
-        host.publish(topics.config_topic(host.hub_id, "result"), _dump(doc), retain=True)
+        host.publish(topics.config_topic(host.hub_id, "result", host.topic_prefix), _dump(doc),
+                     retain=True)
 
     async def _handle_cmd(self, name: str, raw: bytes) -> None:
         assert self.verifier is not None and self.commands is not None
@@ -239,7 +242,8 @@ class RemoteControl:
             doc.update(status="error", reason=env.INTERNAL_ERROR, detail=type(exc).__name__,
                        **env.peek(raw))
         doc["ts"] = iso_utc(time.time())
-        self._send(topics.cmd_topic(self._host.hub_id, f"{name}/result"), _dump(doc))
+        self._send(topics.cmd_topic(self._host.hub_id, f"{name}/result",
+                                   self._host.topic_prefix), _dump(doc))
 
     @staticmethod
     def _version_of(rej: Rejected, raw: bytes) -> int:
@@ -268,7 +272,8 @@ class RemoteControl:
         assert self.applier is not None
         doc = {"hub_id": self._host.hub_id, **self.applier.provenance(),
                "ts": iso_utc(time.time()), "config": redact(self._host.config)}
-        self._host.publish(topics.config_topic(self._host.hub_id, "current"), _dump(doc),
+        self._host.publish(topics.config_topic(self._host.hub_id, "current",
+                                                 self._host.topic_prefix), _dump(doc),
                           retain=True)
 
     def _send(self, topic: str, payload: bytes) -> None:

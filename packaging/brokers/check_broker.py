@@ -43,7 +43,6 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from agent.remote.client import BrokerUrl, parse_broker_url  # noqa: E402
-from agent.uplink.mqtt_uplink import release_client  # noqa: E402
 
 
 class Probe:
@@ -107,7 +106,9 @@ class Probe:
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
-        release_client(self.c)
+        # Callbacks refer back to this probe: drop them so the client is freed at once.
+        c = self.c
+        c.on_connect = c.on_disconnect = c.on_publish = c.on_message = c.on_subscribe = None
 
 
 def run(broker: BrokerUrl, pw: str | None, protocol: str) -> dict[str, Any]:
