@@ -14,6 +14,9 @@ text, ``received_at``/``stored_at``/``last_seen`` the ingester's Unix seconds):
   last_seen, backlog, backlog_ts, events, duplicates)``: ``state``/``status_ts`` from the
   hub's ``status`` topic (a newer ``ts`` wins), ``backlog`` from its daily summary event.
 - ``devices(hub_id, device_id, doc, online, battery, updated_at)``: the retained device state.
+- ``desired_config(hub_id, version, payload, stored_at)``: the newest full config support
+  pushed to each hub (``config/set``, signed; the highest version wins), handed to the hub
+  on ``config/desired`` when it asks on ``config/request`` with an older version.
 - ``rejected(n, topic, payload, reason, received_at)``: messages that could not be stored as
   what their topic says (malformed JSON, a ``hub_id`` other than the topic's), kept for a
   person to look at.
@@ -29,7 +32,15 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.errors import AgentError, ConfigError
-from agent.ingest.records import DeviceRecord, EventRecord, Record, Rejected, StatusRecord
+from agent.ingest.records import (
+    ConfigRequest,
+    DesiredConfig,
+    DeviceRecord,
+    EventRecord,
+    Record,
+    Rejected,
+    StatusRecord,
+)
 
 DEFAULT_DB = "sqlite:///./ingest.db"
 NOTIFY_CHANNEL = "tec_alarm"  # PostgreSQL LISTEN channel: one NOTIFY per new alarm
@@ -45,6 +56,7 @@ class CommitResult:
     duplicates: int
     rejected: int
     alarms: tuple[EventRecord, ...]  # alarms new in this commit (not duplicates)
+    requests: tuple[ConfigRequest, ...] = ()   # hubs asking for their desired config
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,8 @@ class IngestDb(Protocol):
     def devices(self) -> list[DeviceRow]: ...
 
     def event_count(self) -> int: ...
+
+    def desired_config(self, hub_id: str) -> tuple[int, bytes] | None: ...
 
     def close(self) -> None: ...
 
@@ -151,6 +165,8 @@ class SqlIngestDb:
         statuses: list[StatusRecord] = []
         devices: list[DeviceRecord] = []
         rejected = 0
+        desired: dict[str, DesiredConfig] = {}
+        requests: list[ConfigRequest] = []
         for rec in records:
             if isinstance(rec, EventRecord):
                 key = (rec.hub_id, rec.id)
@@ -162,6 +178,11 @@ class SqlIngestDb:
                 statuses.append(rec)
             elif isinstance(rec, DeviceRecord):
                 devices.append(rec)
+            elif isinstance(rec, DesiredConfig):
+                if rec.hub_id not in desired or rec.version > desired[rec.hub_id].version:
+                    desired[rec.hub_id] = rec
+            elif isinstance(rec, ConfigRequest):
+                requests.append(rec)
             elif isinstance(rec, Rejected):
                 rejected += 1
                 self._execute(
@@ -200,10 +221,21 @@ class SqlIngestDb:
                 self._hub_delta(hub_id, deltas[hub_id])
         for device in sorted(devices, key=lambda r: (r.hub_id, r.device_id)):
             self._device(device)
+        for hub_id in sorted(desired):
+            self._desired(desired[hub_id])
         if alarms:
             self._notify(alarms)
         duplicates = sum(d.duplicates for d in deltas.values())
-        return CommitResult(len(new_keys), duplicates, rejected, tuple(alarms))
+        return CommitResult(len(new_keys), duplicates, rejected, tuple(alarms), tuple(requests))
+
+    def _desired(self, rec: DesiredConfig) -> None:
+        p = self.P
+        self._execute(
+            f"INSERT INTO desired_config (hub_id, version, payload, stored_at) "
+            f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (hub_id) DO UPDATE SET "
+            "version = excluded.version, payload = excluded.payload, "
+            "stored_at = excluded.stored_at WHERE excluded.version > desired_config.version",
+            (rec.hub_id, rec.version, rec.payload, rec.received_at))
 
     def _newer(self, col: str, ts_col: str) -> str:
         return (f"{col} = CASE WHEN excluded.{ts_col} IS NOT NULL AND (hubs.{ts_col} IS NULL "
@@ -270,6 +302,11 @@ class SqlIngestDb:
 
     def event_count(self) -> int:
         return int(self._execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def desired_config(self, hub_id: str) -> tuple[int, bytes] | None:
+        row = self._execute(f"SELECT version, payload FROM desired_config WHERE hub_id = "
+                            f"{self.P}", (hub_id,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
 
 __all__ = ["CommitResult", "DEFAULT_DB", "DeviceRow", "HubRow", "IngestDb", "IngestDbError",

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from agent.ingest.db import IngestDb, IngestDbError
 from agent.ingest.mqtt_source import Inbound, MqttSource
-from agent.ingest.records import EventRecord, Record, parse
+from agent.ingest.records import ConfigRequest, EventRecord, Record, parse
+from agent.uplink import topics
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class IngestStats:
     rejected: int = 0
     commits: int = 0
     ack_skipped: int = 0   # committed on a connection since lost: the broker resends them
+    config_requests: int = 0  # hubs that asked for their desired config
+    configs_sent: int = 0     # desired configs handed to them (newer than what they ran)
     db_errors: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -43,7 +46,8 @@ class IngestStats:
         return {"received": self.received, "inserted": self.inserted,
                 "duplicates": self.duplicates, "rejected": self.rejected,
                 "commits": self.commits, "ack_skipped": self.ack_skipped,
-                "db_errors": self.db_errors}
+                "db_errors": self.db_errors, "config_requests": self.config_requests,
+                "configs_sent": self.configs_sent}
 
 
 class Ingester:
@@ -116,8 +120,28 @@ class Ingester:
                 self.on_alarm(result.alarms)
             except Exception:
                 log.exception("on_alarm hook failed (the alarms are committed)")
+        for req in result.requests:
+            self._answer(req)
         self.stats.ack_skipped += self.source.ack(batch)
         return len(batch)
+
+    def _answer(self, req: ConfigRequest) -> None:
+        """Hand the hub its desired config if it is newer than what the hub runs (it is
+        signed by support; the hub verifies it). A failed answer is logged: the hub asks
+        again on its next connect, and the retained ``config/set`` stays as it was."""
+        self.stats.config_requests += 1
+        try:
+            desired = self.db.desired_config(req.hub_id)
+        except IngestDbError as exc:
+            log.error("desired config of hub %s not read: %s", req.hub_id, exc)
+            return
+        if desired is None or desired[0] <= req.version:
+            return
+        if self.source.publish(topics.config_topic(req.hub_id, "desired", self.prefix),
+                               desired[1]):
+            self.stats.configs_sent += 1
+            log.info("hub %s asked for its config (runs version %d): sent version %d",
+                     req.hub_id, req.version, desired[0])
 
     def run(self) -> None:
         """Until :meth:`stop`."""

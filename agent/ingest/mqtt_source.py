@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from agent.errors import UplinkError
-from agent.ports import InboundMessage
+from agent.ports import InboundMessage, PublishState
 from agent.remote.client import BrokerUrl
 from agent.uplink import topics
 from agent.uplink.settings import ClientSettings
@@ -73,6 +73,10 @@ class MqttSource:
             (f"{share}{root}/+/event", 1),
             (f"{root}/+/status", 1),
             (f"{root}/+/device/+", 1),
+            # Desired config: every ingester keeps the newest full push (the database
+            # upsert is idempotent); one of the group answers each hub's request.
+            (f"{root}/+/config/set", 1),
+            (f"{share}{root}/+/config/request", 1),
         ]
         self.v5 = settings.protocol == "5"
         b = settings.broker
@@ -141,6 +145,12 @@ class MqttSource:
         if self._client is None:
             return len(items)
         return self._client.ack([m.delivered for m in items])
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """QoS 1, not retained; False if it could not even be queued."""
+        if self._client is None:
+            return False
+        return self._client.publish(topic, payload, 1, False).state is not PublishState.FAILED
 
     @property
     def connected(self) -> bool:

@@ -35,6 +35,9 @@ SCHEMA = [
         hub_id TEXT NOT NULL, device_id TEXT NOT NULL, doc TEXT NOT NULL, online BOOLEAN,
         battery DOUBLE PRECISION, updated_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (hub_id, device_id))""",
+    """CREATE TABLE IF NOT EXISTS desired_config (
+        hub_id TEXT PRIMARY KEY, version BIGINT NOT NULL, payload BYTEA NOT NULL,
+        stored_at DOUBLE PRECISION NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS rejected (
         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, topic TEXT NOT NULL,
         payload BYTEA NOT NULL, reason TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL)""",

@@ -76,7 +76,36 @@ class Rejected:
     received_at: float
 
 
-Record = EventRecord | StatusRecord | DeviceRecord | Rejected
+@dataclass(frozen=True, slots=True)
+class DesiredConfig:
+    """A full config support pushed to a hub (``config/set``), kept so that any ingester can
+    hand it to the hub when the hub asks (``config/request``). The ingester does not verify
+    the signature (the hub does); it reads the version from the signed payload."""
+
+    hub_id: str
+    version: int
+    payload: bytes      # the wire message exactly as support signed it
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRequest:
+    """A hub, on connecting, asks for its desired config if newer than ``version``."""
+
+    hub_id: str
+    version: int
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Not stored (a merge on ``config/set``: it rides the hub's session, not desired state)."""
+
+    topic: str
+
+
+Record = EventRecord | StatusRecord | DeviceRecord | DesiredConfig | ConfigRequest | Ignored \
+    | Rejected
 
 
 def _text(doc: dict[str, Any], key: str, required: bool = True) -> str | None:
@@ -98,6 +127,8 @@ def parse(topic: str, payload: bytes, received_at: float, prefix: str = "") -> R
     if where is None:
         return Rejected(topic, payload, "topic outside tec/v1", received_at)
     hub_id, rest = where
+    if rest == "config/set" and not payload:
+        return Ignored(topic)   # the retained desired config cleared
     try:
         doc = json.loads(payload)
         if not isinstance(doc, dict):
@@ -108,6 +139,13 @@ def parse(topic: str, payload: bytes, received_at: float, prefix: str = "") -> R
             return _status(hub_id, doc, received_at)
         if rest.startswith("device/") and rest.count("/") == 1:
             return _device(hub_id, rest.split("/", 1)[1], doc, received_at)
+        if rest == "config/set":
+            return _desired(topic, hub_id, doc, payload, received_at)
+        if rest == "config/request":
+            version = doc.get("version", 0)
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise ValueError("field 'version' is not an integer")
+            return ConfigRequest(hub_id, version, received_at)
     except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return Rejected(topic, payload, f"malformed: {exc}"[:200], received_at)
     return Rejected(topic, payload, "not an event, status or device topic", received_at)
@@ -128,6 +166,24 @@ def _event(hub_id: str, doc: dict[str, Any], received_at: float) -> EventRecord:
         ts=_text(doc, "ts") or "", clock_synced=bool(doc.get("clock_synced")),
         data=_compact(data), received_at=received_at,
     )
+
+
+def _desired(topic: str, hub_id: str, doc: dict[str, Any], payload: bytes,
+             received_at: float) -> DesiredConfig | Ignored:
+    inner = doc.get("payload")
+    if not isinstance(inner, str):
+        raise ValueError("not a signed message (no 'payload')")
+    body = json.loads(inner)
+    if not isinstance(body, dict) or body.get("kind") != "config":
+        raise ValueError("not a signed config")
+    if body.get("hub_id") != hub_id:
+        raise ValueError(f"hub_id {str(body.get('hub_id'))[:64]!r} differs from the topic's")
+    version = body.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError("field 'version' is not an integer")
+    if body.get("mode") != "full":
+        return Ignored(topic)
+    return DesiredConfig(hub_id, version, payload, received_at)
 
 
 def _status(hub_id: str, doc: dict[str, Any], received_at: float) -> StatusRecord:

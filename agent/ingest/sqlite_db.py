@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS devices (
     hub_id TEXT NOT NULL, device_id TEXT NOT NULL, doc TEXT NOT NULL, online BOOLEAN,
     battery REAL, updated_at REAL NOT NULL, PRIMARY KEY (hub_id, device_id)
 );
+CREATE TABLE IF NOT EXISTS desired_config (
+    hub_id TEXT PRIMARY KEY, version INTEGER NOT NULL, payload BLOB NOT NULL,
+    stored_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejected (
     n INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL,
     received_at REAL NOT NULL
