@@ -19,6 +19,6 @@ ctl set_permissions -p "$vhost" "$hub" "$q" "$q|^amq\.topic\$" "$q|^amq\.topic\$
 # Topics: publish its events, status, device state and answers; read its config pushes
 # and commands. {username} is expanded by RabbitMQ.
 ctl set_topic_permissions -p "$vhost" "$hub" amq.topic \
-    '^tec\.v1\.{username}\.(event|status|device\.[^.]+|config\.(result|current)|cmd\.[^.]+\.result)$' \
-    '^tec\.v1\.{username}\.(config\.set|cmd\.(\*|[^.]+))$'
+    '^tec\.v1\.{username}\.(event|status|device\.[^.]+|config\.(result|current|request)|cmd\.[^.]+\.result)$' \
+    '^tec\.v1\.{username}\.(config\.(set|desired)|cmd\.(\*|[^.]+))$'
 echo "hub $hub provisioned"
