@@ -96,6 +96,8 @@ class IngestDb(Protocol):
 
     def desired_config(self, hub_id: str) -> tuple[int, bytes] | None: ...
 
+    def event_rows(self, hub_prefix: str) -> list[tuple[str, str, str, str, float]]: ...
+
     def close(self) -> None: ...
 
 
@@ -302,6 +304,13 @@ class SqlIngestDb:
 
     def event_count(self) -> int:
         return int(self._execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def event_rows(self, hub_prefix: str) -> list[tuple[str, str, str, str, float]]:
+        """``(hub_id, id, priority, ts, stored_at)`` of the hubs whose id starts with
+        ``hub_prefix`` (the fleet simulator's check and latency figures)."""
+        rows = self._execute(f"SELECT hub_id, id, priority, ts, stored_at FROM events WHERE "
+                             f"hub_id LIKE {self.P}", (hub_prefix + "%",)).fetchall()
+        return [(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
 
     def desired_config(self, hub_id: str) -> tuple[int, bytes] | None:
         row = self._execute(f"SELECT version, payload FROM desired_config WHERE hub_id = "
