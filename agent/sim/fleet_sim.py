@@ -5,17 +5,20 @@ no thread per connection; bench/agents_per_process.py holds 2,000), each with it
 in a temporary directory and a MockFactory PIR and pull cord. The ingester runs as its own
 process(es) (``tec-agent ingest``), so the figures per hub are the hubs' own.
 
-Load per hub: a motion event at random (Poisson, mean ``motion_every_s``, 60 s by default: a
-lived-in home) and one pull-cord alarm at a uniformly random moment of the run (far more
-alarms than a real home raises, so that the latency percentiles rest on N samples).
+Load per hub: PIR motion at random (Poisson, mean ``motion_every_s``, 60 s: telemetry), the
+front door opened and closed at random (Poisson, mean ``door_every_s``, 10 min: two info
+events) and one pull-cord alarm at a uniformly random moment of the run (far more alarms than
+a real home raises, so that the latency percentiles rest on N samples).
 
-``accepted``: events (not telemetry) the hubs committed to their stores; ``ingested``: those
-found in the ingester's database once the hubs' outboxes are empty; ``lost`` = accepted -
-ingested (must be 0); ``duplicates``: copies the database recognised and did not store again
-(the ingesters' counters). ``alarm_p50_ms``/``alarm_p99_ms``: hub clock at the alarm's
-creation to the database's ``stored_at`` (one machine, one clock). ``rss_per_hub_mb``: this
-process's resident memory over N; ``cpu_s_per_hub``: this process's CPU seconds (user +
-system) from the first agent's start to the end of the drain, over N.
+``accepted``: events other than telemetry the hubs committed to their stores (telemetry may
+be coalesced or dropped under pressure by design; it is counted apart, ``telemetry``);
+``ingested``: those found in the ingester's database once the hubs' outboxes are empty;
+``lost`` = accepted - ingested (must be 0); ``duplicates``: copies the database recognised
+and did not store again (the ingesters' counters). ``alarm_p50_ms``/``alarm_p99_ms``: hub
+clock at the alarm's creation to the database's ``stored_at`` (one machine, one clock).
+``rss_per_hub_mb``: this process's resident memory over N; ``cpu_s_per_hub``: this
+process's CPU seconds (user + system) from the first agent's start to the end of the drain,
+over N.
 
 Faults for the measurements: ``restart_broker_at_s`` (a local broker with persistence is
 stopped and started again), ``kill_ingester_at_s`` (the first of ``ingesters`` is killed
@@ -46,7 +49,7 @@ log = logging.getLogger(__name__)
 
 RESULT_KEYS = ("hubs", "accepted", "ingested", "duplicates", "lost", "alarm_p50_ms",
                "alarm_p99_ms", "rss_per_hub_mb", "cpu_s_per_hub")
-PIR_PIN, CORD_PIN = 17, 27
+PIR_PIN, CORD_PIN, DOOR_PIN = 17, 27, 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class FleetOptions:
     db_url: str
     ingesters: int = 1
     motion_every_s: float = 60.0
+    door_every_s: float = 600.0
     restart_broker_at_s: float | None = None
     kill_ingester_at_s: float | None = None
     drain_timeout_s: float = 300.0
@@ -76,6 +80,7 @@ class _Hub:
     agent: Any
     factory: Any
     accepted: set[str] = field(default_factory=set)
+    telemetry: int = 0
     alarms: set[str] = field(default_factory=set)
 
 
@@ -89,6 +94,8 @@ def hub_config_text(i: int, root: Path, broker: BrokerAccess) -> str:
             '[gpio]\npin_factory = "mock"\n'
             f'[[gpio.devices]]\nid = "pir"\nkind = "pir"\npin = {PIR_PIN}\nbounce_s = 0.0\n'
             f'[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = {CORD_PIN}\n'
+            'bounce_s = 0.0\n'
+            f'[[gpio.devices]]\nid = "front-door"\nkind = "door"\npin = {DOOR_PIN}\n'
             'bounce_s = 0.0\n')
 
 
@@ -193,10 +200,11 @@ async def _drive(hubs: list[_Hub], opts: FleetOptions, pins: concurrent.futures.
     start = time.monotonic()
     plan: list[tuple[float, int, str]] = []
     for i in range(len(hubs)):
-        t = rng.expovariate(1.0 / opts.motion_every_s)
-        while t < duration:
-            plan.append((t, i, "motion"))
-            t += rng.expovariate(1.0 / opts.motion_every_s)
+        for what, every in (("motion", opts.motion_every_s), ("door", opts.door_every_s)):
+            t = rng.expovariate(1.0 / every)
+            while t < duration:
+                plan.append((t, i, what))
+                t += rng.expovariate(1.0 / every)
         plan.append((rng.uniform(0.05, 0.9) * duration, i, "alarm"))
     plan += [(at, -1, f"fault{k}") for k, (at, _) in enumerate(faults)]
     plan.sort()
@@ -220,6 +228,8 @@ async def _drive(hubs: list[_Hub], opts: FleetOptions, pins: concurrent.futures.
         h = hubs[i]
         if what == "motion":
             loop.run_in_executor(pins, pulse, h.factory, PIR_PIN, False)
+        elif what == "door":
+            loop.run_in_executor(pins, pulse, h.factory, DOOR_PIN, False)
         else:
             loop.run_in_executor(pins, pulse, h.factory, CORD_PIN, True)
     left = start + duration - time.monotonic()
@@ -251,7 +261,9 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
             hub = _Hub(agent, factory)
 
             def note(ev: Event, hub: _Hub = hub) -> None:
-                if ev.priority != Priority.TELEMETRY:
+                if ev.priority == Priority.TELEMETRY:
+                    hub.telemetry += 1
+                else:
                     hub.accepted.add(ev.id)
                     if ev.priority == Priority.ALARM:
                         hub.alarms.add(ev.id)
@@ -270,7 +282,9 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
                 time.sleep(5.0)
                 ingesters.start(0)
             faults.append((opts.kill_ingester_at_s, kill_and_restart))
+        load_cpu0, load_t0 = _cpu_s(), time.monotonic()
         await _drive(hubs, opts, pins, faults)
+        load_cpu, load_s = _cpu_s() - load_cpu0, time.monotonic() - load_t0
         # Drain: every hub's outbox empty (all acknowledged by the broker) ...
         deadline = time.monotonic() + opts.drain_timeout_s
         while any(h.agent.state.backlog for h in hubs) and time.monotonic() < deadline:
@@ -317,7 +331,10 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
         "alarm_p99_ms": None if p99 is None else round(p99, 1),
         "rss_per_hub_mb": round(rss / n, 3), "cpu_s_per_hub": round(cpu / n, 4),
     }
-    extra = {"alarms": len(latencies), "elapsed_s": round(elapsed, 1),
+    extra = {"alarms": len(latencies), "telemetry": sum(h.telemetry for h in hubs),
+             "elapsed_s": round(elapsed, 1),
              "start_s": round(started - t0, 1), "undrained_hubs": undrained,
-             "ingester_stats": ingesters.stats}
+             "load_s": round(load_s, 1), "load_cpu_s": round(load_cpu, 2),
+             "hubs_per_core": round(len(hubs) * load_s / load_cpu, 1) if load_cpu else None,
+             "rss_mb": round(rss, 1), "ingester_stats": ingesters.stats}
     return {"result": result, "extra": extra}
