@@ -68,8 +68,8 @@ class HubTopics:
     so a new uplink (a changed ``[mqtt]``) is given them without anyone reading the old
     one's insides. Loop only."""
 
-    def __init__(self, hub_id: str) -> None:
-        self.prefix = f"{topics.PREFIX}/{hub_id}/"
+    def __init__(self, hub_id: str, topic_prefix: str = "") -> None:
+        self.prefix = f"{topics.root(topic_prefix)}/{hub_id}/"
         self._handlers: dict[str, list[Callable[[HubMessage], None]]] = {}
         self._retained: dict[str, bytes] = {}
         self._uplink: Delivery | None = None
@@ -142,6 +142,7 @@ class Agent:
         file ``config`` was read from (see :func:`build_components`)."""
         self.config = config
         self.hub_id = config.hub_id
+        self.topic_prefix = config.mqtt.topic_prefix
         self.hardware = hardware or Hardware()
         self.clock: Clock = clock or SystemClock(config.agent.assume_clock_synced)
         self.components: list[Component] = (
@@ -200,7 +201,7 @@ class Agent:
         self._subs_of: dict[int, list[tuple[list[Any], Any]]] = {}  # component -> callbacks
         self._unsubs_of: dict[int, list[Unsubscribe]] = {}  # component -> topic handlers
         self._starting: list[Unsubscribe] | None = None     # collects them during a start
-        self.topics = HubTopics(self.hub_id)
+        self.topics = HubTopics(self.hub_id, self.topic_prefix)
         self._alarm_outputs: dict[str, AlarmOutput] = {}   # a driver's device id -> output
 
     # -- AgentContext -------------------------------------------------------------------------
@@ -289,7 +290,8 @@ class Agent:
         self._states_handle = None
         states, self._device_states = self._device_states, {}
         for device_id, payload in states.items():
-            self.topics.publish(topics.device_topic(self.hub_id, device_id), payload, retain=True)
+            topic = topics.device_topic(self.hub_id, device_id, self.topic_prefix)
+            self.topics.publish(topic, payload, retain=True)
 
     def pending_alarms(self) -> list[Event]:
         """Alarms stored by an earlier run and still not acknowledged by the broker, and not

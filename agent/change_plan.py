@@ -54,6 +54,9 @@ def plan_change(old: Config, new: Config) -> ChangePlan:
     forbidden = []
     if new.hub_id != old.hub_id:
         forbidden.append("hub_id: the hub's identity cannot be changed remotely")
+    if new.mqtt.topic_prefix != old.mqtt.topic_prefix:
+        forbidden.append("mqtt.topic_prefix: moving the hub to another tenant's topics needs a "
+                         "local restart (and its ingester and broker ACL moved with it)")
     if new.store.path != old.store.path:
         forbidden.append("store.path: moving the event store needs a local restart")
     remote_old, remote_new = getattr(old, "remote", None), getattr(new, "remote", None)

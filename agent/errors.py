@@ -48,6 +48,11 @@ class DriverError(AgentError, OSError):
     """A hardware driver failed (missing device, bad port, unreadable pin)."""
 
 
+class UplinkError(AgentError, ConnectionError):
+    """A broker connection failed in a way the caller must hear about (the ingester's
+    start: refused, or unreachable within its timeout)."""
+
+
 class DecodeError(AgentError, ValueError):
     """Bytes from a device could not be decoded (serial frame, BLE payload)."""
 

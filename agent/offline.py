@@ -19,6 +19,7 @@ from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, AlarmOutput, HubMessage, Unsubscribe, condition_name
 from agent.store.arc_delivery import MemoryArcDeliveryStore
 from agent.store.component_state import MemoryComponentState
+from agent.uplink import topics
 
 
 class OfflineContext:
@@ -32,8 +33,10 @@ class OfflineContext:
         keep_readings: bool = False,
         on_reading: Callable[[Reading], None] | None = None,
         on_event: Callable[[Event], None] | None = None,
+        topic_prefix: str = "",
     ) -> None:
         self.hub_id = hub_id
+        self.topic_prefix = topic_prefix
         self.clock = clock
         if loop is None:
             try:
@@ -61,7 +64,7 @@ class OfflineContext:
         self.states: dict[str, MemoryComponentState] = {}
         self.published: list[tuple[str, bytes, bool]] = []     # (topic, payload, retain)
         self.online = False                                     # no broker: nothing is sent
-        self._topic_prefix = f"tec/v1/{hub_id}/"
+        self._topic_prefix = f"{topics.root(topic_prefix)}/{hub_id}/"
         self._topic_subs: list[tuple[str, Callable[[HubMessage], None]]] = []
         self._alarm_outputs: dict[str, AlarmOutput] = {}
 

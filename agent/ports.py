@@ -209,6 +209,7 @@ def merge_devices(infos: Iterable[DeviceInfo]) -> list[DeviceInfo]:
 
 class AgentContext(Protocol):
     hub_id: str
+    topic_prefix: str    # mqtt.topic_prefix: the hub's topics are topics.root(prefix)/hub_id/...
     clock: Clock
     loop: asyncio.AbstractEventLoop
     executor: concurrent.futures.Executor   # single worker, for inference

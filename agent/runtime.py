@@ -232,7 +232,7 @@ class _BrokerWatcher:
 
         self.received = 0
         self._callback = callback
-        self._topic = event_topic(config.hub_id)
+        self._topic = event_topic(config.hub_id, config.mqtt.topic_prefix)
         self._settings = settings_from_config(
             config.mqtt, f"tec-watch-{config.hub_id}-{time.monotonic_ns()}", persistent=False)
         self._client: Any = None

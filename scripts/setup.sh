@@ -18,8 +18,10 @@ fi
 
 pkgs=(mosquitto mosquitto-clients libsystemd-dev pkg-config gcc python3-venv python3-dev)
 if [ $want_test = 1 ]; then
-    # systemd-analyze (unit verify), packaging tools (the .deb test), a browser (HTML report test).
-    pkgs+=(systemd dpkg-dev fakeroot lintian debhelper chromium shellcheck)
+    # systemd-analyze (unit verify), packaging tools (the .deb test), a browser (HTML report test),
+    # PostgreSQL server binaries (the ingester's tests start a private server; the package's
+    # own cluster is not used).
+    pkgs+=(systemd dpkg-dev fakeroot lintian debhelper chromium shellcheck postgresql)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from agent.sim.local_broker import find_mosquitto
+from agent.sim.local_postgres import LocalPostgres, find_pg_bin
 from tests.harness import TestBroker
 
 # CI runs the property tests derandomized (the same examples every run), so a rare
@@ -53,3 +54,35 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DIR} (set TEC_SHARED_DIR)")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL (Debian's ``postgresql``) on a private port and data directory, one
+    per test session; each test takes its own database from it (``postgres_url``)."""
+    if find_pg_bin() is None:
+        pytest.fail("PostgreSQL is not installed: run ./scripts/setup.sh --test (it "
+                    "apt-installs postgresql)")
+    server = LocalPostgres().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    import re
+    import time
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + f"_{time.time_ns()}"
+    return postgres_server.create_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ingest_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ingester's database, once per backend: the same assertions run against both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ingest.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "agent.cli.eval_fall",
     "agent.cli.eval_inactivity",
     "agent.cli.remote",
+    "agent.cli.ingest",
     "agent.cli.routine",
     "agent.cli.report",
     "agent.cli.commission",

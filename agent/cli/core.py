@@ -51,6 +51,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start a private mosquitto on a free loopback port and use it")
     p.add_argument("--watch", action="store_true",
                    help="also show (on stderr) each event as the broker delivers it")
+    p.add_argument("--hubs", type=int, metavar="N",
+                   help="fleet: N real agents (MockFactory PIR and pull cord, own stores in a "
+                        "temp dir) in this process against one broker and 'tec-agent ingest'; "
+                        "the last stdout line is one JSON object (hubs, accepted, ingested, "
+                        "duplicates, lost, alarm_p50_ms, alarm_p99_ms, rss_per_hub_mb, "
+                        "cpu_s_per_hub); exit 1 if any accepted event is lost")
+    p.add_argument("--minutes", type=float, default=1.0,
+                   help="fleet: how long the hubs make events (default 1)")
+    p.add_argument("--db", help="fleet: the ingester's database (default: SQLite in the "
+                                "temp dir; postgresql://... for PostgreSQL)")
+    p.add_argument("--ingesters", type=int, default=1,
+                   help="fleet: ingester processes in one group (default 1)")
+    p.add_argument("--restart-broker-at", type=float, metavar="S",
+                   help="fleet, with --local-broker: restart the broker S seconds into the run")
+    p.add_argument("--kill-ingester-at", type=float, metavar="S",
+                   help="fleet: kill -9 the first ingester S seconds into the run, restart it "
+                        "5 s later")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -230,7 +247,73 @@ def default_sim_config_text() -> str:
     return resources.files("agent.data").joinpath("simulated-home.toml").read_text()
 
 
+def cmd_simulate_fleet(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from agent.runtime import print_json_line
+    from agent.sim.fleet_sim import BrokerAccess, FleetOptions, run_fleet
+    from agent.sim.local_broker import LocalBroker
+
+    if args.hubs < 1 or args.minutes <= 0 or args.ingesters < 1:
+        print("error: --hubs, --minutes and --ingesters must be positive", file=sys.stderr)
+        return 2
+    if args.restart_broker_at is not None and not args.local_broker:
+        print("error: --restart-broker-at needs --local-broker", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Each hub holds a few descriptors (store, WAL, lock, socket): raise the soft limit.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 16 * args.hubs + 256))
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    with tempfile.TemporaryDirectory(prefix="tec-fleet-") as tmp:
+        root = Path(tmp)
+        broker: LocalBroker | None = None
+        if args.local_broker:
+            broker = LocalBroker(workdir=root / "broker",
+                                 persistence=args.restart_broker_at is not None)
+            broker.start()
+            access = BrokerAccess(broker.host, broker.port, broker.username,
+                                  str(broker.password_file))
+        else:
+            config = _config_or_simulated_home(args.config)
+            if config is None:
+                return 2
+            m = config.mqtt
+            if not m.username or not m.password_file:
+                print("error: the fleet needs a broker account: --local-broker, or --config "
+                      "with mqtt.username and mqtt.password_file", file=sys.stderr)
+                return 2
+            access = BrokerAccess(m.host, m.port, m.username, m.password_file)
+
+        def restart() -> None:
+            assert broker is not None
+            broker.stop()
+            broker.start()
+
+        opts = FleetOptions(hubs=args.hubs, minutes=args.minutes, workdir=root / "hubs",
+                            db_url=args.db or f"sqlite:///{root / 'ingest.db'}",
+                            ingesters=args.ingesters,
+                            restart_broker_at_s=args.restart_broker_at,
+                            kill_ingester_at_s=args.kill_ingester_at)
+        try:
+            out = asyncio.run(run_fleet(opts, access, restart if broker else None))
+        except (AgentError, RuntimeError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if broker is not None:
+                broker.close()
+    print(json.dumps(out["extra"]), file=sys.stderr)
+    print_json_line(out["result"])
+    return 1 if out["result"]["lost"] else 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.hubs is not None:
+        return cmd_simulate_fleet(args)
     from agent.runtime import print_json_line, run_simulation, with_broker
     from agent.sim.local_broker import LocalBroker
     from agent.store.lock import StoreLock

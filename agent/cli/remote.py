@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--hub", required=True, help="hub id")
+        q.add_argument("--topic-prefix", default="",
+                       help="tenant level above tec/v1 (the hub's mqtt.topic_prefix; default "
+                            "none)")
+        broker(q)
+
+    def broker(q: argparse.ArgumentParser) -> None:
         q.add_argument("--broker", default=os.environ.get("TEC_REMOTE_BROKER", "mqtt://127.0.0.1:1883"),
                        help="mqtt[s]://user@host:port (default $TEC_REMOTE_BROKER or mqtt://127.0.0.1:1883)")
         q.add_argument("--password-file", help="first line is the broker password")
@@ -34,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--insecure", action="store_true",
                        help="allow plaintext mqtt:// to a broker off this machine (refused "
                             "otherwise: use mqtts://)")
+
+    def timeout(q: argparse.ArgumentParser) -> None:
         q.add_argument("--timeout", type=float,
                        help="seconds to wait for the hub's answer (default: push-config "
                             "120, cmd 60, get-config 5)")
@@ -58,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--merge", action="store_true",
                    help="FILE is partial: merge it onto the hub's config (RFC 7396; null deletes)")
     common(q)
+    timeout(q)
     signing(q)
     q.set_defaults(func=cmd_push_config)
 
@@ -67,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="command argument (VALUE parsed as JSON when it is JSON), repeatable")
     common(q)
+    timeout(q)
     signing(q)
     q.set_defaults(func=cmd_cmd)
 
@@ -75,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the config as TOML, ready to edit and give to push-config "
                         "(default: the retained JSON document, which push-config also takes)")
     common(q)
+    timeout(q)
     q.set_defaults(func=cmd_get_config)
 
     q = rsub.add_parser("keygen", help="make a support key pair: ID.key (secret) and ID.pub")
@@ -87,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pw.add_argument("--no-passphrase", action="store_true",
                     help="leave ID.key unencrypted (e.g. for a hardware-protected store)")
     q.set_defaults(func=cmd_keygen)
+
+    from agent.cli.fleet import add_parser
+
+    add_parser(rsub, broker)
 
 
 def _err(msg: str) -> None:
@@ -134,7 +149,11 @@ def _signing_key(args: argparse.Namespace) -> Any:
 
 def _connect(args: argparse.Namespace) -> Any:
     from agent.remote.client import SupportClient, parse_broker_url
+    from agent.uplink import topics
 
+    why = topics.check_prefix(getattr(args, "topic_prefix", ""))
+    if why:
+        raise ConfigError(f"--topic-prefix {args.topic_prefix!r}: {why}")
     broker = parse_broker_url(args.broker)
     password = (_read_secret_file(args.password_file, "--password-file", "broker password")
                 if args.password_file else None)
@@ -203,13 +222,13 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
         return EXIT_LOCAL
     status = None
     try:
-        status = _hub_status(client, args.hub)
+        status = _hub_status(client, args.hub, args.topic_prefix)
         what = ("to try the config and answer" if kind == "config"
                 else f"to run {body['name']!r} and answer")
         print(f"waiting up to {timeout:g} s for hub {args.hub} {what}; "
-              f"{_status_line(args.hub, status)}", file=sys.stderr, flush=True)
+              f"{_status_line(args.hub, status, args.topic_prefix)}", file=sys.stderr, flush=True)
         doc = request(client, key, key_id, args.hub, kind, body, ttl, timeout,
-                      version=args.version, retain=retain)
+                      version=args.version, retain=retain, prefix=args.topic_prefix)
     except TimeoutError as exc:
         if retain:
             hint = " The config is retained: the hub applies it when it reconnects."
@@ -219,7 +238,8 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
         else:
             hint = (" The command waits in the hub's MQTT session until it reconnects "
                     f"(valid for {ttl:g} s).")
-        _err(f"no answer from hub {args.hub}: {exc}. {_status_line(args.hub, status)}.{hint}")
+        _err(f"no answer from hub {args.hub}: {exc}. "
+             f"{_status_line(args.hub, status, args.topic_prefix)}.{hint}")
         return EXIT_TIMEOUT
     except AgentError as exc:
         _err(str(exc))
@@ -234,11 +254,11 @@ def _send(args: argparse.Namespace, kind: str, body: dict[str, Any], ttl: float,
     return 0 if ok else EXIT_REJECTED
 
 
-def _hub_status(client: Any, hub: str) -> dict[str, Any] | None:
+def _hub_status(client: Any, hub: str, prefix: str = "") -> dict[str, Any] | None:
     """The hub's retained ``status`` (online/offline, since when), or None if it has none."""
     from agent.uplink import topics
 
-    topic = topics.status_topic(hub)
+    topic = topics.status_topic(hub, prefix)
     try:
         client.subscribe(topic)
         # The broker sends a retained message right after the SUBACK; 3 s leaves room for a
@@ -248,12 +268,12 @@ def _hub_status(client: Any, hub: str) -> dict[str, Any] | None:
         return None
 
 
-def _status_line(hub: str, status: dict[str, Any] | None) -> str:
+def _status_line(hub: str, status: dict[str, Any] | None, prefix: str = "") -> str:
     """What the hub's retained status says, for a user wondering why it does not answer."""
     from agent.uplink import topics
 
     if status is None:
-        return (f"hub {hub} has never published its status ({topics.status_topic(hub)}) on "
+        return (f"hub {hub} has never published its status ({topics.status_topic(hub, prefix)}) on "
                 "this broker: check --hub and --broker; the hub may be offline or not set up")
     state, ts = status.get("state"), status.get("ts", "?")
     if state == "online":
@@ -297,15 +317,18 @@ def cmd_get_config(args: argparse.Namespace) -> int:
     except AgentError as exc:
         _err(str(exc))
         return EXIT_LOCAL
-    topic = topics.config_topic(args.hub, "current")
+    topic = topics.config_topic(args.hub, "current", args.topic_prefix)
     try:
         client.subscribe(topic)
         doc = client.wait_message(lambda t, d, r: t == topic, args.timeout or 5.0,
                                   f"retained {topic}")
     except TimeoutError:
-        status = _hub_status(client, args.hub)
-        _err(f"hub {args.hub} has published no config/current ({topic}): remote management "
-             f"is off on the hub, or it never connected; {_status_line(args.hub, status)}")
+        status = _hub_status(client, args.hub, args.topic_prefix)
+        _err(f"no retained config/current of hub {args.hub} ({topic}) reached this client: "
+             "remote management is off on the hub, it never connected, or the broker does "
+             "not hand this retained message to this connection (RabbitMQ keeps retained "
+             "messages per node: connect to the node the hub uses); "
+             f"{_status_line(args.hub, status, args.topic_prefix)}")
         return EXIT_TIMEOUT
     except AgentError as exc:
         _err(str(exc))

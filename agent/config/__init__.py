@@ -23,7 +23,15 @@ from drivers.ble.config import BleConfig
 from drivers.gpio.config import GpioConfig
 from drivers.serial.config import SerialConfig
 
-HUB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+# No '.': RabbitMQ's MQTT plugin maps '.' to '/' (MQTT topics become AMQP routing keys), so
+# a hub "hub.7" publishes on tec/v1/hub/7/event, which tec/v1/+/event does not match, and
+# commands to it are dropped.
+HUB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+
+# One or more topic levels of letters, digits, '_' and '-': no wildcards, no '$' (reserved
+# for broker topics), no empty level, no leading or trailing '/'. (Here, not in
+# agent.uplink.topics: the uplink depends on the config, not the other way round.)
+TOPIC_PREFIX_PATTERN = r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,3}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +57,26 @@ class MqttConfig:
     max_inflight: int = field(
         default=20, metadata={"min": 1, "max": 1000, "doc": "unacknowledged publishes at once"}
     )
+    will_delay_s: int = field(
+        default=5, metadata={"min": 0, "max": 86400,
+                             "doc": "MQTT 5 Will Delay Interval: the broker publishes 'offline' "
+                                    "only if the hub is not back within this time (a blip does "
+                                    "not flap the status); at most session_expiry_s"},
+    )
     reconnect_min_s: float = field(default=0.5, metadata={"min": 0.05, "max": 60.0})
     reconnect_max_s: float = field(default=60.0, metadata={"min": 1.0, "max": 3600.0})
     reconnect_alarm_s: float = field(
         default=5.0, metadata={"min": 0.5, "max": 3600.0,
                                "doc": "reconnect wait cap while an alarm is waiting to be sent"},
+    )
+    topic_prefix: str = field(
+        default="", metadata={
+            "pattern": f"|{TOPIC_PREFIX_PATTERN}",
+            "pattern_hint": "must be empty or 1-4 topic levels of A-Z a-z 0-9 _ - separated by"
+                            " '/' (no wildcards, no '$', no leading or trailing '/')",
+            "doc": "tenant level above tec/v1 (e.g. \"council-a\" gives council-a/tec/v1/...);"
+                   " empty keeps tec/v1",
+        },
     )
     allow_insecure: bool = field(
         default=False,
@@ -78,6 +101,10 @@ class MqttConfig:
                             "line is): put the broker password on its first line")
         if self.reconnect_min_s > self.reconnect_max_s:
             problems.append(f"{path}.reconnect_min_s: greater than reconnect_max_s")
+        if self.will_delay_s > self.session_expiry_s:
+            # The broker sends the will when the session ends, whichever comes first.
+            problems.append(f"{path}.will_delay_s: greater than session_expiry_s "
+                            f"({self.session_expiry_s})")
         return problems
 
 
@@ -137,7 +164,9 @@ class Config:
     hub_id: str = field(
         metadata={
             "pattern": HUB_ID_PATTERN,
-            "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ . - (it stands in an MQTT topic level)",
+            "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ - (it stands in an MQTT topic level;"
+                            " no '.': RabbitMQ's MQTT plugin turns '.' into '/', so the hub's"
+                            " events would miss tec/v1/+/event and commands to it be dropped)",
         }
     )
     mqtt: MqttConfig = field(default_factory=MqttConfig)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+_ID = r"[A-Za-z0-9][A-Za-z0-9_:-]{0,63}"   # no '.': see drivers/gpio/config.py
 POSITIONS = ("neck", "waist", "wrist")
 SUPPORTED_POSITIONS = ("neck", "waist")
 

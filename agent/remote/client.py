@@ -181,11 +181,6 @@ class SupportClient:
             raise AgentError(f"cannot publish to {topic}: {sent.error}")
         self._wait(lambda: sent.mid in self._acked, timeout, f"the broker to take {topic}")
 
-    def received(self) -> list[tuple[str, bytes, bool]]:
-        """Every message received so far, as ``(topic, payload, retained)``, oldest first."""
-        with self._cond:
-            return list(self._messages)
-
     def mark(self) -> int:
         """A position in the received messages, for :meth:`wait_message` ``start``."""
         with self._cond:
@@ -211,6 +206,11 @@ class SupportClient:
             return None
 
         return self._wait(find, timeout, what)
+
+    def received(self, start: int = 0) -> list[tuple[str, bytes, bool]]:
+        """``(topic, payload, retained)`` of every message received from position ``start``."""
+        with self._cond:
+            return list(self._messages[start:])
 
     def retained(self, topic: str) -> dict[str, Any] | None:
         with self._cond:
@@ -240,16 +240,17 @@ def request(
     timeout: float,
     version: int | None = None,
     retain: bool = False,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Sign, publish and wait for the hub's result document (with one re-sign on a
     version clash). Raises TimeoutError when the hub does not answer in time."""
     if kind == "config":
-        topic, result_topic = (topics.config_topic(hub_id, "set"),
-                               topics.config_topic(hub_id, "result"))
+        topic, result_topic = (topics.config_topic(hub_id, "set", prefix),
+                               topics.config_topic(hub_id, "result", prefix))
     else:
         name = body["name"]
-        topic, result_topic = (topics.cmd_topic(hub_id, name),
-                               topics.cmd_topic(hub_id, f"{name}/result"))
+        topic, result_topic = (topics.cmd_topic(hub_id, name, prefix),
+                               topics.cmd_topic(hub_id, f"{name}/result", prefix))
     client.subscribe(result_topic)
     chosen = version or new_version()
     for attempt in range(2):

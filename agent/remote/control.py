@@ -5,14 +5,21 @@ Topics (under ``tec/v1/{hub_id}/``):
 - ``config/set``     in:  a signed config (full or merge); retained by support tooling
 - ``config/result``  out: accepted / rejected / rolled_back with reasons (retained: the last)
 - ``config/current`` out: the effective config, secrets redacted, and its version (retained)
+- ``config/request`` out: on every connect, ``{"hub_id", "version", "ts"}`` (the config
+  version it runs); the service side (``tec-agent ingest``) answers on ``config/desired``
+- ``config/desired`` in:  the newest full config support pushed, if newer than ``version``
+  (the same signed message as on ``config/set``; handled like its retained copy)
 - ``cmd/{name}``     in:  a signed command
 - ``cmd/{name}/result`` out: ok / rejected / error
 
 Offline hubs: a full config is published *retained* on ``config/set``: the broker keeps the
 latest desired config per hub and hands it over whenever the hub (re)subscribes, even
 after the MQTT session expired, the broker restarted (with persistence), or the hub was
-re-imaged. A merge, and every command, rides the hub's persistent MQTT session (QoS 1,
-``session_expiry_s``, a week by default), which keeps them in order while it is offline. The
+re-imaged. Because a broker cluster may keep retained messages per node (RabbitMQ), the hub
+also asks for it on every connect (``config/request``): the ingester keeps the newest full
+push in its database and answers from any node. A merge, and every command, rides the
+hub's persistent MQTT session (QoS 1, ``session_expiry_s``, a week by default), which keeps
+them in order while it is offline. The
 version counter makes redelivery harmless: a retained config seen again is ignored
 without a word, and a stale command is refused as expired. See packaging/mosquitto/README.md.
 
@@ -57,6 +64,12 @@ log = logging.getLogger(__name__)
 
 _OUTBOX = 32  # command results kept while offline (the newest win)
 _CONFIG_QUEUE = 16  # config messages waiting for the one being applied; more are refused
+# A connection lost this soon after the hub asked for its desired config is taken as the
+# broker refusing config/request (mosquitto 2.0 closes an MQTT 5 connection that publishes
+# to a topic its ACL denies): the hub stops asking for a while (doubling up to an hour), so
+# an ACL without the new line costs one reconnect, not one per connect.
+_REQUEST_SUSPECT_S = 10.0
+_REQUEST_BACKOFF_S = (60.0, 3600.0)
 
 
 def _sigterm_self(reason: str) -> None:
@@ -87,6 +100,10 @@ class RemoteControl:
         self.walk = WalkTest(config.walk_test_max_s)
         self._tasks: set[asyncio.Task[None]] = set()
         self._outbox: deque[tuple[str, bytes]] = deque(maxlen=_OUTBOX)
+        self._online = False
+        self._request_sent_at: float | None = None   # monotonic
+        self._request_backoff = 0.0
+        self._request_not_before = 0.0               # monotonic
         self._last_quiet: tuple[int, str] | None = None
         self._config_lock = asyncio.Lock()  # FIFO: pushes apply one at a time, in order
         self._config_waiting = 0
@@ -115,8 +132,12 @@ class RemoteControl:
         self.walk.attach(ctx)
         ctx.subscribe_state(self._on_state)
         self._unsubscribe = [
-            host.subscribe(topics.config_topic(host.hub_id, "set"), self._on_config),
-            host.subscribe(topics.cmd_topic(host.hub_id, "+"), self._on_cmd),
+            host.subscribe(topics.config_topic(host.hub_id, "set", host.topic_prefix),
+                           self._on_config),
+            host.subscribe(topics.cmd_topic(host.hub_id, "+", host.topic_prefix),
+                           self._on_cmd),
+            host.subscribe(topics.config_topic(host.hub_id, "desired", host.topic_prefix),
+                           self._on_desired),
         ]
         self.publish_current()
         keys = self.verifier.keys.key_ids()
@@ -148,6 +169,10 @@ class RemoteControl:
     # -- inbound -----------------------------------------------------------------------------
     def _on_config(self, msg: HubMessage) -> None:
         self._spawn(self._handle_config(msg.payload, msg.retain))
+
+    def _on_desired(self, msg: HubMessage) -> None:
+        # The desired state, as its retained copy on config/set: seen before, said nothing.
+        self._spawn(self._handle_config(msg.payload, True))
 
     def _on_cmd(self, msg: HubMessage) -> None:
         name = msg.topic.rsplit("/", 1)[-1]
@@ -214,7 +239,8 @@ class RemoteControl:
         if doc.get("status") != "accepted":
             self.stats["rejected"] += 1
         host = self._host
-        host.publish(topics.config_topic(host.hub_id, "result"), _dump(doc), retain=True)
+        host.publish(topics.config_topic(host.hub_id, "result", host.topic_prefix), _dump(doc),
+                     retain=True)
 
     async def _handle_cmd(self, name: str, raw: bytes) -> None:
         assert self.verifier is not None and self.commands is not None
@@ -239,7 +265,8 @@ class RemoteControl:
             doc.update(status="error", reason=env.INTERNAL_ERROR, detail=type(exc).__name__,
                        **env.peek(raw))
         doc["ts"] = iso_utc(time.time())
-        self._send(topics.cmd_topic(self._host.hub_id, f"{name}/result"), _dump(doc))
+        self._send(topics.cmd_topic(self._host.hub_id, f"{name}/result",
+                                   self._host.topic_prefix), _dump(doc))
 
     @staticmethod
     def _version_of(rej: Rejected, raw: bytes) -> int:
@@ -268,14 +295,48 @@ class RemoteControl:
         assert self.applier is not None
         doc = {"hub_id": self._host.hub_id, **self.applier.provenance(),
                "ts": iso_utc(time.time()), "config": redact(self._host.config)}
-        self._host.publish(topics.config_topic(self._host.hub_id, "current"), _dump(doc),
+        self._host.publish(topics.config_topic(self._host.hub_id, "current",
+                                                 self._host.topic_prefix), _dump(doc),
                           retain=True)
 
     def _send(self, topic: str, payload: bytes) -> None:
         if self.host is None or not self._host.publish(topic, payload):
             self._outbox.append((topic, payload))
 
+    def _request_desired(self) -> None:
+        """Ask the service side for the desired config (not relying on retained delivery)."""
+        if self.host is None or self.verifier is None:
+            return
+        now = time.monotonic()
+        if now < self._request_not_before:
+            return
+        doc = {"hub_id": self._host.hub_id, "version": self.verifier.guard.last("config"),
+               "ts": iso_utc(time.time())}
+        if self._host.publish(topics.config_topic(self._host.hub_id, "request",
+                                                    self._host.topic_prefix), _dump(doc)):
+            self._request_sent_at = now
+
+    def _connection_lost(self) -> None:
+        sent, self._request_sent_at = self._request_sent_at, None
+        if sent is None:
+            return
+        if time.monotonic() - sent >= _REQUEST_SUSPECT_S:
+            self._request_backoff = 0.0
+            return
+        first, cap = _REQUEST_BACKOFF_S
+        self._request_backoff = min(cap, max(first, 2 * self._request_backoff))
+        self._request_not_before = time.monotonic() + self._request_backoff
+        log.warning("MQTT connection lost within %.0f s of asking for the desired config "
+                    "(config/request): the broker may refuse that topic (ACL: 'pattern write "
+                    "tec/v1/%%u/config/request', see packaging/mosquitto); not asking again "
+                    "for %.0f s", _REQUEST_SUSPECT_S, self._request_backoff)
+
     def _on_state(self, state: AgentState) -> None:
+        was_online, self._online = self._online, state.online
+        if was_online and not state.online:
+            self._connection_lost()
+        if state.online and not was_online:
+            self._request_desired()
         if state.online and self._outbox and self.host is not None:
             pending, self._outbox = list(self._outbox), deque(maxlen=_OUTBOX)
             for topic, payload in pending:

@@ -29,7 +29,8 @@ def build_uplink(
     ``OSError``/``ssl.SSLError`` for unreadable TLS files, before anything connects."""
     from agent.uplink.transport import MqttTransport
 
-    will = Will(topics.status_topic(hub_id), status_payload(hub_id, "offline", "connection lost"))
+    will = Will(topics.status_topic(hub_id, config.topic_prefix),
+                status_payload(hub_id, "offline", "connection lost"), delay_s=config.will_delay_s)
     settings = settings_from_config(config, config.client_id or f"tec-agent-{hub_id}",
                                     persistent=True, will=will)
     transport = MqttTransport(settings, loop)

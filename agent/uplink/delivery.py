@@ -88,8 +88,8 @@ class Delivery:
         self._transport = transport
         self._on_acked = on_acked
         self._on_connection = on_connection
-        self.event_topic = topics.event_topic(hub_id)
-        self.status_topic = topics.status_topic(hub_id)
+        self.event_topic = topics.event_topic(hub_id, cfg.topic_prefix)
+        self.status_topic = topics.status_topic(hub_id, cfg.topic_prefix)
         self.connected = False
         self.connects = 0
         self.published = 0

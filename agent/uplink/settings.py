@@ -40,6 +40,7 @@ class Will:
     payload: bytes
     qos: int = 1
     retain: bool = True
+    delay_s: int = 0     # MQTT 5 Will Delay Interval (3.1.1 has none: published at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class ClientSettings:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 60.0
     reconnect_alarm_s: float = 5.0
+    manual_ack: bool = False            # PUBACK only when the owner calls ack() (ingester)
+    receive_maximum: int = 0            # MQTT 5: messages unacknowledged to us (0: broker's)
 
 
 def settings_from_config(cfg: MqttConfig, client_id: str, *, persistent: bool,

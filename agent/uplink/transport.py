@@ -10,7 +10,18 @@ the loop's default executor, one attempt at a time.
 
 Reconnection is ours: jittered exponential backoff, capped at ``reconnect_max_s``, and no
 wait longer than ``reconnect_alarm_s`` while :meth:`MqttTransport.set_urgent` says an alarm
-is waiting. Paho keeps QoS 1 messages of a persistent session across reconnects and resends
+is waiting. The backoff starts again from ``reconnect_min_s`` only after a connection stayed
+up for :func:`stable_after` (a broker that accepts and drops at once must not be hammered:
+issue 20 counted 1,565 reconnects in 10 minutes against RabbitMQ). Refusals and disconnects
+are logged with the broker's reason code and Reason String; a protocol-5 connection closed
+before any CONNACK says that the broker may not speak MQTT 5.
+
+Subscriptions never hold up delivery: they are sent after the owner heard of the connection,
+and one that is refused (SUBACK failure) or whose connection dies before its SUBACK (some
+brokers close the connection on a refused SUBSCRIBE) is left out of the following connects
+and retried on its own backoff, while publishing goes on.
+
+Paho keeps QoS 1 messages of a persistent session across reconnects and resends
 them itself. :meth:`MqttTransport.close` sends DISCONNECT and waits for it to be written
 before closing, so the broker does not publish the will over a retained status.
 
@@ -30,6 +41,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -37,12 +49,33 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.ports import InboundMessage, Published, PublishState, TransportListener, Unsubscribe
+from agent.ports import (
+    HubMessage,
+    InboundMessage,
+    Published,
+    PublishState,
+    TransportListener,
+    Unsubscribe,
+)
 from agent.uplink.settings import ClientSettings, backoff_delays
 
 log = logging.getLogger(__name__)
 
 _MISC_EVERY_S = 1.0
+_SUB_RETRY_FIRST_S = 1.0
+
+
+def stable_after(settings: ClientSettings) -> float:
+    """How long a connection must have stayed up before the reconnect backoff starts
+    again from its minimum: two keepalives, at least 30 s."""
+    return max(2.0 * settings.keepalive_s, 30.0)
+
+
+def _reason(reason_code: Any, properties: Any) -> str:
+    """The broker's reason code, with its Reason String (MQTT 5) when it sent one."""
+    text = str(reason_code)
+    extra = getattr(properties, "ReasonString", None) if properties is not None else None
+    return f"{text} ({extra})" if extra else text
 _T = TypeVar("_T")
 
 
@@ -84,6 +117,7 @@ def _build(settings: ClientSettings) -> tuple[mqtt.Client, _TrackingContext | No
         client_id=settings.client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else not settings.persistent,
+        manual_ack=settings.manual_ack,
     )
     client.max_inflight_messages_set(settings.max_inflight)
     client.max_queued_messages_set(0)
@@ -95,7 +129,11 @@ def _build(settings: ClientSettings) -> tuple[mqtt.Client, _TrackingContext | No
         client.tls_set_context(tls)
     if settings.will is not None:
         w = settings.will
-        client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
+        props = None
+        if v5 and w.delay_s > 0:
+            props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            props.WillDelayInterval = w.delay_s
+        client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain, properties=props)
     return client, tls
 
 
@@ -105,6 +143,8 @@ def _connect_args(settings: ClientSettings) -> dict[str, Any]:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if settings.persistent:
         props.SessionExpiryInterval = settings.session_expiry_s
+    if settings.receive_maximum:
+        props.ReceiveMaximum = settings.receive_maximum
     return {"clean_start": not settings.persistent, "properties": props}
 
 
@@ -120,12 +160,29 @@ def _cork(sock: Any, on: bool) -> bool:
     return True
 
 
+def _filter_of(subscription: str) -> str:
+    """The topic filter of a subscription: ``$share/<group>/<filter>`` is a shared one."""
+    if subscription.startswith("$share/"):
+        return subscription.split("/", 2)[2]
+    return subscription
+
+
 def _state(rc: MQTTErrorCode) -> PublishState:
     if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
         return PublishState.SENT
     if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
         return PublishState.QUEUED
     return PublishState.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered(HubMessage):
+    """A message as a manual-ack owner (the ingester) gets it: ``mid``/``qos`` name its
+    PUBACK, ``connection`` the connection it came on (see :meth:`MqttTransport.ack`)."""
+
+    mid: int = 0
+    qos: int = 0
+    connection: int = 0
 
 
 class MqttTransport:
@@ -155,8 +212,15 @@ class MqttTransport:
         self._sock: Any = None
         self._fd = -1
         self._connected = False
-        self._ever_connected = False
+        self._connection = 0     # counts connections and losses: names the current one
+        self._up_since: float | None = None   # monotonic time of the current CONNACK
+        self._connack_seen = False             # on this connect attempt (refused or not)
+        self._loss = ""                        # the last disconnect's reason
+        self._sub_waiting: dict[int, str] = {}  # SUBSCRIBE mid -> topic, until its SUBACK
+        self._sub_retry: dict[str, tuple[float, float]] = {}  # topic -> (not before, delay)
+        self._sub_timers: dict[str, asyncio.TimerHandle] = {}
         self._refusal = ""
+        self._last_refusal = ""   # the broker's last CONNACK refusal, until a connect works
         self._closing = False
         self._urgent = False
         self._lost = asyncio.Event()
@@ -171,6 +235,11 @@ class MqttTransport:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def refusal(self) -> str:
+        """The broker's reason for refusing the last connect ("" once one is accepted)."""
+        return self._last_refusal
 
     def set_listener(self, listener: TransportListener) -> None:
         self._listener = listener
@@ -213,6 +282,10 @@ class MqttTransport:
         def unsubscribe() -> None:
             if self._subs.get(topic) is handler:
                 del self._subs[topic]
+                self._sub_retry.pop(topic, None)
+                timer = self._sub_timers.pop(topic, None)
+                if timer is not None:
+                    timer.cancel()
                 if self._connected:
                     self._client.unsubscribe(topic)
 
@@ -221,6 +294,22 @@ class MqttTransport:
     def subscriptions(self) -> dict[str, Callable[[InboundMessage], None]]:
         return dict(self._subs)
 
+    def ack(self, messages: list[Delivered]) -> int:
+        """PUBACK (``manual_ack``) what came on the current connection; returns how many
+        were not acknowledged. A message received on an earlier connection is never
+        acknowledged on a later one (its packet id may by then name another message): the
+        broker redelivers it. Runs on the loop, so no connection change can come between
+        the check and the queued PUBACK."""
+        skipped = 0
+        for m in messages:
+            if m.qos == 0:
+                continue
+            if m.connection != self._connection or not self._connected:
+                skipped += 1
+                continue
+            self._client.ack(m.mid, m.qos)
+        return skipped
+
     async def connect_once(self) -> None:
         """One blocking connect attempt in the executor (raises ``OSError``,
         ``ssl.SSLError`` or ``ValueError`` when the broker cannot be reached); the CONNACK
@@ -228,6 +317,7 @@ class MqttTransport:
         self._loop_thread = threading.get_ident()
         self._drop_socket()
         self._lost.clear()
+        self._connack_seen = False
         fut = self._loop.run_in_executor(None, self._connect_blocking)
         self._connecting = fut
         try:
@@ -304,12 +394,17 @@ class MqttTransport:
             await self._lost.wait()
             if self._closing:
                 break
-            if self._ever_connected:
+            up, self._up_since = self._up_since, None
+            if up is not None and time.monotonic() - up >= stable_after(s):
                 delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s)
-                self._ever_connected = False
             wait = next(delays)
-            log.warning("MQTT connection lost; reconnecting in %.1f s%s", wait,
-                        self._urgent_note(wait))
+            if not self._connack_seen and s.protocol == "5":
+                log.warning("MQTT broker %s:%d closed the connection before any CONNACK: it "
+                            "may not support MQTT 5; if so set mqtt.protocol = \"3.1.1\"",
+                            s.host, s.port)
+            log.warning("MQTT connection lost (%s); reconnecting in %.1f s%s",
+                        self._loss or "closed", wait, self._urgent_note(wait))
+            self._loss = ""
             await self._backoff_wait(wait)
 
     def _urgent_note(self, wait: float) -> str:
@@ -451,32 +546,78 @@ class MqttTransport:
 
     # -- paho callbacks (on the loop, inside loop_read/loop_write/loop_misc) ---------------------
     def _send_subscribe(self, topic: str, on_granted: Callable[[bool], None] | None) -> None:
+        retry = self._sub_retry.get(topic)
+        if retry is not None and retry[0] > time.monotonic():
+            # Refused or suspected of costing a connection: not before its own backoff.
+            if on_granted is not None:
+                self._grant_on_connect[topic] = on_granted
+            if topic not in self._sub_timers:
+                self._sub_timers[topic] = self._loop.call_later(
+                    retry[0] - time.monotonic(), self._retry_subscribe, topic)
+            return
         rc, mid = self._client.subscribe(topic, qos=1)
+        if mid is not None and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._sub_waiting[mid] = topic
         if on_granted is not None:
             if mid is None or rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._loop.call_soon(on_granted, False)
             else:
                 self._granted[mid] = on_granted
 
+    def _subscribe_all(self, connection: int) -> None:
+        """After the owner heard of the connection (it publishes first)."""
+        if connection != self._connection or not self._connected:
+            return
+        for topic in list(self._subs):
+            self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+
+    def _retry_subscribe(self, topic: str) -> None:
+        self._sub_timers.pop(topic, None)
+        if self._connected and topic in self._subs and topic not in self._sub_waiting.values():
+            self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+
+    def _sub_failed(self, topic: str, why: str) -> None:
+        prev = self._sub_retry.get(topic)
+        cap = max(self.settings.reconnect_max_s, _SUB_RETRY_FIRST_S)
+        delay = _SUB_RETRY_FIRST_S if prev is None else min(prev[1] * 2, cap)
+        self._sub_retry[topic] = (time.monotonic() + delay, delay)
+        log.error("MQTT subscription %s %s; retrying it in %.0f s (publishing goes on)",
+                  topic, why, delay)
+        if self._connected and topic not in self._sub_timers:
+            self._sub_timers[topic] = self._loop.call_later(delay, self._retry_subscribe, topic)
+
     def _cb_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
+        self._connack_seen = True
         if reason_code.is_failure:
-            self._refusal = str(reason_code)
-            log.error("MQTT broker refused connection: %s", reason_code)
+            self._refusal = self._last_refusal = _reason(reason_code, properties)
+            log.error("MQTT broker %s:%d refused the connection: %s", self.settings.host,
+                      self.settings.port, self._refusal)
             return
-        self._refusal = ""
+        self._refusal = self._last_refusal = ""
         self._connected = True
-        self._ever_connected = True
-        for topic in self._subs:
-            self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+        self._connection += 1
+        self._up_since = time.monotonic()
         if self._listener is not None:
             self._loop.call_soon(self._listener.on_connected,
                                  bool(getattr(flags, "session_present", False)))
+        self._loop.call_soon(self._subscribe_all, self._connection)
 
     def _cb_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self._connected = False
-        reason, self._refusal = self._refusal or str(reason_code), ""
+        self._connection += 1
+        for mid, topic in self._sub_waiting.items():
+            self._sub_failed(topic, "got no SUBACK before the connection closed")
+            cb = self._granted.pop(mid, None)
+            if cb is not None:
+                self._grant_on_connect[topic] = cb   # heard when it is granted later
+        self._sub_waiting.clear()
+        for timer in self._sub_timers.values():
+            timer.cancel()
+        self._sub_timers.clear()
+        self._loss = _reason(reason_code, properties)
+        reason, self._refusal = self._refusal or self._loss, ""
         if self._listener is not None:
             self._loop.call_soon(self._listener.on_disconnected, reason)
 
@@ -488,13 +629,26 @@ class MqttTransport:
     def _cb_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any,
                       properties: Any) -> None:
         cb = self._granted.pop(mid, None)
+        topic = self._sub_waiting.pop(mid, None)
+        bad = [str(rc) for rc in reason_codes if rc.is_failure]
+        if topic is not None:
+            if bad:
+                self._sub_failed(topic, "refused by the broker: "
+                                 + _reason(", ".join(bad), properties))
+            else:
+                self._sub_retry.pop(topic, None)
         if cb is not None:
-            self._loop.call_soon(cb, not any(rc.is_failure for rc in reason_codes))
+            self._loop.call_soon(cb, not bad)
 
     def _cb_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         for pattern, handler in self._subs.items():
-            if mqtt.topic_matches_sub(pattern, msg.topic):
-                inbound = InboundMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
+            if mqtt.topic_matches_sub(_filter_of(pattern), msg.topic):
+                inbound: InboundMessage
+                if self.settings.manual_ack:
+                    inbound = Delivered(msg.topic, bytes(msg.payload), bool(msg.retain),
+                                        msg.mid, msg.qos, self._connection)
+                else:
+                    inbound = InboundMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
                 self._loop.call_soon(handler, inbound)
                 return
 
@@ -542,6 +696,21 @@ class BlockingClient:
     def publish(self, topic: str, payload: bytes, qos: int = 1,
                 retain: bool = False) -> Published:
         return self._call(self._transport.publish, topic, payload, qos, retain)
+
+    def ack(self, messages: list[Delivered]) -> int:
+        return self._call(self._transport.ack, messages)
+
+    @property
+    def connected(self) -> bool:
+        return self._transport.connected
+
+    @property
+    def refusal(self) -> str:
+        return self._transport.refusal
+
+    def keep_connected(self) -> None:
+        """Reconnect with backoff after every loss from now on (until :meth:`close`)."""
+        self._call(self._transport.connect)
 
     def close(self, timeout: float = 2.0) -> None:
         try:

@@ -16,8 +16,10 @@ PROFILES = ("thingy52",)
 BUTTON_ACTIONS = ("pendant", "cancel")
 _BINDKEY = re.compile(r"[0-9A-Fa-f]{32}")
 _ID = {
-    "pattern": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
-    "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ . - (it stands in an MQTT topic level)",
+    "pattern": r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
+    "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ - (it stands in an MQTT topic level; no"
+                    " '.': RabbitMQ's MQTT plugin turns '.' into '/', so the device's state"
+                    " would land on another topic)",
 }
 _MAC = {
     "pattern": r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}",

@@ -24,8 +24,10 @@ DEFAULT_HOLD_S = 3.0
 # BCM numbering: GPIO0..27 exist on every 40-pin Pi header.
 _PIN = {"min": 0, "max": 27, "doc": "BCM pin number"}
 _ID = {
-    "pattern": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
-    "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ . - (it stands in an MQTT topic level)",
+    "pattern": r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
+    "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ - (it stands in an MQTT topic level; no"
+                    " '.': RabbitMQ's MQTT plugin turns '.' into '/', so the device's state"
+                    " would land on another topic)",
 }
 
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from agent.config_checks import unique_entries
 
 _ID = {
-    "pattern": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
-    "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ . - (it stands in an MQTT topic level)",
+    "pattern": r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
+    "pattern_hint": "must be 1-64 of A-Z a-z 0-9 _ - (it stands in an MQTT topic level; no"
+                    " '.': RabbitMQ's MQTT plugin turns '.' into '/', so the device's state"
+                    " would land on another topic)",
 }
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 # Contact ID account digits: 0-9 and B-F ("A" stands for 0 on the DTMF line, never in data).

@@ -137,3 +137,43 @@ def test_the_man_page_covers_every_command() -> None:
         names = [f"{name} {n}" for n in nested[0].choices] if nested else [name]
         missing += [n for n in names if f".B {n} " not in page and f".B {n}\n" not in page]
     assert not missing, f"not in tec-agent.1: {missing}"
+
+
+def test_a_dot_in_hub_id_is_refused_naming_rabbitmq(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20: RabbitMQ turns '.' into '/' in MQTT topics (0 of 6 events matched
+    tec/v1/+/event, commands silently dropped)."""
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'hub_id = "hub.7"\n[store]\npath = "{tmp_path / "events.db"}"\n')
+    assert main(["check-config", str(cfg)]) == 2
+    out = capsys.readouterr().out
+    assert "hub_id:" in out and "RabbitMQ" in out and "'hub.7'" in out
+
+
+@pytest.mark.parametrize("prefix, expect", [
+    ("", None),
+    ("council-a", None),
+    ("council-a/north", None),
+    ("council/a/#", "must be empty or 1-4 topic levels"),
+    ("/council", "must be empty or 1-4 topic levels"),
+    ("$SYS", "must be empty or 1-4 topic levels"),
+])
+def test_topic_prefix_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 prefix: str, expect: str | None) -> None:
+    cfg = _write(tmp_path, f'[mqtt]\ntopic_prefix = "{prefix}"\n')
+    code = main(["check-config", str(cfg)])
+    out = capsys.readouterr().out
+    if expect is None:
+        assert code == 0, out
+    else:
+        assert code == 2 and f"mqtt.topic_prefix: {expect}" in out, out
+
+
+def test_default_topics_stay_tec_v1_exactly() -> None:
+    from agent.uplink import topics
+
+    assert topics.event_topic("hub-1") == "tec/v1/hub-1/event"
+    assert topics.device_topic("hub-1", "pir") == "tec/v1/hub-1/device/pir"
+    assert topics.cmd_topic("hub-1", "x", prefix="council-a") == "council-a/tec/v1/hub-1/cmd/x"
+    assert topics.split("council-a/tec/v1/hub-1/status", "council-a") == ("hub-1", "status")
+    assert topics.split("tec/v1/hub-1/status", "council-a") is None

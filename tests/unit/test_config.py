@@ -126,3 +126,20 @@ def test_check_config_cli_missing_file(tmp_path: Path) -> None:
     res = _cli("check-config", str(tmp_path / "missing.toml"))
     assert res.returncode == 2 and "file not found" in res.stdout
     assert "Traceback" not in res.stderr
+
+
+def test_will_delay_defaults_to_a_few_seconds_and_stays_within_the_session() -> None:
+    assert parse_config_text('hub_id = "h"\n').mqtt.will_delay_s == 5
+    with pytest.raises(ConfigError, match=r"mqtt\.will_delay_s: greater than session_expiry_s"):
+        parse_config_text('hub_id = "h"\n[mqtt]\nsession_expiry_s = 10\nwill_delay_s = 30\n')
+
+
+@pytest.mark.parametrize("section", [
+    '[[gpio.devices]]\nid = "cord.1"\nkind = "pull_cord"\npin = 17\n',
+    '[[serial.units]]\nid = "unit.1"\nport = "/dev/ttyUSB0"\n',
+    '[[ble.devices]]\nid = "pendant.1"\nkind = "button"\naddress = "A4:C1:38:8D:18:B2"\n',
+])
+def test_device_ids_may_not_contain_a_dot(section: str) -> None:
+    """A device id is an MQTT topic level (device/{device_id}); RabbitMQ maps '.' to '/'."""
+    with pytest.raises(ConfigError, match=r"\.id: must be 1-64 of A-Z a-z 0-9 _ - .*RabbitMQ"):
+        parse_config_text('hub_id = "h"\n' + section)

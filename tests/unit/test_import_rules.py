@@ -27,7 +27,7 @@ TOOLS_MAY_USE = DRIVER_MAY_USE | {"agent.conditions", "agent.offline"}
 STORE_MAY_USE = {"agent", "agent.errors", "agent.model"}
 # The composition root is entered only from the top: the entry point, the CLI, the runner,
 # and the commissioning walk (which drives a running Agent).
-APP_IMPORTERS = {"agent.__main__", "agent.cli", "agent.runtime", "agent.commission"}
+APP_IMPORTERS = {"agent.__main__", "agent.cli", "agent.runtime", "agent.commission", "agent.sim"}
 # Third-party libraries wrapped in one place.
 ONLY_IMPORTER = {"paho": {"agent.uplink.transport"}}
 # Cycles between units that exist today (each a set of units importing each other, directly

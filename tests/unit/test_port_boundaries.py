@@ -16,10 +16,16 @@ def _sources(*dirs: str) -> list[Path]:
     return sorted(p for d in dirs for p in (ROOT / d).rglob("*.py"))
 
 
+# The service side's own database (issue 20's ingester, not the hub's store) keeps its SQL in
+# its database modules; the PostgreSQL test fixture creates the database it runs on.
+SERVICE_DB = {"agent/ingest/db.py", "agent/ingest/postgres_db.py", "agent/ingest/sqlite_db.py",
+              "agent/sim/local_postgres.py"}
+
+
 def test_no_sql_outside_the_store() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in _sources("agent", "drivers")
                  if "agent/store/" not in p.as_posix() and SQL.search(p.read_text())]
-    assert offenders == []
+    assert sorted(set(offenders) - SERVICE_DB) == []
 
 
 def test_no_component_reaches_for_the_store_connection() -> None:

@@ -140,6 +140,12 @@ def test_plan_forbids_identity_store_and_lockout(home: Config, tmp_path: Path) -
                                                          "remote.config_path"]
 
 
+def test_plan_forbids_moving_the_hub_to_another_tenant_prefix(home: Config) -> None:
+    doc = without_nulls(config_to_dict(home))
+    moved = parse_config(merge_patch(doc, {"mqtt": {"topic_prefix": "council-b"}}))
+    assert [f.split(":")[0] for f in plan_change(home, moved).forbidden] == ["mqtt.topic_prefix"]
+
+
 def test_plan_rebuilds_only_what_depends_on_the_change(home: Config) -> None:
     doc = without_nulls(config_to_dict(home))
     window = parse_config(merge_patch(doc, {"inactivity": {"prewarning_s": 300.0}}))

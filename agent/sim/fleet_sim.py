@@ -1,0 +1,354 @@
+"""``tec-agent simulate --hubs N``: a fleet of real agents against one broker and the ingester.
+
+N :class:`~agent.app.Agent` s run in this one process on one asyncio loop (the transport needs
+no thread per connection; bench/agents_per_process.py holds 2,000), each with its own store
+in a temporary directory and a MockFactory PIR and pull cord. The ingester runs as its own
+process(es) (``tec-agent ingest``), so the figures per hub are the hubs' own.
+
+Load per hub: PIR motion at random (Poisson, mean ``motion_every_s``, 60 s: telemetry), the
+front door opened and closed at random (Poisson, mean ``door_every_s``, 10 min: two info
+events) and one pull-cord alarm at a uniformly random moment of the run (far more alarms than
+a real home raises, so that the latency percentiles rest on N samples).
+
+``accepted``: events other than telemetry the hubs committed to their stores (telemetry may
+be coalesced or dropped under pressure by design; it is counted apart, ``telemetry``);
+``ingested``: those found in the ingester's database once the hubs' outboxes are empty;
+``lost`` = accepted - ingested (must be 0); ``duplicates``: copies the database recognised
+and did not store again (the ingesters' counters). ``alarm_p50_ms``/``alarm_p99_ms``: hub
+clock at the alarm's creation to the database's ``stored_at`` (one machine, one clock).
+``rss_per_hub_mb``: this process's resident memory over N; ``cpu_s_per_hub``: this
+process's CPU seconds (user + system) from the first agent's start to the end of the drain,
+over N.
+
+Faults for the measurements: ``restart_broker_at_s`` (a local broker with persistence is
+stopped and started again), ``kill_ingester_at_s`` (the first of ``ingesters`` is killed
+with SIGKILL and restarted 5 s later under the same client id, as a supervisor would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.config import parse_config_text
+from agent.model import Event, Priority
+
+log = logging.getLogger(__name__)
+
+RESULT_KEYS = ("hubs", "accepted", "ingested", "duplicates", "lost", "alarm_p50_ms",
+               "alarm_p99_ms", "rss_per_hub_mb", "cpu_s_per_hub")
+PIR_PIN, CORD_PIN, DOOR_PIN = 17, 27, 22
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAccess:
+    host: str
+    port: int
+    username: str
+    password_file: str
+
+
+@dataclass
+class FleetOptions:
+    hubs: int
+    minutes: float
+    workdir: Path
+    db_url: str
+    ingesters: int = 1
+    motion_every_s: float = 60.0
+    door_every_s: float = 600.0
+    restart_broker_at_s: float | None = None
+    kill_ingester_at_s: float | None = None
+    drain_timeout_s: float = 300.0
+    seed: int = 1
+
+
+@dataclass
+class _Hub:
+    agent: Any
+    factory: Any
+    accepted: set[str] = field(default_factory=set)
+    telemetry: int = 0
+    alarms: set[str] = field(default_factory=set)
+
+
+def hub_config_text(i: int, root: Path, broker: BrokerAccess) -> str:
+    return (f'hub_id = "sim-{i:05d}"\n'
+            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+            f'username = "{broker.username}"\npassword_file = "{broker.password_file}"\n'
+            'reconnect_min_s = 0.5\nreconnect_max_s = 10.0\n'
+            f'[store]\npath = "{root / f"h{i}" / "events.db"}"\n'
+            '[agent]\nassume_clock_synced = true\nshutdown_timeout_s = 2.0\n'
+            '[gpio]\npin_factory = "mock"\n'
+            f'[[gpio.devices]]\nid = "pir"\nkind = "pir"\npin = {PIR_PIN}\nbounce_s = 0.0\n'
+            f'[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = {CORD_PIN}\n'
+            'bounce_s = 0.0\n'
+            f'[[gpio.devices]]\nid = "front-door"\nkind = "door"\npin = {DOOR_PIN}\n'
+            'bounce_s = 0.0\n')
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+class Ingesters:
+    """``tec-agent ingest`` processes of one group, each with its own client id."""
+
+    def __init__(self, broker: BrokerAccess, db_url: str, count: int, logdir: Path) -> None:
+        self.broker, self.db_url, self.logdir = broker, db_url, logdir
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        self.stats: list[dict[str, int]] = []
+
+    def _log(self, n: int) -> Path:
+        return self.logdir / f"ingest-{n}.log"
+
+    def start(self, n: int, timeout: float = 30.0) -> None:
+        log_path = self._log(n)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as err:
+            self.procs[n] = subprocess.Popen(
+                [sys.executable, "-m", "agent", "ingest", "--broker",
+                 f"mqtt://{self.broker.username}@{self.broker.host}:{self.broker.port}",
+                 "--password-file", self.broker.password_file, "--db", self.db_url,
+                 "--client-id", f"tec-sim-ingest-{n}", "--log-level", "INFO"],
+                stdout=subprocess.PIPE, stderr=err)
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.procs[n]
+            assert proc is not None
+            if proc.poll() is not None:
+                raise RuntimeError(f"ingester {n} exited: "
+                                   f"{log_path.read_bytes()[offset:].decode(errors='replace')}")
+            if self._subscribed(n, offset):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ingester {n} did not subscribe within {timeout:g} s")
+            time.sleep(0.1)
+
+    def _subscribed(self, n: int, offset: int) -> bool:
+        # The ingest CLI logs "ingesting ..." (INFO) once its subscriptions are granted.
+        return b"ingesting" in self._log(n).read_bytes()[offset:]
+
+    def start_all(self) -> None:
+        for n in range(len(self.procs)):
+            self.start(n)
+
+    def kill(self, n: int) -> None:
+        proc = self.procs[n]
+        if proc is not None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            self.procs[n] = None
+
+    def stop_all(self) -> None:
+        import json
+
+        for n, proc in enumerate(self.procs):
+            if proc is None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
+            if lines:
+                try:
+                    self.stats.append(json.loads(lines[-1]))
+                except ValueError:
+                    log.warning("ingester %d printed no counters: %s", n, lines[-1][:200])
+            self.procs[n] = None
+
+
+async def _drive(hubs: list[_Hub], opts: FleetOptions, pins: concurrent.futures.Executor,
+                 faults: list[tuple[float, Callable[[], None]]]) -> None:
+    """Motion at random and one alarm per hub, for ``opts.minutes``; faults at their time."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(opts.seed)
+    duration = opts.minutes * 60.0
+    start = time.monotonic()
+    plan: list[tuple[float, int, str]] = []
+    for i in range(len(hubs)):
+        for what, every in (("motion", opts.motion_every_s), ("door", opts.door_every_s)):
+            t = rng.expovariate(1.0 / every)
+            while t < duration:
+                plan.append((t, i, what))
+                t += rng.expovariate(1.0 / every)
+        plan.append((rng.uniform(0.05, 0.9) * duration, i, "alarm"))
+    plan += [(at, -1, f"fault{k}") for k, (at, _) in enumerate(faults)]
+    plan.sort()
+
+    def pulse(factory: Any, pin: int, active_low: bool) -> None:
+        p = factory.pin(pin)
+        if active_low:
+            p.drive_low()
+            p.drive_high()
+        else:
+            p.drive_high()
+            p.drive_low()
+
+    for at, i, what in plan:
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if what.startswith("fault"):
+            await loop.run_in_executor(None, faults[int(what[5:])][1])
+            continue
+        h = hubs[i]
+        if what == "motion":
+            loop.run_in_executor(pins, pulse, h.factory, PIR_PIN, False)
+        elif what == "door":
+            loop.run_in_executor(pins, pulse, h.factory, DOOR_PIN, False)
+        else:
+            loop.run_in_executor(pins, pulse, h.factory, CORD_PIN, True)
+    left = start + duration - time.monotonic()
+    if left > 0:
+        await asyncio.sleep(left)
+
+
+def _faults(opts: FleetOptions, ingesters: Ingesters,
+            restart_broker: Callable[[], None] | None) -> list[tuple[float, Callable[[], None]]]:
+    """The faults asked for, as (seconds into the load, action)."""
+    faults: list[tuple[float, Callable[[], None]]] = []
+    if opts.restart_broker_at_s is not None and restart_broker is not None:
+        faults.append((opts.restart_broker_at_s, restart_broker))
+    if opts.kill_ingester_at_s is not None:
+        def kill_and_restart() -> None:
+            ingesters.kill(0)
+            time.sleep(5.0)
+            ingesters.start(0)
+        faults.append((opts.kill_ingester_at_s, kill_and_restart))
+    return faults
+
+
+def _alarm_latencies_ms(hubs: list[_Hub],
+                        rows: dict[tuple[str, str], tuple[str, str, float]]) -> list[float]:
+    """Hub clock at an alarm's creation to the database's ``stored_at``, per stored alarm."""
+    latencies = []
+    for h in hubs:
+        for eid in h.alarms:
+            row = rows.get((h.agent.hub_id, eid))
+            if row is not None:
+                created = datetime.fromisoformat(row[1].replace("Z", "+00:00")).timestamp()
+                latencies.append((row[2] - created) * 1000.0)
+    return latencies
+
+
+async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
+                    restart_broker: Callable[[], None] | None = None) -> dict[str, Any]:
+    from gpiozero.pins.mock import MockFactory
+
+    from agent.app import Agent, Hardware
+    from agent.ingest.db import open_db
+
+    root = opts.workdir
+    root.mkdir(parents=True, exist_ok=True)
+    ingesters = Ingesters(broker, opts.db_url, opts.ingesters, root)
+    ingesters.start_all()
+    hubs: list[_Hub] = []
+    cpu0 = _cpu_s()
+    t0 = time.monotonic()
+    pins = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fleet-pins")
+    try:
+        for i in range(opts.hubs):
+            (root / f"h{i}").mkdir(parents=True, exist_ok=True)
+            cfg = parse_config_text(hub_config_text(i, root, broker), f"hub {i}")
+            factory = MockFactory()
+            agent = Agent(cfg, hardware=Hardware(pin_factory=factory))
+            hub = _Hub(agent, factory)
+
+            def note(ev: Event, hub: _Hub = hub) -> None:
+                if ev.priority == Priority.TELEMETRY:
+                    hub.telemetry += 1
+                else:
+                    hub.accepted.add(ev.id)
+                    if ev.priority == Priority.ALARM:
+                        hub.alarms.add(ev.id)
+
+            agent.subscribe_events(note)
+            await agent.start()
+            hubs.append(hub)
+        started = time.monotonic()
+        log.warning("%d hubs started in %.1f s", len(hubs), started - t0)
+        faults = _faults(opts, ingesters, restart_broker)
+        load_cpu0, load_t0 = _cpu_s(), time.monotonic()
+        await _drive(hubs, opts, pins, faults)
+        load_cpu, load_s = _cpu_s() - load_cpu0, time.monotonic() - load_t0
+        # Drain: every hub's outbox empty (all acknowledged by the broker) ...
+        deadline = time.monotonic() + opts.drain_timeout_s
+        while any(h.agent.state.backlog for h in hubs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        undrained = sum(1 for h in hubs if h.agent.state.backlog)
+        # ... and every accepted event in the database.
+        accepted = {(h.agent.hub_id, eid) for h in hubs for eid in h.accepted}
+        reader = open_db(opts.db_url)
+        try:
+            rows: dict[tuple[str, str], tuple[str, str, float]] = {}
+            while time.monotonic() < deadline:
+                rows = {(r[0], r[1]): (r[2], r[3], r[4]) for r in reader.event_rows("sim-")}
+                if accepted <= rows.keys():
+                    break
+                await asyncio.sleep(1.0)
+        finally:
+            reader.close()
+        cpu = _cpu_s() - cpu0
+        rss = _rss_mb()
+        elapsed = time.monotonic() - t0
+    finally:
+        for h in reversed(hubs):
+            try:
+                await asyncio.wait_for(h.agent.stop(), 10)
+            except Exception:
+                log.exception("hub %s did not stop cleanly", h.agent.hub_id)
+        pins.shutdown(wait=True)
+        ingesters.stop_all()
+    found = accepted & rows.keys()
+    latencies = _alarm_latencies_ms(hubs, rows)
+    p50, p99 = _percentile(latencies, 0.50), _percentile(latencies, 0.99)
+    n = max(1, len(hubs))
+    result = {
+        "hubs": len(hubs), "accepted": len(accepted), "ingested": len(found),
+        "duplicates": sum(s.get("duplicates", 0) for s in ingesters.stats),
+        "lost": len(accepted) - len(found),
+        "alarm_p50_ms": None if p50 is None else round(p50, 1),
+        "alarm_p99_ms": None if p99 is None else round(p99, 1),
+        "rss_per_hub_mb": round(rss / n, 3), "cpu_s_per_hub": round(cpu / n, 4),
+    }
+    extra = {"alarms": len(latencies), "telemetry": sum(h.telemetry for h in hubs),
+             "elapsed_s": round(elapsed, 1),
+             "start_s": round(started - t0, 1), "undrained_hubs": undrained,
+             "load_s": round(load_s, 1), "load_cpu_s": round(load_cpu, 2),
+             "hubs_per_core": round(len(hubs) * load_s / load_cpu, 1) if load_cpu else None,
+             "rss_mb": round(rss, 1), "ingester_stats": ingesters.stats}
+    return {"result": result, "extra": extra}

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Fleet: hubs one core holds (``fleet_hubs_per_core``), from ``tec-agent simulate --hubs``.
+
+N real agents in one process against one mosquitto and one ``tec-agent ingest`` on a
+private PostgreSQL, for M minutes of motion (Poisson, mean 60 s per hub) and one alarm per
+hub. The figure is N x load seconds / CPU seconds the hubs' process spent during the load
+(the start-up of the agents is not in it). No baseline: nothing comparable runs in the same
+run (bench/agents_per_process.py is the capacity test). BENCH_FLEET_HUBS (default 200),
+BENCH_FLEET_MINUTES (default 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent.sim.local_postgres import LocalPostgres
+
+HUBS = int(os.environ.get("BENCH_FLEET_HUBS", "200"))
+MINUTES = float(os.environ.get("BENCH_FLEET_MINUTES", "1"))
+
+
+def main() -> None:
+    with LocalPostgres() as pg:
+        url = pg.create_database("bench_fleet")
+        res = subprocess.run([sys.executable, "-m", "agent", "simulate", "--hubs", str(HUBS),
+                              "--minutes", str(MINUTES), "--local-broker", "--db", url],
+                             capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if res.returncode != 0:
+        sys.exit(f"fleet simulation failed ({res.returncode}): {res.stderr[-2000:]}")
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    extra = json.loads([ln for ln in res.stderr.splitlines() if ln.startswith("{")][-1])
+    print(json.dumps({"name": "fleet_hubs_per_core", "value": extra["hubs_per_core"],
+                      "unit": "hubs/core", "baseline": None, "ratio": None, **result,
+                      "load_s": extra["load_s"], "load_cpu_s": extra["load_cpu_s"]}))
+
+
+if __name__ == "__main__":
+    main()

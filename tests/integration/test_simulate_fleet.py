@@ -1,0 +1,32 @@
+"""`tec-agent simulate --hubs N` (issue 20): N real agents, one broker, the ingester; the last
+stdout line is the contract's JSON object."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.harness import agent_cmd
+
+KEYS = ["hubs", "accepted", "ingested", "duplicates", "lost", "alarm_p50_ms", "alarm_p99_ms",
+        "rss_per_hub_mb", "cpu_s_per_hub"]
+
+
+def test_a_small_fleet_delivers_every_accepted_event_to_the_database() -> None:
+    res = subprocess.run(agent_cmd("simulate", "--hubs", "4", "--minutes", "0.15",
+                                   "--local-broker"),
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert list(doc) == KEYS
+    assert doc["hubs"] == 4 and doc["lost"] == 0
+    assert doc["accepted"] >= 4                      # one pull-cord alarm per hub at least
+    assert doc["ingested"] == doc["accepted"]
+    assert 0 < doc["alarm_p50_ms"] <= doc["alarm_p99_ms"] < 10_000
+    assert doc["rss_per_hub_mb"] > 0 and doc["cpu_s_per_hub"] > 0
+
+
+def test_the_fleet_flags_are_checked() -> None:
+    res = subprocess.run(agent_cmd("simulate", "--hubs", "2", "--restart-broker-at", "5"),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--local-broker" in res.stderr
