@@ -96,6 +96,19 @@ class FallConfig:
                   "doc": "an impact from lying (5 s lying before it) is set aside as rolling "
                          "over only below this peak |a|: a drop out of bed hits harder"},
     )
+    lay_down_max_g: float = field(
+        default=2.0,
+        metadata={"min": 1.1, "max": 16.0,
+                  "doc": "a posture-confirmed impact below this peak |a| with no free fall "
+                         "before it is lying down on purpose (onto a bed), not a fall "
+                         "(at or below gate_g: rule off)"},
+    )
+    free_fall_g: float = field(
+        default=0.5,
+        metadata={"min": 0.0, "max": 1.0,
+                  "doc": "|a| (0.1 s mean) that the second before an impact must dip below "
+                         "to count as falling freely (see lay_down_max_g)"},
+    )
     still_g: float = field(
         default=0.05,
         metadata={"min": 0.005, "max": 0.5,
@@ -120,7 +133,8 @@ class FallConfig:
 
     def confirm_rule(self) -> ConfirmRule:
         return ConfirmRule(self.lying_tilt_deg, self.slumped_tilt_deg, self.still_g,
-                           self.lying_before_deg, self.already_lying_max_g)
+                           self.lying_before_deg, self.already_lying_max_g,
+                           self.lay_down_max_g, self.free_fall_g)
 
     def validate(self, path: str) -> list[str]:
         problems = []

@@ -31,6 +31,7 @@ from agent.fall.signal import (
     PRE_SAMPLES,
     SAMPLE_RATE_HZ,
     WINDOW_SAMPLES,
+    free_fall_min_g,
     gravity_reference,
     magnitude,
     tilt_deg,
@@ -269,7 +270,8 @@ class WearableStream:
         lead = self._slice(lead_lo, start) if lead_lo < start else None
         s.evidence = assess(post, s.job.reference, self.rule, SAMPLE_RATE_HZ, s.job.upright,
                             lead=lead, lying_before_s=s.job.lying_before_s,
-                            peak_g=s.job.peak_g)
+                            peak_g=s.job.peak_g,
+                            free_fall_min=free_fall_min_g(s.job.window))
 
     def poll(self, now: float) -> list[Outcome]:
         """Advance confirmations and deadlines to ``now`` (the agent's monotonic time)."""

@@ -63,6 +63,7 @@ from agent.fall.signal import (
     REF_SAMPLES,
     SAMPLE_RATE_HZ,
     WINDOW_SAMPLES,
+    free_fall_min_g,
     gravity_reference,
     magnitude,
     model_input,
@@ -134,7 +135,8 @@ def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
             lying_before = (lying_seconds(before, up, rule.lying_before_deg)
                             if up is not None and len(before) == LYING_N else None)
             ev = assess(acc[d:d + confirm_n], gravity_reference(w), rule, SAMPLE_RATE_HZ, up,
-                        lead=acc[peak:d], lying_before_s=lying_before, peak_g=float(_g))
+                        lead=acc[peak:d], lying_before_s=lying_before, peak_g=float(_g),
+                        free_fall_min=free_fall_min_g(w))
             wins.append(w)
             labels.append(label)
             idx.append(ti)
@@ -357,7 +359,8 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
                          "slumped_tilt_deg": cfg.slumped_tilt_deg, "still_g": cfg.still_g,
                          "lying_before_deg": cfg.lying_before_deg,
                          "lying_before_s": LYING_BEFORE_S,
-                         "already_lying_max_g": cfg.already_lying_max_g},
+                         "already_lying_max_g": cfg.already_lying_max_g,
+                         "lay_down_max_g": cfg.lay_down_max_g, "free_fall_g": cfg.free_fall_g},
         **extra,
     }
 
