@@ -21,6 +21,7 @@ from agent.fall.confirmation import ConfirmRule
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 POSITIONS = ("neck", "waist", "wrist")
 SUPPORTED_POSITIONS = ("neck", "waist")
+LAY_DOWN_POSITIONS = ("neck",)  # where the lay_down posture rule applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,9 @@ class FallConfig:
     lay_down_max_g: float = field(
         default=2.0,
         metadata={"min": 1.1, "max": 16.0,
-                  "doc": "a posture-confirmed impact below this peak |a| with no free fall "
-                         "before it is lying down on purpose (onto a bed), not a fall "
-                         "(at or below gate_g: rule off)"},
+                  "doc": "position neck only: a posture-confirmed impact below this peak "
+                         "|a| with no free fall before it is lying down on purpose (onto a "
+                         "bed), not a fall (at or below gate_g: rule off)"},
     )
     free_fall_g: float = field(
         default=0.5,
@@ -132,9 +133,12 @@ class FallConfig:
     )
 
     def confirm_rule(self) -> ConfirmRule:
+        """The posture rules for this position: ``lay_down`` only at the neck (at the waist
+        it cost SisFall falls, see models/fall/README.md)."""
+        lay_down_max_g = self.lay_down_max_g if self.position in LAY_DOWN_POSITIONS else 0.0
         return ConfirmRule(self.lying_tilt_deg, self.slumped_tilt_deg, self.still_g,
                            self.lying_before_deg, self.already_lying_max_g,
-                           self.lay_down_max_g, self.free_fall_g)
+                           lay_down_max_g, self.free_fall_g)
 
     def validate(self, path: str) -> list[str]:
         problems = []

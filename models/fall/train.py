@@ -39,14 +39,14 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.fall.calibration import UprightCalibration
-from agent.fall.config import FallConfig
+from agent.fall.config import LAY_DOWN_POSITIONS, FallConfig
 from agent.fall.confirmation import LYING_BEFORE_S, assess
 from agent.fall.dataset import Trial, data_version, load_trials
 from agent.fall.evaluation import (
@@ -360,7 +360,8 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
                          "lying_before_deg": cfg.lying_before_deg,
                          "lying_before_s": LYING_BEFORE_S,
                          "already_lying_max_g": cfg.already_lying_max_g,
-                         "lay_down_max_g": cfg.lay_down_max_g, "free_fall_g": cfg.free_fall_g},
+                         "lay_down_max_g": cfg.lay_down_max_g, "free_fall_g": cfg.free_fall_g,
+                         "lay_down_positions": list(LAY_DOWN_POSITIONS)},
         **extra,
     }
 
@@ -432,7 +433,7 @@ class Corpus:
         persons, positions, groups, parts = [], [], [], []
         for ds in sets:
             ts = load_trials(ds.path, wanted)
-            c = extract(ts, cfg)
+            c = extract(ts, replace(cfg, position=ds.position))
             c.trial += len(trials)
             parts.append(c)
             trials.extend(ts)
