@@ -16,12 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.fall.confirmation import ConfirmRule
-
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 POSITIONS = ("neck", "waist", "wrist")
 SUPPORTED_POSITIONS = ("neck", "waist")
-LAY_DOWN_POSITIONS = ("neck",)  # where the lay_down posture rule applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +128,6 @@ class FallConfig:
         metadata={"min": 30.0, "max": 86400.0,
                   "doc": "an episode ends after this even if the wearer never stands up"},
     )
-
-    def confirm_rule(self) -> ConfirmRule:
-        """The posture rules for this position: ``lay_down`` only at the neck (at the waist
-        it cost SisFall falls, see models/fall/README.md)."""
-        lay_down_max_g = self.lay_down_max_g if self.position in LAY_DOWN_POSITIONS else 0.0
-        return ConfirmRule(self.lying_tilt_deg, self.slumped_tilt_deg, self.still_g,
-                           self.lying_before_deg, self.already_lying_max_g,
-                           lay_down_max_g, self.free_fall_g)
 
     def validate(self, path: str) -> list[str]:
         problems = []

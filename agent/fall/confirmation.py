@@ -41,16 +41,20 @@ were chosen by leave-one-person-out on FallAllD's neck recordings (models/fall/R
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agent.fall.signal import BLOCK_SAMPLES, magnitude, tilt_deg
 
+if TYPE_CHECKING:
+    from agent.fall.config import FallConfig
+
 MIN_EVIDENCE_S = 2.0   # fewer seconds than this after a detection is "no data"
 LYING_BEFORE_S = 5.0   # seconds before the window that must all be lying for "already lying"
 LEAD_SKIP_S = 0.5      # the impact itself is not posture: "down" is judged from here on
 UP_AT_END_BLOCKS = 2   # not down in the last two seconds of the confirmation: got up again
+LAY_DOWN_POSITIONS = ("neck",)  # where the lay_down rule applies (at the waist it cost falls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,15 @@ class ConfirmRule:
     already_lying_max_g: float = 3.0
     lay_down_max_g: float = 2.0
     free_fall_g: float = 0.5
+
+
+def rule_for(cfg: FallConfig) -> ConfirmRule:
+    """The posture rules of ``cfg``'s position: ``lay_down`` only in
+    :data:`LAY_DOWN_POSITIONS` (at the waist it cost SisFall falls, models/fall/README.md)."""
+    lay_down_max_g = cfg.lay_down_max_g if cfg.position in LAY_DOWN_POSITIONS else 0.0
+    return ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
+                       cfg.lying_before_deg, cfg.already_lying_max_g, lay_down_max_g,
+                       cfg.free_fall_g)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LYING_BEFORE_S, Evidence, assess
+from agent.fall.confirmation import LYING_BEFORE_S, Evidence, assess, rule_for
 from agent.fall.gate import ImpactGate
 from agent.fall.signal import (
     BLOCK_SAMPLES,
@@ -104,7 +104,7 @@ class WearableStream:
     def __init__(self, device_id: str, cfg: FallConfig) -> None:
         self.device_id = device_id
         self.cfg = cfg
-        self.rule = cfg.confirm_rule()
+        self.rule = rule_for(cfg)
         self.confirm_n = round(cfg.confirm_s * SAMPLE_RATE_HZ)
         self.capacity = (WINDOW_SAMPLES + self.confirm_n
                          + int((10 + LYING_BEFORE_S) * SAMPLE_RATE_HZ))

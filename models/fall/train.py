@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 
 from agent.fall.calibration import UprightCalibration
-from agent.fall.config import LAY_DOWN_POSITIONS, FallConfig
-from agent.fall.confirmation import LYING_BEFORE_S, assess
+from agent.fall.config import FallConfig
+from agent.fall.confirmation import LAY_DOWN_POSITIONS, LYING_BEFORE_S, assess, rule_for
 from agent.fall.dataset import Trial, data_version, load_trials
 from agent.fall.evaluation import (
     pad_recording,
@@ -102,7 +102,7 @@ def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
     """Every gate candidate, with its label and whether the runtime would confirm it
     (posture measured against the upright learnt from the subject's own walking, as in
     :class:`agent.fall.evaluation.Evaluator`)."""
-    rule = cfg.confirm_rule()
+    rule = rule_for(cfg)
     confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
     primes = priming_segments(trials)
     wins, labels, idx, conf = [], [], [], []

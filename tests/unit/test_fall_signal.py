@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import ConfirmRule, assess
+from agent.fall.confirmation import ConfirmRule, assess, rule_for
 from agent.fall.gate import ImpactGate, find_peaks
 from agent.fall.signal import (
     PRE_SAMPLES,
@@ -243,8 +243,8 @@ def test_lying_down_on_purpose_is_set_aside_but_not_a_fall_that_fell_freely() ->
 
 
 def test_lay_down_is_a_neck_rule() -> None:
-    neck = FallConfig(position="neck").confirm_rule()
-    waist = FallConfig(position="waist").confirm_rule()
+    neck = rule_for(FallConfig(position="neck"))
+    waist = rule_for(FallConfig(position="waist"))
     assert neck.lay_down_max_g == FallConfig().lay_down_max_g > FallConfig().gate_g
     assert waist.lay_down_max_g == 0.0
     down, supported = posture(85, 10, 0.005), 1.0
