@@ -94,6 +94,19 @@ class FallConfig:
                   "doc": "an impact from lying (5 s lying before it) is set aside as rolling "
                          "over only below this peak |a|: a drop out of bed hits harder"},
     )
+    lay_down_max_g: float = field(
+        default=2.0,
+        metadata={"min": 1.1, "max": 16.0,
+                  "doc": "position neck only: a posture-confirmed impact below this peak "
+                         "|a| with no free fall before it is lying down on purpose (onto a "
+                         "bed), not a fall (at or below gate_g: rule off)"},
+    )
+    free_fall_g: float = field(
+        default=0.5,
+        metadata={"min": 0.0, "max": 1.0,
+                  "doc": "|a| (0.1 s mean) that the second before an impact must dip below "
+                         "to count as falling freely (see lay_down_max_g)"},
+    )
     still_g: float = field(
         default=0.05,
         metadata={"min": 0.005, "max": 0.5,

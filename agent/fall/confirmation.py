@@ -28,22 +28,33 @@ detection that is *not* confirmed means:
   (peak below ``already_lying_max_g``; rolling over in bed stays under ~2.5 g, a drop from
   a bed onto the floor mostly does not). The window's first second alone is not evidence: in
   many falls the trunk is already pitching over then.
+
+A detection that would be confirmed is set aside as **lay_down** (lying down on purpose:
+onto a bed, a sofa) when the impact was soft (peak below ``lay_down_max_g``) *and* nothing
+fell freely before it (|a|, averaged over 0.1 s, stayed at or above ``free_fall_g`` in the
+second before the peak). A fall drops towards 0 g before it lands; a person lowering
+themselves onto a bed stays supported. At the neck a deliberate lie-down otherwise ends
+exactly like a fall (FallAllD D18/D19 were most of the neck false alarms). The two values
+were chosen by leave-one-person-out on FallAllD's neck recordings (models/fall/README.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.fall.config import FallConfig
 from agent.fall.signal import BLOCK_SAMPLES, magnitude, tilt_deg
+
+if TYPE_CHECKING:
+    from agent.fall.config import FallConfig
 
 MIN_EVIDENCE_S = 2.0   # fewer seconds than this after a detection is "no data"
 LYING_BEFORE_S = 5.0   # seconds before the window that must all be lying for "already lying"
 LEAD_SKIP_S = 0.5      # the impact itself is not posture: "down" is judged from here on
 UP_AT_END_BLOCKS = 2   # not down in the last two seconds of the confirmation: got up again
+LAY_DOWN_POSITIONS = ("neck",)  # where the lay_down rule applies (at the waist it cost falls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +64,17 @@ class ConfirmRule:
     still_g: float = 0.05
     lying_before_deg: float = 70.0
     already_lying_max_g: float = 3.0
+    lay_down_max_g: float = 2.0
+    free_fall_g: float = 0.5
 
-    @classmethod
-    def of(cls, cfg: FallConfig) -> ConfirmRule:
-        """The posture rule a ``[fall]`` section asks for. (Here, not on the config: the
-        section's schema is loaded by agent.config and must not pull in the detector.)"""
-        return cls(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
-                   cfg.lying_before_deg, cfg.already_lying_max_g)
+
+def rule_for(cfg: FallConfig) -> ConfirmRule:
+    """The posture rules of ``cfg``'s position: ``lay_down`` only in
+    :data:`LAY_DOWN_POSITIONS` (at the waist it cost SisFall falls, models/fall/README.md)."""
+    lay_down_max_g = cfg.lay_down_max_g if cfg.position in LAY_DOWN_POSITIONS else 0.0
+    return ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
+                       cfg.lying_before_deg, cfg.already_lying_max_g, lay_down_max_g,
+                       cfg.free_fall_g)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +82,8 @@ class Evidence:
     """What the confirmation saw; goes into the ``fall`` event's ``data.confirmation``."""
 
     confirmed: bool
-    # lying | slumped_still | no_data (confirmed); recovered | not_down | already_lying (not)
+    # lying | slumped_still | no_data (confirmed);
+    # recovered | not_down | already_lying | lay_down (not)
     reason: str
     seconds: float           # seconds of samples assessed
     tilt_deg: float | None   # median block tilt from the pre-fall orientation
@@ -122,10 +138,17 @@ def already_lying(rule: ConfirmRule, pre_tilt: float | None, lying_before_s: flo
     return peak_g is None or peak_g < rule.already_lying_max_g
 
 
+def lay_down(rule: ConfirmRule, peak_g: float | None, free_fall_min: float | None) -> bool:
+    """A soft impact with no free fall before it: lying down on purpose, not a fall."""
+    if peak_g is None or free_fall_min is None:
+        return False
+    return peak_g < rule.lay_down_max_g and free_fall_min >= rule.free_fall_g
+
+
 def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
            rate_hz: float = 50.0, upright: np.ndarray | None = None, *,
            lead: np.ndarray | None = None, lying_before_s: float | None = None,
-           peak_g: float | None = None) -> Evidence:
+           peak_g: float | None = None, free_fall_min: float | None = None) -> Evidence:
     """Judge the samples recorded after the decision time (raw acceleration in g).
 
     ``reference`` is the orientation just before the impact; posture afterwards is
@@ -138,6 +161,9 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
     With less than :data:`MIN_EVIDENCE_S` of data (the stream stopped after a detected
     fall: out of range, flat battery, body shielding the radio) we confirm: silence after a
     detected fall is no reassurance.
+
+    ``free_fall_min`` is :func:`agent.fall.signal.free_fall_min_g` of the impact's window:
+    with ``peak_g`` it sets a deliberate lie-down aside (:func:`lay_down`).
     """
     block = max(1, round(BLOCK_SAMPLES * rate_hz / 50.0))
     n_blocks = len(post) // block
@@ -167,10 +193,12 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
         down_blocks += int(np.count_nonzero((lt >= rule.lying_tilt_deg)
                                             & (lu >= rule.lying_tilt_deg)))
     up_at_end = n_blocks >= UP_AT_END_BLOCKS and not down[-UP_AT_END_BLOCKS:].any()
-    if lying >= 0.5 and not up_at_end:
-        confirmed, reason = True, "lying"
-    elif still >= 0.9 and slumped:
-        confirmed, reason = True, "slumped_still"
+    if (lying >= 0.5 and not up_at_end) or (still >= 0.9 and slumped):
+        if lay_down(rule, peak_g, free_fall_min):
+            confirmed, reason = False, "lay_down"
+        else:
+            confirmed = True
+            reason = "lying" if lying >= 0.5 and not up_at_end else "slumped_still"
     elif down_blocks:
         confirmed, reason = False, "recovered"
     else:

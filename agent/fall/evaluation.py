@@ -154,10 +154,11 @@ class TrialResult:
 # Why a trial ended as it did. No alarm: below_gate (no impact reached the gate),
 # below_threshold (scored, under the threshold), recovered (down, then up again: a
 # fall_recovered warning), not_down (over the threshold, never down), already_lying (lying
-# before a soft impact), cancelled (pending and cancelled). Alarm: the confirmation's
+# before a soft impact), lay_down (down after a soft impact with no free fall before it:
+# lying down on purpose), cancelled (pending and cancelled). Alarm: the confirmation's
 # reason (lying, slumped_still, no_data).
 REASONS = ("below_gate", "below_threshold", "recovered", "not_down", "already_lying",
-           "cancelled", "lying", "slumped_still", "no_data")
+           "lay_down", "cancelled", "lying", "slumped_still", "no_data")
 
 
 def trial_reason(windows: int, max_score: float | None, threshold: float,
@@ -168,7 +169,7 @@ def trial_reason(windows: int, max_score: float | None, threshold: float,
     if cancelled:
         return "cancelled"
     reasons = [o.suspicion.evidence.reason for o in outcomes if o.suspicion.evidence]
-    for r in ("recovered", "already_lying", "not_down"):
+    for r in ("recovered", "already_lying", "lay_down", "not_down"):
         if r in reasons:
             return r
     if windows == 0:

@@ -18,6 +18,7 @@ WINDOW_SAMPLES = PRE_SAMPLES + POST_SAMPLES
 REF_SAMPLES = 50           # first 1 s of the window (two steps): the pre-event orientation
 PEAK_RADIUS = 50           # an impact peak is the largest |a| within +-1 s
 BLOCK_SAMPLES = 50         # confirmation looks at one-second blocks
+FREE_FALL_SMOOTH = 5       # samples averaged for the free-fall dip (0.1 s)
 FEATURES = ("magnitude", "along_reference", "across_reference")
 INPUT_TRANSFORM = "sign(x)*log2(1+|x|), x in g"
 
@@ -54,6 +55,14 @@ def model_input(window: np.ndarray) -> np.ndarray:
     across = np.linalg.norm(acc - np.outer(along, ref), axis=1)
     feats = np.stack([magnitude(acc), along, across], axis=1)
     return (np.sign(feats) * np.log2(1.0 + np.abs(feats))).astype(np.float32)
+
+
+def free_fall_min_g(window: np.ndarray) -> float:
+    """Lowest |a| (mean of 5 samples, 0.1 s) in the second before the window's peak: a fall
+    drops towards 0 g before it lands; lying down on purpose keeps the body supported."""
+    mag = magnitude(window.astype(np.float32))
+    smooth = np.convolve(mag, np.ones(FREE_FALL_SMOOTH) / FREE_FALL_SMOOTH, mode="same")
+    return float(smooth[PRE_SAMPLES - REF_SAMPLES:PRE_SAMPLES].min())
 
 
 def tilt_deg(vec: np.ndarray, ref: np.ndarray) -> float:

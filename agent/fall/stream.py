@@ -23,7 +23,7 @@ import numpy as np
 
 from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LYING_BEFORE_S, ConfirmRule, Evidence, assess
+from agent.fall.confirmation import LYING_BEFORE_S, Evidence, assess, rule_for
 from agent.fall.gate import ImpactGate
 from agent.fall.signal import (
     BLOCK_SAMPLES,
@@ -31,6 +31,7 @@ from agent.fall.signal import (
     PRE_SAMPLES,
     SAMPLE_RATE_HZ,
     WINDOW_SAMPLES,
+    free_fall_min_g,
     gravity_reference,
     magnitude,
     tilt_deg,
@@ -103,7 +104,7 @@ class WearableStream:
     def __init__(self, device_id: str, cfg: FallConfig) -> None:
         self.device_id = device_id
         self.cfg = cfg
-        self.rule = ConfirmRule.of(cfg)
+        self.rule = rule_for(cfg)
         self.confirm_n = round(cfg.confirm_s * SAMPLE_RATE_HZ)
         self.capacity = (WINDOW_SAMPLES + self.confirm_n
                          + int((10 + LYING_BEFORE_S) * SAMPLE_RATE_HZ))
@@ -269,7 +270,8 @@ class WearableStream:
         lead = self._slice(lead_lo, start) if lead_lo < start else None
         s.evidence = assess(post, s.job.reference, self.rule, SAMPLE_RATE_HZ, s.job.upright,
                             lead=lead, lying_before_s=s.job.lying_before_s,
-                            peak_g=s.job.peak_g)
+                            peak_g=s.job.peak_g,
+                            free_fall_min=free_fall_min_g(s.job.window))
 
     def poll(self, now: float) -> list[Outcome]:
         """Advance confirmations and deadlines to ``now`` (the agent's monotonic time)."""

@@ -39,7 +39,7 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ import numpy as np
 
 from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LYING_BEFORE_S, ConfirmRule, assess
+from agent.fall.confirmation import LAY_DOWN_POSITIONS, LYING_BEFORE_S, assess, rule_for
 from agent.fall.dataset import Trial, data_version, load_trials
 from agent.fall.evaluation import (
     pad_recording,
@@ -63,6 +63,7 @@ from agent.fall.signal import (
     REF_SAMPLES,
     SAMPLE_RATE_HZ,
     WINDOW_SAMPLES,
+    free_fall_min_g,
     gravity_reference,
     magnitude,
     model_input,
@@ -101,7 +102,7 @@ def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
     """Every gate candidate, with its label and whether the runtime would confirm it
     (posture measured against the upright learnt from the subject's own walking, as in
     :class:`agent.fall.evaluation.Evaluator`)."""
-    rule = ConfirmRule.of(cfg)
+    rule = rule_for(cfg)
     confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
     primes = priming_segments(trials)
     wins, labels, idx, conf = [], [], [], []
@@ -134,7 +135,8 @@ def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
             lying_before = (lying_seconds(before, up, rule.lying_before_deg)
                             if up is not None and len(before) == LYING_N else None)
             ev = assess(acc[d:d + confirm_n], gravity_reference(w), rule, SAMPLE_RATE_HZ, up,
-                        lead=acc[peak:d], lying_before_s=lying_before, peak_g=float(_g))
+                        lead=acc[peak:d], lying_before_s=lying_before, peak_g=float(_g),
+                        free_fall_min=free_fall_min_g(w))
             wins.append(w)
             labels.append(label)
             idx.append(ti)
@@ -357,7 +359,9 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
                          "slumped_tilt_deg": cfg.slumped_tilt_deg, "still_g": cfg.still_g,
                          "lying_before_deg": cfg.lying_before_deg,
                          "lying_before_s": LYING_BEFORE_S,
-                         "already_lying_max_g": cfg.already_lying_max_g},
+                         "already_lying_max_g": cfg.already_lying_max_g,
+                         "lay_down_max_g": cfg.lay_down_max_g, "free_fall_g": cfg.free_fall_g,
+                         "lay_down_positions": list(LAY_DOWN_POSITIONS)},
         **extra,
     }
 
@@ -429,7 +433,7 @@ class Corpus:
         persons, positions, groups, parts = [], [], [], []
         for ds in sets:
             ts = load_trials(ds.path, wanted)
-            c = extract(ts, cfg)
+            c = extract(ts, replace(cfg, position=ds.position))
             c.trial += len(trials)
             parts.append(c)
             trials.extend(ts)

@@ -221,3 +221,37 @@ def test_a_fall_the_wearer_gets_up_from_is_one_warning_and_no_alarm(stumble: boo
     assert d["confirmation"]["reason"] == "recovered" and not d["confirmation"]["confirmed"]
     assert d["confirmation"]["down_s"] >= 1.0
     assert r.ctx is not None and r.ctx.prewarnings[-1] == ("fall", False)
+
+
+def _lie_down(free_fall: bool) -> np.ndarray:
+    """16 s of walking (upright learnt), 2 s turning from upright onto the back at 1 g with
+    (``free_fall``: 0.3 s at 0.2 g before the landing) or without a drop, a soft 1.8 g
+    landing, then 20 s lying still. Counts of 1 mg, like the fixtures."""
+    walking = np.tile(recording("F01_R01")[:200], (4, 1))[:, :3]
+    angles = np.linspace(0.0, np.pi / 2, 100)
+    turn = np.stack([np.zeros_like(angles), -np.cos(angles), np.sin(angles)], axis=1) * 1000
+    if free_fall:
+        turn[-15:] *= 0.2
+    landing = np.array([[0.0, 0.0, 1800.0]])
+    rng = np.random.default_rng(5)
+    lying = np.array([0.0, 0.0, 1000.0]) + rng.normal(0.0, 3.0, (1000, 3))
+    return np.concatenate([walking, turn, landing, lying]).round().astype(np.int16)
+
+
+@pytest.mark.parametrize(("position", "free_fall", "alarms"),
+                         [("neck", False, 0), ("neck", True, 1), ("waist", False, 1)])
+def test_lying_down_on_purpose_raises_nothing_at_the_neck(position: str, free_fall: bool,
+                                                          alarms: int) -> None:
+    """A soft landing on the back that nothing fell freely into (onto a bed) is set aside at
+    the neck (lay_down); the same landing after a drop is a fall; at the waist the rule is
+    off (it cost SisFall falls)."""
+    async def body(r: Run) -> None:
+        await r.play("wear-1", _lie_down(free_fall))
+        await r.wait(5)
+
+    r = run(body, replace(CFG, position=position), scorer=PeakThresholdScorer(1.6))
+    assert r.ctx is not None and ("fall", True) in r.ctx.prewarnings  # it was suspected
+    falls = r.events("fall")
+    assert len(falls) == alarms and r.events("fall_recovered") == []
+    if falls:
+        assert falls[0].data["confirmation"]["reason"] == "lying"

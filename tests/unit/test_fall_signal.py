@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.fall.confirmation import ConfirmRule, assess
+from agent.fall.config import FallConfig
+from agent.fall.confirmation import ConfirmRule, assess, rule_for
 from agent.fall.gate import ImpactGate, find_peaks
 from agent.fall.signal import (
     PRE_SAMPLES,
     WINDOW_SAMPLES,
+    free_fall_min_g,
     gravity_reference,
     model_input,
     tilt_deg,
@@ -195,3 +197,58 @@ def test_slumped_needs_to_be_away_from_upright_as_well() -> None:
     ev = assess(posture(35, 10, 0.005), UP, RULE, upright=UP)
     assert ev.confirmed and ev.reason == "slumped_still"
     assert ev.to_dict()["upright_tilt_deg"] == pytest.approx(35, abs=3)
+
+
+def window_with(peak_g: float, dip_g: float | None) -> np.ndarray:
+    """A model window standing still at 1 g, a dip to ``dip_g`` in the half second before
+    the peak (none: supported all the way down) and an impact of ``peak_g`` at the peak."""
+    w = np.tile(np.float32([0.0, -1.0, 0.0]), (WINDOW_SAMPLES, 1))
+    if dip_g is not None:
+        w[PRE_SAMPLES - 25:PRE_SAMPLES - 5] *= dip_g
+    w[PRE_SAMPLES] = [0.0, -peak_g, 0.0]
+    return w
+
+
+def test_free_fall_dip_is_the_lowest_tenth_of_a_second_before_the_peak() -> None:
+    assert free_fall_min_g(window_with(1.8, None)) == pytest.approx(1.0)
+    assert free_fall_min_g(window_with(1.8, 0.2)) == pytest.approx(0.2)
+    # One sample's dip is smoothed over 0.1 s: a jolt, not a fall.
+    w = window_with(1.8, None)
+    w[PRE_SAMPLES - 10] = 0.0
+    assert free_fall_min_g(w) == pytest.approx(0.8)
+
+
+def test_lying_down_on_purpose_is_set_aside_but_not_a_fall_that_fell_freely() -> None:
+    """Down after a soft impact that nothing fell freely into (onto a bed) is lay_down; the
+    same posture after a free fall, or after a hard impact, is a fall."""
+    down = posture(85, 10, 0.005)
+    supported = free_fall_min_g(window_with(1.8, None))
+    ev = assess(down, UP, RULE, upright=UP, peak_g=1.8, free_fall_min=supported)
+    assert not ev.confirmed and ev.reason == "lay_down" and not ev.recovered
+    fell = free_fall_min_g(window_with(1.8, 0.3))
+    assert assess(down, UP, RULE, upright=UP, peak_g=1.8, free_fall_min=fell).reason == "lying"
+    hard = assess(down, UP, RULE, upright=UP, peak_g=2.5, free_fall_min=supported)
+    assert hard.confirmed and hard.reason == "lying"
+    slumped = assess(posture(35, 10, 0.005), UP, RULE, upright=UP, peak_g=1.8,
+                     free_fall_min=supported)
+    assert slumped.reason == "lay_down"
+    # Without the window's evidence (or with the rule off) the posture decides as before.
+    assert assess(down, UP, RULE, upright=UP, peak_g=1.8).reason == "lying"
+    off = ConfirmRule(lay_down_max_g=0.0)
+    assert assess(down, UP, off, upright=UP, peak_g=1.8, free_fall_min=supported).confirmed
+    # Down and up again is still a recovered fall, whatever the impact.
+    back_up = np.vstack([posture(85, 4, 0.01), posture(5, 6, 0.1, seed=1)])
+    assert assess(back_up, UP, RULE, upright=UP, peak_g=1.8,
+                  free_fall_min=supported).reason == "recovered"
+
+
+def test_lay_down_is_a_neck_rule() -> None:
+    neck = rule_for(FallConfig(position="neck"))
+    waist = rule_for(FallConfig(position="waist"))
+    assert neck.lay_down_max_g == FallConfig().lay_down_max_g > FallConfig().gate_g
+    assert waist.lay_down_max_g == 0.0
+    down, supported = posture(85, 10, 0.005), 1.0
+    assert assess(down, UP, neck, upright=UP, peak_g=1.8, free_fall_min=supported).reason \
+        == "lay_down"
+    assert assess(down, UP, waist, upright=UP, peak_g=1.8, free_fall_min=supported).reason \
+        == "lying"
