@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.alarm_outputs import AlarmOutputs
 from agent.change_plan import ChangePlan, plan_change
 from agent.clock import Clock, SystemClock
 from agent.components import Hardware, build_components
@@ -202,7 +203,7 @@ class Agent:
         self._unsubs_of: dict[int, list[Unsubscribe]] = {}  # component -> topic handlers
         self._starting: list[Unsubscribe] | None = None     # collects them during a start
         self.topics = HubTopics(self.hub_id, self.topic_prefix)
-        self._alarm_outputs: dict[str, AlarmOutput] = {}   # a driver's device id -> output
+        self._alarm_outputs = AlarmOutputs()
 
     # -- AgentContext -------------------------------------------------------------------------
     def emit_reading(self, reading: Reading) -> None:
@@ -331,12 +332,7 @@ class Agent:
         return unsubscribe
 
     def register_alarm_output(self, output_id: str, output: AlarmOutput) -> Unsubscribe:
-        self._alarm_outputs[output_id] = output
-
-        def unregister() -> None:
-            if self._alarm_outputs.get(output_id) is output:
-                del self._alarm_outputs[output_id]
-        return unregister
+        return self._alarm_outputs.register(output_id, output)
 
     def alarm_output(self, output_id: str) -> AlarmOutput | None:
         return self._alarm_outputs.get(output_id)

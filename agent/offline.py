@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
+from agent.alarm_outputs import AlarmOutputs
 from agent.clock import Clock
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentState, AlarmOutput, HubMessage, Unsubscribe, condition_name
@@ -66,7 +67,7 @@ class OfflineContext:
         self.online = False                                     # no broker: nothing is sent
         self._topic_prefix = f"{topics.root(topic_prefix)}/{hub_id}/"
         self._topic_subs: list[tuple[str, Callable[[HubMessage], None]]] = []
-        self._alarm_outputs: dict[str, AlarmOutput] = {}
+        self._alarm_outputs = AlarmOutputs()
 
     def emit_reading(self, reading: Reading) -> None:
         if self.keep_readings:
@@ -165,12 +166,7 @@ class OfflineContext:
         return unsubscribe
 
     def register_alarm_output(self, output_id: str, output: AlarmOutput) -> Unsubscribe:
-        self._alarm_outputs[output_id] = output
-
-        def unregister() -> None:
-            if self._alarm_outputs.get(output_id) is output:
-                del self._alarm_outputs[output_id]
-        return unregister
+        return self._alarm_outputs.register(output_id, output)
 
     def alarm_output(self, output_id: str) -> AlarmOutput | None:
         return self._alarm_outputs.get(output_id)

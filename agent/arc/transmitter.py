@@ -27,7 +27,6 @@ The transmitter knows nothing of the store: it reports outcomes through callback
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -36,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from agent.aio import cancel_all
 from agent.arc import dc09
 from agent.arc.codes import ArcCode, generic_of
 from agent.arc.config import ArcConfig, read_key
@@ -156,12 +156,7 @@ class Transmitter:
                 self._tasks.append(loop.create_task(self._supervise(i), name=f"arc-null-{i}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_all(self._tasks)
         for link in self.links:
             await link.close()
 

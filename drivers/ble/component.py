@@ -11,7 +11,6 @@ Seams (gpiozero-style, constructor arguments defaulting to the real thing):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
+from agent.aio import cancel_all
 from agent.clock import read_boot_id
 from agent.errors import StoreError
 from agent.model import Priority, Reading
@@ -123,12 +123,7 @@ class BleComponent:
                  len(self._bthome), len(self._wearables))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_all(self._tasks)
         for link in self._wearables.values():
             await link.stop()
         if self.scanner is not None:

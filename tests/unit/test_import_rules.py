@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What a driver may use of the agent: the value types, the ports, the clock, errors and the
 # config helpers. Nothing that stores, sends, wires or reconfigures.
-DRIVER_MAY_USE = {"agent", "agent.clock", "agent.config_checks", "agent.errors",
+DRIVER_MAY_USE = {"agent", "agent.aio", "agent.clock", "agent.config_checks", "agent.errors",
                   "agent.model", "agent.ports"}
 # Tools (capture, replay, fake peers) may in addition run detectors offline.
 TOOLS_MAY_USE = DRIVER_MAY_USE | {"agent.conditions", "agent.offline"}
