@@ -660,7 +660,7 @@ class BlockingClient:
 
     def __init__(self, settings: ClientSettings) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
+        self._thread = threading.Thread(target=self._run,
                                         name=f"mqtt-{settings.client_id}", daemon=True)
         self._thread.start()
         try:
@@ -722,9 +722,19 @@ class BlockingClient:
         finally:
             self._shutdown()
 
+    def _run(self) -> None:
+        """The loop's thread; the loop is also wound down here, never on the caller's
+        thread (a caller may be running a loop of its own: the simulator's watcher)."""
+        try:
+            self._loop.run_forever()
+        finally:
+            try:
+                self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            finally:
+                self._loop.close()
+
     def _shutdown(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        if not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):   # closed meanwhile
+                self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
-        if not self._thread.is_alive():
-            self._loop.run_until_complete(self._loop.shutdown_default_executor())
-            self._loop.close()

@@ -134,3 +134,15 @@ def test_simulated_unit_closes_without_a_thread_touching_a_closed_pty() -> None:
     finally:
         threading.excepthook = previous
     assert failures == []
+
+
+def test_readme_command_one_with_watch_exits_0(tmp_path: Path) -> None:
+    """README's first command, as written (`simulate --scenario demo --local-broker --watch`):
+    the watcher's MQTT client is closed from inside the running simulation, and winding down
+    its private loop there raised 'Cannot run the event loop while another loop is running'."""
+    res = subprocess.run(_cmd("simulate", "--scenario", "demo", "--local-broker", "--watch"),
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "Traceback" not in res.stdout + res.stderr
+    assert "broker received: seq=10 alarm pull_cord" in res.stderr   # the watcher saw it
+    assert "10 events stored and acknowledged" in res.stderr
