@@ -15,13 +15,13 @@ so: a home must never lose fall detection because a file was damaged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from agent.aio import cancel_and_wait
 from agent.errors import ModelError
 from agent.fall.config import FallConfig
 from agent.fall.scoring import PeakThresholdScorer, Scorer
@@ -97,11 +97,8 @@ class FallDetector:
                  self.scorer.kind, self.scorer.version, self.scorer.threshold)
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        await cancel_and_wait(self._ticker)
+        self._ticker = None
         await self.drain()
 
     @property

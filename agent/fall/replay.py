@@ -10,13 +10,13 @@ as if it had just happened), which is how tests and demos inject a fall without 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from agent.aio import cancel_and_wait
 from agent.fall.dataset import ACC_G_PER_COUNT, GYRO_DPS_PER_COUNT
 from agent.fall.signal import SAMPLE_RATE_HZ
 from agent.model import Priority, Reading
@@ -86,10 +86,7 @@ class ReplaySource:
         self._task = ctx.loop.create_task(self._run(ctx), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def devices(self) -> list[DeviceInfo]:
         return [DeviceInfo(self.device_id, "wearable", "replay", online=True)]
