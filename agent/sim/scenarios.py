@@ -63,18 +63,21 @@ class SimSource:
         def run() -> None:
             import time
 
-            start = time.monotonic()
-            for i, r in enumerate(readings):
-                if rate > 0:
-                    due = start + i / rate
-                    delay = due - time.monotonic()
+            last: float | None = None
+            for r in readings:
+                if rate > 0 and last is not None:
+                    # Paced from the previous reading, never caught up in a burst after a
+                    # stall: a sensor at `rate` per second never gives two readings in the
+                    # same instant, and the soak's distinct stamps rely on that.
+                    delay = last + 1.0 / rate - time.monotonic()
                     if delay > 0:
                         stopped.wait(delay)
                 if stopped.is_set():
                     return  # the source was stopped (scenario over or cut short): no more
                 # Stamped as it is emitted, like a driver's reading (the list was built
                 # up front: its own stamps are all the same moment).
-                ctx.emit_reading(replace(r, mono=time.monotonic(), wall=time.time()))
+                last = time.monotonic()
+                ctx.emit_reading(replace(r, mono=last, wall=time.time()))
 
         t = threading.Thread(target=run, name="sim-source", daemon=True)
         t.start()
