@@ -18,9 +18,10 @@ continuous test with each subject's recordings in seeded random orders.
 
 A hub learns which way is up for a wearable from the wearer's walking
 (:mod:`agent.fall.calibration`). Isolated trials have no such history, so each trial is
-preceded by the first 20 s of the same subject's walking trial (D01, else D02) and a gap,
-exactly as a hub would have seen the wearer walk at some time before; alarms are counted
-from the trial's start only.
+preceded by the first 20 s of one of the same subject's walking trials (D01, else D02: the
+first in which the calibration recognises enough walking, see :func:`priming_segments`) and a
+gap, as a hub would have seen the wearer walk at some time before; alarms are counted from
+the trial's start only.
 """
 
 from __future__ import annotations
