@@ -157,3 +157,28 @@ def test_pendant_turn_changes_the_features_only_where_the_window_turns() -> None
     # A constant rotation of a whole window leaves the features as they were.
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
     assert np.allclose(model_input(w @ q.T.astype(np.float32)), model_input(w), atol=1e-5)
+
+
+def test_rule_replay_chooses_each_persons_setting_on_the_others_only() -> None:
+    from models.fall.rule_replay import TrialCandidates, figures, leave_one_person_out
+
+    def trial(person: str, kind: str) -> TrialCandidates:
+        return TrialCandidates(person, kind, kind != "adl", kind == "rec", [])
+
+    people = ["A", "B", "C"]
+    trials = [trial(p, k) for p in people for k in ("floor", "adl", "adl", "adl")]
+    # Setting 0 misses every floor fall; setting 1 finds them, and for person C it also
+    # alarms on one daily activity.
+    c_adl = next(t for t in trials if t.subject == "C" and not t.is_fall)
+    run0 = [(t, "none") for t in trials]
+    run1 = [(t, "alarm" if t.is_fall or t is c_adl else "none") for t in trials]
+    held, chosen = leave_one_person_out([run0, run1])
+    assert chosen == {"A": 1, "B": 1, "C": 1}
+    f = figures(held)
+    assert f["floor"] == "3/3" and f["false_alarms"] == 1 and f["specificity"] == 0.8889
+    # A setting that alarms on every daily activity of B and C is not chosen for A: A's
+    # choice is made on B and C only.
+    run1b = [(t, "alarm" if t.is_fall or t.subject != "A" else "none") for t in trials]
+    held, chosen = leave_one_person_out([run0, run1b])
+    assert chosen == {"A": 0, "B": 0, "C": 0}
+    assert figures(held)["floor"] == "0/3"
