@@ -180,8 +180,9 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
         "gate_g": cfg.gate_g, "confirm_s": cfg.confirm_s,
         "cancel_window_s": cfg.cancel_window_s,
         "padding": f"final 1 s of each trial repeated for {hold_s(cfg):.0f} s",
-        "priming": "each trial follows 20 s of the subject's own walking (D01, else D02) and "
-                   "a gap, so the wearable's upright orientation is learnt as on a hub",
+        "priming": "each trial follows 20 s of the subject's own walking (the first D01, "
+                   "else D02, recording from which upright can be learnt) and a gap, so the "
+                   "wearable's upright orientation is learnt as on a hub",
         "detection_delay": "impact (largest |a|) to alarm, includes the cancel window",
     }
     out["elapsed_s"] = round(time.monotonic() - started, 1)

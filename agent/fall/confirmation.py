@@ -128,6 +128,14 @@ def _blocks(samples: np.ndarray, block: int, reference: np.ndarray,
     return tilts, up_tilts, acts
 
 
+def block_stats(samples: np.ndarray, reference: np.ndarray, upright: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per one-second block at 50 Hz: tilt from ``reference``, tilt from ``upright`` and the
+    spread of |a| (what :func:`assess` judges; for trying rules offline,
+    :mod:`models.fall.rule_replay`)."""
+    return _blocks(samples, BLOCK_SAMPLES, reference, upright)
+
+
 def already_lying(rule: ConfirmRule, pre_tilt: float | None, lying_before_s: float | None,
                   peak_g: float | None) -> bool:
     """Good evidence that the wearer was lying before a soft impact (rolling over in bed)."""

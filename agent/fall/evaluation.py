@@ -18,9 +18,10 @@ continuous test with each subject's recordings in seeded random orders.
 
 A hub learns which way is up for a wearable from the wearer's walking
 (:mod:`agent.fall.calibration`). Isolated trials have no such history, so each trial is
-preceded by the first 20 s of the same subject's walking trial (D01, else D02) and a gap,
-exactly as a hub would have seen the wearer walk at some time before; alarms are counted
-from the trial's start only.
+preceded by the first 20 s of one of the same subject's walking trials (D01, else D02: the
+first in which the calibration recognises enough walking, see :func:`priming_segments`) and a
+gap, as a hub would have seen the wearer walk at some time before; alarms are counted from
+the trial's start only.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from typing import Any
 import numpy as np
 
 from agent.clock import ManualClock
+from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.dataset import Trial, adls_by_subject
+from agent.fall.dataset import ACC_G_PER_COUNT, Trial, adls_by_subject
 from agent.fall.detector import FallDetector
 from agent.fall.figures import (
     SHUFFLE_SEED,
@@ -86,15 +88,29 @@ WALKING_CODES = ("D01", "D02")   # walk slowly, walk quickly (SisFall and FallAl
 
 
 def priming_segments(trials: Sequence[Trial]) -> dict[str, np.ndarray]:
-    """Per subject: the first :data:`PRIMING_S` of their walking (D01, else D02; the
-    lowest repeat). A subject without either is left out: see :func:`unprimed_subjects`."""
+    """Per subject: the first :data:`PRIMING_S` of their walking: the first recording, in the
+    order D01 then D02, lowest repeat first, in which the calibration recognises enough
+    walking to learn upright (a hub sees its wearer walk every day and learns it in the
+    end; the first 20 s of one recording may not show it: FallAllD FA05's first neck walk
+    has 4 walking blocks of the 5 needed); if none does, the first recording in that order.
+    A subject without either code is left out: see :func:`unprimed_subjects`."""
     out: dict[str, np.ndarray] = {}
-    for code in reversed(WALKING_CODES):  # D01 wins
-        walks = sorted((t for t in trials if t.activity == code),
-                       key=lambda t: (t.subject, t.repeat), reverse=True)
-        for t in walks:  # the lowest repeat wins
-            out[t.subject] = t.samples[:int(PRIMING_S * SAMPLE_RATE_HZ)]
+    n = int(PRIMING_S * SAMPLE_RATE_HZ)
+    walks = sorted((t for t in trials if t.activity in WALKING_CODES),
+                   key=lambda t: (t.subject, WALKING_CODES.index(t.activity), t.repeat))
+    for t in walks:
+        if t.subject in out and learns_upright(out[t.subject]):
+            continue
+        if t.subject not in out or learns_upright(t.samples[:n]):
+            out[t.subject] = t.samples[:n]
     return out
+
+
+def learns_upright(samples: np.ndarray) -> bool:
+    """Whether :class:`UprightCalibration` learns upright from these samples (milli-g)."""
+    cal = UprightCalibration()
+    cal.feed(samples[:, :3].astype(np.float32) * ACC_G_PER_COUNT)
+    return cal.upright is not None
 
 
 def unprimed_subjects(trials: Sequence[Trial]) -> list[str]:

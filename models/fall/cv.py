@@ -40,7 +40,7 @@ from agent.fall.evaluation import (
 )
 from agent.fall.scoring import PeakThresholdScorer
 from agent.fall.tflite_model import TfliteFallModel
-from models.fall.train import DataSet
+from models.fall.corpus import DataSet
 
 log = logging.getLogger("cv")
 

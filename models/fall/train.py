@@ -3,26 +3,25 @@
 Reproducible from ``../shared/data/fall`` (SisFall at 50 Hz), from the repository root::
 
     python3 -m venv .trainvenv && .trainvenv/bin/pip install '.[train]'
-    .trainvenv/bin/python -m models.fall.train --data ../shared/data/fall
+    .trainvenv/bin/python -m models.fall.train --data sisfall:waist=../shared/data/fall \
+        --data fallalld:neck=../shared/data/fallalld/neck \
+        --data fallalld:waist=../shared/data/fallalld/waist --folds 8
 
-About 11 minutes on two cores (seven outer folds, each with three inner folds, then the
+About 15 minutes on two cores (eight outer folds, each with three inner folds, then the
 shipped model; ``--skip-cv`` trains only the shipped model). Seeded, with deterministic
 TensorFlow ops: the same TensorFlow version (recorded in the manifest's ``code``) gives the
 same bytes.
 
 Design (see models/fall/README.md):
 
-- candidates come from the runtime's own impact gate (:mod:`agent.fall.gate`) run over each
-  recording, windows and features from :mod:`agent.fall.signal`: what the model learns on is
-  what the hub computes;
-- labels: in a fall recording the candidate at the largest |a| (the unlabelled impact) is
-  positive, candidates more than 3 s before it are negative (walking or jogging before the
-  fall), others are left out; every candidate of a daily-activity recording is negative;
+- candidates and their labels: :mod:`models.fall.corpus`;
 - leave-subjects-out cross-validation: subjects are split into ``--folds`` groups; for each
   outer fold the decision threshold is chosen on out-of-fold scores of an inner group k-fold
   over the *training* subjects only, then a model trained on all training subjects is
   converted to int8 and run over the held-out subjects through the runtime path
-  (:class:`agent.fall.evaluation.Evaluator`). Only those held-out figures are reported;
+  (:class:`agent.fall.evaluation.Evaluator`). Only those held-out figures are reported
+  (folds and the threshold rule: :mod:`models.fall.thresholds`; int8 export and manifest:
+  :mod:`models.fall.export`);
 - the shipped model repeats the same procedure on all subjects.
 
 Seeds fix NumPy, Python and TensorFlow; TensorFlow runs deterministic ops on two threads.
@@ -31,129 +30,31 @@ Seeds fix NumPy, Python and TensorFlow; TensorFlow runs deterministic ops on two
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import random
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LAY_DOWN_POSITIONS, LYING_BEFORE_S, assess, rule_for
-from agent.fall.dataset import Trial, data_version, load_trials
-from agent.fall.evaluation import (
-    pad_recording,
-    priming_segments,
+from agent.fall.dataset import Trial, data_version
+from agent.fall.signal import FEATURES, WINDOW_SAMPLES
+from models.fall.corpus import Candidates, Corpus, DataSet, features
+from models.fall.export import HERE, code_version, manifest_for, to_int8, write_model
+from models.fall.thresholds import (
+    PREWARN_WEIGHT,
+    SPEC_WEIGHT,
+    choose_threshold,
+    person_folds,
+    trial_max_confirmed,
 )
-from agent.fall.gate import find_peaks
-from agent.fall.signal import (
-    FEATURES,
-    INPUT_TRANSFORM,
-    PEAK_RADIUS,
-    POST_SAMPLES,
-    PRE_SAMPLES,
-    REF_SAMPLES,
-    SAMPLE_RATE_HZ,
-    WINDOW_SAMPLES,
-    free_fall_min_g,
-    gravity_reference,
-    magnitude,
-    model_input,
-    window_at,
-)
-from agent.fall.stream import lying_seconds
 
 log = logging.getLogger("train")
-
-HERE = Path(__file__).resolve().parent
-MODEL_NAME = "fall-cnn"
-MODEL_MAJOR = 2
-LYING_N = int(LYING_BEFORE_S * SAMPLE_RATE_HZ)
-POSITIVE_TOLERANCE = 25          # candidate within 0.5 s of the largest |a|
-NEGATIVE_BEFORE = 150            # candidates more than 3 s before the impact
-THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.01), 2)
-SPEC_WEIGHT = 2.0                # a false alarm costs twice a missed fall when choosing
-# A model score over the threshold makes the hub pre-warn (buzzer/LED, "cancel now?") even
-# when the posture check then clears it: each such beep in daily life costs an eighth of a
-# false alarm. Without this term the choice drifted to thresholds of 0.02-0.08, leaving the
-# posture check alone to stop false alarms (and pre-warning in about one daily-activity
-# trial in fourteen).
-PREWARN_WEIGHT = 0.25
-
-
-@dataclass
-class Candidates:
-    windows: np.ndarray          # (N, 200, 3) raw acceleration, g
-    label: np.ndarray            # 1 fall impact, 0 not a fall, -1 unlabelled (not trained on)
-    trial: np.ndarray            # index into trials
-    confirmed: np.ndarray        # runtime confirmation would confirm it
-    weight: np.ndarray | None = None  # per-candidate training weight (position balance)
-
-
-def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
-    """Every gate candidate, with its label and whether the runtime would confirm it
-    (posture measured against the upright learnt from the subject's own walking, as in
-    :class:`agent.fall.evaluation.Evaluator`)."""
-    rule = rule_for(cfg)
-    confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
-    primes = priming_segments(trials)
-    wins, labels, idx, conf = [], [], [], []
-    for ti, trial in enumerate(trials):
-        acc = pad_recording(trial.samples, cfg)[:, :3].astype(np.float32) * 1e-3
-        impact = trial.impact_index()
-        cal = UprightCalibration()
-        if trial.subject in primes:
-            cal.feed(primes[trial.subject][:, :3].astype(np.float32) * 1e-3)
-            cal.reset_partial()
-        fed = 0
-        for peak, _g in find_peaks(magnitude(acc), cfg.gate_g):
-            if peak + POST_SAMPLES > len(acc):
-                continue
-            cal.feed(acc[fed:peak + POST_SAMPLES])
-            fed = peak + POST_SAMPLES
-            w = window_at(acc, peak)
-            if trial.is_fall:
-                if abs(peak - impact) <= POSITIVE_TOLERANCE:
-                    label = 1
-                elif peak < impact - NEGATIVE_BEFORE:
-                    label = 0
-                else:
-                    label = -1
-            else:
-                label = 0
-            d = peak + POST_SAMPLES
-            up = cal.upright
-            before = acc[max(0, peak - PRE_SAMPLES - LYING_N):max(0, peak - PRE_SAMPLES)]
-            lying_before = (lying_seconds(before, up, rule.lying_before_deg)
-                            if up is not None and len(before) == LYING_N else None)
-            ev = assess(acc[d:d + confirm_n], gravity_reference(w), rule, SAMPLE_RATE_HZ, up,
-                        lead=acc[peak:d], lying_before_s=lying_before, peak_g=float(_g),
-                        free_fall_min=free_fall_min_g(w))
-            wins.append(w)
-            labels.append(label)
-            idx.append(ti)
-            conf.append(ev.confirmed)
-    return Candidates(np.stack(wins).astype(np.float32), np.array(labels, np.int8),
-                      np.array(idx, np.int32), np.array(conf, bool))
-
-
-def features(windows: np.ndarray) -> np.ndarray:
-    return np.stack([model_input(w) for w in windows]).astype(np.float32)
-
-
-def subject_folds(subjects: list[str], k: int, seed: int) -> list[list[str]]:
-    rng = np.random.default_rng(seed)
-    order = sorted(subjects)
-    rng.shuffle(order)
-    return [sorted(order[i::k]) for i in range(k)]
 
 
 # ---- model ------------------------------------------------------------------------------
@@ -195,13 +96,39 @@ def augment(windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return windows * gains
 
 
+def pendant_turn(windows: np.ndarray, rng: np.random.Generator, max_deg: float
+                 ) -> np.ndarray:
+    """A pendant turning on its lanyard *during* the window: each window rotated about a
+    random axis by an angle that ramps from 0 to U(-max_deg, max_deg) over a random second.
+    A constant rotation would change nothing (the features are invariant to it, to float
+    rounding); a rotation that changes within the window moves the along/across split the
+    way a swinging, turning pendant does. Tried for the neck (``--pendant-turn-deg``), not
+    adopted: models/fall/README.md."""
+    n = len(windows)
+    axes = rng.normal(size=(n, 1, 3))
+    axes /= np.linalg.norm(axes, axis=2, keepdims=True)
+    theta = np.radians(rng.uniform(-max_deg, max_deg, size=(n, 1, 1)))
+    start = rng.integers(0, WINDOW_SAMPLES - 50, size=(n, 1, 1))
+    ramp = np.clip((np.arange(WINDOW_SAMPLES)[None, :, None] - start) / 50.0, 0.0, 1.0)
+    ang = theta * ramp
+    v = windows.astype(np.float64)
+    kv = np.sum(axes * v, axis=2, keepdims=True)
+    out = v * np.cos(ang) + np.cross(axes, v) * np.sin(ang) + axes * kv * (1 - np.cos(ang))
+    return out.astype(np.float32)
+
+
 def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int) -> Any:
+    """The augmented copy of each candidate with ``cands.turn`` > 0 also gets
+    :func:`pendant_turn` (up to that many degrees)."""
     set_seeds(seed)
     rng = np.random.default_rng(seed)
     sel = mask & (cands.label >= 0)
     raw = cands.windows[sel]
     y = cands.label[sel].astype(np.float32)
-    x = np.concatenate([features(raw), features(augment(raw, rng))])
+    aug = augment(raw, rng)
+    if cands.turn is not None and (turned := cands.turn[sel] > 0).any():
+        aug[turned] = pendant_turn(aug[turned], rng, float(cands.turn[sel].max()))
+    x = np.concatenate([features(raw), features(aug)])
     y = np.concatenate([y, y])
     pos = float(y.sum())
     w = np.where(y > 0.5, (len(y) - pos) / max(pos, 1.0), 1.0).astype(np.float32)
@@ -215,57 +142,6 @@ def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int) -> Any:
 
 def predict(model: Any, windows: np.ndarray) -> np.ndarray:
     return model.predict(features(windows), batch_size=512, verbose=0).reshape(-1)
-
-
-def to_int8(model: Any, rep: np.ndarray) -> bytes:
-    import tensorflow as tf
-
-    def representative() -> Any:
-        for i in range(len(rep)):
-            yield [rep[i:i + 1]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return bytes(conv.convert())
-
-
-# ---- threshold --------------------------------------------------------------------------
-def trial_max_confirmed(cands: Candidates, scores: np.ndarray, n_trials: int,
-                        confirmed_only: bool = True) -> np.ndarray:
-    """Per trial: highest score among candidates the confirmation would confirm (-1 none);
-    with ``confirmed_only=False`` among all candidates (what would pre-warn)."""
-    best = np.full(n_trials, -1.0)
-    ok = cands.confirmed if confirmed_only else np.ones(len(scores), bool)
-    np.maximum.at(best, cands.trial[ok], scores[ok])
-    return best
-
-
-def choose_threshold(best: np.ndarray, is_fall: np.ndarray,
-                     best_any: np.ndarray | None = None) -> tuple[float, float, float, float]:
-    """Minimise (1 - sens) + SPEC_WEIGHT * (1 - spec) + PREWARN_WEIGHT * pre-warning rate
-    on out-of-fold scores; ``best`` is each trial's highest confirmed score, ``best_any``
-    its highest score at all (default ``best``). Where several thresholds tie (the inner
-    folds cannot tell them apart), take the highest: in continuous wear false alarms from
-    low-scoring everyday impacts dominate. Returns threshold, sens, spec, pre-warning rate."""
-    if best_any is None:
-        best_any = best
-    costs = []
-    for thr in THRESHOLDS:
-        pred = best >= thr
-        sens = pred[is_fall].mean()
-        spec = (~pred[~is_fall]).mean()
-        prewarn = (best_any[~is_fall] >= thr).mean()
-        costs.append(((1 - sens) + SPEC_WEIGHT * (1 - spec) + PREWARN_WEIGHT * prewarn,
-                      sens, spec, prewarn))
-    c = np.array([x[0] for x in costs])
-    tied = np.flatnonzero(np.isclose(c, c.min()))
-    i = int(tied[-1])
-    return (float(THRESHOLDS[i]), float(costs[i][1]), float(costs[i][2]),
-            float(costs[i][3]))
 
 
 def select_thresholds(cands: Candidates, trials: list[Trial], positions: np.ndarray,
@@ -297,156 +173,7 @@ def select_thresholds(cands: Candidates, trials: list[Trial], positions: np.ndar
     return out
 
 
-def person_folds(persons: list[str], k: int, seed: int) -> list[list[str]]:
-    """Leave-persons-out folds, each data set's people spread over the folds (so every
-    fold holds out people of every data set); a person is in exactly one fold, with all
-    of their recordings at every position."""
-    folds: list[list[str]] = [[] for _ in range(k)]
-    offset = 0
-    for ds in sorted({p.split(":")[0] for p in persons}):
-        group = [p for p in persons if p.split(":")[0] == ds]
-        for i, fold in enumerate(subject_folds(group, k, seed)):
-            folds[(i + offset) % k].extend(fold)
-        offset += len(group) % k
-    return [sorted(f) for f in folds]
-
-
-# ---- packaging --------------------------------------------------------------------------
-def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[str, Any]
-                 ) -> dict[str, Any]:
-    """``extra`` may hold ``positions`` {position: {decision_threshold, ...}}: the runtime
-    takes the threshold of its configured position."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=tflite)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    sha = hashlib.sha256(tflite).hexdigest()
-    return {
-        "format": 1,
-        "name": MODEL_NAME,
-        "version": f"{MODEL_MAJOR}.0+{sha[:8]}",
-        "file": "fall.tflite",
-        "sha256": sha,
-        "size_bytes": len(tflite),
-        "input": {
-            "shape": [int(x) for x in inp["shape"]],
-            "dtype": "int8",
-            "scale": float(inp["quantization"][0]),
-            "zero_point": int(inp["quantization"][1]),
-            "features": list(FEATURES),
-            "transform": INPUT_TRANSFORM,
-            "reference": "unit mean acceleration over the first 1 s of the window",
-        },
-        "output": {
-            "dtype": "int8",
-            "scale": float(out["quantization"][0]),
-            "zero_point": int(out["quantization"][1]),
-            "meaning": "probability that the window holds a fall impact",
-        },
-        "sample_rate_hz": SAMPLE_RATE_HZ,
-        "window": {
-            "samples": WINDOW_SAMPLES,
-            "pre_samples": PRE_SAMPLES,
-            "post_samples": POST_SAMPLES,
-            "reference_samples": REF_SAMPLES,
-            "stride": "event-driven: one window per impact-gate peak",
-            "peak_radius_samples": PEAK_RADIUS,
-        },
-        "gate_g": cfg.gate_g,
-        "decision_threshold": threshold,
-        "confirmation": {"confirm_s": cfg.confirm_s, "lying_tilt_deg": cfg.lying_tilt_deg,
-                         "slumped_tilt_deg": cfg.slumped_tilt_deg, "still_g": cfg.still_g,
-                         "lying_before_deg": cfg.lying_before_deg,
-                         "lying_before_s": LYING_BEFORE_S,
-                         "already_lying_max_g": cfg.already_lying_max_g,
-                         "lay_down_max_g": cfg.lay_down_max_g, "free_fall_g": cfg.free_fall_g,
-                         "lay_down_positions": list(LAY_DOWN_POSITIONS)},
-        **extra,
-    }
-
-
-def write_model(out_dir: Path, tflite: bytes, manifest: dict[str, Any]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fall.tflite").write_bytes(tflite)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-
-def code_version() -> dict[str, Any]:
-    import tensorflow as tf
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
-
-    return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "train_py_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-    }
-
-
 # ---- main -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DataSet:
-    name: str        # sisfall, fallalld: people with the same name and subject are one person
-    position: str    # neck | waist
-    path: Path
-
-    @classmethod
-    def parse(cls, text: str) -> DataSet:
-        """``NAME:POSITION=DIR``, e.g. ``fallalld:neck=../shared/data/fallalld/neck``."""
-        try:
-            head, path = text.split("=", 1)
-            name, position = head.split(":", 1)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:POSITION=DIR") from None
-        return cls(name, position, Path(path))
-
-
-@dataclass
-class Corpus:
-    trials: list[Trial]
-    persons: np.ndarray       # per trial: "dataset:subject"
-    positions: np.ndarray     # per trial
-    groups: np.ndarray        # per trial: "dataset:position"
-    cands: Candidates
-
-    def balance_positions(self) -> None:
-        """Weigh each position's candidates to the same total (the neck has a quarter of the
-        candidates). Tried once, not adopted: held out, the neck got worse (README)."""
-        pos = self.positions[self.cands.trial]
-        names, counts = np.unique(pos, return_counts=True)
-        share = dict(zip(names.tolist(), counts.tolist(), strict=True))
-        self.cands.weight = np.array([len(pos) / (len(share) * share[p]) for p in pos],
-                                     np.float32)
-
-    @classmethod
-    def load(cls, sets: list[DataSet], cfg: FallConfig, wanted: set[str] | None) -> Corpus:
-        """Candidates are extracted per data set and position: priming (the subject's own
-        walking) never mixes positions."""
-        trials: list[Trial] = []
-        persons, positions, groups, parts = [], [], [], []
-        for ds in sets:
-            ts = load_trials(ds.path, wanted)
-            c = extract(ts, replace(cfg, position=ds.position))
-            c.trial += len(trials)
-            parts.append(c)
-            trials.extend(ts)
-            persons += [f"{ds.name}:{t.subject}" for t in ts]
-            positions += [ds.position] * len(ts)
-            groups += [f"{ds.name}:{ds.position}"] * len(ts)
-        cands = Candidates(np.concatenate([c.windows for c in parts]),
-                           np.concatenate([c.label for c in parts]),
-                           np.concatenate([c.trial for c in parts]),
-                           np.concatenate([c.confirmed for c in parts]))
-        return cls(trials, np.array(persons), np.array(positions), np.array(groups), cands)
-
-
 def train_one(corpus: Corpus, train: list[str], seed: int, inner_k: int, epochs: int
               ) -> tuple[bytes, dict[str, dict[str, Any]]]:
     """Per-position thresholds from inner folds over ``train``, then the int8 model trained
@@ -475,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--balance-positions", action="store_true",
                     help="weigh each position's candidates to the same total (tried for the "
                          "neck, not adopted: see models/fall/README.md)")
+    ap.add_argument("--pendant-turn-deg", type=float, default=0.0, metavar="DEG",
+                    help="augment neck windows with a pendant turning by up to DEG during the "
+                         "window (tried, not adopted: see models/fall/README.md; 0 = off)")
     ap.add_argument("--folds-out", type=Path, default=Path("out/cv-folds"),
                     help="each fold's model in DIR/fold-K/ (evaluated by models.fall.cv)")
     args = ap.parse_args(argv)
@@ -492,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Corpus.load(args.data, cfg, wanted)
     if args.balance_positions:
         corpus.balance_positions()
+    if args.pendant_turn_deg > 0:
+        corpus.cands.turn = np.where(corpus.positions[corpus.cands.trial] == "neck",
+                                     args.pendant_turn_deg, 0.0).astype(np.float32)
     cands = corpus.cands
     persons = sorted(set(corpus.persons.tolist()))
     log.info("%d trials, %d people, %d candidates (%d falls, %d not, %d unlabelled)",
@@ -505,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     code = code_version()
     code["seed"] = args.seed
     code["balance_positions"] = bool(args.balance_positions)
+    if args.pendant_turn_deg > 0:
+        code["pendant_turn_deg"] = args.pendant_turn_deg
     folds = person_folds(persons, args.folds, args.seed)
     if not args.skip_cv:
         for k, held in enumerate(folds):

@@ -81,3 +81,25 @@ def test_an_impact_that_starts_lying_is_not_confirmed_once_upright_is_known() ->
     # From upright to lying is still a fall.
     ev = assess(lying_on_side, upright, RULE, upright=upright)
     assert ev.confirmed and ev.reason == "lying" and ev.pre_tilt_deg == pytest.approx(0, abs=1)
+
+
+def test_evaluation_primes_with_the_first_walk_that_teaches_upright() -> None:
+    # A first walking recording with too little recognisable walking (FallAllD FA05 at the
+    # neck: 4 walking blocks of the 5 needed) would leave the subject without an upright in
+    # every trial; a hub that sees the wearer walk every day learns it in the end.
+    from agent.fall.dataset import Trial
+    from agent.fall.evaluation import PRIMING_S, priming_segments
+
+    def counts(acc_g: np.ndarray) -> np.ndarray:
+        return np.hstack([np.round(acc_g * 1000), np.zeros((len(acc_g), 3))]).astype(np.int16)
+
+    n = int(PRIMING_S * 50)
+    short = counts(np.vstack([walking(2 * (MIN_BLOCKS - 1), DOWN), still(PRIMING_S, DOWN)]))
+    good = counts(walking(PRIMING_S, DOWN, seed=1))
+    trials = [Trial("P1", "D01_R01", short), Trial("P1", "D01_R02", good),
+              Trial("P2", "D01_R01", short), Trial("P2", "D02_R01", short),
+              Trial("P3", "D02_R01", good), Trial("P3", "D01_R03", good)]
+    primes = priming_segments(trials)
+    assert np.array_equal(primes["P1"], good[:n])     # the lowest repeat that teaches it
+    assert np.array_equal(primes["P2"], short[:n])    # none does: the first, D01 before D02
+    assert np.array_equal(primes["P3"], good[:n])

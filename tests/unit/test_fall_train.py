@@ -14,7 +14,8 @@ from agent.fall.dataset import load_trials
 from agent.fall.evaluation import FallReplayContext
 from agent.fall.replay import ReplaySource
 from agent.fall.signal import PRE_SAMPLES, WINDOW_SAMPLES
-from models.fall.train import choose_threshold, extract, subject_folds, trial_max_confirmed
+from models.fall.corpus import extract
+from models.fall.thresholds import choose_threshold, subject_folds, trial_max_confirmed
 from tests.unit.fall_helpers import FIXTURES, recording
 
 
@@ -98,7 +99,8 @@ def test_person_folds_keep_one_person_at_both_positions_in_one_fold() -> None:
     """FallAllD recorded the neck and the waist of the same people at once: a person's
     recordings at both positions are one person, held out together, never in training and
     test at once; every fold holds out people of every data set."""
-    from models.fall.train import DataSet, person_folds
+    from models.fall.corpus import DataSet
+    from models.fall.thresholds import person_folds
 
     persons = [f"sisfall:SA{i:02d}" for i in range(1, 29)] + \
         [f"fallalld:FA{i:02d}" for i in (1, 2, 3, 4, 5, 7, 8, 9)]
@@ -138,3 +140,45 @@ def test_cv_report_goes_into_the_manifest_per_position(tmp_path) -> None:
     assert doc["positions"]["neck"]["held_out"]["sensitivity_floor"] == 0.95
     table = markdown(report)
     assert "| fallalld:neck | model (held out) | 0.900 (9/10) | 0.950 | 0.800 |" in table
+
+
+def test_pendant_turn_changes_the_features_only_where_the_window_turns() -> None:
+    from agent.fall.signal import model_input
+    from models.fall.train import pendant_turn
+
+    rng = np.random.default_rng(0)
+    w = np.tile(np.array([0.0, -1.0, 0.0], np.float32), (WINDOW_SAMPLES, 1))
+    w[PRE_SAMPLES] = [0.0, -3.0, 0.0]
+    turned = pendant_turn(np.stack([w] * 8), rng, 30.0)
+    assert np.allclose(np.linalg.norm(turned, axis=2), np.linalg.norm(w, axis=1), atol=1e-5)
+    feats = np.stack([model_input(x) for x in turned])
+    assert np.allclose(feats[:, :, 0], model_input(w)[:, 0], atol=1e-5)   # |a| unchanged
+    assert not np.allclose(feats, model_input(w)[None], atol=1e-2)      # the split moves
+    # A constant rotation of a whole window leaves the features as they were.
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    assert np.allclose(model_input(w @ q.T.astype(np.float32)), model_input(w), atol=1e-5)
+
+
+def test_rule_replay_chooses_each_persons_setting_on_the_others_only() -> None:
+    from models.fall.rule_replay import TrialCandidates, figures, leave_one_person_out
+
+    def trial(person: str, kind: str) -> TrialCandidates:
+        return TrialCandidates(person, kind, kind != "adl", kind == "rec", [])
+
+    people = ["A", "B", "C"]
+    trials = [trial(p, k) for p in people for k in ("floor", "adl", "adl", "adl")]
+    # Setting 0 misses every floor fall; setting 1 finds them, and for person C it also
+    # alarms on one daily activity.
+    c_adl = next(t for t in trials if t.subject == "C" and not t.is_fall)
+    run0 = [(t, "none") for t in trials]
+    run1 = [(t, "alarm" if t.is_fall or t is c_adl else "none") for t in trials]
+    held, chosen = leave_one_person_out([run0, run1])
+    assert chosen == {"A": 1, "B": 1, "C": 1}
+    f = figures(held)
+    assert f["floor"] == "3/3" and f["false_alarms"] == 1 and f["specificity"] == 0.8889
+    # A setting that alarms on every daily activity of B and C is not chosen for A: A's
+    # choice is made on B and C only.
+    run1b = [(t, "alarm" if t.is_fall or t.subject != "A" else "none") for t in trials]
+    held, chosen = leave_one_person_out([run0, run1b])
+    assert chosen == {"A": 0, "B": 0, "C": 0}
+    assert figures(held)["floor"] == "0/3"

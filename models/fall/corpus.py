@@ -1,0 +1,157 @@
+"""What the fall model is trained on: gate candidates of recordings, per data set and position.
+
+No TensorFlow here (:mod:`models.fall.cv` and the tests import it from the runtime venv).
+Candidates come from the runtime's own impact gate (:mod:`agent.fall.gate`) run over each
+recording, windows and features from :mod:`agent.fall.signal`: what the model learns on is
+what the hub computes. In a fall recording the candidate at the largest |a| (the unlabelled
+impact) is positive, candidates more than 3 s before it are negative (walking or jogging
+before the fall), others are left out; every candidate of a daily-activity recording is
+negative.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from agent.fall.calibration import UprightCalibration
+from agent.fall.config import FallConfig
+from agent.fall.confirmation import LYING_BEFORE_S, assess, rule_for
+from agent.fall.dataset import Trial, load_trials
+from agent.fall.evaluation import pad_recording, priming_segments
+from agent.fall.gate import find_peaks
+from agent.fall.signal import (
+    POST_SAMPLES,
+    PRE_SAMPLES,
+    SAMPLE_RATE_HZ,
+    free_fall_min_g,
+    gravity_reference,
+    magnitude,
+    model_input,
+    window_at,
+)
+from agent.fall.stream import lying_seconds
+
+LYING_N = int(LYING_BEFORE_S * SAMPLE_RATE_HZ)
+POSITIVE_TOLERANCE = 25          # candidate within 0.5 s of the largest |a|
+NEGATIVE_BEFORE = 150            # candidates more than 3 s before the impact
+
+
+@dataclass
+class Candidates:
+    windows: np.ndarray          # (N, 200, 3) raw acceleration, g
+    label: np.ndarray            # 1 fall impact, 0 not a fall, -1 unlabelled (not trained on)
+    trial: np.ndarray            # index into trials
+    confirmed: np.ndarray        # runtime confirmation would confirm it
+    weight: np.ndarray | None = None  # per-candidate training weight (position balance)
+    turn: np.ndarray | None = None    # per-candidate: pendant-turn augmentation, max deg (train)
+
+
+def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
+    """Every gate candidate, with its label and whether the runtime would confirm it
+    (posture measured against the upright learnt from the subject's own walking, as in
+    :class:`agent.fall.evaluation.Evaluator`)."""
+    rule = rule_for(cfg)
+    confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
+    primes = priming_segments(trials)
+    wins, labels, idx, conf = [], [], [], []
+    for ti, trial in enumerate(trials):
+        acc = pad_recording(trial.samples, cfg)[:, :3].astype(np.float32) * 1e-3
+        impact = trial.impact_index()
+        cal = UprightCalibration()
+        if trial.subject in primes:
+            cal.feed(primes[trial.subject][:, :3].astype(np.float32) * 1e-3)
+            cal.reset_partial()
+        fed = 0
+        for peak, _g in find_peaks(magnitude(acc), cfg.gate_g):
+            if peak + POST_SAMPLES > len(acc):
+                continue
+            cal.feed(acc[fed:peak + POST_SAMPLES])
+            fed = peak + POST_SAMPLES
+            w = window_at(acc, peak)
+            if trial.is_fall:
+                if abs(peak - impact) <= POSITIVE_TOLERANCE:
+                    label = 1
+                elif peak < impact - NEGATIVE_BEFORE:
+                    label = 0
+                else:
+                    label = -1
+            else:
+                label = 0
+            d = peak + POST_SAMPLES
+            up = cal.upright
+            before = acc[max(0, peak - PRE_SAMPLES - LYING_N):max(0, peak - PRE_SAMPLES)]
+            lying_before = (lying_seconds(before, up, rule.lying_before_deg)
+                            if up is not None and len(before) == LYING_N else None)
+            ev = assess(acc[d:d + confirm_n], gravity_reference(w), rule, SAMPLE_RATE_HZ, up,
+                        lead=acc[peak:d], lying_before_s=lying_before, peak_g=float(_g),
+                        free_fall_min=free_fall_min_g(w))
+            wins.append(w)
+            labels.append(label)
+            idx.append(ti)
+            conf.append(ev.confirmed)
+    return Candidates(np.stack(wins).astype(np.float32), np.array(labels, np.int8),
+                      np.array(idx, np.int32), np.array(conf, bool))
+
+
+def features(windows: np.ndarray) -> np.ndarray:
+    return np.stack([model_input(w) for w in windows]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str        # sisfall, fallalld: people with the same name and subject are one person
+    position: str    # neck | waist
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> DataSet:
+        """``NAME:POSITION=DIR``, e.g. ``fallalld:neck=../shared/data/fallalld/neck``."""
+        try:
+            head, path = text.split("=", 1)
+            name, position = head.split(":", 1)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:POSITION=DIR") from None
+        return cls(name, position, Path(path))
+
+
+@dataclass
+class Corpus:
+    trials: list[Trial]
+    persons: np.ndarray       # per trial: "dataset:subject"
+    positions: np.ndarray     # per trial
+    groups: np.ndarray        # per trial: "dataset:position"
+    cands: Candidates
+
+    def balance_positions(self) -> None:
+        """Weigh each position's candidates to the same total (the neck has a quarter of the
+        candidates). Tried once, not adopted: held out, the neck got worse (README)."""
+        pos = self.positions[self.cands.trial]
+        names, counts = np.unique(pos, return_counts=True)
+        share = dict(zip(names.tolist(), counts.tolist(), strict=True))
+        self.cands.weight = np.array([len(pos) / (len(share) * share[p]) for p in pos],
+                                     np.float32)
+
+    @classmethod
+    def load(cls, sets: list[DataSet], cfg: FallConfig, wanted: set[str] | None) -> Corpus:
+        """Candidates are extracted per data set and position: priming (the subject's own
+        walking) never mixes positions."""
+        trials: list[Trial] = []
+        persons, positions, groups, parts = [], [], [], []
+        for ds in sets:
+            ts = load_trials(ds.path, wanted)
+            c = extract(ts, replace(cfg, position=ds.position))
+            c.trial += len(trials)
+            parts.append(c)
+            trials.extend(ts)
+            persons += [f"{ds.name}:{t.subject}" for t in ts]
+            positions += [ds.position] * len(ts)
+            groups += [f"{ds.name}:{ds.position}"] * len(ts)
+        cands = Candidates(np.concatenate([c.windows for c in parts]),
+                           np.concatenate([c.label for c in parts]),
+                           np.concatenate([c.trial for c in parts]),
+                           np.concatenate([c.confirmed for c in parts]))
+        return cls(trials, np.array(persons), np.array(positions), np.array(groups), cands)

@@ -1,0 +1,254 @@
+"""Replay the posture confirmation over the fold models' held-out candidates, to try rules.
+
+A full ``models.fall.cv`` run takes minutes per data set; trying a grid of posture-rule
+settings that way would take hours. This module scores every gate candidate of the people
+each fold held out with that fold's model (once), keeps the samples around it, and then
+replays :func:`agent.fall.confirmation.assess` with each setting: gate, windows, fold models,
+fold thresholds and priming are the runtime's own. On step 2's state it gave the runtime's
+figures at the neck (260/283 floor falls, 113/144 recovered) with one false alarm more (the
+runtime's episode logic drops a second detection in a trial; this replay does not).
+
+Each rule setting is chosen **leave-one-person-out**: for every person, the setting that
+minimises :func:`cost` over the *other* people's replayed outcomes is applied to that person;
+only those figures are held out. Runs in the runtime venv::
+
+    PYTHONPATH=$PWD python -m models.fall.rule_replay --folds out/cv-folds \\
+        --data fallalld:neck=../shared/data/fallalld/neck
+
+(models/fall/README.md, "Step 3", item 5; none of the variants was kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.fall.calibration import UprightCalibration
+from agent.fall.config import FallConfig
+from agent.fall.confirmation import (
+    LEAD_SKIP_S,
+    LYING_BEFORE_S,
+    ConfirmRule,
+    Evidence,
+    assess,
+    block_stats,
+    rule_for,
+)
+from agent.fall.dataset import ACC_G_PER_COUNT, load_trials
+from agent.fall.evaluation import pad_recording, priming_segments
+from agent.fall.gate import find_peaks
+from agent.fall.signal import (
+    POST_SAMPLES,
+    PRE_SAMPLES,
+    SAMPLE_RATE_HZ,
+    free_fall_min_g,
+    gravity_reference,
+    magnitude,
+    tilt_deg,
+    window_at,
+)
+from agent.fall.stream import lying_seconds
+from agent.fall.tflite_model import TfliteFallModel
+from models.fall.corpus import DataSet
+from models.fall.cv import fold_dirs
+
+LYING_N = int(LYING_BEFORE_S * SAMPLE_RATE_HZ)
+ADL_WARNING_WEIGHT = 0.5   # a wrong fall_recovered report costs half a missed recovered fall
+
+
+@dataclass
+class Candidate:
+    score: float
+    peak_g: float
+    evidence: Evidence           # the shipped rules' verdict
+    # Per one-second block from 0.5 s after the impact to the end of confirm_s ([1:]: from
+    # 1.5 s, the "after" blocks of the variants):
+    tilts: np.ndarray            # tilt from the pre-impact pose
+    up_tilts: np.ndarray         # tilt from the learnt upright (180 when not known)
+    still: np.ndarray            # spread of |a| below still_g
+    pre_tilt: float | None       # pre-impact pose from the learnt upright
+
+
+@dataclass
+class TrialCandidates:
+    subject: str
+    code: str
+    is_fall: bool
+    recovered: bool
+    candidates: list[Candidate]  # over the fold's threshold, in time order
+
+
+def collect(ds: DataSet, folds: Sequence[tuple[Path, list[str]]]) -> list[TrialCandidates]:
+    """Every gate candidate over its fold's threshold, for the people of ``ds`` each fold
+    held out (as :func:`models.fall.corpus.extract` finds them)."""
+    cfg = replace(FallConfig(), position=ds.position)
+    rule = rule_for(cfg)
+    confirm_n = round(cfg.confirm_s * SAMPLE_RATE_HZ)
+    trials = load_trials(ds.path)
+    primes = priming_segments(trials)
+    out = []
+    for d, held in folds:
+        subjects = {p.split(":", 1)[1] for p in held if p.split(":", 1)[0] == ds.name}
+        model = TfliteFallModel(d / "fall.tflite", interpreter="ai_edge_litert",
+                                position=ds.position)
+        for t in (t for t in trials if t.subject in subjects):
+            acc = pad_recording(t.samples, cfg)[:, :3].astype(np.float32) * ACC_G_PER_COUNT
+            cal = UprightCalibration()
+            if t.subject in primes:
+                cal.feed(primes[t.subject][:, :3].astype(np.float32) * ACC_G_PER_COUNT)
+                cal.reset_partial()
+            fed, cands = 0, []
+            for peak, g in find_peaks(magnitude(acc), cfg.gate_g):
+                if peak + POST_SAMPLES > len(acc) or peak >= len(t.samples):
+                    continue
+                cal.feed(acc[fed:peak + POST_SAMPLES])
+                fed = peak + POST_SAMPLES
+                w = window_at(acc, peak)
+                score = model.score(w)
+                if score < model.threshold:
+                    continue
+                cands.append(_candidate(acc, peak, float(g), w, score, cal.upright, rule,
+                                        confirm_n))
+            out.append(TrialCandidates(t.subject, t.code, t.is_fall, t.recovered, cands))
+    return out
+
+
+def _candidate(acc: np.ndarray, peak: int, peak_g: float, w: np.ndarray, score: float,
+               up: np.ndarray | None, rule: ConfirmRule, confirm_n: int) -> Candidate:
+    before = acc[max(0, peak - PRE_SAMPLES - LYING_N):max(0, peak - PRE_SAMPLES)]
+    lying_before = (lying_seconds(before, up, rule.lying_before_deg)
+                    if up is not None and len(before) == LYING_N else None)
+    d = peak + POST_SAMPLES
+    ref = gravity_reference(w)
+    ev = assess(acc[d:d + confirm_n], ref, rule, SAMPLE_RATE_HZ, up, lead=acc[peak:d],
+                lying_before_s=lying_before, peak_g=peak_g, free_fall_min=free_fall_min_g(w))
+    skip = round(LEAD_SKIP_S * SAMPLE_RATE_HZ)
+    tilts, up_tilts, acts = block_stats(acc[peak + skip:d + confirm_n], ref, up)
+    return Candidate(score, peak_g, ev, tilts, up_tilts, acts < rule.still_g,
+                     None if up is None else tilt_deg(ref, up))
+
+
+Variant = Callable[[Candidate, ConfirmRule], Evidence]
+
+
+def shipped(c: Candidate, rule: ConfirmRule) -> Evidence:
+    return c.evidence
+
+
+def turned_and_back(turn_deg: float | None, within_s: int, hard_from_lying_g: float | None
+                    ) -> Variant:
+    """A detection never "down" whose pendant turned >= ``turn_deg`` from its pre-impact pose
+    within ``within_s`` s and not in the last 2 s is recovered; a hard impact (>=
+    ``hard_from_lying_g``) from lying that stays lying is confirmed (a fall out of bed)."""
+    def fn(c: Candidate, rule: ConfirmRule) -> Evidence:
+        ev = c.evidence
+        if ev.reason != "not_down":
+            return ev
+        post_up = c.up_tilts[1:]
+        if (hard_from_lying_g is not None and c.pre_tilt is not None
+                and c.pre_tilt >= rule.lying_before_deg and c.peak_g >= hard_from_lying_g
+                and np.mean(post_up >= rule.lying_tilt_deg) >= 0.9):
+            return replace(ev, confirmed=True, reason="lying")
+        if (turn_deg is not None and (c.tilts[:within_s] >= turn_deg).any()
+                and not (c.tilts[-2:] >= turn_deg).any()):
+            return replace(ev, reason="recovered")
+        return ev
+    return fn
+
+
+def slumped_at(tilt: float, upright_tilt: float, min_score: float) -> Variant:
+    """Slumped and still (>= 90 % still blocks) at smaller angles than the shipped 25 / 25."""
+    def fn(c: Candidate, rule: ConfirmRule) -> Evidence:
+        ev = c.evidence
+        if ev.reason != "not_down" or c.score < min_score:
+            return ev
+        post = slice(1, None)   # blocks from 1.5 s after the impact
+        if (np.mean(c.still[post]) >= 0.9 and np.median(c.tilts[post]) >= tilt
+                and np.median(c.up_tilts[post]) >= upright_tilt):
+            return replace(ev, confirmed=True, reason="slumped_still")
+        return ev
+    return fn
+
+
+def outcomes(trials: Sequence[TrialCandidates], variant: Variant, rule: ConfirmRule
+             ) -> list[tuple[TrialCandidates, str]]:
+    """alarm (a confirmed detection) | warning (a recovered one) | none, per trial."""
+    out = []
+    for t in trials:
+        verdicts = [variant(c, rule) for c in t.candidates]
+        outcome = ("alarm" if any(v.confirmed for v in verdicts)
+                   else "warning" if any(v.recovered for v in verdicts) else "none")
+        out.append((t, outcome))
+    return out
+
+
+def figures(res: Sequence[tuple[TrialCandidates, str]]) -> dict[str, Any]:
+    floor = [o for t, o in res if t.is_fall and not t.recovered]
+    rec = [o for t, o in res if t.recovered]
+    adl = [o for t, o in res if not t.is_fall]
+    return {"floor": f"{floor.count('alarm')}/{len(floor)}",
+            "sensitivity_floor": round(floor.count("alarm") / max(1, len(floor)), 4),
+            "recovered_as_warning": round(rec.count("warning") / max(1, len(rec)), 4),
+            "recovered": f"{rec.count('warning')}/{len(rec)}",
+            "specificity": round(1 - adl.count("alarm") / max(1, len(adl)), 4),
+            "false_alarms": adl.count("alarm"), "adl_warnings": adl.count("warning"),
+            "adl_warning_rate": round(adl.count("warning") / max(1, len(adl)), 4)}
+
+
+def cost(f: dict[str, Any]) -> float:
+    return ((1 - f["sensitivity_floor"]) + 2 * (1 - f["specificity"])
+            + (1 - f["recovered_as_warning"]) + ADL_WARNING_WEIGHT * f["adl_warning_rate"])
+
+
+def leave_one_person_out(runs: Sequence[list[tuple[TrialCandidates, str]]]
+                         ) -> tuple[list[tuple[TrialCandidates, str]], dict[str, int]]:
+    """For each person, the run (setting) of least :func:`cost` on the others (the first of
+    ties: list the shipped setting first); returns the held-out outcomes and the choices."""
+    people = sorted({t.subject for t, _ in runs[0]})
+    held, chosen = [], {}
+    for p in people:
+        costs = [cost(figures([x for x in run if x[0].subject != p])) for run in runs]
+        best = int(np.argmin(np.round(costs, 9)))
+        chosen[p] = best
+        held += [x for x in runs[best] if x[0].subject == p]
+    return held, chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"))
+    ap.add_argument("--data", type=DataSet.parse, required=True, metavar="NAME:POSITION=DIR")
+    args = ap.parse_args(argv)
+    trials = collect(args.data, fold_dirs(args.folds))
+    rule = rule_for(replace(FallConfig(), position=args.data.position))
+    grids: dict[str, list[tuple[dict[str, Any], Variant]]] = {
+        "turned_and_back": [({"turn_deg": t, "within_s": k, "hard_from_lying_g": g},
+                             turned_and_back(t, k, g))
+                            for t in (None, 25, 30, 35, 40, 45) for k in (3, 5)
+                            for g in (None, 3.0, 3.5, 4.0, 4.5, 5.0)],
+        "slumped_at": [({"tilt": t, "upright_tilt": u, "min_score": s}, slumped_at(t, u, s))
+                       for t in (25, 20, 15) for u in (25, 20, 15, 10, 0)
+                       for s in (0.8, 0.5, 0.0)],
+    }
+    report: dict[str, Any] = {"shipped": figures(outcomes(trials, shipped, rule))}
+    for name, grid in grids.items():
+        runs = [outcomes(trials, fn, rule) for _, fn in grid]
+        held, chosen = leave_one_person_out(runs)
+        report[name] = {
+            "in_sample": [{**setting, **figures(run)} for (setting, _), run in zip(grid, runs,
+                                                                                   strict=True)],
+            "chosen": {p: grid[i][0] for p, i in chosen.items()},
+            "held_out": figures(held)}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
