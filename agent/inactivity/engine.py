@@ -23,7 +23,7 @@ from agent.inactivity.daily_rules import ChairTooLong, NightOutOfBed, NotUp
 from agent.inactivity.home import Alert, HomeState, Instant, Segment
 from agent.inactivity.household import Learning
 from agent.inactivity.localtime import LocalClock
-from agent.inactivity.routine import Routine, StillnessRecorder, learn
+from agent.inactivity.routine import Routine, StillnessRecorder, learn, place_key
 from agent.inactivity.rules import (
     Away,
     FixedInactivity,
@@ -188,7 +188,8 @@ class RulesEngine:
                 r.on_segment(seg, home)
             if self.recorder is not None and now.synced and not self._unobserved:
                 observed = seg.duration if home.accruing() and not home.learning_paused else 0.0
-                self.recorder.record(seg.day, seg.hour, home.still_s, observed)
+                self.recorder.record(seg.day, seg.hour, home.still_s, observed,
+                                     place_key(home.last_room, home.last_device))
 
     def _check(self, now: Instant) -> list[Alert]:
         home = self.home
@@ -286,7 +287,7 @@ class RulesEngine:
             self.ready_on = today
         if self.routine.learned_on == today:
             return
-        self.set_routine(learn(self.recorder.bins, params, today))
+        self.set_routine(learn(self.recorder.bins, params, today, self.recorder.places))
         self.routine_changed = True
         log.info("learned routine updated: %d days, ready=%s", self.routine.days_used,
                  self.routine.ready)
