@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from inactivity_helpers import HOME, TYPES, Home, only, wall_at
 
+from agent.cli import main
 from agent.clock import ManualClock
 from agent.config import parse_config_text
 from agent.inactivity.config import InactivityConfig, InactivityWindow, LearnedRoutine
@@ -152,7 +153,8 @@ def test_place_bounds_are_validated() -> None:
     assert InactivityConfig(learned=PARAMS).validate("inactivity") == []
 
 
-def test_room_learning_survives_a_restart(tmp_path: Path) -> None:
+def test_room_learning_survives_a_restart_and_the_cli_shows_it(tmp_path: Path,
+                                                               capsys) -> None:
     db_path = tmp_path / "events.db"
     cfg = parse_config_text(
         f'hub_id = "hub-p"\n[store]\npath = "{db_path}"\n'
@@ -191,3 +193,14 @@ def test_room_learning_survives_a_restart(tmp_path: Path) -> None:
     assert det2.engine.routine == learned
     assert det2.engine.recorder.places == saved and saved
     db2.close()
+
+    cfg_file = tmp_path / "agent.toml"
+    cfg_file.write_text(f'hub_id = "hub-p"\n[store]\npath = "{db_path}"\n'
+                        '[inactivity.learned]\nenabled = true\nmin_days = 3\n'
+                        'place_min_samples = 3\nplace_min_s = 1800\n')
+    assert main(["routine", "--config", str(cfg_file), "--json"]) == 0
+    cells = {(c["room"], c["band"]): c for c in json.loads(capsys.readouterr().out)["places"]}
+    assert cells[("kitchen", "morning")]["threshold_s"] == 40 * M
+    assert cells[("kitchen", "morning")]["longest_s"] == 20 * M
+    assert main(["routine", "--config", str(cfg_file)]) == 0
+    assert "after being seen in a room" in capsys.readouterr().out
