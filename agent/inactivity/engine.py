@@ -313,6 +313,7 @@ class RulesEngine:
                 "exit_door_age": age(h.exit_door_mono),
                 "observing_age": m - h.observing_since_mono,
                 "learning_paused": h.learning_paused,
+                "returned_age": age(h.returned_mono),
             },
             "rules": {key: r.snapshot(m) for key, r in self._keyed_rules().items()},
         }
@@ -349,6 +350,7 @@ class RulesEngine:
         h.away = bool(s.get("away"))
         h.exit_door_mono = mono_of(s.get("exit_door_age"))
         h.learning_paused = bool(s.get("learning_paused"))
+        h.returned_mono = mono_of(s.get("returned_age"))
         if downtime_s is not None and down <= _SHORT_GAP_S:
             h.observing_since_mono = then - float(s.get("observing_age") or 0.0)
         else:

@@ -249,7 +249,8 @@ class NightExit(Rule):
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
         if obs.exit_door:
             if (self.window.contains(self.clock.minute_of_day(now.wall)) and not home.present
-                    and not home.away):     # the door while out is the person coming home
+                    and not home.away       # the door while out is the person coming home
+                    and not home.in_return_passage(now.mono)):
                 self.since, self.door = now.mono, obs.device_id
         elif inside:
             self.since = None
@@ -278,7 +279,10 @@ class NightExit(Rule):
 
 
 class Away(Rule):
-    """Front door, then nobody inside for ``presume_after_s``: out. Back on door or activity."""
+    """Front door, then nobody inside for ``presume_after_s``: out. Back on door or activity.
+
+    The door that brings the person back does not start a new presumption: they are at
+    home until the door moves again after that passage (:data:`PASSAGE_S`)."""
 
     name = "not_returned"
 
@@ -309,8 +313,13 @@ class Away(Rule):
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
         if obs.exit_door:
             if home.away:
+                # Coming home. The person is at home until the door moves again: with no
+                # sensor inside a room (a door-only home), "came home, then nothing" is a
+                # collapse just inside, for the stillness rules, not another absence.
                 self._back(home, now)
-            self.door_since, self.door = now.mono, obs.device_id
+                home.returned_mono, self.door_since, self.door = now.mono, None, obs.device_id
+            elif not home.in_return_passage(now.mono):
+                self.door_since, self.door = now.mono, obs.device_id
         elif inside:
             self.door_since = None
             if home.away:
