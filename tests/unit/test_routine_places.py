@@ -159,7 +159,8 @@ def test_room_learning_survives_a_restart_and_the_cli_shows_it(tmp_path: Path,
     cfg = parse_config_text(
         f'hub_id = "hub-p"\n[store]\npath = "{db_path}"\n'
         '[inactivity]\nauto_rules = false\n[inactivity.learned]\nenabled = true\n'
-        'min_days = 3\nplace_min_samples = 3\nplace_min_s = 1800\nplace_factor = 2.0\n'
+        'min_days = 3\nby_place = true\nplace_min_samples = 3\nplace_min_s = 1800\n'
+        'place_factor = 2.0\n'
         '[[inactivity.inactivity]]\nstart = "00:00"\nend = "00:00"\nafter_s = 14400\n')
     clock = ManualClock(mono=100.0, wall=wall_at("2025-01-01T08:00:00"))
     db = sqlite3.connect(db_path, isolation_level=None)
@@ -196,7 +197,7 @@ def test_room_learning_survives_a_restart_and_the_cli_shows_it(tmp_path: Path,
 
     cfg_file = tmp_path / "agent.toml"
     cfg_file.write_text(f'hub_id = "hub-p"\n[store]\npath = "{db_path}"\n'
-                        '[inactivity.learned]\nenabled = true\nmin_days = 3\n'
+                        '[inactivity.learned]\nenabled = true\nmin_days = 3\nby_place = true\n'
                         'place_min_samples = 3\nplace_min_s = 1800\nplace_factor = 2.0\n')
     assert main(["routine", "--config", str(cfg_file), "--json"]) == 0
     cells = {(c["room"], c["band"]): c for c in json.loads(capsys.readouterr().out)["places"]}
