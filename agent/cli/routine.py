@@ -5,7 +5,8 @@ seen, ready or not), the learned ``not_up`` deadline per weekday / weekend with 
 it rests on, the learned ``chair_too_long`` / ``night_out_of_bed`` / ``not_returned``
 thresholds with the longest session behind each, and the bounds that clamp them; per hour
 of the day, how many day-hours were learned from, the longest stillness seen (the learned
-quantile), and the threshold in force, learned or fixed. Also the detector's saved state
+quantile), and the threshold in force, learned or fixed; per room of the last activity and
+time-of-day band, the same (``by_place``). Also the detector's saved state
 (last activity, away, mats). Without learning enabled it shows what *would* be learned.
 """
 
@@ -33,14 +34,15 @@ def _fmt(seconds: float | None) -> str:
     return f"{m // 60}h{m % 60:02d}m"
 
 
-def _read_store(path: str) -> tuple[Any, dict[Any, Any], Any, Any]:
-    """The saved routine, stillness samples, household records and snapshot (read-only)."""
+def _read_store(path: str) -> tuple[Any, dict[Any, Any], Any, Any, dict[Any, Any]]:
+    """The saved routine, stillness samples, household records, snapshot and per-room
+    stillness samples (read-only)."""
     from agent.inactivity.persistence import InactivityStore
     from agent.store.component_state import MemoryComponentState, read_component_state
 
     store = InactivityStore(MemoryComponentState.of(read_component_state(path, "inactivity")))
     return (store.load_routine(), store.load_bins(), store.load_household(),
-            store.load_snapshot())
+            store.load_snapshot(), store.load_places())
 
 
 def collect(config: Any) -> dict[str, Any]:
@@ -51,7 +53,7 @@ def collect(config: Any) -> dict[str, Any]:
     from agent.inactivity.ruleset import derive_rules
     from agent.inactivity.sensors import device_map_from_config
 
-    stored, bins, records, snap = _read_store(str(config.store.path))
+    stored, bins, records, snap, places = _read_store(str(config.store.path))
     icfg = config.inactivity
     params = icfg.learned if icfg.learned.enabled else LearnedRoutine(enabled=True)
     tz = ZoneInfo(config.agent.timezone)
@@ -60,7 +62,8 @@ def collect(config: Any) -> dict[str, Any]:
     last_day = max((d for d, _ in bins), default=None)
     today = (last_day + timedelta(days=1)) if last_day else datetime.now(tz).date()
     preview = stored is None or not icfg.learned.enabled
-    routine: Routine = stored if not preview and stored is not None else learn(bins, params, today)
+    routine: Routine = (stored if not preview and stored is not None
+                        else learn(bins, params, today, places))
     rules = derive_rules(icfg, device_map_from_config(config))
     hours = []
     for h in range(24):
@@ -100,9 +103,14 @@ def collect(config: Any) -> dict[str, Any]:
         "days_recorded": len({d for d, _ in bins}),
         "params": {"quantile": params.quantile, "factor": params.factor, "min_s": params.min_s,
                    "max_s": params.max_s, "learn_days": params.learn_days,
-                   "min_days": params.min_days, "min_samples": params.min_samples},
+                   "min_days": params.min_days, "min_samples": params.min_samples,
+                   "by_place": params.by_place, "place_factor": params.place_factor,
+                   "place_min_s": params.place_min_s,
+                   "place_min_samples": params.place_min_samples},
         "household": household,
         "hours": hours,
+        "places": [{"room": p, "band": b, "samples": n, "longest_s": q, "threshold_s": t}
+                   for (p, b), (t, q, n) in sorted(routine.places.items())],
         "state": state,
     }
 
@@ -149,6 +157,14 @@ def render(report: dict[str, Any]) -> str:
     for h in report["hours"]:
         lines.append(f"  {h['hour']:02d}:00 {h['samples']:>8}  {_fmt(h['quantile_s']):>13}  "
                      f"{_fmt(h['threshold_s']):>9}  {h['source']}")
+    if report["places"]:
+        lines.append("")
+        lines.append("  after being seen in a room (the lower of this and the hour applies):")
+        lines.append(f"  {'room':<16}{'band':<10}{'samples':>8}  {'longest still':>13}"
+                     f"  {'threshold':>9}")
+        for c in report["places"]:
+            lines.append(f"  {c['room'][:15]:<16}{c['band']:<10}{c['samples']:>8}  "
+                         f"{_fmt(c['longest_s']):>13}  {_fmt(c['threshold_s']):>9}")
     st = report["state"]
     if st:
         lines.append("")

@@ -128,15 +128,21 @@ class LearnedRoutine:
       threshold (30: about one false alert a month is one in ~700 hour-samples, and no
       threshold learned from fewer than 30 is worth trusting below the fixed one; so
       stillness per hour takes about ten days, the other rules ``min_days``).
+    - ``by_place``: also per room of the last activity and time-of-day band,
+      ``place_factor`` x the ``quantile`` of the per-hour maxima seen after being in that
+      room, clamped to ``place_min_s..max_s``, once the cell has ``place_min_samples``
+      day-hours; the rule takes the lower of the room's and the hour's threshold.
     - ``not_up``: the latest first activity outside the bedroom (per weekday / weekend once
       there are three of that kind, else pooled) + ``not_up_margin_s``, clamped to
       ``not_up_earliest..not_up_latest``.
     - ``chair_too_long``, ``night_out_of_bed``, ``not_returned``: ``session_factor`` x the
       longest session seen, clamped to their ``*_min_s..*_max_s``.
 
-    ``factor``, ``min_s``, ``not_up_margin_s``, ``session_factor`` and ``min_days`` are
-    what leave-one-home-out chose on the four recorded homes (docs/inactivity.md); the
-    bounds are the rules' own defaults or telecare practice, not fitted.
+    ``factor``, ``min_s``, ``by_place``, ``not_up_margin_s``, ``session_factor`` and
+    ``min_days`` are what leave-one-home-out chose on the four recorded homes
+    (docs/inactivity.md); ``place_factor``, ``place_min_s`` and ``place_min_samples`` are
+    the per-room level chosen in the one fold that took it (CASAS left out); the bounds are
+    the rules' own defaults or telecare practice, not fitted.
     """
 
     enabled: bool = field(default=True, metadata={"doc": "learn this household's routine"})
@@ -153,6 +159,19 @@ class LearnedRoutine:
         default=30, metadata={"min": 3, "max": 10000,
                               "doc": "samples (day-hours, pooled) before an hour is trusted"},
     )
+    by_place: bool = field(
+        default=False, metadata={"doc": "learn stillness per room of the last activity too "
+                                        "(off: chosen on the four recorded homes)"})
+    place_factor: float = field(
+        default=1.5, metadata={"min": 1.0, "max": 5.0,
+                               "doc": "x the longest stillness seen after being in that room"})
+    place_min_s: float = field(
+        default=1800.0, metadata={"min": 600.0, "max": 50 * 3600.0,
+                                  "doc": "a room's learned threshold: never shorter"})
+    place_min_samples: int = field(
+        default=40, metadata={"min": 3, "max": 10000,
+                              "doc": "day-hours seen after being in a room (per band) before "
+                                     "its threshold is trusted"})
     not_up_margin_s: float = field(
         default=3 * 3600.0, metadata={"min": 0.0, "max": 6 * 3600.0,
                                       "doc": "added to the latest learned get-up time"},
@@ -182,7 +201,7 @@ class LearnedRoutine:
 
     def validate(self, path: str) -> list[str]:
         problems = []
-        pairs = (("min_s", "max_s"), ("chair_min_s", "chair_max_s"),
+        pairs = (("min_s", "max_s"), ("place_min_s", "max_s"), ("chair_min_s", "chair_max_s"),
                  ("night_min_s", "night_max_s"), ("away_min_s", "away_max_s"))
         for lo, hi in pairs:
             if getattr(self, lo) > getattr(self, hi):
@@ -257,4 +276,7 @@ class InactivityConfig:
                 )
         if self.learned.enabled and self.learned.min_s <= self.prewarning_s:
             problems.append(f"{path}.learned.min_s: must be longer than prewarning_s")
+        if (self.learned.enabled and self.learned.by_place
+                and self.learned.place_min_s <= self.prewarning_s):
+            problems.append(f"{path}.learned.place_min_s: must be longer than prewarning_s")
         return problems

@@ -136,6 +136,7 @@ class InactivityDetector:
         assert self.store is not None and self.engine is not None
         if self.engine.recorder is not None:
             self.engine.recorder.bins.update(self.store.load_bins())
+            self.engine.recorder.places.update(self.store.load_places())
         household = self.store.load_household()
         if household is not None:
             self.engine.learning.recorder = household
@@ -183,7 +184,8 @@ class InactivityDetector:
         learned = self.ruleset.learned
         if learned is not None and learned != old_learned and self.engine.recorder is not None:
             self.engine.set_routine(learn(self.engine.recorder.bins, learned,
-                                          self.engine.clock.local_date(now.wall)))
+                                          self.engine.clock.local_date(now.wall),
+                                          self.engine.recorder.places))
             self.engine.routine_changed = True
         log.info("inactivity: reconfigured (%s)", "; ".join(self.ruleset.notes))
         self._after_step(self.engine.advance(now), force=True)
@@ -297,12 +299,14 @@ class InactivityDetector:
                     boot_id=self._boot_id)
         rec = self.engine.recorder
         bins = {k: rec.bins[k] for k in rec.dirty if k in rec.bins} if rec is not None else None
+        places = ({k: rec.places[k] for k in rec.dirty_places if k in rec.places}
+                  if rec is not None else None)
         routine = self.engine.routine if self.engine.routine_changed else None
         household = self.engine.learning.recorder
         prune = self.engine.prune_before
         try:
             self.store.save(snapshot=snap, routine=routine, bins=bins, prune_before=prune,
-                            household=household if household.dirty else None)
+                            household=household if household.dirty else None, places=places)
         except StoreError as exc:
             log.error("inactivity: cannot save state: %s (will retry)", exc)
             return
@@ -310,6 +314,7 @@ class InactivityDetector:
         self._unsaved_activity = False
         if rec is not None:
             rec.dirty.clear()
+            rec.dirty_places.clear()
         self.engine.routine_changed = False
         self.engine.prune_before = None
         household.dirty = False

@@ -23,7 +23,7 @@ from agent.inactivity.daily_rules import ChairTooLong, NightOutOfBed, NotUp
 from agent.inactivity.home import Alert, HomeState, Instant, Segment
 from agent.inactivity.household import Learning
 from agent.inactivity.localtime import LocalClock
-from agent.inactivity.routine import Routine, StillnessRecorder, learn
+from agent.inactivity.routine import Routine, StillnessRecorder, learn, place_key
 from agent.inactivity.rules import (
     Away,
     FixedInactivity,
@@ -188,7 +188,8 @@ class RulesEngine:
                 r.on_segment(seg, home)
             if self.recorder is not None and now.synced and not self._unobserved:
                 observed = seg.duration if home.accruing() and not home.learning_paused else 0.0
-                self.recorder.record(seg.day, seg.hour, home.still_s, observed)
+                self.recorder.record(seg.day, seg.hour, home.still_s, observed,
+                                     place_key(home.last_room, home.last_device))
 
     def _check(self, now: Instant) -> list[Alert]:
         home = self.home
@@ -286,7 +287,7 @@ class RulesEngine:
             self.ready_on = today
         if self.routine.learned_on == today:
             return
-        self.set_routine(learn(self.recorder.bins, params, today))
+        self.set_routine(learn(self.recorder.bins, params, today, self.recorder.places))
         self.routine_changed = True
         log.info("learned routine updated: %d days, ready=%s", self.routine.days_used,
                  self.routine.ready)
@@ -312,6 +313,7 @@ class RulesEngine:
                 "exit_door_age": age(h.exit_door_mono),
                 "observing_age": m - h.observing_since_mono,
                 "learning_paused": h.learning_paused,
+                "returned_age": age(h.returned_mono),
             },
             "rules": {key: r.snapshot(m) for key, r in self._keyed_rules().items()},
         }
@@ -348,6 +350,7 @@ class RulesEngine:
         h.away = bool(s.get("away"))
         h.exit_door_mono = mono_of(s.get("exit_door_age"))
         h.learning_paused = bool(s.get("learning_paused"))
+        h.returned_mono = mono_of(s.get("returned_age"))
         if downtime_s is not None and down <= _SHORT_GAP_S:
             h.observing_since_mono = then - float(s.get("observing_age") or 0.0)
         else:

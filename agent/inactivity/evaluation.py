@@ -22,6 +22,7 @@ than the firing rule's own threshold (for ``not_up``: its deadline) + 5 min afte
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import random
@@ -33,7 +34,7 @@ from agent.inactivity.config import InactivityConfig, InactivityWindow, LearnedR
 from agent.inactivity.engine import EngineOptions
 from agent.inactivity.localtime import LocalClock
 from agent.inactivity.replay import Labelled, LogEvent, ReplayResult, overlap_s, replay
-from agent.inactivity.routine import Routine, learn
+from agent.inactivity.routine import Routine, learn, place_key
 from agent.inactivity.sensors import DeviceMap
 from agent.model import Event, Priority
 
@@ -124,6 +125,20 @@ class Scenario:
     span: tuple[float, float]
     alerts: list[dict[str, Any]] | None = None     # --alerts-out records, appended to
     home: str = ""
+    _walls: list[float] | None = None
+
+    def place_at(self, wall: float) -> str:
+        """The room of the last sensor row before ``wall`` (where the person was last seen:
+        an injected collapse happens there)."""
+        if self._walls is None:
+            self._walls = [e.wall for e in self.log]
+        i = bisect.bisect_left(self._walls, wall) - 1
+        while i >= 0:
+            info = self.devices.get(self.log[i].sensor_id)
+            if info is not None:
+                return place_key(info.room, info.device_id)
+            i -= 1
+        return ""
 
     def labels_at(self, wall: float) -> str:
         return "|".join(sorted({lb.activity for lb in self.labels if lb.start <= wall < lb.end}))
@@ -158,10 +173,14 @@ class _Detection:
     by_rule: dict[str, int] = field(default_factory=dict)
     missed: list[str] = field(default_factory=list)
     late: list[dict[str, Any]] = field(default_factory=list)
+    by_place: dict[str, list[float | None]] = field(default_factory=dict)
 
     def add(self, sc: Scenario, t: float, hits: list[Event]) -> None:
         daytime = DAY_START_MIN <= sc.clock.minute_of_day(t) < DAY_END_MIN
         self.day_n += daytime
+        if daytime:
+            self.by_place.setdefault(sc.place_at(t) or "-", []).append(
+                (hits[0].wall - t) / 60.0 if hits else None)
         if not hits:
             self.missed.append(sc.clock.local(t).isoformat(timespec="minutes"))
             return
@@ -189,6 +208,10 @@ class _Detection:
             "detection_delay_min_p95": _r(percentile(self.delays, 0.95)),
             "daytime_delay_min_p50": _r(percentile(self.day_delays, 0.5)),
             "detected_by_rule": dict(sorted(self.by_rule.items())),
+            "daytime_delay_by_place": {
+                p: {"injected": len(ds), "detected": sum(d is not None for d in ds),
+                    "delay_min_p50": _r(percentile([d for d in ds if d is not None], 0.5))}
+                for p, ds in sorted(self.by_place.items())},
             "missed": self.missed,
             "late": self.late,
         }
@@ -236,6 +259,9 @@ def learning_block(sc: Scenario, clean: ReplayResult, params: LearnedRoutine) ->
     hours = [] if routine is None else [
         {"hour": h, "threshold_s": None if t is None else round(t, 1)}
         for h, t in enumerate(routine.thresholds)]
+    places = [] if routine is None else [
+        {"place": p, "band": b, "threshold_s": round(t, 1), "samples": n}
+        for (p, b), (t, _q, n) in sorted(routine.places.items())]
     return {
         "learning_period_days": params.min_days,
         "days_until_ready": None if clean.ready_on is None else
@@ -244,6 +270,7 @@ def learning_block(sc: Scenario, clean: ReplayResult, params: LearnedRoutine) ->
         "stillness_ready": bool(routine and routine.ready),
         "stillness_days": routine.days_used if routine else 0,
         "stillness_thresholds": hours,
+        "stillness_by_place": places,
         "params": {k: getattr(params, k) for k in params.__slots__ if k != "enabled"},
     }
 
@@ -291,7 +318,7 @@ def learn_on(log: Sequence[LogEvent], base_config: Any, devices: DeviceMap) -> R
     clock = LocalClock(cfg.agent.timezone)
     after = clock.local_date(log[-1].wall)
     after = after.fromordinal(after.toordinal() + 1)
-    return learn(res.bins, cfg.inactivity.learned, after)
+    return learn(res.bins, cfg.inactivity.learned, after, res.places)
 
 
 def scenario(log: Sequence[LogEvent], labels: Sequence[Labelled], base_config: Any,

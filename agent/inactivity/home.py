@@ -12,6 +12,9 @@ from typing import Any
 
 from agent.model import Priority
 
+# Front-door movements this close together are one passage (open, close).
+PASSAGE_S = 120.0
+
 
 @dataclass(frozen=True, slots=True)
 class Instant:
@@ -62,6 +65,12 @@ class HomeState:
     observing_since_mono: float = 0.0       # continuous observation since (for daily checks)
     hold_until_mono: float = 0.0            # no alarm before this (after a restart)
     learning_paused: bool = False           # an inactivity alarm is outstanding
+    returned_mono: float | None = None      # front door while away: the person came home
+
+    def in_return_passage(self, now_mono: float) -> bool:
+        """A front-door movement this soon after coming home is the same passage (the door
+        closing behind the person), not someone leaving."""
+        return self.returned_mono is not None and now_mono - self.returned_mono < PASSAGE_S
 
     @property
     def present(self) -> bool:

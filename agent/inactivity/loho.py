@@ -8,8 +8,11 @@
    :data:`LEVELS` with learning on; each rule family (``inactivity``, ``not_up``,
    ``sessions`` = chair / night / away) takes the most protective level whose false alerts
    on those homes stay within its share of the budget (:data:`BUDGET_PER_30_DAYS` split over
-   the families); then the learning period (:data:`LEARNING_DAYS`) with the fewest false
-   alerts there (ties: the longest, more evidence);
+   the families), all with the per-room stillness off; then, on top of those, the most
+   protective per-room level (:data:`PLACE_LEVELS`, the last one off) whose ``inactivity``
+   alerts on those homes stay within the family's share or add none to what the chosen
+   per-hour level already raised there; then the learning period (:data:`LEARNING_DAYS`)
+   with the fewest false alerts there (ties: the longest, more evidence);
 2. evaluates the home left out with those parameters: fixed rules, learned, 12 h timer,
    with injected collapses. Nothing about that home was used to choose them; what the
    hub learns *online* from the home's own days is the feature being measured.
@@ -48,6 +51,13 @@ LEVELS: dict[str, tuple[dict[str, Any], ...]] = {
     "not_up": tuple({"not_up_margin_s": m * 60.0} for m in (15, 30, 60, 90, 120, 180)),
     "sessions": tuple({"session_factor": f} for f in (1.0, 1.1, 1.25, 1.5, 2.0, 3.0)),
 }
+# Per-room stillness (routine.learn_places), most protective first; the last switches it off.
+PLACE_LEVELS: tuple[dict[str, Any], ...] = (
+    *({"by_place": True, "place_factor": f, "place_min_s": m * 60.0, "place_min_samples": n}
+      for f, m, n in ((1.25, 30, 20), (1.25, 30, 40), (1.5, 30, 40), (1.5, 45, 40),
+                      (2.0, 45, 40), (2.0, 60, 40), (3.0, 60, 40))),
+    {"by_place": False},
+)
 LEARNING_DAYS = (3, 5, 7)
 
 
@@ -106,11 +116,33 @@ def find_homes(dirs: Sequence[str], base_config: Any,
     return homes
 
 
-def _params(base: LearnedRoutine, levels: dict[str, int], min_days: int) -> LearnedRoutine:
+def _params(base: LearnedRoutine, levels: dict[str, int], min_days: int,
+            place: int = len(PLACE_LEVELS) - 1) -> LearnedRoutine:
     kw: dict[str, Any] = {"min_days": min_days, "enabled": True}
     for fam, k in levels.items():
         kw.update(LEVELS[fam][k])
+    kw.update(PLACE_LEVELS[place])
     return dataclasses.replace(base, **kw)
+
+
+def _inactivity_alerts(train: Sequence[HomeData], p: LearnedRoutine) -> tuple[int, dict[str, int]]:
+    per_home = {h.name: _false_alerts(h, p).get("inactivity", 0) for h in train}
+    return sum(per_home.values()), per_home
+
+
+def _choose_place(train: Sequence[HomeData], base: LearnedRoutine, levels: dict[str, int],
+                  share: float) -> tuple[int, list[dict[str, Any]]]:
+    """The most protective per-room level that keeps ``inactivity`` within its share, or
+    adds no alert to what the chosen per-hour level raised on ``train`` (last level: off)."""
+    off = len(PLACE_LEVELS) - 1
+    base_n, base_per_home = _inactivity_alerts(train, _params(base, levels, base.min_days, off))
+    table: list[dict[str, Any]] = [{"level": off, "inactivity_alerts": base_per_home}]
+    for k in range(off):
+        n, per_home = _inactivity_alerts(train, _params(base, levels, base.min_days, k))
+        table.append({"level": k, "inactivity_alerts": per_home})
+        if n <= max(share, base_n):
+            return k, table
+    return off, table
 
 
 def _false_alerts(home: HomeData, params: LearnedRoutine) -> dict[str, int]:
@@ -140,21 +172,24 @@ def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
                   for row in table]
         ok = [k for k, c in enumerate(counts) if c <= share]
         levels[fam] = ok[0] if ok else n_levels - 1
+    place, place_table = _choose_place(train, base, levels, share)
     best: tuple[int, int] | None = None
     by_days: dict[int, int] = {}
     for md in LEARNING_DAYS:
-        p = _params(base, levels, md)
+        p = _params(base, levels, md, place)
         total = sum(sum(_false_alerts(h, p).values()) for h in train)
         by_days[md] = total
         if best is None or (total, -md) < (best[0], -best[1]):
             best = (total, md)
     assert best is not None
-    chosen = _params(base, levels, best[1])
+    chosen = _params(base, levels, best[1], place)
     return {
         "trained_on": [h.name for h in train],
         "training_days": round(days, 2),
         "alerts_allowed_per_family": round(share, 2),
         "levels": levels,
+        "place_level": place,
+        "place_table": place_table,
         "learning_days_false_alerts": by_days,
         "level_table": table,
         "params": {k: getattr(chosen, k) for k in chosen.__slots__ if k != "enabled"},
@@ -168,7 +203,7 @@ def summary_row(name: str, report: dict[str, Any]) -> dict[str, Any]:
         part = report[v]
         row[v] = {k: part.get(k) for k in (
             "false_alerts_per_30_days", "detected", "injected", "daytime_delay_min_p50",
-            "detection_delay_min_p50", "alerts_by_rule")}
+            "detection_delay_min_p50", "alerts_by_rule", "daytime_delay_by_place")}
     timer = report["fixed_12h_timer"].get("daytime_delay_min_p50")
     learned = report["learned_routine"].get("daytime_delay_min_p50")
     row["learned_speedup_vs_12h"] = (round(timer / learned, 2)
@@ -179,7 +214,8 @@ def summary_row(name: str, report: dict[str, Any]) -> dict[str, Any]:
 def leave_one_home_out(homes: Sequence[HomeData], inject: int, seed: int, episode_h: float,
                        alerts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"budget_false_alerts_per_30_days": BUDGET_PER_30_DAYS,
-                           "levels": LEVELS, "learning_days": LEARNING_DAYS, "homes": {}}
+                           "levels": LEVELS, "place_levels": PLACE_LEVELS,
+                           "learning_days": LEARNING_DAYS, "homes": {}}
     rows = []
     for held in homes:
         train = [h for h in homes if h is not held]

@@ -7,7 +7,9 @@
 - ``routine``: the learned routine;
 - ``stillness/<day>/<hour>``: per local day and hour, the longest stillness and how much of
   the hour was observed, as ``[max_still_s, observed_s]`` (the learned routine's input; a
-  few KB per month).
+  few KB per month);
+- ``stillness/<day>/<hour>/<room>``: the same per room of the last activity (the per-room
+  thresholds' input).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class InactivityStore:
     def load_bins(self) -> dict[tuple[date, int], HourStat]:
         return bins_of(self.state.items(STILLNESS_PREFIX))
 
+    def load_places(self) -> dict[tuple[date, int, str], HourStat]:
+        return place_bins_of(self.state.items(STILLNESS_PREFIX))
+
     def save(
         self,
         snapshot: dict[str, Any] | None = None,
@@ -69,6 +74,7 @@ class InactivityStore:
         household: HouseholdRecorder | None = None,
         bins: Mapping[tuple[date, int], HourStat] | None = None,
         prune_before: date | None = None,
+        places: Mapping[tuple[date, int, str], HourStat] | None = None,
     ) -> None:
         """Write what is given in one transaction. Raises StoreError."""
         put: dict[str, Json] = {}
@@ -81,6 +87,9 @@ class InactivityStore:
         for (day, hour), st in (bins or {}).items():
             put[f"{STILLNESS_PREFIX}{day.isoformat()}/{hour:02d}"] = [st.max_still_s,
                                                                      st.observed_s]
+        for (day, hour, place), st in (places or {}).items():
+            put[f"{STILLNESS_PREFIX}{day.isoformat()}/{hour:02d}/{place}"] = [st.max_still_s,
+                                                                              st.observed_s]
         drop = ((STILLNESS_PREFIX, f"{STILLNESS_PREFIX}{prune_before.isoformat()}")
                 if prune_before is not None else None)
         if put or drop:
@@ -92,13 +101,36 @@ def bins_of(items: Mapping[str, Json]) -> dict[tuple[date, int], HourStat]:
     out: dict[tuple[date, int], HourStat] = {}
     for key, value in items.items():
         try:
-            day, hour = key[len(STILLNESS_PREFIX):].split("/")
+            parts = key[len(STILLNESS_PREFIX):].split("/")
+            if len(parts) != 2:
+                continue        # a per-room sample (place_bins_of)
+            day, hour = parts
             if not isinstance(value, list) or len(value) != 2:
                 continue
             mx, obs = value
             if not isinstance(mx, int | float) or not isinstance(obs, int | float):
                 continue
             out[(date.fromisoformat(day), int(hour))] = HourStat(float(mx), float(obs))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def place_bins_of(items: Mapping[str, Json]) -> dict[tuple[date, int, str], HourStat]:
+    """``stillness/<day>/<hour>/<room>`` items as the recorder's per-room bins."""
+    out: dict[tuple[date, int, str], HourStat] = {}
+    for key, value in items.items():
+        try:
+            parts = key[len(STILLNESS_PREFIX):].split("/", 2)
+            if len(parts) != 3 or not parts[2]:
+                continue
+            if not isinstance(value, list) or len(value) != 2:
+                continue
+            mx, obs = value
+            if not isinstance(mx, int | float) or not isinstance(obs, int | float):
+                continue
+            out[(date.fromisoformat(parts[0]), int(parts[1]), parts[2])] = HourStat(
+                float(mx), float(obs))
         except (TypeError, ValueError):
             continue
     return out

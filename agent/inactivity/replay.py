@@ -138,6 +138,7 @@ class ReplayResult:
     bins: dict[Any, Any] = field(default_factory=dict)
     household: Household | None = None
     ready_on: date | None = None
+    places: dict[Any, Any] = field(default_factory=dict)
 
 
 def replay(
@@ -192,9 +193,10 @@ def replay(
     if away_since is not None:
         away.append((away_since, clock.wall()))
     bins = dict(engine.recorder.bins) if engine.recorder is not None else {}
+    places = dict(engine.recorder.places) if engine.recorder is not None else {}
     prewarnings = sum(1 for e in ctx.events if e.type.endswith("_prewarning"))
     return ReplayResult(ctx.events, prewarnings, engine.routine, away, bins,
-                        engine.learning.household, engine.ready_on)
+                        engine.learning.household, engine.ready_on, places)
 
 
 def _track(away: bool, since: float | None, wall: float,

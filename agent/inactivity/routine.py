@@ -12,6 +12,16 @@ threshold for hour ``h`` is ``factor`` x the ``quantile`` of those maxima over t
 days, pooled with hours ``h-1`` and ``h+1`` (people do not keep to the minute), clamped
 to ``[min_s, max_s]``. This follows the per-time-of-day models of Cuddihy et al. (2007)
 and Floeck & Litz (2009); the factor is the safety margin they add to the observed maxima.
+
+*Per place* (``by_place``): how long a person stays still depends on where they were last
+seen (long in the lounge chair or in bed, short in the bathroom, kitchen or hall, where
+falls also happen). The recorder keeps the same maxima per (local day, hour, room of the
+last activity); a room's threshold for a time-of-day band (:data:`BANDS`) is
+``place_factor`` x the ``quantile`` of those maxima over the band's hours and the learn
+days, clamped to ``[place_min_s, max_s]``, once it rests on ``place_min_samples`` samples.
+The rule then uses the lower of the room's and the hour's threshold: both are at least the
+factor times the longest stillness ever seen at that hour in that room, so the room's value
+can only remove slack, never go under what this person was seen to do there.
 """
 
 from __future__ import annotations
@@ -29,6 +39,22 @@ HOURS = 24
 MIN_OBSERVED_S = 900.0
 # A day counts towards ``min_days`` once this many of its hours are samples.
 MIN_HOURS_PER_DAY = 4
+# Time-of-day bands of the per-room thresholds: (name, first hour, end hour), local time.
+BANDS = (("night", 22, 6), ("morning", 6, 11), ("afternoon", 11, 17), ("evening", 17, 22))
+
+
+def band_of(hour: int) -> str:
+    """The band (:data:`BANDS`) local hour ``hour`` falls in."""
+    h = hour % HOURS
+    for name, start, end in BANDS:
+        if (start <= h < end) if start < end else (h >= start or h < end):
+            return name
+    raise AssertionError(hour)      # the bands cover the day
+
+
+def place_key(room: str, device: str) -> str:
+    """Where the person was last seen: the room (lower case), else the sensor's id."""
+    return (room or device).strip().lower()
 
 
 def quantile(values: Iterable[float], q: float) -> float:
@@ -54,9 +80,13 @@ class StillnessRecorder:
 
     bins: dict[tuple[date, int], HourStat] = field(default_factory=dict)
     dirty: set[tuple[date, int]] = field(default_factory=set)
+    places: dict[tuple[date, int, str], HourStat] = field(default_factory=dict)
+    dirty_places: set[tuple[date, int, str]] = field(default_factory=set)
 
-    def record(self, day: date, hour: int, still_end_s: float, observed_s: float) -> None:
-        """A piece of hour ``hour`` of ``day`` ending with ``still_end_s`` of stillness."""
+    def record(self, day: date, hour: int, still_end_s: float, observed_s: float,
+               place: str = "") -> None:
+        """A piece of hour ``hour`` of ``day`` ending with ``still_end_s`` of stillness,
+        the person last seen at ``place`` (:func:`place_key`; "" = unknown, hour only)."""
         if observed_s <= 0:
             return
         key = (day, hour)
@@ -66,12 +96,23 @@ class StillnessRecorder:
         st.observed_s = min(3600.0, st.observed_s + observed_s)
         st.max_still_s = max(st.max_still_s, still_end_s)
         self.dirty.add(key)
+        if place:
+            pkey = (day, hour, place)
+            ps = self.places.get(pkey)
+            if ps is None:
+                ps = self.places[pkey] = HourStat()
+            ps.observed_s = min(3600.0, ps.observed_s + observed_s)
+            ps.max_still_s = max(ps.max_still_s, still_end_s)
+            self.dirty_places.add(pkey)
 
     def prune(self, before: date) -> list[tuple[date, int]]:
         gone = [k for k in self.bins if k[0] < before]
         for k in gone:
             del self.bins[k]
             self.dirty.discard(k)
+        for pk in [k for k in self.places if k[0] < before]:
+            del self.places[pk]
+            self.dirty_places.discard(pk)
         return gone
 
     def days(self) -> list[date]:
@@ -91,10 +132,18 @@ class Routine:
     last_day: date | None = None
     ready: bool = False
     fallback_s: float = 12 * 3600.0
+    # (room, band) -> (threshold_s, quantile_s, samples); only cells with enough samples
+    places: Mapping[tuple[str, str], tuple[float, float, int]] = field(default_factory=dict)
 
     def threshold(self, hour: int) -> float | None:
         """The learned threshold for ``hour``, or None if that hour is not learned yet."""
         return self.thresholds[hour % HOURS]
+
+    def place_threshold(self, place: str, hour: int) -> float | None:
+        """The learned threshold for stillness after being seen at ``place`` at ``hour``
+        (None: that room and band are not learned)."""
+        cell = self.places.get((place, band_of(hour))) if place else None
+        return None if cell is None else cell[0]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -108,6 +157,10 @@ class Routine:
                 {"hour": h, "threshold_s": self.thresholds[h], "quantile_s": self.quantiles[h],
                  "samples": self.samples[h]}
                 for h in range(HOURS)
+            ],
+            "places": [
+                {"place": p, "band": b, "threshold_s": t, "quantile_s": q, "samples": n}
+                for (p, b), (t, q, n) in sorted(self.places.items())
             ],
         }
 
@@ -127,13 +180,38 @@ class Routine:
             v = d.get(key)
             return date.fromisoformat(str(v)) if v else None
 
+        places = {(str(item["place"]), str(item["band"])):
+                  (float(item["threshold_s"]), float(item["quantile_s"]), int(item["samples"]))
+                  for item in d.get("places") or []}
         return cls(tuple(th), tuple(qs), tuple(ns), int(d.get("days_used") or 0),
                    day("learned_on"), day("first_day"), day("last_day"), bool(d.get("ready")),
-                   float(d.get("fallback_s") or 12 * 3600.0))
+                   float(d.get("fallback_s") or 12 * 3600.0), places)
+
+
+def learn_places(
+    places: Mapping[tuple[date, int, str], HourStat], params: LearnedRoutine, days: set[date],
+) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """Per (room, band): ``place_factor`` x the ``quantile`` of the per-hour maxima on
+    ``days``, clamped to ``[place_min_s, max_s]``; cells under ``place_min_samples`` left out."""
+    if not params.by_place:
+        return {}
+    samples: dict[tuple[str, str], list[float]] = {}
+    for (d, h, p), st in places.items():
+        if d in days and st.observed_s > 0:
+            samples.setdefault((p, band_of(h)), []).append(st.max_still_s)
+    out: dict[tuple[str, str], tuple[float, float, int]] = {}
+    for cell, xs in samples.items():
+        if len(xs) < params.place_min_samples:
+            continue
+        q = quantile(xs, params.quantile)
+        out[cell] = (min(params.max_s, max(params.place_min_s, q * params.place_factor)), q,
+                     len(xs))
+    return out
 
 
 def learn(
     bins: Mapping[tuple[date, int], HourStat], params: LearnedRoutine, today: date,
+    places: Mapping[tuple[date, int, str], HourStat] | None = None,
 ) -> Routine:
     """Learn from the complete days before ``today`` within ``params.learn_days``."""
     first = today - timedelta(days=params.learn_days)
@@ -162,5 +240,5 @@ def learn(
         thresholds=tuple(th), quantiles=tuple(qs), samples=tuple(ns), days_used=len(days),
         learned_on=today, first_day=days[0] if days else None,
         last_day=days[-1] if days else None, ready=len(days) >= params.min_days,
-        fallback_s=params.max_s,
+        fallback_s=params.max_s, places=learn_places(places or {}, params, set(days)),
     )

@@ -16,7 +16,7 @@ from agent.inactivity.config import AwayRule, InactivityWindow, NightExitRule
 from agent.inactivity.home import Alert, HomeState, Instant, Segment
 from agent.inactivity.household import Learning
 from agent.inactivity.localtime import LocalClock, Window
-from agent.inactivity.routine import Routine
+from agent.inactivity.routine import Routine, place_key
 from agent.inactivity.sensors import Observation
 from agent.model import Priority, iso_utc
 
@@ -80,7 +80,7 @@ class StillnessAlarm(Rule):
     def value(self, home: HomeState) -> float:
         raise NotImplementedError
 
-    def threshold(self, now: Instant) -> float:
+    def threshold(self, now: Instant, home: HomeState) -> float:
         raise NotImplementedError
 
     def accruing_now(self, now: Instant, home: HomeState) -> bool:
@@ -111,7 +111,7 @@ class StillnessAlarm(Rule):
             return []
         if self.raised:
             return []
-        v, t = self.value(home), self.threshold(now)
+        v, t = self.value(home), self.threshold(now, home)
         out: list[Alert] = []
         if self.prewarn_since is None:
             if v >= t - self.p:
@@ -133,7 +133,7 @@ class StillnessAlarm(Rule):
     def next_due(self, now: Instant, home: HomeState) -> float | None:
         if not self.active or self.raised:
             return None
-        v, t = self.value(home), self.threshold(now)
+        v, t = self.value(home), self.threshold(now, home)
         accruing = self.accruing_now(now, home)
         if self.prewarn_since is None:
             if not accruing:
@@ -170,7 +170,7 @@ class FixedInactivity(StillnessAlarm):
     def value(self, home: HomeState) -> float:
         return self.accrued_s
 
-    def threshold(self, now: Instant) -> float:
+    def threshold(self, now: Instant, home: HomeState) -> float:
         return self.after_s
 
     def accruing_now(self, now: Instant, home: HomeState) -> bool:
@@ -196,7 +196,9 @@ class FixedInactivity(StillnessAlarm):
 
 
 class LearnedInactivity(StillnessAlarm):
-    """Stillness beyond what this person normally reaches at this hour (all day)."""
+    """Stillness beyond what this person normally reaches at this hour (all day), and,
+    where learned, beyond what they reach after being seen in that room at that time of
+    day (the lower of the two)."""
 
     def __init__(self, prewarning_s: float, clock: LocalClock, routine: Routine,
                  fallback: Callable[[float], float]) -> None:
@@ -204,22 +206,28 @@ class LearnedInactivity(StillnessAlarm):
         self.clock = clock
         self.routine = routine
         self.fallback = fallback
+        self.place = ""
+        self.by_place = False
 
     def value(self, home: HomeState) -> float:
         return home.still_s
 
-    def threshold(self, now: Instant) -> float:
+    def threshold(self, now: Instant, home: HomeState) -> float:
         loc = self.clock.local(now.wall)
         learned = self.routine.threshold(loc.hour)
-        if learned is not None:
-            return learned
-        return self.fallback(loc.hour * 60 + loc.minute + loc.second / 60.0)
+        hourly = (learned if learned is not None
+                  else self.fallback(loc.hour * 60 + loc.minute + loc.second / 60.0))
+        self.place = place_key(home.last_room, home.last_device)
+        room = self.routine.place_threshold(self.place, loc.hour)
+        self.by_place = room is not None and room < hourly
+        return room if room is not None and room < hourly else hourly
 
     def accruing_now(self, now: Instant, home: HomeState) -> bool:
         return home.accruing()
 
     def label(self) -> dict[str, Any]:
-        return {"window": "learned", "learned": True}
+        return {"window": "learned", "learned": True, "place": self.place,
+                "by_place": self.by_place}
 
 
 class NightExit(Rule):
@@ -241,7 +249,8 @@ class NightExit(Rule):
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
         if obs.exit_door:
             if (self.window.contains(self.clock.minute_of_day(now.wall)) and not home.present
-                    and not home.away):     # the door while out is the person coming home
+                    and not home.away       # the door while out is the person coming home
+                    and not home.in_return_passage(now.mono)):
                 self.since, self.door = now.mono, obs.device_id
         elif inside:
             self.since = None
@@ -270,7 +279,10 @@ class NightExit(Rule):
 
 
 class Away(Rule):
-    """Front door, then nobody inside for ``presume_after_s``: out. Back on door or activity."""
+    """Front door, then nobody inside for ``presume_after_s``: out. Back on door or activity.
+
+    The door that brings the person back does not start a new presumption: they are at
+    home until the door moves again after that passage (:data:`PASSAGE_S`)."""
 
     name = "not_returned"
 
@@ -301,8 +313,13 @@ class Away(Rule):
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
         if obs.exit_door:
             if home.away:
+                # Coming home. The person is at home until the door moves again: with no
+                # sensor inside a room (a door-only home), "came home, then nothing" is a
+                # collapse just inside, for the stillness rules, not another absence.
                 self._back(home, now)
-            self.door_since, self.door = now.mono, obs.device_id
+                home.returned_mono, self.door_since, self.door = now.mono, None, obs.device_id
+            elif not home.in_return_passage(now.mono):
+                self.door_since, self.door = now.mono, obs.device_id
         elif inside:
             self.door_since = None
             if home.away:
