@@ -108,11 +108,19 @@ def test_the_engine_learns_the_day_and_then_uses_it() -> None:
     # Day 13: still from 10:00. The learned 2 h applies, not the fixed 4 h.
     home.run_to(home_day(home, "07:00"))
     home.see("bed_off")
+    for hhmm in ("08:00", "09:00"):                          # about the house: no spell yet
+        home.run_to(home_day(home, hhmm))
+        home.see("motion", "pir_kitchen")
+    assert "inactivity" not in home.types()
     home.run_to(home_day(home, "10:00"))
     home.see("motion", "pir_kitchen")
-    home.run(2 * H + 1)
-    _wall, alarm = home.first("inactivity")
+    still_from = home.clock.wall()
+    home.run(2 * H - 1)
+    assert "inactivity" not in home.types()
+    home.run(2)
+    wall, alarm = home.first("inactivity")
     assert alarm.data["learned"] is True and alarm.data["threshold_s"] == 2 * H
+    assert wall - still_from == pytest.approx(2 * H, abs=2)  # the 10:00 spell, not 07:00's
 
 
 def test_unlearned_hours_use_the_fixed_threshold() -> None:
