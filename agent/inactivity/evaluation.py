@@ -217,7 +217,26 @@ class _Detection:
         }
 
 
-def _clean_figures(sc: Scenario, variant: str, clean: ReplayResult) -> dict[str, Any]:
+def cleared_by_activity(warned: Sequence[Event], alarms: Sequence[Event],
+                        log_walls: Sequence[float], window_s: float) -> int:
+    """Pre-warnings that recorded activity cleared: a sensor row inside the window
+    (``window_s`` from the pre-warning) and no alarm of that rule following it. A
+    pre-warning that stood down because a learned threshold rose is not counted, nor is
+    one the cancel button would have to clear (the replay never presses it)."""
+    n = 0
+    for w in warned:
+        rule = w.type.removesuffix("_prewarning")
+        end = w.wall + window_s
+        if any(a.type == rule and w.wall <= a.wall <= end + 1.0 for a in alarms):
+            continue
+        i = bisect.bisect_right(log_walls, w.wall)
+        if i < len(log_walls) and log_walls[i] <= end:
+            n += 1
+    return n
+
+
+def _clean_figures(sc: Scenario, variant: str, clean: ReplayResult,
+                   prewarning_s: float) -> dict[str, Any]:
     first, last = sc.span
     days = (last - first) / 86400.0
     alarms = _alarms(clean.events)
@@ -234,7 +253,9 @@ def _clean_figures(sc: Scenario, variant: str, clean: ReplayResult) -> dict[str,
         "false_alerts": len(alarms),
         "false_alerts_per_30_days": round(len(alarms) / days * 30.0, 2) if days > 0 else None,
         "prewarnings": len(warned),
-        "prewarnings_cleared_by_activity": max(0, len(warned) - followed),
+        "prewarnings_cleared_by_activity": cleared_by_activity(
+            warned, alarms, [ev.wall for ev in sc.log], prewarning_s),
+        "prewarnings_not_followed": max(0, len(warned) - followed),
     }
 
 
@@ -284,7 +305,7 @@ def run_variant(sc: Scenario, base_config: Any, variant: str,
     opts = EngineOptions(record=learned, relearn=learned and routine is None)
     last = sc.span[1]
     clean = replay(sc.log, cfg, sc.devices, routine=routine, options=opts, end_wall=last)
-    out = _clean_figures(sc, variant, clean)
+    out = _clean_figures(sc, variant, clean, cfg.inactivity.prewarning_s)
     out["injected"] = len(sc.episodes)
     det = _Detection()
     for t in sc.episodes:

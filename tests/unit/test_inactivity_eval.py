@@ -153,3 +153,20 @@ def test_episodes_start_at_home_and_fit_in_the_log() -> None:
     assert all(86400 <= t <= log[-1].wall - 14 * 3600 for t in eps)
     assert not any(lb.start <= t < lb.end for t in eps for lb in away)
     assert sample_episodes(log, away, 30, 1, 14 * 3600) == eps
+
+
+def test_a_prewarning_counts_as_cleared_only_with_recorded_activity_inside_it() -> None:
+    from agent.inactivity.evaluation import cleared_by_activity
+    from agent.model import Event, Priority
+
+    def ev(type_: str, wall: float) -> Event:
+        return Event(type_, Priority.WARNING, "hub", wall=wall)
+
+    warned = [ev("inactivity_prewarning", 1000.0),   # a sensor row 300 s in: cleared
+              ev("inactivity_prewarning", 5000.0),   # stood down (threshold rose): no row
+              ev("not_up_prewarning", 9000.0)]       # a row inside, but the alarm followed
+    alarms = [ev("not_up", 9600.0)]
+    log_walls = [900.0, 1300.0, 6000.0, 9100.0]
+    assert cleared_by_activity(warned, alarms, log_walls, 600.0) == 1
+    assert cleared_by_activity(warned, [], log_walls, 600.0) == 2
+    assert cleared_by_activity(warned, alarms, log_walls, 50.0) == 0     # rows after the window
