@@ -58,6 +58,7 @@ class BrokerAccess:
     port: int
     username: str
     password_file: str
+    protocol: str = "5"     # "3.1.1" for a broker without MQTT 5 (RabbitMQ 3.10)
 
 
 @dataclass
@@ -67,6 +68,8 @@ class FleetOptions:
     workdir: Path
     db_url: str
     ingesters: int = 1
+    group: str = "tec-ingest"       # the ingesters' shared subscription group ('' for none)
+    remote: bool = True          # hubs with remote management on (subscriptions, sessions)
     motion_every_s: float = 60.0
     door_every_s: float = 600.0
     restart_broker_at_s: float | None = None
@@ -84,9 +87,16 @@ class _Hub:
     alarms: set[str] = field(default_factory=set)
 
 
-def hub_config_text(i: int, root: Path, broker: BrokerAccess) -> str:
+def hub_config_text(i: int, root: Path, broker: BrokerAccess,
+                    keys_dir: Path | None = None) -> str:
+    """One hub's config; with ``keys_dir``, remote management on (the hub subscribes to its
+    config and command topics, so it has a persistent session on the broker, and asks for
+    its desired config on every connect), as a service's hubs run."""
+    remote = (f'[remote]\nenabled = true\nkeys_dir = "{keys_dir}"\n'
+              f'config_path = "{root / f"h{i}" / "pushed.toml"}"\n') if keys_dir else ""
     return (f'hub_id = "sim-{i:05d}"\n'
             f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+            f'protocol = "{broker.protocol}"\n'
             f'username = "{broker.username}"\npassword_file = "{broker.password_file}"\n'
             'reconnect_min_s = 0.5\nreconnect_max_s = 10.0\n'
             f'[store]\npath = "{root / f"h{i}" / "events.db"}"\n'
@@ -96,7 +106,7 @@ def hub_config_text(i: int, root: Path, broker: BrokerAccess) -> str:
             f'[[gpio.devices]]\nid = "cord"\nkind = "pull_cord"\npin = {CORD_PIN}\n'
             'bounce_s = 0.0\n'
             f'[[gpio.devices]]\nid = "front-door"\nkind = "door"\npin = {DOOR_PIN}\n'
-            'bounce_s = 0.0\n')
+            'bounce_s = 0.0\n' + remote)
 
 
 def _rss_mb() -> float:
@@ -122,8 +132,9 @@ def _percentile(values: list[float], q: float) -> float | None:
 class Ingesters:
     """``tec-agent ingest`` processes of one group, each with its own client id."""
 
-    def __init__(self, broker: BrokerAccess, db_url: str, count: int, logdir: Path) -> None:
-        self.broker, self.db_url, self.logdir = broker, db_url, logdir
+    def __init__(self, broker: BrokerAccess, db_url: str, count: int, logdir: Path,
+                 group: str = "tec-ingest") -> None:
+        self.broker, self.db_url, self.logdir, self.group = broker, db_url, logdir, group
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self.stats: list[dict[str, int]] = []
 
@@ -138,7 +149,8 @@ class Ingesters:
                 [sys.executable, "-m", "agent", "ingest", "--broker",
                  f"mqtt://{self.broker.username}@{self.broker.host}:{self.broker.port}",
                  "--password-file", self.broker.password_file, "--db", self.db_url,
-                 "--client-id", f"tec-sim-ingest-{n}", "--log-level", "INFO"],
+                 "--client-id", f"tec-sim-ingest-{n}", "--log-level", "INFO",
+                 "--protocol", self.broker.protocol, "--group", self.group],
                 stdout=subprocess.PIPE, stderr=err)
         deadline = time.monotonic() + timeout
         while True:
@@ -266,7 +278,10 @@ def _alarm_latencies_ms(hubs: list[_Hub],
 
 
 async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
-                    restart_broker: Callable[[], None] | None = None) -> dict[str, Any]:
+                    restart_broker: Callable[[], None] | None = None,
+                    ingest_broker: BrokerAccess | None = None) -> dict[str, Any]:
+    """Run the fleet; the ingesters connect to ``ingest_broker`` (default ``broker``: on a
+    cluster, another node than the hubs')."""
     from gpiozero.pins.mock import MockFactory
 
     from agent.app import Agent, Hardware
@@ -274,8 +289,15 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
 
     root = opts.workdir
     root.mkdir(parents=True, exist_ok=True)
-    ingesters = Ingesters(broker, opts.db_url, opts.ingesters, root)
+    ingesters = Ingesters(ingest_broker or broker, opts.db_url, opts.ingesters, root,
+                          opts.group)
     ingesters.start_all()
+    keys_dir = None
+    if opts.remote:
+        from agent.remote.keys import generate_keypair
+
+        keys_dir = root / "remote-keys"
+        generate_keypair("fleet-support", keys_dir)
     hubs: list[_Hub] = []
     cpu0 = _cpu_s()
     t0 = time.monotonic()
@@ -283,7 +305,7 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
     try:
         for i in range(opts.hubs):
             (root / f"h{i}").mkdir(parents=True, exist_ok=True)
-            cfg = parse_config_text(hub_config_text(i, root, broker), f"hub {i}")
+            cfg = parse_config_text(hub_config_text(i, root, broker, keys_dir), f"hub {i}")
             factory = MockFactory()
             agent = Agent(cfg, hardware=Hardware(pin_factory=factory))
             hub = _Hub(agent, factory)
