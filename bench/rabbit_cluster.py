@@ -112,7 +112,8 @@ def main() -> int:
     ap.add_argument("--db", help="the ingester's database (default SQLite in the temp dir)")
     ap.add_argument("--mirror", action="store_true",
                     help="classic queue mirroring policy on mqtt-subscription-* (ha-mode all)")
-    ap.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (node logs)")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="run in DIR and keep it (node logs, the simulator's stderr)")
     args = ap.parse_args()
 
     mirror = '{"ha-mode":"all","ha-sync-mode":"automatic"}' if args.mirror else None
@@ -180,6 +181,7 @@ def main() -> int:
                 connects_before.values())
         report["node_log_not_found"] = node_log_count(cluster, "NOT_FOUND")
         err = "".join(stderr_lines)
+        (cluster.dir / "simulate.log").write_text(err)
         report["hub_connection_lost_lines"] = err.count("MQTT connection lost")
         report["hub_subscription_retry_lines"] = err.count("MQTT subscription")
         lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
