@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -116,6 +117,8 @@ def main() -> int:
                     help="run in DIR and keep it (node logs, the simulator's stderr)")
     args = ap.parse_args()
 
+    # SIGTERM unwinds through the finally below: the nodes, epmd and the simulator go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     mirror = '{"ha-mode":"all","ha-sync-mode":"automatic"}' if args.mirror else None
     cluster = RabbitCluster(3, workdir=args.keep, mirror_policy=mirror)
     t0 = time.monotonic()
