@@ -102,6 +102,33 @@ def node_log_count(cluster: RabbitCluster, pattern: str) -> int:
     return n
 
 
+def kill_mid_run(cluster: RabbitCluster, lb: FirstAlive, args: argparse.Namespace,
+                 report: dict[str, Any]) -> dict[int, int]:
+    """Once the hubs are up: where the sessions live, then kill -9 node 1 ``--kill-at``
+    seconds into the load (and start it again ``--restart-after`` later). Returns the
+    balancer's connection counts at the kill."""
+    load_t0 = time.monotonic()
+    report["hub_queues_by_node"] = queues_by_node(cluster, 1, "mqtt-subscription-tec-agent")
+    report["ingest_queues_by_node"] = queues_by_node(cluster, 1,
+                                                     "mqtt-subscription-tec-sim-ingest")
+    report["session_queue_x_expires_ms"] = queue_expiry(cluster, 1,
+                                                        "mqtt-subscription-tec-agent")
+    left = load_t0 + args.kill_at - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+    connects_before = dict(lb.forwarded)
+    cluster.kill(0)
+    report["killed"] = cluster.nodes[0].name
+    report["killed_at_s"] = round(time.monotonic() - load_t0, 1)
+    if args.restart_after is not None:
+        left = load_t0 + args.kill_at + args.restart_after - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        cluster.start_node(0)
+        report["restarted_at_s"] = round(time.monotonic() - load_t0, 1)
+    return connects_before
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hubs", type=int, default=200)
@@ -154,32 +181,14 @@ def main() -> int:
         while not started.wait(1.0):
             if proc.poll() is not None:
                 break
-        if started.is_set():
-            load_t0 = time.monotonic()
-            report["hub_queues_by_node"] = queues_by_node(cluster, 1, "mqtt-subscription-tec-agent")
-            report["ingest_queues_by_node"] = queues_by_node(cluster, 1,
-                                                             "mqtt-subscription-tec-sim-ingest")
-            report["session_queue_x_expires_ms"] = queue_expiry(cluster, 1,
-                                                                "mqtt-subscription-tec-agent")
-            connects_before = dict(lb.forwarded)
-            left = load_t0 + args.kill_at - time.monotonic()
-            if left > 0:
-                time.sleep(left)
-            cluster.kill(0)
-            report["killed"] = cluster.nodes[0].name
-            report["killed_at_s"] = round(time.monotonic() - load_t0, 1)
-            if args.restart_after is not None:
-                left = load_t0 + args.kill_at + args.restart_after - time.monotonic()
-                if left > 0:
-                    time.sleep(left)
-                cluster.start_node(0)
-                report["restarted_at_s"] = round(time.monotonic() - load_t0, 1)
-        stdout, _ = proc.communicate()
+        connects_before = kill_mid_run(cluster, lb, args, report) if started.is_set() else None
+        stdout = proc.stdout.read()     # stderr is the reader thread's alone
+        proc.wait()
         reader.join(10)
         report["exit"] = proc.returncode
         ports = {n.mqtt_port: n.name for n in cluster.nodes}
         report["hub_connects_by_node"] = {ports[p]: c for p, c in lb.forwarded.items()}
-        if started.is_set():
+        if connects_before is not None:
             report["hub_reconnects_after_kill"] = sum(lb.forwarded.values()) - sum(
                 connects_before.values())
         report["node_log_not_found"] = node_log_count(cluster, "NOT_FOUND")
@@ -204,8 +213,12 @@ def main() -> int:
         return 0 if result["lost"] == 0 and dup_pct < 1.0 and proc.returncode == 0 else 1
     finally:
         if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGINT)     # the simulator stops its ingester on the way
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         lb.close()
         cluster.close()
 
