@@ -38,8 +38,8 @@ def _props(reason_string: str) -> bytes:
     return _varint(len(props)) + props
 
 
-def connack(reason: int = 0, reason_string: str = "") -> bytes:
-    return packet(0x20, bytes([0, reason]) + _props(reason_string))
+def connack(reason: int = 0, reason_string: str = "", session_present: bool = False) -> bytes:
+    return packet(0x20, bytes([int(session_present), reason]) + _props(reason_string))
 
 
 def disconnect(reason: int, reason_string: str = "") -> bytes:

@@ -22,11 +22,14 @@ brokers close the connection on a refused SUBSCRIBE) is left out of the followin
 and retried on its own backoff, while publishing goes on. One that cost the connection is
 retried far less often (``costly_sub_retry_s``, 30 s doubling to 5 min: RabbitMQ refuses a
 session whose queue's node is down for as long as that node is down, and each refusal is a
-reconnect). Every SUBSCRIBE waits until no QoS 1 publish is in flight (at most
-``_SUB_QUIET_MAX_S``): a connection closed with a PUBLISH unacknowledged makes paho send it
-again on the next one, a duplicate for the consumer (issue 20: 14,780 duplicates for 2,000
-events in a reconnect loop; 29 of 2,602 events on a 3-node RabbitMQ cluster when only the
-retries waited, from the first SUBSCRIBE behind the backlog after the failover).
+reconnect). On a session the broker already holds (CONNACK session present: the
+failover's case) and for such a retry, a SUBSCRIBE waits until no QoS 1 publish is in
+flight (at most ``_SUB_QUIET_MAX_S``): a connection closed with a PUBLISH unacknowledged
+makes paho send it again on the next one, a duplicate for the consumer (issue 20: 14,780
+duplicates for 2,000 events in a reconnect loop; 29 of 2,602 events on a 3-node RabbitMQ
+cluster when only the retries waited, from the first SUBSCRIBE behind the backlog after
+the failover). On a new session the subscriptions go out at once: an answer to what the
+hub asks for on connect (``config/desired``) needs them in place.
 
 Paho keeps QoS 1 messages of a persistent session across reconnects and resends
 them itself. :meth:`MqttTransport.close` sends DISCONNECT and waits for it to be written
@@ -230,6 +233,7 @@ class MqttTransport:
         self._sub_retry: dict[str, tuple[float, float, bool]] = {}
         self._sub_quiet_until: dict[str, float] = {}   # a costly retry waits for no in-flight
         self._inflight: set[int] = set()   # QoS 1/2 publish mids until their PUBACK
+        self._session_present = False       # this connection's CONNACK said so
         self._sub_timers: dict[str, asyncio.TimerHandle] = {}
         self._refusal = ""
         self._last_refusal = ""   # the broker's last CONNACK refusal, until a connect works
@@ -570,7 +574,7 @@ class MqttTransport:
                 self._sub_timers[topic] = self._loop.call_later(
                     retry[0] - time.monotonic(), self._retry_subscribe, topic)
             return
-        if self._inflight:
+        if self._inflight and (self._session_present or (retry is not None and retry[2])):
             until = self._sub_quiet_until.setdefault(topic, time.monotonic() + _SUB_QUIET_MAX_S)
             if time.monotonic() < until:
                 # It may cost this connection: not while a publish waits for its PUBACK.
@@ -628,6 +632,7 @@ class MqttTransport:
                       self.settings.port, self._refusal)
             return
         self._refusal = self._last_refusal = ""
+        self._session_present = bool(getattr(flags, "session_present", False))
         self._connected = True
         self._connection += 1
         self._up_since = time.monotonic()

@@ -150,9 +150,13 @@ def test_a_retried_subscription_waits_for_the_publishes_in_flight() -> None:
     """A broker that acknowledges a PUBLISH later than it reads the next packet (RabbitMQ:
     after its queues confirmed) and closes the connection on a refused SUBSCRIBE: a retry
     sent right behind an event made paho send the event again on the next connection (a
-    duplicate for the ingester). Every SUBSCRIBE now waits until nothing is in flight."""
+    duplicate for the ingester). On a session the broker holds, a SUBSCRIBE now waits until
+    nothing is in flight."""
     denied = "tec/v1/hub-f/cmd/+"
-    with MisbehavingBroker(refuse_subscribe=lambda t: t == denied,
+    # Session present in every CONNACK: a RabbitMQ node that took over from the lost one
+    # knows the session, whose queue it cannot reach.
+    with MisbehavingBroker(on_connect=lambda n: connack(session_present=True),
+                           refuse_subscribe=lambda t: t == denied,
                            puback_delay_s=0.3) as broker:
 
         async def scenario() -> None:
