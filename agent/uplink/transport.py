@@ -74,7 +74,6 @@ log = logging.getLogger(__name__)
 _MISC_EVERY_S = 1.0
 _SUB_RETRY_FIRST_S = 1.0
 _SUB_QUIET_MAX_S = 5.0     # a costly retry waits this long at most for no publish in flight
-_SUB_QUIET_POLL_S = 0.05
 
 
 def stable_after(settings: ClientSettings) -> float:
@@ -231,7 +230,10 @@ class MqttTransport:
         self._sub_waiting: dict[int, str] = {}  # SUBSCRIBE mid -> topic, until its SUBACK
         # topic -> (not before, delay, the failure cost the connection)
         self._sub_retry: dict[str, tuple[float, float, bool]] = {}
-        self._sub_quiet_until: dict[str, float] = {}   # a costly retry waits for no in-flight
+        # SUBSCRIBEs waiting for no publish in flight (this connection), and until when
+        self._quiet_topics: set[str] = set()
+        self._quiet_until: float | None = None
+        self._quiet_timer: asyncio.TimerHandle | None = None
         self._inflight: set[int] = set()   # QoS 1/2 publish mids until their PUBACK
         self._session_present = False       # this connection's CONNACK said so
         self._sub_timers: dict[str, asyncio.TimerHandle] = {}
@@ -301,7 +303,7 @@ class MqttTransport:
             if self._subs.get(topic) is handler:
                 del self._subs[topic]
                 self._sub_retry.pop(topic, None)
-                self._sub_quiet_until.pop(topic, None)
+                self._quiet_topics.discard(topic)
                 timer = self._sub_timers.pop(topic, None)
                 if timer is not None:
                     timer.cancel()
@@ -575,16 +577,21 @@ class MqttTransport:
                     retry[0] - time.monotonic(), self._retry_subscribe, topic)
             return
         if self._inflight and (self._session_present or (retry is not None and retry[2])):
-            until = self._sub_quiet_until.setdefault(topic, time.monotonic() + _SUB_QUIET_MAX_S)
-            if time.monotonic() < until:
+            now = time.monotonic()
+            if self._quiet_until is None:
+                self._quiet_until = now + _SUB_QUIET_MAX_S
+            if now < self._quiet_until:
                 # It may cost this connection: not while a publish waits for its PUBACK.
+                # Sent from _cb_publish when the last PUBACK comes, or at the deadline (no
+                # polling: 1,000 hubs polling 3 topics each held a loop after a restart).
                 if on_granted is not None:
                     self._grant_on_connect[topic] = on_granted
-                if topic not in self._sub_timers:
-                    self._sub_timers[topic] = self._loop.call_later(
-                        _SUB_QUIET_POLL_S, self._retry_subscribe, topic)
+                self._quiet_topics.add(topic)
+                if self._quiet_timer is None:
+                    self._quiet_timer = self._loop.call_later(
+                        self._quiet_until - now, self._quiet_over)
                 return
-        self._sub_quiet_until.pop(topic, None)
+        self._quiet_topics.discard(topic)
         rc, mid = self._client.subscribe(topic, qos=1)
         if mid is not None and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._sub_waiting[mid] = topic
@@ -593,6 +600,21 @@ class MqttTransport:
                 self._loop.call_soon(on_granted, False)
             else:
                 self._granted[mid] = on_granted
+
+    def _quiet_over(self) -> None:
+        """No publish in flight any more, or the wait's deadline: send what waited."""
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
+        topics, self._quiet_topics = self._quiet_topics, set()
+        if time.monotonic() >= (self._quiet_until or 0.0):
+            self._inflight.clear()      # PUBACKs that never came must not hold the next wait
+        for topic in topics:
+            if self._connected and topic in self._subs \
+                    and topic not in self._sub_waiting.values():
+                self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+        if not self._quiet_topics:
+            self._quiet_until = None    # the next wait (a retry later on) has its own 5 s
 
     def _subscribe_all(self, connection: int) -> None:
         """After the owner heard of the connection (it publishes first)."""
@@ -655,7 +677,11 @@ class MqttTransport:
         for timer in self._sub_timers.values():
             timer.cancel()
         self._sub_timers.clear()
-        self._sub_quiet_until.clear()
+        self._quiet_topics.clear()
+        self._quiet_until = None
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
         self._loss = _reason(reason_code, properties)
         reason, self._refusal = self._refusal or self._loss, ""
         if self._listener is not None:
@@ -664,6 +690,8 @@ class MqttTransport:
     def _cb_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
         self._inflight.discard(mid)
+        if not self._inflight and self._quiet_topics:
+            self._loop.call_soon(self._quiet_over)
         if self._listener is not None:
             self._listener.on_puback(mid, bool(reason_code.is_failure))
 
