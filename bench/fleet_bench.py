@@ -6,7 +6,8 @@ private PostgreSQL, for M minutes of motion (Poisson, mean 60 s per hub) and one
 hub. The figure is N x load seconds / CPU seconds the hubs' process spent during the load
 (the start-up of the agents is not in it). No baseline: nothing comparable runs in the same
 run (bench/agents_per_process.py is the capacity test). BENCH_FLEET_HUBS (default 200),
-BENCH_FLEET_MINUTES (default 1).
+BENCH_FLEET_MINUTES (default 1). Also prints the simulator's extra figures (telemetry,
+stored_not_accepted, start-up seconds, ...).
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ def main() -> None:
     extra = json.loads([ln for ln in res.stderr.splitlines() if ln.startswith("{")][-1])
     print(json.dumps({"name": "fleet_hubs_per_core", "value": extra["hubs_per_core"],
                       "unit": "hubs/core", "baseline": None, "ratio": None, **result,
-                      "load_s": extra["load_s"], "load_cpu_s": extra["load_cpu_s"]}))
+                      **{k: extra.get(k) for k in (
+                          "load_s", "load_cpu_s", "start_s", "alarms", "telemetry",
+                          "telemetry_ingested", "stored_not_accepted", "undrained_hubs",
+                          "rss_mb")}}))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ acknowledged), SUBSCRIBE, PINGREQ, DISCONNECT.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -37,8 +38,8 @@ def _props(reason_string: str) -> bytes:
     return _varint(len(props)) + props
 
 
-def connack(reason: int = 0, reason_string: str = "") -> bytes:
-    return packet(0x20, bytes([0, reason]) + _props(reason_string))
+def connack(reason: int = 0, reason_string: str = "", session_present: bool = False) -> bytes:
+    return packet(0x20, bytes([int(session_present), reason]) + _props(reason_string))
 
 
 def disconnect(reason: int, reason_string: str = "") -> bytes:
@@ -63,10 +64,14 @@ class MisbehavingBroker:
 
     def __init__(self, on_connect: Callable[[int], bytes | None] = lambda n: connack(),
                  after_connack: Callable[[int], bytes | None] = lambda n: None,
-                 refuse_subscribe: Callable[[str], bool] = lambda t: False) -> None:
+                 refuse_subscribe: Callable[[str], bool] = lambda t: False,
+                 puback_delay_s: float = 0.0) -> None:
         self.on_connect = on_connect
         self.after_connack = after_connack
         self.refuse_subscribe = refuse_subscribe
+        # RabbitMQ acknowledges a QoS 1 PUBLISH once its queues confirmed it, later than it
+        # reads the next packet: a SUBSCRIBE behind it that closes the connection goes first.
+        self.puback_delay_s = puback_delay_s
         self.conns: list[Conn] = []
         self._srv = socket.create_server(("127.0.0.1", 0))
         self._srv.settimeout(0.2)
@@ -127,6 +132,19 @@ class MisbehavingBroker:
                 break
         return head, self._read(sock, length)
 
+    def _puback(self, sock: socket.socket, ack: bytes) -> None:
+        if not self.puback_delay_s:
+            sock.sendall(ack)
+            return
+
+        def send() -> None:
+            with contextlib.suppress(OSError):   # closed meanwhile: the PUBACK is lost
+                sock.sendall(ack)
+
+        timer = threading.Timer(self.puback_delay_s, send)
+        timer.daemon = True
+        timer.start()
+
     def _serve(self, sock: socket.socket, conn: Conn, n: int) -> None:
         sock.settimeout(0.2)
         try:
@@ -150,7 +168,7 @@ class MisbehavingBroker:
                         conn.published.append(body[2:2 + tlen].decode())
                         if (head >> 1) & 3:
                             mid = body[2 + tlen:4 + tlen]
-                            sock.sendall(packet(0x40, mid + b"\x00\x00"))
+                            self._puback(sock, packet(0x40, mid + b"\x00\x00"))
                     elif kind == 8:        # SUBSCRIBE
                         mid = body[:2]
                         plen, i = 0, 2     # properties length (one byte is enough here)

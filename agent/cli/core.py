@@ -68,6 +68,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kill-ingester-at", type=float, metavar="S",
                    help="fleet: kill -9 the first ingester S seconds into the run, restart it "
                         "5 s later")
+    p.add_argument("--broker", metavar="URL",
+                   help="fleet: an external broker, mqtt://user@host:port (instead of "
+                        "--local-broker or --config's [mqtt]); needs --password-file")
+    p.add_argument("--password-file", help="fleet, with --broker: first line is the password")
+    p.add_argument("--protocol", choices=("5", "3.1.1"),
+                   help="fleet: MQTT version of the hubs and the ingesters (default 5, or "
+                        "--config's mqtt.protocol; 3.1.1 for RabbitMQ 3.10)")
+    p.add_argument("--ingest-broker", metavar="URL",
+                   help="fleet: where the ingesters connect (default: the hubs' broker; on a "
+                        "cluster, e.g. another node); same password file")
+    p.add_argument("--group", default="tec-ingest",
+                   help="fleet: the ingesters' shared subscription group (default tec-ingest; "
+                        "'' subscribes without sharing, one ingester: RabbitMQ)")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -247,18 +260,67 @@ def default_sim_config_text() -> str:
     return resources.files("agent.data").joinpath("simulated-home.toml").read_text()
 
 
+def _fleet_access(url: str, password_file: str, protocol: str):
+    """``--broker``/``--ingest-broker`` as the fleet's broker account (loopback or TLS)."""
+    from agent.remote.client import check_transport, parse_broker_url
+    from agent.sim.fleet_sim import BrokerAccess
+
+    b = parse_broker_url(url)
+    check_transport(b)
+    if not b.username:
+        raise ConfigError(f"--broker {url!r}: the URL needs the account (mqtt://user@host:port)")
+    if b.tls:
+        raise ConfigError("--broker: the fleet simulator connects without TLS (mqtt://)")
+    return BrokerAccess(b.host, b.port, b.username, password_file, protocol)
+
+
+def _fleet_brokers(args: argparse.Namespace, root: Path):
+    """(local broker or None, the hubs' broker account, the ingesters'): ``--local-broker``
+    (started here), ``--broker``, or ``--config``'s ``[mqtt]``."""
+    from agent.sim.fleet_sim import BrokerAccess
+    from agent.sim.local_broker import LocalBroker
+
+    broker: LocalBroker | None = None
+    if args.broker:
+        access = _fleet_access(args.broker, args.password_file, args.protocol or "5")
+    elif args.local_broker:
+        broker = LocalBroker(workdir=root / "broker",
+                             persistence=args.restart_broker_at is not None)
+        access = BrokerAccess(broker.host, broker.port, broker.username,
+                              str(broker.password_file), args.protocol or "5")
+    else:
+        config = _config_or_simulated_home(args.config)
+        if config is None:
+            raise ConfigError("--config: see above")
+        m = config.mqtt
+        if not m.username or not m.password_file:
+            raise ConfigError("the fleet needs a broker account: --local-broker, --broker, or "
+                              "--config with mqtt.username and mqtt.password_file")
+        access = BrokerAccess(m.host, m.port, m.username, m.password_file,
+                              args.protocol or m.protocol)
+    ingest_access = access
+    if args.ingest_broker:
+        ingest_access = _fleet_access(args.ingest_broker, access.password_file, access.protocol)
+    if broker is not None:
+        broker.start()
+    return broker, access, ingest_access
+
+
 def cmd_simulate_fleet(args: argparse.Namespace) -> int:
     import tempfile
 
     from agent.runtime import print_json_line
-    from agent.sim.fleet_sim import BrokerAccess, FleetOptions, run_fleet
-    from agent.sim.local_broker import LocalBroker
+    from agent.sim.fleet_sim import FleetOptions, run_fleet
 
     if args.hubs < 1 or args.minutes <= 0 or args.ingesters < 1:
         print("error: --hubs, --minutes and --ingesters must be positive", file=sys.stderr)
         return 2
     if args.restart_broker_at is not None and not args.local_broker:
         print("error: --restart-broker-at needs --local-broker", file=sys.stderr)
+        return 2
+    if args.broker and (args.local_broker or not args.password_file):
+        print("error: --broker needs --password-file and excludes --local-broker",
+              file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Each hub holds a few descriptors (store, WAL, lock, socket): raise the soft limit.
@@ -270,23 +332,11 @@ def cmd_simulate_fleet(args: argparse.Namespace) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     with tempfile.TemporaryDirectory(prefix="tec-fleet-") as tmp:
         root = Path(tmp)
-        broker: LocalBroker | None = None
-        if args.local_broker:
-            broker = LocalBroker(workdir=root / "broker",
-                                 persistence=args.restart_broker_at is not None)
-            broker.start()
-            access = BrokerAccess(broker.host, broker.port, broker.username,
-                                  str(broker.password_file))
-        else:
-            config = _config_or_simulated_home(args.config)
-            if config is None:
-                return 2
-            m = config.mqtt
-            if not m.username or not m.password_file:
-                print("error: the fleet needs a broker account: --local-broker, or --config "
-                      "with mqtt.username and mqtt.password_file", file=sys.stderr)
-                return 2
-            access = BrokerAccess(m.host, m.port, m.username, m.password_file)
+        try:
+            broker, access, ingest_access = _fleet_brokers(args, root)
+        except AgentError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
         def restart() -> None:
             assert broker is not None
@@ -295,11 +345,12 @@ def cmd_simulate_fleet(args: argparse.Namespace) -> int:
 
         opts = FleetOptions(hubs=args.hubs, minutes=args.minutes, workdir=root / "hubs",
                             db_url=args.db or f"sqlite:///{root / 'ingest.db'}",
-                            ingesters=args.ingesters,
+                            ingesters=args.ingesters, group=args.group,
                             restart_broker_at_s=args.restart_broker_at,
                             kill_ingester_at_s=args.kill_ingester_at)
         try:
-            out = asyncio.run(run_fleet(opts, access, restart if broker else None))
+            out = asyncio.run(run_fleet(opts, access, restart if broker else None,
+                                        ingest_access))
         except (AgentError, RuntimeError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -68,6 +68,10 @@ class ClientSettings:
     reconnect_alarm_s: float = 5.0
     manual_ack: bool = False            # PUBACK only when the owner calls ack() (ingester)
     receive_maximum: int = 0            # MQTT 5: messages unacknowledged to us (0: broker's)
+    # A subscription whose SUBSCRIBE cost the connection (RabbitMQ after losing the node of
+    # the session's queue) is retried after this, doubling up to costly_sub_retry_max_s.
+    costly_sub_retry_s: float = 30.0
+    costly_sub_retry_max_s: float = 300.0
 
 
 def settings_from_config(cfg: MqttConfig, client_id: str, *, persistent: bool,

@@ -19,7 +19,17 @@ before any CONNACK says that the broker may not speak MQTT 5.
 Subscriptions never hold up delivery: they are sent after the owner heard of the connection,
 and one that is refused (SUBACK failure) or whose connection dies before its SUBACK (some
 brokers close the connection on a refused SUBSCRIBE) is left out of the following connects
-and retried on its own backoff, while publishing goes on.
+and retried on its own backoff, while publishing goes on. One that cost the connection is
+retried far less often (``costly_sub_retry_s``, 30 s doubling to 5 min: RabbitMQ refuses a
+session whose queue's node is down for as long as that node is down, and each refusal is a
+reconnect). On a session the broker already holds (CONNACK session present: the
+failover's case) and for such a retry, a SUBSCRIBE waits until no QoS 1 publish is in
+flight (at most ``_SUB_QUIET_MAX_S``): a connection closed with a PUBLISH unacknowledged
+makes paho send it again on the next one, a duplicate for the consumer (issue 20: 14,780
+duplicates for 2,000 events in a reconnect loop; 29 of 2,602 events on a 3-node RabbitMQ
+cluster when only the retries waited, from the first SUBSCRIBE behind the backlog after
+the failover). On a new session the subscriptions go out at once: an answer to what the
+hub asks for on connect (``config/desired``) needs them in place.
 
 Paho keeps QoS 1 messages of a persistent session across reconnects and resends
 them itself. :meth:`MqttTransport.close` sends DISCONNECT and waits for it to be written
@@ -63,6 +73,7 @@ log = logging.getLogger(__name__)
 
 _MISC_EVERY_S = 1.0
 _SUB_RETRY_FIRST_S = 1.0
+_SUB_QUIET_MAX_S = 5.0     # a costly retry waits this long at most for no publish in flight
 
 
 def stable_after(settings: ClientSettings) -> float:
@@ -217,7 +228,14 @@ class MqttTransport:
         self._connack_seen = False             # on this connect attempt (refused or not)
         self._loss = ""                        # the last disconnect's reason
         self._sub_waiting: dict[int, str] = {}  # SUBSCRIBE mid -> topic, until its SUBACK
-        self._sub_retry: dict[str, tuple[float, float]] = {}  # topic -> (not before, delay)
+        # topic -> (not before, delay, the failure cost the connection)
+        self._sub_retry: dict[str, tuple[float, float, bool]] = {}
+        # SUBSCRIBEs waiting for no publish in flight (this connection), and until when
+        self._quiet_topics: set[str] = set()
+        self._quiet_until: float | None = None
+        self._quiet_timer: asyncio.TimerHandle | None = None
+        self._inflight: set[int] = set()   # QoS 1/2 publish mids until their PUBACK
+        self._session_present = False       # this connection's CONNACK said so
         self._sub_timers: dict[str, asyncio.TimerHandle] = {}
         self._refusal = ""
         self._last_refusal = ""   # the broker's last CONNACK refusal, until a connect works
@@ -262,6 +280,8 @@ class MqttTransport:
                 retain: bool = False) -> Published:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         state = _state(info.rc)
+        if qos and state is not PublishState.FAILED:
+            self._inflight.add(info.mid)
         return Published(info.mid, state, "" if state is PublishState.SENT
                          else mqtt.error_string(info.rc))
 
@@ -283,6 +303,7 @@ class MqttTransport:
             if self._subs.get(topic) is handler:
                 del self._subs[topic]
                 self._sub_retry.pop(topic, None)
+                self._quiet_topics.discard(topic)
                 timer = self._sub_timers.pop(topic, None)
                 if timer is not None:
                     timer.cancel()
@@ -555,6 +576,22 @@ class MqttTransport:
                 self._sub_timers[topic] = self._loop.call_later(
                     retry[0] - time.monotonic(), self._retry_subscribe, topic)
             return
+        if self._inflight and (self._session_present or (retry is not None and retry[2])):
+            now = time.monotonic()
+            if self._quiet_until is None:
+                self._quiet_until = now + _SUB_QUIET_MAX_S
+            if now < self._quiet_until:
+                # It may cost this connection: not while a publish waits for its PUBACK.
+                # Sent from _cb_publish when the last PUBACK comes, or at the deadline (no
+                # polling: 1,000 hubs polling 3 topics each held a loop after a restart).
+                if on_granted is not None:
+                    self._grant_on_connect[topic] = on_granted
+                self._quiet_topics.add(topic)
+                if self._quiet_timer is None:
+                    self._quiet_timer = self._loop.call_later(
+                        self._quiet_until - now, self._quiet_over)
+                return
+        self._quiet_topics.discard(topic)
         rc, mid = self._client.subscribe(topic, qos=1)
         if mid is not None and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._sub_waiting[mid] = topic
@@ -563,6 +600,21 @@ class MqttTransport:
                 self._loop.call_soon(on_granted, False)
             else:
                 self._granted[mid] = on_granted
+
+    def _quiet_over(self) -> None:
+        """No publish in flight any more, or the wait's deadline: send what waited."""
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
+        topics, self._quiet_topics = self._quiet_topics, set()
+        if time.monotonic() >= (self._quiet_until or 0.0):
+            self._inflight.clear()      # PUBACKs that never came must not hold the next wait
+        for topic in topics:
+            if self._connected and topic in self._subs \
+                    and topic not in self._sub_waiting.values():
+                self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
+        if not self._quiet_topics:
+            self._quiet_until = None    # the next wait (a retry later on) has its own 5 s
 
     def _subscribe_all(self, connection: int) -> None:
         """After the owner heard of the connection (it publishes first)."""
@@ -576,11 +628,18 @@ class MqttTransport:
         if self._connected and topic in self._subs and topic not in self._sub_waiting.values():
             self._send_subscribe(topic, self._grant_on_connect.pop(topic, None))
 
-    def _sub_failed(self, topic: str, why: str) -> None:
+    def _sub_failed(self, topic: str, why: str, costly: bool = False) -> None:
+        s = self.settings
         prev = self._sub_retry.get(topic)
-        cap = max(self.settings.reconnect_max_s, _SUB_RETRY_FIRST_S)
-        delay = _SUB_RETRY_FIRST_S if prev is None else min(prev[1] * 2, cap)
-        self._sub_retry[topic] = (time.monotonic() + delay, delay)
+        if costly:
+            first, cap = s.costly_sub_retry_s, max(s.costly_sub_retry_max_s, s.costly_sub_retry_s)
+        else:
+            first, cap = _SUB_RETRY_FIRST_S, max(s.reconnect_max_s, _SUB_RETRY_FIRST_S)
+        if prev is None or (costly and not prev[2]):
+            delay = first
+        else:
+            delay = min(max(prev[1] * 2, first), cap)
+        self._sub_retry[topic] = (time.monotonic() + delay, delay, costly)
         log.error("MQTT subscription %s %s; retrying it in %.0f s (publishing goes on)",
                   topic, why, delay)
         if self._connected and topic not in self._sub_timers:
@@ -595,6 +654,7 @@ class MqttTransport:
                       self.settings.port, self._refusal)
             return
         self._refusal = self._last_refusal = ""
+        self._session_present = bool(getattr(flags, "session_present", False))
         self._connected = True
         self._connection += 1
         self._up_since = time.monotonic()
@@ -608,7 +668,8 @@ class MqttTransport:
         self._connected = False
         self._connection += 1
         for mid, topic in self._sub_waiting.items():
-            self._sub_failed(topic, "got no SUBACK before the connection closed")
+            self._sub_failed(topic, "got no SUBACK before the connection closed",
+                             costly=True)
             cb = self._granted.pop(mid, None)
             if cb is not None:
                 self._grant_on_connect[topic] = cb   # heard when it is granted later
@@ -616,6 +677,11 @@ class MqttTransport:
         for timer in self._sub_timers.values():
             timer.cancel()
         self._sub_timers.clear()
+        self._quiet_topics.clear()
+        self._quiet_until = None
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
         self._loss = _reason(reason_code, properties)
         reason, self._refusal = self._refusal or self._loss, ""
         if self._listener is not None:
@@ -623,6 +689,9 @@ class MqttTransport:
 
     def _cb_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
+        self._inflight.discard(mid)
+        if not self._inflight and self._quiet_topics:
+            self._loop.call_soon(self._quiet_over)
         if self._listener is not None:
             self._listener.on_puback(mid, bool(reason_code.is_failure))
 

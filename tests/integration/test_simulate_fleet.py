@@ -3,6 +3,7 @@ stdout line is the contract's JSON object."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
@@ -30,3 +31,26 @@ def test_the_fleet_flags_are_checked() -> None:
     res = subprocess.run(agent_cmd("simulate", "--hubs", "2", "--restart-broker-at", "5"),
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--local-broker" in res.stderr
+
+
+def test_a_pulse_at_the_very_end_of_the_load_is_counted_and_motion_is_telemetry(
+        tmp_path) -> None:
+    """The pins are driven on a thread behind the plan's clock. The accounting read the
+    hubs' accepted events as soon as the plan's time was up: a door opened and closed in
+    the load's last moment was stored and ingested but not counted (issue 20: 3 events in
+    the database and not in ``accepted`` after the 1,000-hub broker-restart run)."""
+    from agent.sim.fleet_sim import BrokerAccess, FleetOptions, run_fleet
+    from agent.sim.local_broker import LocalBroker
+
+    with LocalBroker(workdir=tmp_path / "broker") as b:
+        access = BrokerAccess(b.host, b.port, b.username, str(b.password_file))
+        opts = FleetOptions(hubs=2, minutes=0.05, workdir=tmp_path / "hubs",
+                            db_url=f"sqlite:///{tmp_path / 'ingest.db'}", remote=False,
+                            plan=[(0.5, 0, "alarm"), (1.0, 0, "motion"), (2.9995, 1, "door")])
+        out = asyncio.run(run_fleet(opts, access))
+    assert out["extra"]["stored_not_accepted"] == 0, out
+    # The alarm, each hub's door closed at start, the last door opened and closed.
+    assert out["result"]["accepted"] == 5, out
+    assert out["result"]["ingested"] == 5 and out["result"]["lost"] == 0
+    # The PIR is held high as a module does (an instant pulse was never sampled: 0 telemetry).
+    assert out["extra"]["telemetry"] == 1 and out["extra"]["telemetry_ingested"] == 1, out

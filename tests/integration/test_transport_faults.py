@@ -4,14 +4,16 @@ to accept-and-drop, drop before CONNACK or close on a refused SUBSCRIBE)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import threading
 import time
 
 import pytest
 
 from agent.uplink.settings import ClientSettings
-from agent.uplink.transport import BlockingClient
+from agent.uplink.transport import BlockingClient, MqttTransport
 from tests.harness import wait_until
 from tests.misbehaving_broker import MisbehavingBroker, connack, disconnect
 
@@ -107,7 +109,7 @@ def test_a_subscription_that_costs_the_connection_does_not_stop_publishing(
     caplog.set_level(logging.ERROR, LOG)
     denied = "tec/v1/hub-f/cmd/+"
     with MisbehavingBroker(refuse_subscribe=lambda t: t == denied) as broker:
-        client, acks = run(broker.port)
+        client, acks = run(broker.port, costly_sub_retry_s=0.5)
         try:
             client.subscribe(denied, lambda m: None)
             first = client.publish("tec/v1/hub-f/event", b"{}", qos=1)   # queued: offline
@@ -121,3 +123,69 @@ def test_a_subscription_that_costs_the_connection_does_not_stop_publishing(
         finally:
             client.close()
     assert "retrying it in" in caplog.text
+
+
+def test_a_subscription_that_cost_the_connection_is_retried_rarely(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """RabbitMQ closes the connection on every SUBSCRIBE to a session whose queue's node is
+    down, for as long as it is down: at 1 s doubling to reconnect_max_s each hub of 50
+    reconnected 9 times a minute on a 3-node cluster (bench/rabbit_cluster.py). Such a
+    subscription waits 30 s, then doubles to 5 min."""
+    caplog.set_level(logging.ERROR, LOG)
+    denied = "tec/v1/hub-f/cmd/+"
+    with MisbehavingBroker(refuse_subscribe=lambda t: t == denied) as broker:
+        client, _ = run(broker.port)
+        try:
+            client.subscribe(denied, lambda m: None)
+            client.keep_connected()
+            wait_until(lambda: "retrying it in" in caplog.text, 10, what="the retry logged")
+        finally:
+            client.close()
+    m = re.search(r"no SUBACK before the connection closed; retrying it in (\d+) s",
+                  caplog.text)
+    assert m and int(m.group(1)) >= 30, caplog.text
+
+
+def test_a_retried_subscription_waits_for_the_publishes_in_flight() -> None:
+    """A broker that acknowledges a PUBLISH later than it reads the next packet (RabbitMQ:
+    after its queues confirmed) and closes the connection on a refused SUBSCRIBE: a retry
+    sent right behind an event made paho send the event again on the next connection (a
+    duplicate for the ingester). On a session the broker holds, a SUBSCRIBE now waits until
+    nothing is in flight."""
+    denied = "tec/v1/hub-f/cmd/+"
+    # Session present in every CONNACK: a RabbitMQ node that took over from the lost one
+    # knows the session, whose queue it cannot reach.
+    with MisbehavingBroker(on_connect=lambda n: connack(session_present=True),
+                           refuse_subscribe=lambda t: t == denied,
+                           puback_delay_s=0.3) as broker:
+
+        async def scenario() -> None:
+            loop = asyncio.get_running_loop()
+            # Reconnects after 1.25-2.5 s: the subscription's retry (1 s) is due on connect.
+            t = MqttTransport(settings(broker.port, reconnect_min_s=2.5, reconnect_max_s=2.5,
+                                       costly_sub_retry_s=1.0), loop)
+
+            class Publisher(Acks):
+                """Publishes an event as each connection starts (the agent's delivery
+                does: its backlog first)."""
+
+                def on_connected(self, session_present: bool) -> None:
+                    super().on_connected(session_present)
+                    t.publish(f"tec/v1/hub-f/event/{self.connects}", b"{}", qos=1)
+
+            t.set_listener(Publisher())
+            t.subscribe(denied, lambda m: None)
+            t.connect()
+            deadline = time.monotonic() + 20
+            while not any("tec/v1/hub-f/event/3" in c.published for c in broker.conns):
+                assert time.monotonic() < deadline, "no third connection within 20 s"
+                await asyncio.sleep(0.02)
+            await t.close(time.monotonic() + 2)
+
+        asyncio.run(scenario())
+    published = [topic for c in broker.conns for topic in c.published]
+    # The first connection's SUBSCRIBE (never refused before: a failover's first) and the
+    # retries alike.
+    assert published.count("tec/v1/hub-f/event/1") == 1, published
+    assert published.count("tec/v1/hub-f/event/2") == 1, published
+    assert sum(denied in c.subscribed for c in broker.conns) >= 2
