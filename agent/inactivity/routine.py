@@ -74,6 +74,15 @@ class HourStat:
     observed_s: float = 0.0
 
 
+def _add(stats: dict[Any, HourStat], key: Any, still_end_s: float, observed_s: float) -> None:
+    """Fold a piece of an hour into its statistics (observed time capped at the hour)."""
+    st = stats.get(key)
+    if st is None:
+        st = stats[key] = HourStat()
+    st.observed_s = min(3600.0, st.observed_s + observed_s)
+    st.max_still_s = max(st.max_still_s, still_end_s)
+
+
 @dataclass
 class StillnessRecorder:
     """Per (local date, hour) maxima of stillness, fed by the engine as time passes."""
@@ -89,21 +98,11 @@ class StillnessRecorder:
         the person last seen at ``place`` (:func:`place_key`; "" = unknown, hour only)."""
         if observed_s <= 0:
             return
-        key = (day, hour)
-        st = self.bins.get(key)
-        if st is None:
-            st = self.bins[key] = HourStat()
-        st.observed_s = min(3600.0, st.observed_s + observed_s)
-        st.max_still_s = max(st.max_still_s, still_end_s)
-        self.dirty.add(key)
+        _add(self.bins, (day, hour), still_end_s, observed_s)
+        self.dirty.add((day, hour))
         if place:
-            pkey = (day, hour, place)
-            ps = self.places.get(pkey)
-            if ps is None:
-                ps = self.places[pkey] = HourStat()
-            ps.observed_s = min(3600.0, ps.observed_s + observed_s)
-            ps.max_still_s = max(ps.max_still_s, still_end_s)
-            self.dirty_places.add(pkey)
+            _add(self.places, (day, hour, place), still_end_s, observed_s)
+            self.dirty_places.add((day, hour, place))
 
     def prune(self, before: date) -> list[tuple[date, int]]:
         gone = [k for k in self.bins if k[0] < before]
