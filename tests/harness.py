@@ -23,6 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.app import Agent, Hardware
 from agent.config import Config, parse_config_text
+from agent.ingest.db import IngestDb
+from agent.ingest.ingester import Ingester
+from agent.ingest.mqtt_source import MqttSource, SourceSettings
 from agent.ports import Component
 from agent.sim.local_broker import LocalBroker
 
@@ -111,6 +114,23 @@ class Collector:
         self.client.disconnect()
         self.client.loop_stop()
         release_client(self.client)
+
+
+class InProcessIngester:
+    """`tec-agent ingest`'s source and ingester in this process, the ingester on its own
+    thread, writing to ``db``."""
+
+    def __init__(self, settings: SourceSettings, db: IngestDb, **ingester_kw: Any) -> None:
+        self.source = MqttSource(settings)
+        self.ingester = Ingester(self.source, db, **ingester_kw)
+        self.source.start()
+        self.thread = threading.Thread(target=self.ingester.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.ingester.stop()
+        self.thread.join(10)
+        self.source.stop()
 
 
 class TestBroker(LocalBroker):

@@ -18,13 +18,12 @@ from gpiozero.pins.mock import MockFactory
 from agent.app import Hardware
 from agent.config import load_config
 from agent.ingest.db import IngestDb, open_db
-from agent.ingest.ingester import Ingester
-from agent.ingest.mqtt_source import MqttSource, SourceSettings
+from agent.ingest.mqtt_source import SourceSettings
 from agent.remote import envelope as env
 from agent.remote.client import CONFIG_TTL_S, BrokerUrl, new_version, sign
 from agent.remote.keys import generate_keypair, load_private_key
 from agent.uplink import topics
-from tests.harness import AgentRunner, TestBroker, wait_until
+from tests.harness import AgentRunner, InProcessIngester, TestBroker, wait_until
 from tests.integration.test_remote_harness import (  # noqa: F401
     ACL,
     HUB,
@@ -32,22 +31,6 @@ from tests.integration.test_remote_harness import (  # noqa: F401
     hub_config_text,
     remote_env,
 )
-
-
-class RunningIngester:
-    def __init__(self, broker: TestBroker, db: IngestDb) -> None:
-        self.source = MqttSource(SourceSettings(
-            BrokerUrl(broker.host, broker.port, "platform", False),
-            broker.users["platform"], "ingest-desired"))
-        self.ingester = Ingester(self.source, db)
-        self.source.start()
-        self.thread = threading.Thread(target=self.ingester.run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.ingester.stop()
-        self.thread.join(10)
-        self.source.stop()
 
 
 @pytest.fixture
@@ -69,7 +52,9 @@ def _full_push(e: RemoteEnv, after_s: float) -> tuple[int, bytes]:
 def test_an_offline_hub_gets_its_desired_config_without_the_retained_copy(
         remote_env: RemoteEnv, ingest_db: IngestDb) -> None:
     e = remote_env
-    ing = RunningIngester(e.broker, ingest_db)
+    ing = InProcessIngester(SourceSettings(
+        BrokerUrl(e.broker.host, e.broker.port, "platform", False),
+        e.broker.users["platform"], "ingest-desired"), ingest_db)
     support = e.support()
     try:
         version, message = _full_push(e, 5400.0)

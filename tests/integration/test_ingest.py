@@ -17,12 +17,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.ingest.db import open_db
-from agent.ingest.ingester import Ingester
-from agent.ingest.mqtt_source import MqttSource, SourceSettings
+from agent.ingest.mqtt_source import SourceSettings
 from agent.model import Event, Priority
 from agent.remote.client import BrokerUrl
 from tests.harness import (
     AgentRunner,
+    InProcessIngester,
     TestBroker,
     agent_cmd,
     make_config,
@@ -78,18 +78,15 @@ class Running:
                  prefix: str = "", **kw: str) -> None:
         self.alarms: list = []
         s = settings(broker, client_id, prefix)
-        self.source = MqttSource(replace(s, **kw) if kw else s)
         self.db = open_db(db_url)
-        self.ingester = Ingester(self.source, self.db, prefix=prefix, on_alarm=self.alarms.extend)
+        self.running = InProcessIngester(replace(s, **kw) if kw else s, self.db, prefix=prefix,
+                                         on_alarm=self.alarms.extend)
+        self.source = self.running.source
+        self.ingester = self.running.ingester
         self.reader = open_db(db_url)  # the test's own connection (the ingester's is its thread's)
-        self.source.start()
-        self.thread = threading.Thread(target=self.ingester.run, daemon=True)
-        self.thread.start()
 
     def close(self) -> None:
-        self.ingester.stop()
-        self.thread.join(10)
-        self.source.stop()
+        self.running.close()
         self.db.close()
         self.reader.close()
 
