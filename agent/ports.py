@@ -380,8 +380,17 @@ class EventStore(Protocol):
         ...
 
     def ack(self, seqs: Sequence[int], acked_wall: float | None = None) -> None:
-        """The broker has these events: they leave the pending set."""
+        """The broker (or, with receipts, the service's database) has these events: they
+        leave the pending set."""
         ...
+
+    def pending_by_seq(self, seqs: Sequence[int]) -> Sequence[OutboundEvent]:
+        """Those of ``seqs`` still pending, in seq order (to send again)."""
+        ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
 
 
 # What the transport delivers is what components receive: one type.

@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--session-expiry-s", type=int, default=7 * 86400,
                    help="how long the broker keeps this ingester's session and queued "
                         "messages while it is down (default 604800, a week)")
+    p.add_argument("--no-receipts", dest="receipts", action="store_false",
+                   help="do not send hubs receipts (tec/v1/HUB/receipt) after each commit. "
+                        "With receipts (the default) a hub keeps an event until the database "
+                        "has it and sends again what a broker acknowledged but never "
+                        "delivered (a broker restart, a lost cluster node); the broker ACL "
+                        "must let this account write tec/v1/+/receipt "
+                        "(packaging/mosquitto/tec-agent.acl)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=cmd_ingest)
 
@@ -109,7 +116,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for a in alarms:
             log.info("alarm stored: hub %s %s %s (%s)", a.hub_id, a.type, a.device_id, a.id)
 
-    ingester = Ingester(source, db, prefix=args.topic_prefix, on_alarm=on_alarm)
+    ingester = Ingester(source, db, prefix=args.topic_prefix, on_alarm=on_alarm,
+                        receipts=args.receipts)
     done = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:

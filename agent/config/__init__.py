@@ -69,6 +69,21 @@ class MqttConfig:
         default=5.0, metadata={"min": 0.5, "max": 3600.0,
                                "doc": "reconnect wait cap while an alarm is waiting to be sent"},
     )
+    receipts: str = field(
+        default="auto", metadata={
+            "choices": ("auto", "on", "off"),
+            "doc": "end-to-end receipts: an alarm, warning or info event leaves the hub's store "
+                   "only when the service's ingester confirms it stored it (tec/v1/{hub_id}/"
+                   "receipt), not on the broker's PUBACK; unconfirmed events are sent again. "
+                   "auto: on once a receipt has ever arrived; off: the PUBACK is final",
+        },
+    )
+    receipt_timeout_s: float = field(
+        default=60.0, metadata={"min": 5.0, "max": 86400.0,
+                                "doc": "send an event again if its receipt has not come this "
+                                       "long after the broker's PUBACK (doubling per retry, "
+                                       "to 1 h)"},
+    )
     topic_prefix: str = field(
         default="", metadata={
             "pattern": f"|{TOPIC_PREFIX_PATTERN}",

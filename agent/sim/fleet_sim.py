@@ -418,6 +418,10 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
     extra = {"alarms": len(latencies), "telemetry": sum(h.telemetry for h in hubs),
              "telemetry_ingested": sum(1 for r in rows.values() if r[0] == "telemetry"),
              "stored_not_accepted": len(unaccounted),
+             # Events the hubs sent again for want of the ingester's receipt (a broker
+             # acknowledged them and may have dropped them), and those receipts confirmed.
+             "resent": sum(h.agent.uplink.resent for h in hubs if h.agent.uplink),
+             "receipted": sum(h.agent.uplink.receipted for h in hubs if h.agent.uplink),
              "elapsed_s": round(elapsed, 1),
              "start_s": round(started - t0, 1), "undrained_hubs": undrained,
              "load_s": round(load_s, 1), "load_cpu_s": round(load_cpu, 2),

@@ -715,6 +715,25 @@ class SqliteStore:
                     self._quarantine(seq, why)
         return out
 
+    def pending_by_seq(self, seqs: Sequence[int]) -> list[PendingEvent]:
+        """Those of ``seqs`` still pending (not acknowledged), in seq order; damaged rows
+        are quarantined and left out, as in :meth:`next_batch`."""
+        out: list[PendingEvent] = []
+        db = self.db
+        wanted = sorted(set(seqs))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT seq, id, prio, payload FROM events WHERE seq IN ({marks})"
+                              " ORDER BY seq", chunk).fetchall()
+            for seq, event_id, prio, payload in rows:
+                why = check_row(seq, event_id, int(prio), payload)
+                if why is None:
+                    out.append(PendingEvent(seq, Priority(prio), payload, event_id))
+                else:
+                    self._quarantine(seq, why)
+        return out
+
     def _quarantine(self, seq: int, why: str) -> None:
         """Move a damaged row out of ``events`` (into ``damaged``) and report it."""
         row = self.db.execute("SELECT seq, id, prio, type, device_id, wall, payload"

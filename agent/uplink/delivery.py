@@ -20,6 +20,18 @@ store hands it out. An alarm or warning the store could not take at all is sent 
 (:meth:`Delivery.send_unstored`) and then left to the transport's QoS 1 retries; storing it
 later sends it again under its new seq (same id). While an alarm waits, the transport
 reconnects within ``reconnect_alarm_s`` (:meth:`Delivery.set_urgent`).
+
+End-to-end receipts (``mqtt.receipts``): a broker's PUBACK only says the broker took the
+message; a broker can still drop it (mosquitto 2.0 restores no ``$share`` subscription from
+its persistence, a cluster can lose the node that queued it). With receipts on, an alarm,
+warning or info event stays in the store after its PUBACK until the service's ingester says
+it committed it (``tec/v1/{hub_id}/receipt``, ``{"ids": [...]}``); one that has no receipt
+``receipt_timeout_s`` after its PUBACK is sent again (same id and seq: the ingester counts a
+duplicate and confirms it), the wait doubling per retry up to an hour. Telemetry stays
+final on the PUBACK. ``auto`` (the default) switches receipts on for good (store meta
+``receipts_seen``) when the first receipt arrives, so a hub whose service runs no ingester
+of ours behaves as before. Waiting entries are kept in memory (ids and seqs, not payloads:
+those are still in the store); a restarted agent sends everything still in the store again.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -56,6 +69,21 @@ _ACK_DELAY_S = 1.0
 _HANDOVER_FACTOR = 4
 _ALARM_RESERVE = 8
 _EARLY_IDS_KEPT = 4096
+_RECEIPTS_META = "receipts_seen"
+_RECEIPT_WAIT_MAX_S = 3600.0
+_RECEIPT_IDS_KEPT = 4096
+_RECEIPT_MAX_IDS = 10_000          # ids taken from one receipt message
+_AWAITING_MAX = 100_000            # beyond this many, a PUBACK is final again (logged)
+
+
+@dataclasses.dataclass(slots=True)
+class _Awaiting:
+    """An event the broker acknowledged and the service has not yet confirmed."""
+
+    seq: int
+    due: float          # monotonic: send again after this (inf while a copy is in flight)
+    wait: float         # the wait after the next PUBACK
+    inflight: bool = False
 
 
 def status_payload(hub_id: str, state: str, reason: str = "") -> bytes:
@@ -110,11 +138,26 @@ class Delivery:
         self._early_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._status_mid: int | None = None
         self._status_acked = asyncio.Event()
+        self.receipt_topic = topics.receipt_topic(hub_id, cfg.topic_prefix)
+        self._awaiting: dict[str, _Awaiting] = {}
+        # Receipts that came before their event's PUBACK, and ids confirmed while a copy
+        # sent again was still in flight (its PUBACK then finishes nothing).
+        self._receipted: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._receipt_timer: asyncio.TimerHandle | None = None
+        self._receipt_unsub: Unsubscribe | None = None
+        self._awaiting_full_logged = False
+        self.receipts_on = cfg.receipts == "on" or (cfg.receipts == "auto"
+                                                    and self._receipts_seen())
+        self.receipted = 0     # events confirmed by a receipt
+        self.resent = 0        # events sent again for want of a receipt
         transport.set_listener(self)
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self._sender = self.loop.create_task(self._send_loop(), name="uplink-sender")
+        if self.cfg.receipts != "off":
+            self._receipt_unsub = self._transport.subscribe(self.receipt_topic, self._on_receipt)
         self._transport.connect()
 
     def alive(self) -> bool:
@@ -133,6 +176,9 @@ class Delivery:
                 break
         if self._sender is not None:
             self._sender.cancel()
+        if self._receipt_timer is not None:
+            self._receipt_timer.cancel()
+            self._receipt_timer = None
         self._commit_acks()
         if self.connected:
             sent = self._transport.publish(self.status_topic,
@@ -164,6 +210,7 @@ class Delivery:
         self._retained.clear()
         self._on_connection(True)
         self._wake.set()
+        self._arm_receipt_check()
 
     def on_disconnected(self, reason: str) -> None:
         if self.connected and not self._closing:
@@ -195,19 +242,142 @@ class Delivery:
                           _FAILED_RETRY_S)
                 self.loop.call_later(_FAILED_RETRY_S, self._rewind, pending)
                 continue
+            if self._needs_receipt(pending):
+                self._puback_awaits_receipt(pending, done)
+                continue
             done.append(pending.seq)
-        if done:
-            self.acked += len(done)
-            self._on_acked(done)
-            self._to_delete.extend(done)
-            if len(self._to_delete) >= _ACK_BATCH:
-                self._commit_acks()
-            elif self._delete_timer is None:
-                self._delete_timer = self.loop.call_later(_ACK_DELAY_S, self._commit_acks)
+        self._finish(done)
         # Refill once half the window is free: one store query per many PUBACKs, not one
         # each (new events wake the sender at once through notify_new; alarms go early).
         if len(self._inflight) <= self._handover // 2:
             self._wake.set()
+
+    def _finish(self, done: list[int]) -> None:
+        """These events are delivered (PUBACK, or with receipts the ingester's receipt)."""
+        if not done:
+            return
+        self.acked += len(done)
+        self._on_acked(done)
+        self._to_delete.extend(done)
+        if len(self._to_delete) >= _ACK_BATCH:
+            self._commit_acks()
+        elif self._delete_timer is None:
+            self._delete_timer = self.loop.call_later(_ACK_DELAY_S, self._commit_acks)
+
+    # -- end-to-end receipts ---------------------------------------------------------------------
+    def _receipts_seen(self) -> bool:
+        try:
+            return self.store.get_meta(_RECEIPTS_META) is not None
+        except Exception as exc:  # a store that cannot say: wait for the next receipt
+            log.error("cannot read whether receipts were seen: %s", exc)
+            return False
+
+    def _needs_receipt(self, pending: OutboundEvent) -> bool:
+        if not self.receipts_on or pending.priority >= Priority.TELEMETRY or not pending.id:
+            return False
+        if len(self._awaiting) < _AWAITING_MAX or pending.id in self._awaiting:
+            return True
+        if not self._awaiting_full_logged:
+            self._awaiting_full_logged = True
+            log.error("%d events wait for the service's receipt (is its ingester down?); until "
+                      "receipts come, further events are taken as delivered on the broker's "
+                      "PUBACK", len(self._awaiting))
+        return False
+
+    def _puback_awaits_receipt(self, pending: OutboundEvent, done: list[int]) -> None:
+        event_id = pending.id
+        if event_id in self._finished:
+            del self._finished[event_id]
+            return      # a copy sent again, confirmed meanwhile: already finished
+        if event_id in self._receipted:
+            del self._receipted[event_id]
+            done.append(pending.seq)     # its receipt came first
+            self._awaiting.pop(event_id, None)
+            return
+        entry = self._awaiting.get(event_id)
+        now = time.monotonic()
+        if entry is None:
+            wait = self.cfg.receipt_timeout_s
+            self._awaiting[event_id] = _Awaiting(pending.seq, now + wait, wait)
+        else:
+            entry.seq, entry.inflight, entry.due = pending.seq, False, now + entry.wait
+        self._arm_receipt_check()
+
+    def _on_receipt(self, msg: InboundMessage) -> None:
+        try:
+            doc = json.loads(msg.payload)
+            ids = doc.get("ids") if isinstance(doc, dict) else None
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ValueError("no 'ids' list of strings")
+        except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError too
+            log.warning("ignored a malformed receipt on %s (%d bytes): %s", msg.topic,
+                        len(msg.payload), exc)
+            return
+        if not self.receipts_on:
+            self.receipts_on = True
+            log.info("the service sends receipts: from now on an event leaves the store only "
+                     "when the service confirms it (mqtt.receipts = auto)")
+            try:
+                self.store.set_meta(_RECEIPTS_META, iso_utc(time.time()))
+            except Exception as exc:
+                log.error("cannot remember that receipts were seen (asked again on the next "
+                          "receipt): %s", exc)
+        done: list[int] = []
+        for event_id in ids[:_RECEIPT_MAX_IDS]:
+            entry = self._awaiting.pop(event_id, None)
+            if entry is None:
+                _remember(self._receipted, event_id)
+                continue
+            if entry.inflight:
+                _remember(self._finished, event_id)
+            done.append(entry.seq)
+        self.receipted += len(done)
+        if len(self._awaiting) < _AWAITING_MAX // 2:
+            self._awaiting_full_logged = False
+        self._finish(done)
+
+    def _arm_receipt_check(self) -> None:
+        if self._receipt_timer is None and self._awaiting and not self._closing:
+            tick = max(1.0, min(self.cfg.receipt_timeout_s / 4, 15.0))
+            self._receipt_timer = self.loop.call_later(tick, self._check_receipts)
+
+    def _check_receipts(self) -> None:
+        self._receipt_timer = None
+        self.resend_overdue()
+        self._arm_receipt_check()
+
+    def resend_overdue(self, now: float | None = None) -> int:
+        """Send again (while connected) what the service has not confirmed in time, as of
+        ``now`` (monotonic; default the present). Returns how many were sent."""
+        sent_again = 0
+        if self.connected and not self._closing:
+            now = time.monotonic() if now is None else now
+            due = [(i, e) for i, e in self._awaiting.items() if not e.inflight and e.due <= now]
+            due = due[: self._handover]
+            rows = {r.seq: r for r in self.store.pending_by_seq([e.seq for _, e in due])}
+            for event_id, entry in due:
+                row = rows.get(entry.seq)
+                if row is None:     # no longer pending (or an early send never stored)
+                    del self._awaiting[event_id]
+                    continue
+                sent = self._transport.publish(self.event_topic, row.payload, qos=1)
+                if sent.state is PublishState.FAILED:
+                    log.error("could not send seq %d again: %s", entry.seq, sent.error)
+                    break
+                self._inflight[sent.mid] = row
+                entry.inflight, entry.due = True, float("inf")
+                entry.wait = min(entry.wait * 2, _RECEIPT_WAIT_MAX_S)
+                sent_again += 1
+            if sent_again:
+                self.resent += sent_again
+                log.warning("%d event(s) sent again: the service has not confirmed them %.0f s "
+                            "or more after the broker's PUBACK (%d awaiting receipt)",
+                            sent_again, self.cfg.receipt_timeout_s, len(self._awaiting))
+        return sent_again
+
+    @property
+    def awaiting_receipt(self) -> int:
+        return len(self._awaiting)
 
     def _commit_acks(self) -> None:
         """Delete acknowledged events in one transaction, at most every ``_ACK_DELAY_S``, so a
@@ -339,3 +509,10 @@ class Delivery:
 
         self._handlers[topic] = (handler, unsub)
         return unsubscribe
+
+
+def _remember(kept: collections.OrderedDict[str, None], event_id: str) -> None:
+    kept[event_id] = None
+    kept.move_to_end(event_id)
+    if len(kept) > _RECEIPT_IDS_KEPT:
+        kept.popitem(last=False)

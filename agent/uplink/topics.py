@@ -46,6 +46,11 @@ def cmd_topic(hub_id: str, name: str, prefix: str = "") -> str:
     return f"{root(prefix)}/{hub_id}/cmd/{name}"
 
 
+def receipt_topic(hub_id: str, prefix: str = "") -> str:
+    """The ingester's end-to-end receipts to the hub (``{"ids": [...]}``: stored)."""
+    return f"{root(prefix)}/{hub_id}/receipt"
+
+
 def split(topic: str, prefix: str = "") -> tuple[str, str] | None:
     """``(hub_id, rest)`` of a topic under this tenant's root (``rest`` e.g. ``event``,
     ``status``, ``device/cord-1``), or None for a topic outside it."""

@@ -88,6 +88,7 @@ def test_hubs_publish_only_into_their_own_subtree(remote_env: RemoteEnv) -> None
         assert can_publish(e, HUB, f"{mine}/{t}"), t
     assert not can_publish(e, HUB, f"{mine}/config/set")  # a hub cannot command itself
     assert not can_publish(e, HUB, f"{mine}/cmd/restart")
+    assert not can_publish(e, HUB, f"{mine}/receipt")  # nor confirm its own events
     for t in ("config/set", "cmd/restart", "event", "status", "config/current"):
         assert not can_publish(e, "hub-other", f"{mine}/{t}"), t
 
@@ -100,6 +101,8 @@ def test_support_and_platform_write_only_what_they_need(remote_env: RemoteEnv) -
         assert not can_publish(e, "support", f"{mine}/{t}"), t
     for t in ("config/set", "cmd/test_alarm", "event"):
         assert not can_publish(e, "platform", f"{mine}/{t}"), t
+    assert can_publish(e, "platform", f"{mine}/receipt")   # the ingester's receipts
+    assert not can_publish(e, "support", f"{mine}/receipt")
 
 
 def test_reads_are_confined(remote_env: RemoteEnv) -> None:
@@ -113,5 +116,8 @@ def test_reads_are_confined(remote_env: RemoteEnv) -> None:
     # Support reads answers and status but never events (personal data).
     assert not receives(e, "support", f"{mine}/event", HUB, "platform", to_support)
     assert receives(e, "support", f"{mine}/status", HUB, "platform", to_support)
+    # Receipts reach the hub they name, and no other.
+    assert receives(e, HUB, f"{mine}/receipt", "platform", HUB, ("support", f"{mine}/config/set"))
+    assert not receives(e, "hub-other", f"{mine}/receipt", "platform", HUB, to_other)
     # Positive control of the method itself: a hub gets its own pushes.
     assert receives(e, HUB, f"{mine}/cmd/status", "support", HUB, ("support", f"{mine}/config/set"))

@@ -20,5 +20,5 @@ ctl set_permissions -p "$vhost" "$hub" "$q" "$q|^amq\.topic\$" "$q|^amq\.topic\$
 # and commands. {username} is expanded by RabbitMQ.
 ctl set_topic_permissions -p "$vhost" "$hub" amq.topic \
     '^tec\.v1\.{username}\.(event|status|device\.[^.]+|config\.(result|current|request)|cmd\.[^.]+\.result)$' \
-    '^tec\.v1\.{username}\.(config\.(set|desired)|cmd\.(\*|[^.]+))$'
+    '^tec\.v1\.{username}\.(config\.(set|desired)|receipt|cmd\.(\*|[^.]+))$'
 echo "hub $hub provisioned"

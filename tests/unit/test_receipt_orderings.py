@@ -1,0 +1,161 @@
+"""Receipts against PUBACKs in the orders a real broker produces only by chance: a receipt
+before its event's PUBACK, a receipt while a copy sent again is still in flight. The
+transport is a recording stand-in (the orders cannot be forced on mosquitto); the store is
+the real SQLite store. The end-to-end behaviour is tests/integration/test_receipts.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agent.config import MqttConfig
+from agent.model import Event, Priority
+from agent.ports import HubMessage, Published, PublishState
+from agent.store.sqlite_store import SqliteStore
+from agent.uplink.delivery import Delivery
+
+
+class RecordingTransport:
+    connected = True
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str, bytes]] = []
+        self.handlers: dict[str, Callable[[HubMessage], None]] = {}
+        self.listener = None
+        self._mid = 0
+
+    def set_listener(self, listener) -> None:
+        self.listener = listener
+
+    def connect(self) -> None:
+        self.listener.on_connected(False)
+
+    async def close(self, deadline: float) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return True
+
+    def set_urgent(self, alarm_waiting: bool) -> None:
+        pass
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False):
+        self._mid += 1
+        self.sent.append((self._mid, topic, payload))
+        return Published(self._mid, PublishState.SENT)
+
+    def flush(self) -> None:
+        pass
+
+    def subscribe(self, topic, handler):
+        self.handlers[topic] = handler
+        return lambda: self.handlers.pop(topic, None)
+
+    def event_mids(self, event_id: str) -> list[int]:
+        return [m for m, t, p in self.sent if t.endswith("/event")
+                and json.loads(p)["id"] == event_id]
+
+
+@pytest.fixture
+def rig(tmp_path: Path):
+    loop = asyncio.new_event_loop()
+    store = SqliteStore(tmp_path / "events.db", "hub-1")
+    store.open()
+    transport = RecordingTransport()
+    finished: list[int] = []
+    cfg = MqttConfig(receipts="on", receipt_timeout_s=5.0)
+    delivery = Delivery(cfg, "hub-1", store, transport, loop, finished.extend, lambda _c: None)
+    yield loop, store, transport, delivery, finished
+    loop.run_until_complete(delivery.stop(time.monotonic()))
+    loop.close()
+    store.close()
+
+
+def _turns(loop: asyncio.AbstractEventLoop, n: int = 5) -> None:
+    for _ in range(n):
+        loop.run_until_complete(asyncio.sleep(0))
+
+
+def _store_alarm(loop, store, delivery) -> Event:
+    (ev,) = store.append([Event(type="pull_cord", priority=Priority.ALARM, device_id="c")])
+    delivery.notify_new()
+    _turns(loop)
+    return ev
+
+
+def _receipt(transport: RecordingTransport, *ids: str) -> None:
+    (handler,) = transport.handlers.values()
+    handler(HubMessage("tec/v1/hub-1/receipt", json.dumps({"ids": list(ids)}).encode(), False))
+
+
+def test_a_receipt_before_the_puback_finishes_the_event_once(rig) -> None:
+    loop, store, transport, delivery, finished = rig
+    delivery.start()
+    _turns(loop)
+    ev = _store_alarm(loop, store, delivery)
+    (mid,) = transport.event_mids(ev.id)
+    _receipt(transport, ev.id)
+    assert finished == []                 # not yet PUBACKed: remembered
+    delivery.on_puback(mid, False)
+    _turns(loop)
+    assert finished == [ev.seq]
+    assert delivery.awaiting_receipt == 0
+
+
+def _awaiting_after_puback(loop, store, transport, delivery, finished) -> tuple[Event, float]:
+    delivery.start()
+    _turns(loop)
+    ev = _store_alarm(loop, store, delivery)
+    (mid,) = transport.event_mids(ev.id)
+    delivery.on_puback(mid, False)
+    _turns(loop)
+    assert finished == [] and delivery.awaiting_receipt == 1
+    return ev, time.monotonic()
+
+
+def test_a_receipt_while_a_copy_is_in_flight_finishes_it_once(rig) -> None:
+    loop, store, transport, delivery, finished = rig
+    ev, acked_at = _awaiting_after_puback(*rig)
+    assert delivery.resend_overdue(acked_at + 4.0) == 0       # receipt_timeout_s is 5
+    assert delivery.resend_overdue(acked_at + 6.0) == 1
+    _first, again = transport.event_mids(ev.id)
+    _receipt(transport, ev.id)            # the first copy's receipt, the second in flight
+    assert finished == [ev.seq]
+    delivery.on_puback(again, False)
+    _turns(loop)
+    assert finished == [ev.seq]           # not twice
+    assert delivery.awaiting_receipt == 0
+    assert delivery.resend_overdue(acked_at + 100.0) == 0
+
+
+def test_each_copy_without_a_receipt_waits_twice_as_long(rig) -> None:
+    loop, store, transport, delivery, finished = rig
+    ev, acked_at = _awaiting_after_puback(*rig)
+    assert delivery.resend_overdue(acked_at + 6.0) == 1
+    _first, again = transport.event_mids(ev.id)
+    delivery.on_puback(again, False)
+    _turns(loop)
+    acked_again = time.monotonic()
+    assert delivery.resend_overdue(acked_again + 9.0) == 0     # 10 s now
+    assert delivery.resend_overdue(acked_again + 11.0) == 1
+    assert len(transport.event_mids(ev.id)) == 3
+    assert finished == [] and delivery.resent == 2
+
+
+def test_telemetry_is_final_on_the_puback(rig) -> None:
+    loop, store, transport, delivery, finished = rig
+    delivery.start()
+    _turns(loop)
+    (ev,) = store.append([Event(type="temperature", priority=Priority.TELEMETRY,
+                                device_id="t")])
+    delivery.notify_new()
+    _turns(loop)
+    (mid,) = transport.event_mids(ev.id)
+    delivery.on_puback(mid, False)
+    _turns(loop)
+    assert finished == [ev.seq] and delivery.awaiting_receipt == 0
