@@ -33,6 +33,7 @@ MINUTES = float(os.environ.get("BENCH_FLEET_MINUTES", "1"))
 FAULTS = (("BENCH_FLEET_RESTART_AT", "--restart-broker-at"),
           ("BENCH_FLEET_KILL_INGESTER_AT", "--kill-ingester-at"),
           ("BENCH_FLEET_INGESTERS", "--ingesters"), ("BENCH_FLEET_GROUP", "--group"))
+# BENCH_FLEET_NO_RECEIPTS=1: the ingesters send no receipts (the counterfactual).
 
 
 def main() -> None:
@@ -40,6 +41,8 @@ def main() -> None:
         url = pg.create_database("bench_fleet")
         faults = [a for env, flag in FAULTS if env in os.environ
                   for a in (flag, os.environ[env])]
+        if os.environ.get("BENCH_FLEET_NO_RECEIPTS"):
+            faults.append("--no-receipts")
         res = subprocess.run([sys.executable, "-m", "agent", "simulate", "--hubs", str(HUBS),
                               "--minutes", str(MINUTES), "--local-broker", "--db", url,
                               *faults],

@@ -81,6 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", default="tec-ingest",
                    help="fleet: the ingesters' shared subscription group (default tec-ingest; "
                         "'' subscribes without sharing, one ingester: RabbitMQ)")
+    p.add_argument("--no-receipts", dest="receipts", action="store_false",
+                   help="fleet: the ingesters send no receipts (ingest --no-receipts), so a "
+                        "hub's event is final on the broker's PUBACK (to measure what "
+                        "receipts save)")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -346,6 +350,7 @@ def cmd_simulate_fleet(args: argparse.Namespace) -> int:
         opts = FleetOptions(hubs=args.hubs, minutes=args.minutes, workdir=root / "hubs",
                             db_url=args.db or f"sqlite:///{root / 'ingest.db'}",
                             ingesters=args.ingesters, group=args.group,
+                            receipts=args.receipts,
                             restart_broker_at_s=args.restart_broker_at,
                             kill_ingester_at_s=args.kill_ingester_at)
         try:

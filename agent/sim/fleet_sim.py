@@ -80,6 +80,7 @@ class FleetOptions:
     db_url: str
     ingesters: int = 1
     group: str = "tec-ingest"       # the ingesters' shared subscription group ('' for none)
+    receipts: bool = True           # the ingesters send receipts (hubs: mqtt.receipts auto)
     remote: bool = True          # hubs with remote management on (subscriptions, sessions)
     plan: list[tuple[float, int, str]] | None = None   # a fixed load instead of the random one
     motion_every_s: float = 60.0
@@ -146,8 +147,9 @@ class Ingesters:
     """``tec-agent ingest`` processes of one group, each with its own client id."""
 
     def __init__(self, broker: BrokerAccess, db_url: str, count: int, logdir: Path,
-                 group: str = "tec-ingest") -> None:
+                 group: str = "tec-ingest", receipts: bool = True) -> None:
         self.broker, self.db_url, self.logdir, self.group = broker, db_url, logdir, group
+        self.receipts = receipts
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self.stats: list[dict[str, int]] = []
 
@@ -163,7 +165,8 @@ class Ingesters:
                  f"mqtt://{self.broker.username}@{self.broker.host}:{self.broker.port}",
                  "--password-file", self.broker.password_file, "--db", self.db_url,
                  "--client-id", f"tec-sim-ingest-{n}", "--log-level", "INFO",
-                 "--protocol", self.broker.protocol, "--group", self.group],
+                 "--protocol", self.broker.protocol, "--group", self.group,
+                 *([] if self.receipts else ["--no-receipts"])],
                 stdout=subprocess.PIPE, stderr=err)
         deadline = time.monotonic() + timeout
         while True:
@@ -331,7 +334,7 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
     root.mkdir(parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
     ingesters = Ingesters(ingest_broker or broker, opts.db_url, opts.ingesters, root,
-                          opts.group)
+                          opts.group, opts.receipts)
     ingesters.start_all()
     keys_dir = None
     if opts.remote:
