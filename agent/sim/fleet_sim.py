@@ -112,7 +112,6 @@ def hub_config_text(i: int, root: Path, broker: BrokerAccess,
             f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
             f'protocol = "{broker.protocol}"\n'
             f'username = "{broker.username}"\npassword_file = "{broker.password_file}"\n'
-            'reconnect_min_s = 5.0\nreconnect_max_s = 10.0\n'
             f'[store]\npath = "{root / f"h{i}" / "events.db"}"\n'
             '[agent]\nassume_clock_synced = true\nshutdown_timeout_s = 2.0\n'
             '[gpio]\npin_factory = "mock"\n'

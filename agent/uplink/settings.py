@@ -34,6 +34,24 @@ def backoff_delays(first: float, cap: float, rng: random.Random | None = None) -
         d = min(d * 2, cap)
 
 
+def reconnect_delays(window: float, cap: float,
+                     rng: random.Random | None = None) -> Iterator[float]:
+    """The waits before each reconnect: the first uniform in [0, ``window``], then
+    :func:`backoff_delays` from ``2 x window`` (uniform in [window, 2 x window], doubling to
+    ``cap``).
+
+    Why the first is spread from 0: a broker restart drops every hub of a fleet at the same
+    instant, and each hub's first attempt is where they collide. Uniform over [0, W] puts
+    N/W attempts a second on the broker, half the rate of [W/2, W] for the same longest
+    wait, and a lone hub waits W/2 on average instead of 3/4 W. The later waits keep their
+    lower bound of half the step, so a broker that accepts and drops each connection is
+    still not hammered (issue 20). ``window`` is ``mqtt.reconnect_min_s``.
+    """
+    rng = rng or random.Random()
+    yield rng.uniform(0.0, window)
+    yield from backoff_delays(min(2.0 * window, cap), cap, rng)
+
+
 @dataclass(frozen=True, slots=True)
 class Will:
     topic: str
@@ -63,6 +81,8 @@ class ClientSettings:
     tls_key_file: str | None = None
     max_inflight: int = 20
     will: Will | None = None
+    # The first reconnect waits uniform [0, reconnect_min_s] (reconnect_delays). 0.5 s
+    # suits one client alone (the support CLI); the agent's comes from [mqtt] (4 s: a fleet).
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 60.0
     reconnect_alarm_s: float = 5.0

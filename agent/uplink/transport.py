@@ -8,9 +8,12 @@ no network thread and no ``select()``: a process can hold as many connections as
 descriptors. Only the blocking part of a connect (DNS, TCP connect, TLS handshake) runs in
 the loop's default executor, one attempt at a time.
 
-Reconnection is ours: jittered exponential backoff, capped at ``reconnect_max_s``, and no
+Reconnection is ours: the first wait uniform in [0, ``reconnect_min_s``] (a fleet dropped at
+once by a broker restart comes back spread over that window, not in one burst), then jittered
+exponential backoff, capped at ``reconnect_max_s``
+(:func:`~agent.uplink.settings.reconnect_delays`), and no
 wait longer than ``reconnect_alarm_s`` while :meth:`MqttTransport.set_urgent` says an alarm
-is waiting. The backoff starts again from ``reconnect_min_s`` only after a connection stayed
+is waiting. The backoff starts again from its first window only after a connection stayed
 up for :func:`stable_after` (a broker that accepts and drops at once must not be hammered:
 issue 20 counted 1,565 reconnects in 10 minutes against RabbitMQ). Refusals and disconnects
 are logged with the broker's reason code and Reason String; a protocol-5 connection closed
@@ -46,6 +49,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -67,7 +71,7 @@ from agent.ports import (
     TransportListener,
     Unsubscribe,
 )
-from agent.uplink.settings import ClientSettings, backoff_delays
+from agent.uplink.settings import ClientSettings, reconnect_delays
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +203,12 @@ class Delivered(HubMessage):
 class MqttTransport:
     """:class:`agent.ports.Transport` over paho, on ``loop``. Construct and call on the loop."""
 
-    def __init__(self, settings: ClientSettings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, settings: ClientSettings, loop: asyncio.AbstractEventLoop,
+                 rng: random.Random | None = None) -> None:
+        """``rng`` draws the reconnect waits (a seeded or fixed one in tests)."""
         self.settings = settings
         self._loop = loop
+        self._rng = rng or random.Random()
         self._client, self._tls = _build(settings)
         c = self._client
         c.on_connect = self._cb_connect
@@ -400,7 +407,7 @@ class MqttTransport:
 
     async def _keep(self) -> None:
         s = self.settings
-        delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s)
+        delays = reconnect_delays(s.reconnect_min_s, s.reconnect_max_s, self._rng)
         while not self._closing:
             try:
                 await self.connect_once()
@@ -417,7 +424,7 @@ class MqttTransport:
                 break
             up, self._up_since = self._up_since, None
             if up is not None and time.monotonic() - up >= stable_after(s):
-                delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s)
+                delays = reconnect_delays(s.reconnect_min_s, s.reconnect_max_s, self._rng)
             wait = next(delays)
             if not self._connack_seen and s.protocol == "5":
                 log.warning("MQTT broker %s:%d closed the connection before any CONNACK: it "

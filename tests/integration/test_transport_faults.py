@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import threading
 import time
@@ -36,6 +37,13 @@ class Acks:
             self.acked.append(mid)
 
 
+class _Longest(random.Random):
+    """Every reconnect wait at the top of its interval."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 def settings(port: int, **kw: object) -> ClientSettings:
     base = dict(host="127.0.0.1", port=port, client_id="tec-agent-hub-f", persistent=True,
                 session_expiry_s=600, reconnect_min_s=0.05, reconnect_max_s=60.0)
@@ -64,7 +72,8 @@ def test_a_broker_that_accepts_then_drops_is_not_hammered() -> None:
             n = sum(1 for c in broker.conns if c.opened <= start + 3.0)
         finally:
             client.close()
-    # 0.05, 0.1, 0.2, 0.4, 0.8, 1.6 s (each jittered to half or more): at most 7 in 3 s.
+    # 0-0.05 s, then 0.1, 0.2, 0.4, 0.8, 1.6 s (each jittered to half or more): at most 7 in
+    # 3 s.
     assert n <= 8, f"{n} connections in 3 s"
 
 
@@ -161,9 +170,10 @@ def test_a_retried_subscription_waits_for_the_publishes_in_flight() -> None:
 
         async def scenario() -> None:
             loop = asyncio.get_running_loop()
-            # Reconnects after 1.25-2.5 s: the subscription's retry (1 s) is due on connect.
+            # Reconnects after 2.5 s (every wait drawn at its longest; the first one is
+            # uniform from 0): the subscription's retry (1 s) is due on connect.
             t = MqttTransport(settings(broker.port, reconnect_min_s=2.5, reconnect_max_s=2.5,
-                                       costly_sub_retry_s=1.0), loop)
+                                       costly_sub_retry_s=1.0), loop, rng=_Longest())
 
             class Publisher(Acks):
                 """Publishes an event as each connection starts (the agent's delivery
