@@ -45,10 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "group share the events, each event goes to one of them. Use a name "
                         "only the ingesters know: on mosquitto any account may join a group, "
                         "and one that may not read events drops its turn of them. '' "
-                        "subscribes without sharing (one ingester): use it on mosquitto, "
-                        "which forgets shared subscriptions over a restart (events sent "
-                        "before the ingester is back are dropped), and on brokers without "
-                        "shared subscriptions, e.g. RabbitMQ")
+                        "subscribes without sharing (one ingester): on brokers without "
+                        "shared subscriptions, e.g. RabbitMQ, and on mosquitto when one "
+                        "ingester is enough: mosquitto forgets shared subscriptions over a "
+                        "restart and drops what hubs send before the ingester is back; "
+                        "with receipts (the default) the hubs send those events again after "
+                        "their mqtt.receipt_timeout_s (60 s), so they arrive late, not never")
     p.add_argument("--protocol", default="5", choices=("5", "3.1.1"),
                    help="MQTT version (default 5; 3.1.1 for a broker without MQTT 5, e.g. "
                         "RabbitMQ before 3.13)")
