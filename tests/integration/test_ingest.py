@@ -470,6 +470,11 @@ def test_database_down_mid_stream_acknowledges_nothing_and_loses_nothing(
     total = 600
     hub = FakeHub(mqtt_broker, "hub-d")
     hubs.append(hub)
+    receipts = mqtt_broker.subscribe("tec/v1/hub-d/receipt")
+
+    def confirmed() -> set[str]:
+        return {i for m in receipts.snapshot() for i in json.loads(m.payload)["ids"]}
+
     with LocalPostgres() as pg:
         url = pg.create_database("ingest")
         ing = Running(mqtt_broker, url, "ingest-dbdown")
@@ -483,10 +488,14 @@ def test_database_down_mid_stream_acknowledges_nothing_and_loses_nothing(
             for ev in events[total // 3:]:
                 hub.send(ev).wait_for_publish(5)
             wait_until(lambda: ing.ingester.stats.db_errors >= 1, 15, what="a failed commit")
+            # Receipts follow commits: none for what the database does not hold.
+            wait_until(lambda: len(confirmed()) == total // 3, 10, what="the first receipts")
+            assert confirmed() == {ev.id for ev in events[: total // 3]}
             pg.start_again()
             ing.reader = open_db(url)
             wait_until(lambda: ing.reader.event_count() == total, 30, what=f"all {total}")
             wait_until(lambda: ing.ingester.stats.inserted >= total, 5, what="the count")
             assert ing.ingester.stats.inserted == total
+            wait_until(lambda: len(confirmed()) == total, 10, what="every receipt")
         finally:
             ing.close()
