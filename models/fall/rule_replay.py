@@ -131,9 +131,10 @@ def _candidate(acc: np.ndarray, peak: int, peak_g: float, w: np.ndarray, score: 
                     if up is not None and len(before) == LYING_N else None)
     d = peak + POST_SAMPLES
     ref = gravity_reference(w)
-    inputs = {"post": acc[d:d + confirm_n].copy(), "reference": ref, "rate_hz": SAMPLE_RATE_HZ,
-              "upright": up, "lead": acc[peak:d].copy(), "lying_before_s": lying_before,
-              "peak_g": peak_g, "free_fall_min": free_fall_min_g(w)}
+    inputs: dict[str, Any] = {
+        "post": acc[d:d + confirm_n].copy(), "reference": ref, "rate_hz": SAMPLE_RATE_HZ,
+        "upright": up, "lead": acc[peak:d].copy(), "lying_before_s": lying_before,
+        "peak_g": peak_g, "free_fall_min": free_fall_min_g(w)}
     ev = assess(rule=rule, **inputs)
     skip = round(LEAD_SKIP_S * SAMPLE_RATE_HZ)
     tilts, up_tilts, acts = block_stats(acc[peak + skip:d + confirm_n], ref, up)
