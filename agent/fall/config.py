@@ -107,6 +107,20 @@ class FallConfig:
                   "doc": "|a| (0.1 s mean) that the second before an impact must dip below "
                          "to count as falling freely (see lay_down_max_g)"},
     )
+    reclined_still_g: float = field(
+        default=0.01,
+        metadata={"min": 0.0, "max": 0.5,
+                  "doc": "position neck only: a detection never lying or slumped is "
+                         "confirmed (reclined_still) when every second of confirm_s has a "
+                         "std of |a| below this and the wearable is reclined_tilt_deg or "
+                         "more from the upright learnt from walking (0: rule off)"},
+    )
+    reclined_tilt_deg: float = field(
+        default=15.0,
+        metadata={"min": 0.0, "max": 90.0,
+                  "doc": "tilt from the learnt upright for reclined_still (sitting slumped "
+                         "on the floor against a wall or a bed)"},
+    )
     still_g: float = field(
         default=0.05,
         metadata={"min": 0.005, "max": 0.5,

@@ -36,6 +36,19 @@ second before the peak). A fall drops towards 0 g before it lands; a person lowe
 themselves onto a bed stays supported. At the neck a deliberate lie-down otherwise ends
 exactly like a fall (FallAllD D18/D19 were most of the neck false alarms). The two values
 were chosen by leave-one-person-out on FallAllD's neck recordings (models/fall/README.md).
+
+A pendant gives a third kind of evidence when its gravity direction says little: a detection
+that was never down is confirmed (``reclined_still``) when the wearer stays **still** for the
+whole confirmation time (every one-second block's spread of |a| below ``reclined_still_g``,
+10 mg, far below ``still_g``) *and* the pendant hangs ``reclined_tilt_deg`` (15 deg) or more
+from the upright learnt from walking: slumped on the floor against a wall or a bed after a
+syncope (FallAllD F35), where someone who sat down in a chair moved more or sat more upright.
+Neck only (:data:`STILL_AFTER_POSITIONS`); both values were chosen leave-one-person-out on
+FallAllD's neck recordings (models/fall/README.md, "Step 4"). 10 mg is above the still noise
+of the accelerometers behind the data (LSM9DS1, ADXL345); a wearable whose noise at rest is
+near it would confirm less, one whose readings are coarse enough to read exactly constant at
+rest would confirm more: check a new wearable's still noise before relying on the rule.
+(``motionless_g``, any pose with every block below a few mg, was tried and not chosen.)
 """
 
 from __future__ import annotations
@@ -55,6 +68,7 @@ LYING_BEFORE_S = 5.0   # seconds before the window that must all be lying for "a
 LEAD_SKIP_S = 0.5      # the impact itself is not posture: "down" is judged from here on
 UP_AT_END_BLOCKS = 2   # not down in the last two seconds of the confirmation: got up again
 LAY_DOWN_POSITIONS = ("neck",)  # where the lay_down rule applies (at the waist it cost falls)
+STILL_AFTER_POSITIONS = ("neck",)  # where reclined_still / motionless apply (chosen at the neck)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +80,22 @@ class ConfirmRule:
     already_lying_max_g: float = 3.0
     lay_down_max_g: float = 2.0
     free_fall_g: float = 0.5
+    # Off unless set (rule_for sets the first two at the neck): see the module docstring.
+    reclined_still_g: float = 0.0
+    reclined_tilt_deg: float = 15.0
+    motionless_g: float = 0.0   # tried, not chosen (models/fall/rule_replay.py); never set
 
 
 def rule_for(cfg: FallConfig) -> ConfirmRule:
     """The posture rules of ``cfg``'s position: ``lay_down`` only in
     :data:`LAY_DOWN_POSITIONS` (at the waist it cost SisFall falls, models/fall/README.md)."""
     lay_down_max_g = cfg.lay_down_max_g if cfg.position in LAY_DOWN_POSITIONS else 0.0
+    still_after = cfg.position in STILL_AFTER_POSITIONS
     return ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
                        cfg.lying_before_deg, cfg.already_lying_max_g, lay_down_max_g,
-                       cfg.free_fall_g)
+                       cfg.free_fall_g,
+                       reclined_still_g=cfg.reclined_still_g if still_after else 0.0,
+                       reclined_tilt_deg=cfg.reclined_tilt_deg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +103,7 @@ class Evidence:
     """What the confirmation saw; goes into the ``fall`` event's ``data.confirmation``."""
 
     confirmed: bool
-    # lying | slumped_still | no_data (confirmed);
+    # lying | slumped_still | reclined_still | motionless | no_data (confirmed);
     # recovered | not_down | already_lying | lay_down (not)
     reason: str
     seconds: float           # seconds of samples assessed
@@ -153,6 +174,20 @@ def lay_down(rule: ConfirmRule, peak_g: float | None, free_fall_min: float | Non
     return peak_g < rule.lay_down_max_g and free_fall_min >= rule.free_fall_g
 
 
+def still_after(rule: ConfirmRule, acts: np.ndarray, up_med: float | None) -> str | None:
+    """``motionless`` or ``reclined_still`` for a detection that was never down, else None
+    (``acts``: per-block spread of |a| over the confirmation time; ``up_med``: median tilt
+    from the learnt upright, None when not known: then only ``motionless`` can apply)."""
+    if len(acts) == 0:
+        return None
+    most = float(acts.max())
+    if most < rule.motionless_g:
+        return "motionless"
+    if up_med is not None and most < rule.reclined_still_g and up_med >= rule.reclined_tilt_deg:
+        return "reclined_still"
+    return None
+
+
 def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
            rate_hz: float = 50.0, upright: np.ndarray | None = None, *,
            lead: np.ndarray | None = None, lying_before_s: float | None = None,
@@ -202,11 +237,15 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
                                             & (lu >= rule.lying_tilt_deg)))
     up_at_end = n_blocks >= UP_AT_END_BLOCKS and not down[-UP_AT_END_BLOCKS:].any()
     if (lying >= 0.5 and not up_at_end) or (still >= 0.9 and slumped):
+        down_reason: str | None = (
+            "lying" if lying >= 0.5 and not up_at_end else "slumped_still")
+    else:
+        down_reason = None if down_blocks else still_after(rule, acts, up_med)
+    if down_reason is not None:
         if lay_down(rule, peak_g, free_fall_min):
             confirmed, reason = False, "lay_down"
         else:
-            confirmed = True
-            reason = "lying" if lying >= 0.5 and not up_at_end else "slumped_still"
+            confirmed, reason = True, down_reason
     elif down_blocks:
         confirmed, reason = False, "recovered"
     else:

@@ -172,9 +172,9 @@ class TrialResult:
 # fall_recovered warning), not_down (over the threshold, never down), already_lying (lying
 # before a soft impact), lay_down (down after a soft impact with no free fall before it:
 # lying down on purpose), cancelled (pending and cancelled). Alarm: the confirmation's
-# reason (lying, slumped_still, no_data).
+# reason (lying, slumped_still, reclined_still, no_data).
 REASONS = ("below_gate", "below_threshold", "recovered", "not_down", "already_lying",
-           "lay_down", "cancelled", "lying", "slumped_still", "no_data")
+           "lay_down", "cancelled", "lying", "slumped_still", "reclined_still", "no_data")
 
 
 def trial_reason(windows: int, max_score: float | None, threshold: float,

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LAY_DOWN_POSITIONS, LYING_BEFORE_S
+from agent.fall.confirmation import LAY_DOWN_POSITIONS, LYING_BEFORE_S, STILL_AFTER_POSITIONS
 from agent.fall.signal import (
     FEATURES,
     INPUT_TRANSFORM,
@@ -93,7 +93,10 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
                          "lying_before_s": LYING_BEFORE_S,
                          "already_lying_max_g": cfg.already_lying_max_g,
                          "lay_down_max_g": cfg.lay_down_max_g, "free_fall_g": cfg.free_fall_g,
-                         "lay_down_positions": list(LAY_DOWN_POSITIONS)},
+                         "lay_down_positions": list(LAY_DOWN_POSITIONS),
+                         "reclined_still_g": cfg.reclined_still_g,
+                         "reclined_tilt_deg": cfg.reclined_tilt_deg,
+                         "still_after_positions": list(STILL_AFTER_POSITIONS)},
         **extra,
     }
 

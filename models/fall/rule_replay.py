@@ -15,7 +15,9 @@ only those figures are held out. Runs in the runtime venv::
     PYTHONPATH=$PWD python -m models.fall.rule_replay --folds out/cv-folds \\
         --data fallalld:neck=../shared/data/fallalld/neck
 
-(models/fall/README.md, "Step 3", item 5; none of the variants was kept).
+(models/fall/README.md, "Step 3", item 5, none of its variants kept; "Step 4": ``still_after``,
+kept at the neck). ``shipped`` is the rules as they ship; ``turned_and_back`` and
+``slumped_at`` are tried against step 3's rules (step 4's switched off).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class Candidate:
     up_tilts: np.ndarray         # tilt from the learnt upright (180 when not known)
     still: np.ndarray            # spread of |a| below still_g
     pre_tilt: float | None       # pre-impact pose from the learnt upright
+    # What assess() was given, to replay it with other rule values (:func:`reassess`):
+    inputs: dict[str, Any] | None = None
 
 
 @dataclass
@@ -127,12 +131,15 @@ def _candidate(acc: np.ndarray, peak: int, peak_g: float, w: np.ndarray, score: 
                     if up is not None and len(before) == LYING_N else None)
     d = peak + POST_SAMPLES
     ref = gravity_reference(w)
-    ev = assess(acc[d:d + confirm_n], ref, rule, SAMPLE_RATE_HZ, up, lead=acc[peak:d],
-                lying_before_s=lying_before, peak_g=peak_g, free_fall_min=free_fall_min_g(w))
+    inputs: dict[str, Any] = {
+        "post": acc[d:d + confirm_n].copy(), "reference": ref, "rate_hz": SAMPLE_RATE_HZ,
+        "upright": up, "lead": acc[peak:d].copy(), "lying_before_s": lying_before,
+        "peak_g": peak_g, "free_fall_min": free_fall_min_g(w)}
+    ev = assess(rule=rule, **inputs)
     skip = round(LEAD_SKIP_S * SAMPLE_RATE_HZ)
     tilts, up_tilts, acts = block_stats(acc[peak + skip:d + confirm_n], ref, up)
     return Candidate(score, peak_g, ev, tilts, up_tilts, acts < rule.still_g,
-                     None if up is None else tilt_deg(ref, up))
+                     None if up is None else tilt_deg(ref, up), inputs)
 
 
 Variant = Callable[[Candidate, ConfirmRule], Evidence]
@@ -142,13 +149,21 @@ def shipped(c: Candidate, rule: ConfirmRule) -> Evidence:
     return c.evidence
 
 
+def reassess(**values: float) -> Variant:
+    """The runtime's :func:`assess` on the same inputs with ``values`` changed in the rule."""
+    def fn(c: Candidate, rule: ConfirmRule) -> Evidence:
+        assert c.inputs is not None
+        return assess(rule=replace(rule, **values), **c.inputs)
+    return fn
+
+
 def turned_and_back(turn_deg: float | None, within_s: int, hard_from_lying_g: float | None
                     ) -> Variant:
     """A detection never "down" whose pendant turned >= ``turn_deg`` from its pre-impact pose
     within ``within_s`` s and not in the last 2 s is recovered; a hard impact (>=
     ``hard_from_lying_g``) from lying that stays lying is confirmed (a fall out of bed)."""
     def fn(c: Candidate, rule: ConfirmRule) -> Evidence:
-        ev = c.evidence
+        ev = _without_still_after(c, rule)
         if ev.reason != "not_down":
             return ev
         post_up = c.up_tilts[1:]
@@ -166,7 +181,7 @@ def turned_and_back(turn_deg: float | None, within_s: int, hard_from_lying_g: fl
 def slumped_at(tilt: float, upright_tilt: float, min_score: float) -> Variant:
     """Slumped and still (>= 90 % still blocks) at smaller angles than the shipped 25 / 25."""
     def fn(c: Candidate, rule: ConfirmRule) -> Evidence:
-        ev = c.evidence
+        ev = _without_still_after(c, rule)
         if ev.reason != "not_down" or c.score < min_score:
             return ev
         post = slice(1, None)   # blocks from 1.5 s after the impact
@@ -175,6 +190,12 @@ def slumped_at(tilt: float, upright_tilt: float, min_score: float) -> Variant:
             return replace(ev, confirmed=True, reason="slumped_still")
         return ev
     return fn
+
+
+def _without_still_after(c: Candidate, rule: ConfirmRule) -> Evidence:
+    """The verdict without step 4's ``reclined_still`` / ``motionless`` (what step 3's
+    variants were tried against)."""
+    return reassess(reclined_still_g=0.0, motionless_g=0.0)(c, rule)
 
 
 def outcomes(trials: Sequence[TrialCandidates], variant: Variant, rule: ConfirmRule
@@ -236,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         "slumped_at": [({"tilt": t, "upright_tilt": u, "min_score": s}, slumped_at(t, u, s))
                        for t in (25, 20, 15) for u in (25, 20, 15, 10, 0)
                        for s in (0.8, 0.5, 0.0)],
+        # Step 4 (shipped at the neck): still for all of confirm_s after a detection that was
+        # never down; the first setting (both off) is step 3's state and wins ties.
+        "still_after": [({"motionless_g": m, "reclined_still_g": a, "reclined_tilt_deg": u},
+                         reassess(motionless_g=m, reclined_still_g=a, reclined_tilt_deg=u))
+                        for m in (0.0, 0.001, 0.002, 0.003)
+                        for a in (0.0, 0.005, 0.01, 0.015)
+                        for u in ((20.0,) if a == 0.0 else (10.0, 15.0, 20.0, 25.0))],
     }
     report: dict[str, Any] = {"shipped": figures(outcomes(trials, shipped, rule))}
     for name, grid in grids.items():

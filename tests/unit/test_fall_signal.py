@@ -252,3 +252,40 @@ def test_lay_down_is_a_neck_rule() -> None:
         == "lay_down"
     assert assess(down, UP, waist, upright=UP, peak_g=1.8, free_fall_min=supported).reason \
         == "lying"
+
+
+NECK = rule_for(FallConfig(position="neck"))
+
+
+def test_still_and_reclined_from_upright_confirms_at_the_neck_only() -> None:
+    """Slumped on the floor against a wall after a syncope (FallAllD F35): the pendant ends
+    only 20 deg from upright, under the 25 deg of "slumped", and nothing moves for the whole
+    confirmation time. At the neck that is ``reclined_still``; at the waist and with step 3's
+    rules (the rule off) it stays ``not_down``."""
+    post = posture(20, 10, 0.003)
+    ev = assess(post, UP, NECK, upright=UP)
+    assert ev.confirmed and ev.reason == "reclined_still"
+    assert ev.upright_tilt_deg == pytest.approx(20, abs=2)
+    waist = rule_for(FallConfig(position="waist"))
+    assert waist.reclined_still_g == 0.0
+    assert assess(post, UP, waist, upright=UP).reason == "not_down"
+    assert assess(post, UP, RULE, upright=UP).reason == "not_down"
+
+
+def test_reclined_still_needs_every_second_still_the_tilt_and_a_learnt_upright() -> None:
+    # One second of fidgeting (a person seated in a chair) is enough to say "not a fall".
+    fidget = np.vstack([posture(20, 5, 0.003), posture(20, 1, 0.02, seed=1),
+                        posture(20, 4, 0.003, seed=2)])
+    assert assess(fidget, UP, NECK, upright=UP).reason == "not_down"
+    # Sitting upright (10 deg from the learnt upright) and perfectly still: not a fall.
+    assert assess(posture(10, 10, 0.003), UP, NECK, upright=UP).reason == "not_down"
+    # Without a learnt upright there is nothing to be reclined from.
+    assert assess(posture(20, 10, 0.003), UP, NECK).reason == "not_down"
+    # Down and up again stays a recovered fall, however still the wearer sits afterwards.
+    back = np.vstack([posture(85, 3, 0.003), posture(20, 7, 0.003, seed=1)])
+    assert assess(back, UP, NECK, upright=UP).reason == "recovered"
+    # A soft landing that nothing fell freely into is lying down on purpose, as for lying.
+    supported = free_fall_min_g(window_with(1.8, None))
+    ev = assess(posture(20, 10, 0.003), UP, NECK, upright=UP, peak_g=1.8,
+                free_fall_min=supported)
+    assert not ev.confirmed and ev.reason == "lay_down"

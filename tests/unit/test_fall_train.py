@@ -182,3 +182,28 @@ def test_rule_replay_chooses_each_persons_setting_on_the_others_only() -> None:
     held, chosen = leave_one_person_out([run0, run1b])
     assert chosen == {"A": 0, "B": 0, "C": 0}
     assert figures(held)["floor"] == "0/3"
+
+
+def test_rule_replay_reassesses_with_the_runtimes_own_assess() -> None:
+    """A replayed candidate keeps what ``assess`` was given, so a rule variant is the
+    runtime's verdict with one value changed: here a wearer who sits still, slumped 20 deg
+    from upright after the impact, is ``reclined_still`` at the neck and ``not_down`` with
+    the rule off (step 3's state)."""
+    from agent.fall.confirmation import rule_for
+    from agent.fall.signal import POST_SAMPLES
+    from models.fall.rule_replay import _candidate, reassess, shipped
+
+    a = np.radians(20.0)
+    rng = np.random.default_rng(3)
+    acc = np.tile(np.float32([0.0, -1.0, 0.0]), (PRE_SAMPLES + POST_SAMPLES + 600, 1))
+    acc[PRE_SAMPLES + 5:] = [0.0, -np.cos(a), np.sin(a)]
+    acc[PRE_SAMPLES + 5:] += rng.normal(0, 0.003, acc[PRE_SAMPLES + 5:].shape)
+    acc[PRE_SAMPLES] = [0.0, -3.0, 0.0]                     # the impact
+    acc[PRE_SAMPLES - 20:PRE_SAMPLES - 10] *= 0.3           # falling freely before it
+    acc = acc.astype(np.float32)
+    rule = rule_for(FallConfig(position="neck"))
+    c = _candidate(acc, PRE_SAMPLES, 3.0, acc[:PRE_SAMPLES + POST_SAMPLES], 0.9,
+                   np.float32([0.0, -1.0, 0.0]), rule, 500)
+    assert shipped(c, rule).reason == "reclined_still"
+    assert reassess()(c, rule) == c.evidence
+    assert reassess(reclined_still_g=0.0)(c, rule).reason == "not_down"
