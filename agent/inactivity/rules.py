@@ -333,9 +333,9 @@ class Away(Rule):
     def _corroborated(self, obs: Observation, now: Instant) -> bool:
         """Back without the front door only on evidence a stray trigger cannot give: a
         press, a level mat, or a second sensor within :data:`CORROBORATE_S`. A person
-        moving about sets off more than one sensor; a faulty PIR or a mercury switch
-        shaken by traffic fires alone (Kasteren B: 16 of its 17 labelled absences with
-        inside readings had only lone ones)."""
+        moving about sets off more than one sensor; a faulty PIR or mercury switch fires
+        alone (Kasteren B: 16 of its 17 labelled absences with inside readings had only
+        lone ones). What was seen in the last 120 s is not kept over a restart."""
         if obs.type in INTERACTIONS or (obs.mat is not None and not obs.momentary):
             return True
         self.seen_away = {d: t for d, t in self.seen_away.items()
