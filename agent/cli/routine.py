@@ -6,8 +6,9 @@ it rests on, the learned ``chair_too_long`` / ``night_out_of_bed`` / ``not_retur
 thresholds with the longest session behind each, and the bounds that clamp them; per hour
 of the day, how many day-hours were learned from, the longest stillness seen (the learned
 quantile), and the threshold in force, learned or fixed; per room of the last activity and
-time-of-day band, the same (``by_place``). Also the detector's saved state
-(last activity, away, mats). Without learning enabled it shows what *would* be learned.
+time-of-day band, the same (``by_place``). Also the detector's saved state (last activity,
+away, mats occupied, mats that pulse). Without learning enabled it shows what *would* be
+learned.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def collect(config: Any) -> dict[str, Any]:
             "still_s": home.get("still_s"),
             "away": home.get("away"),
             "mats_occupied": sorted(home.get("mats", {})),
+            "mats_pulsing": _pulsing(home.get("mat_stays") or {}),
         }
     return {
         "hub_id": config.hub_id,
@@ -171,8 +173,19 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  last activity: {st['last_activity'] or '-'} ({st['last_device'] or '-'}"
                      f" in {st['last_room'] or '-'}); away: {'yes' if st['away'] else 'no'};"
                      f" mats occupied: {', '.join(st['mats_occupied']) or 'none'}")
+        if st.get("mats_pulsing"):
+            lines.append(f"  mats that pulse (read as movement, never as presence): "
+                         f"{', '.join(st['mats_pulsing'])}")
         lines.append(f"  state saved at {st['saved_at']}")
     return "\n".join(lines)
+
+
+def _pulsing(stays: dict[str, Any]) -> list[str]:
+    """Mats whose recent stays are momentary (see ``HomeState.mat_momentary``)."""
+    from agent.inactivity.home import HomeState
+
+    home = HomeState(mat_stays={str(k): [float(x) for x in v] for k, v in stays.items()})
+    return sorted(dev for dev in home.mat_stays if home.mat_momentary(dev))
 
 
 def _render_household(hh: dict[str, Any]) -> list[str]:

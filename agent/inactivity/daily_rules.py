@@ -178,14 +178,17 @@ class NightOutOfBed(Rule):
 
     name = "night_out_of_bed"
 
-    def __init__(self, rule: NightOutOfBedRule, clock: LocalClock, learning: Learning) -> None:
+    def __init__(self, rule: NightOutOfBedRule, clock: LocalClock, learning: Learning,
+                 bedrooms: frozenset[str] = frozenset()) -> None:
         self.window = Window.parse(rule.start, rule.end)
         self.default_s = rule.after_s
         self.clock = clock
         self.learning = learning
+        self.bedrooms = bedrooms
         self.out_tonight = False
         self.out_since: float | None = None
         self.raised = False
+        self.pulsing_bed = False     # the bed mat pulses: leaving is seen elsewhere
 
     @property
     def after_s(self) -> float:
@@ -201,7 +204,31 @@ class NightOutOfBed(Rule):
             self.learning.session("night", self.clock.local_date(now.wall),
                                   now.mono - self.out_since, now.synced)
 
+    def _pulsing_obs(self, obs: Observation, now: Instant, inside: bool) -> None:
+        """A bed mat that pulses cannot say when the person left: a pulse (in the night
+        window) is the person in bed; leaving is the first activity outside the bedroom
+        after that; any activity in the bedroom is the person back in it. A collapse in
+        the bedroom itself is left to the stillness rules (pulses are never presence)."""
+        in_window = self.window.contains(self.clock.minute_of_day(now.wall))
+        in_bedroom = obs.mat == "bed" or (obs.room and obs.room.lower() in self.bedrooms)
+        if not (obs.activity and (inside or obs.mat == "bed")):
+            return
+        if in_bedroom:
+            self._back(now)
+            self.out_since, self.raised = None, False
+            if obs.mat == "bed" and in_window:
+                self.out_tonight = True
+        elif self.out_tonight and self.out_since is None and obs.room and in_window:
+            self.out_since = now.mono
+
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
+        if obs.mat == "bed" and obs.momentary:
+            self.pulsing_bed = True
+        elif obs.mat == "bed":
+            self.pulsing_bed = False
+        if self.pulsing_bed:
+            self._pulsing_obs(obs, now, inside)
+            return
         if obs.mat == "bed":
             if obs.occupied or home.mat_occupied("bed"):
                 self._back(now)
@@ -239,10 +266,11 @@ class NightOutOfBed(Rule):
 
     def snapshot(self, now_mono: float) -> dict[str, Any]:
         return {"out_tonight": self.out_tonight, "out_age": age(now_mono, self.out_since),
-                "raised": self.raised}
+                "raised": self.raised, "pulsing_bed": self.pulsing_bed}
 
     def restore(self, d: dict[str, Any], mono_of: Any) -> None:
         self.out_tonight = bool(d.get("out_tonight"))
+        self.pulsing_bed = bool(d.get("pulsing_bed"))
         a = d.get("out_age")
         self.out_since = None if a is None else mono_of(a)
         self.raised = bool(d.get("raised"))
@@ -289,7 +317,7 @@ class ChairTooLong(Rule):
         self.raised.discard(dev)
 
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
-        if obs.mat == "chair" and obs.occupied:
+        if obs.mat == "chair" and obs.occupied and not obs.momentary:
             self.start.setdefault(obs.device_id, now.mono)
             return
         for dev in list(self.start):

@@ -13,6 +13,7 @@ Durations are monotonic. An elapsed interval is placed on the local clock as
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ class RulesEngine:
             self.others.append(NotUp(rules.not_up, self.clock, rules.bedrooms, self.learning,
                                      rules.prewarning_s, rules.not_up_seed))
         if rules.night_out_of_bed is not None:
-            self.others.append(NightOutOfBed(rules.night_out_of_bed, self.clock, self.learning))
+            self.others.append(NightOutOfBed(rules.night_out_of_bed, self.clock, self.learning,
+                                             rules.bedrooms))
         if rules.chair_too_long is not None:
             self.others.append(ChairTooLong(rules.chair_too_long, self.clock, self.learning,
                                             rules.prewarning_s))
@@ -242,17 +244,34 @@ class RulesEngine:
             home.learning_paused = False
             self._reset_stillness()
         if obs.mat is not None:
-            if obs.occupied:
-                home.mats.setdefault(obs.device_id, (obs.mat, now.mono))
-            else:
-                home.mats.pop(obs.device_id, None)
-            home.unconfirmed_mats.discard(obs.device_id)
+            obs = self._mat(obs, now)
         for r in self.rules:
             r.on_obs(obs, now, home, inside)
         if obs.exit_door:
             home.exit_door_mono = now.mono
         alerts.extend(self._check(now))
         return alerts
+
+    def _mat(self, obs: Observation, now: Instant) -> Observation:
+        """Apply a mat reading. A mat that pulses (:meth:`HomeState.mat_momentary`) is a
+        movement sensor on the bed or chair: its pulses are activity, never presence, so a
+        pulse stuck "occupied" for days cannot hide a collapse, and the rules are told."""
+        home, dev = self.home, obs.device_id
+        if obs.occupied:
+            home.mat_on.setdefault(dev, now.mono)
+        else:
+            since = home.mat_on.pop(dev, None)
+            if since is not None:
+                home.mat_stay(dev, now.mono - since)
+        home.unconfirmed_mats.discard(dev)
+        if home.mat_momentary(dev):
+            home.mats.pop(dev, None)
+            return dataclasses.replace(obs, momentary=True)
+        if obs.occupied:
+            home.mats.setdefault(dev, (obs.mat or "", now.mono))
+        else:
+            home.mats.pop(dev, None)
+        return obs
 
     def _reset_stillness(self) -> None:
         self.home.still_s = 0.0
@@ -314,6 +333,8 @@ class RulesEngine:
                 "observing_age": m - h.observing_since_mono,
                 "learning_paused": h.learning_paused,
                 "returned_age": age(h.returned_mono),
+                "mat_on_age": {dev: m - t for dev, t in h.mat_on.items()},
+                "mat_stays": {dev: list(v) for dev, v in h.mat_stays.items()},
             },
             "rules": {key: r.snapshot(m) for key, r in self._keyed_rules().items()},
         }
@@ -351,6 +372,9 @@ class RulesEngine:
         h.exit_door_mono = mono_of(s.get("exit_door_age"))
         h.learning_paused = bool(s.get("learning_paused"))
         h.returned_mono = mono_of(s.get("returned_age"))
+        h.mat_on = {str(dev): then - float(a) for dev, a in (s.get("mat_on_age") or {}).items()}
+        h.mat_stays = {str(dev): [float(x) for x in v]
+                       for dev, v in (s.get("mat_stays") or {}).items()}
         if downtime_s is not None and down <= _SHORT_GAP_S:
             h.observing_since_mono = then - float(s.get("observing_age") or 0.0)
         else:

@@ -14,6 +14,16 @@ from agent.model import Priority
 
 # Front-door movements this close together are one passage (open, close).
 PASSAGE_S = 120.0
+# A mat whose recent stays are this short in the median reports movement on it, not
+# occupancy (Kasteren B's bed and chair mats: 1 s pulses while the person lies or sits
+# still for hours between them). Nobody's median sitting or night lasts under a minute;
+# a mat that reports occupancy shows stays of minutes to hours (Ordonez B: seat p10 882 s,
+# bed p10 2,621 s). Physical, not fitted: any value from 10 s to 800 s sorts the four
+# recorded homes' mats the same way.
+MOMENTARY_MEDIAN_S = 60.0
+# Stays a mat must have shown before it is judged; the most recent are kept.
+MOMENTARY_MIN_STAYS = 10
+MOMENTARY_KEEP = 21
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,22 @@ class HomeState:
     hold_until_mono: float = 0.0            # no alarm before this (after a restart)
     learning_paused: bool = False           # an inactivity alarm is outstanding
     returned_mono: float | None = None      # front door while away: the person came home
+    mat_on: dict[str, float] = field(default_factory=dict)       # id -> occupied since (any)
+    mat_stays: dict[str, list[float]] = field(default_factory=dict)   # id -> recent stays (s)
+
+    def mat_momentary(self, dev: str) -> bool:
+        """The mat reports pulses (movement on it), not occupancy: its ``vacated`` does not
+        mean the person left and its ``occupied`` is no proof they are still there."""
+        stays = self.mat_stays.get(dev) or []
+        if len(stays) < MOMENTARY_MIN_STAYS:
+            return False
+        xs = sorted(stays)
+        return xs[len(xs) // 2] < MOMENTARY_MEDIAN_S
+
+    def mat_stay(self, dev: str, seconds: float) -> None:
+        stays = self.mat_stays.setdefault(dev, [])
+        stays.append(round(max(0.0, seconds), 1))
+        del stays[:-MOMENTARY_KEEP]
 
     def in_return_passage(self, now_mono: float) -> bool:
         """A front-door movement this soon after coming home is the same passage (the door

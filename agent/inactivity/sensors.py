@@ -60,6 +60,7 @@ class Observation:
     mat: str | None = None       # "bed" or "chair"
     occupied: bool | None = None
     cancel: bool = False
+    momentary: bool = False      # a mat that pulses (see HomeState.mat_momentary)
 
 
 def mat_kind_for_role(role: str) -> str | None:

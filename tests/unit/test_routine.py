@@ -216,3 +216,28 @@ def test_routine_cli_without_a_database_says_so(tmp_path: Path, capsys) -> None:
     cfg_file.write_text(f'hub_id = "h"\n[store]\npath = "{tmp_path / "none.db"}"\n')
     assert main(["routine", "--config", str(cfg_file)]) == 1
     assert "no agent database" in capsys.readouterr().err
+
+
+def test_routine_cli_names_the_mats_that_pulse(tmp_path: Path, capsys) -> None:
+    db_path = tmp_path / "events.db"
+    text = (f'hub_id = "hub-p"\n[store]\npath = "{db_path}"\n'
+            '[inactivity]\nauto_rules = false\n'
+            '[[inactivity.inactivity]]\nstart = "00:00"\nend = "00:00"\nafter_s = 14400\n')
+    clock = ManualClock(mono=100.0, wall=1735711200.0)
+    db = sqlite3.connect(db_path, isolation_level=None)
+    det = InactivityDetector(parse_config_text(text), db, clock, HOME, boot_id="b")
+    det.attach(ReplayContext(clock))  # type: ignore[arg-type]
+    for dev, stay_s in [("bed", 1.0)] * 10 + [("chair", 3600.0)] * 10:
+        det.handle_reading(Reading(dev, f"{dev}_occupied", data={}))
+        clock.advance(stay_s)
+        det.handle_reading(Reading(dev, f"{dev}_vacated", data={}))
+        clock.advance(60.0)
+    asyncio.run(det.stop())
+    db.close()
+    cfg_file = tmp_path / "agent.toml"
+    cfg_file.write_text(text)
+    assert main(["routine", "--config", str(cfg_file), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["state"]["mats_pulsing"] == ["bed"]       # the chair reports sittings
+    assert main(["routine", "--config", str(cfg_file)]) == 0
+    assert "mats that pulse (read as movement, never as presence): bed" in capsys.readouterr().out
