@@ -54,3 +54,22 @@ def test_a_pulse_at_the_very_end_of_the_load_is_counted_and_motion_is_telemetry(
     assert out["result"]["ingested"] == 5 and out["result"]["lost"] == 0
     # The PIR is held high as a module does (an instant pulse was never sampled: 0 telemetry).
     assert out["extra"]["telemetry"] == 1 and out["extra"]["telemetry_ingested"] == 1, out
+
+
+def test_a_fault_runs_beside_the_load_not_in_its_way(tmp_path) -> None:
+    """The plan awaited each fault: while a killed ingester was away (5 s) no hub raised
+    anything, so the fault runs never had an event sent while the ingester was down. Now
+    the alarm planned 0.5 s after the kill is raised on time and waits for the ingester's
+    return (its latency is the outage), and is still stored once."""
+    from agent.sim.fleet_sim import BrokerAccess, FleetOptions, run_fleet
+    from agent.sim.local_broker import LocalBroker
+
+    with LocalBroker(workdir=tmp_path / "broker") as b:
+        access = BrokerAccess(b.host, b.port, b.username, str(b.password_file))
+        opts = FleetOptions(hubs=1, minutes=0.05, workdir=tmp_path / "hubs",
+                            db_url=f"sqlite:///{tmp_path / 'ingest.db'}", remote=False,
+                            plan=[(1.0, 0, "alarm")], kill_ingester_at_s=0.5)
+        out = asyncio.run(run_fleet(opts, access))
+    assert out["result"]["lost"] == 0 and out["extra"]["alarms"] == 1, out
+    # Raised at 1.0 s, the ingester back at 5.5 s or later: about 4.5 s in the broker.
+    assert out["result"]["alarm_p50_ms"] > 3000, out
