@@ -217,6 +217,7 @@ class ContinuousResult:
     alarm_recordings: tuple[str, ...] = ()  # the recording each alarm's impact is in
     held_alarms: int = 0           # the same recordings with held ends (module docstring)
     held_alarm_recordings: tuple[str, ...] = ()  # as alarm_recordings, held ends
+    held_junction_alarms: int = 0  # held-ends alarms whose window still spans a junction
 
 
 
@@ -286,7 +287,8 @@ class Evaluator:
                     joined = await self._continuous(subject, adls, loop, ex)
                     held = await self._continuous(subject, adls, loop, ex, held_ends=True)
                     cont.append(replace(joined, held_alarms=held.alarms,
-                                        held_alarm_recordings=held.alarm_recordings))
+                                        held_alarm_recordings=held.alarm_recordings,
+                                        held_junction_alarms=held.junction_alarms))
         return results, cont
 
     async def _trial(self, trial: Trial, loop: asyncio.AbstractEventLoop,

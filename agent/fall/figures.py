@@ -90,6 +90,8 @@ def _continuous(cont: Sequence[ContinuousResult]) -> dict[str, Any]:
         # judged on its own recording only; same recorded hours.
         "continuous_false_alarms_held": held,
         "false_alarms_per_24h_held": round(24 * held / hours, 3) if hours else None,
+        # An impact in a recording's first 2 s has its window in the held end before it.
+        "continuous_false_alarms_held_at_junctions": sum(c.held_junction_alarms for c in cont),
         "continuous_alarm_recordings": sorted(
             f"{c.subject} {code}" for c in cont for code in c.alarm_recordings),
         "continuous_held_alarm_recordings": sorted(

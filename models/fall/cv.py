@@ -60,6 +60,7 @@ KEYS = ("trials", "falls", "adls", "sensitivity", "specificity", "tp", "fp", "fn
         "recovered_as_alarm", "adl_warnings", "adl_warning_rate", "continuous_hours",
         "continuous_false_alarms", "false_alarms_per_24h",
         "continuous_false_alarms_at_junctions", "continuous_false_alarms_held",
+        "continuous_false_alarms_held_at_junctions",
         "false_alarms_per_24h_held", "detection_delay_s_p50", "reasons")
 
 Results = tuple[list[TrialResult], list[ContinuousResult]]

@@ -226,5 +226,6 @@ def test_held_ends_judge_each_impact_on_its_own_recording() -> None:
     s = summarize([], cont)
     assert (s["continuous_false_alarms"], s["continuous_false_alarms_held"]) == (2, 2)
     assert s["continuous_held_alarm_recordings"] == ["S2 D01_R01", "S3 D07_R01"]
+    assert s["continuous_false_alarms_held_at_junctions"] == 0
     assert s["false_alarms_per_24h_held"] == pytest.approx(
         24 * 2 / sum(c.hours for c in cont), abs=1e-3)
