@@ -200,6 +200,7 @@ def test_eval_fall_shuffled_orders(tmp_path: Path, capsys: pytest.CaptureFixture
         assert sh["orders"] == 2 and len(sh["false_alarms"]) == 2
         assert sh["hours_per_order"] == pytest.approx(part["continuous_hours"], abs=1e-3)
     assert "continuous_false_alarms_at_junctions" in out
+    assert out["continuous_false_alarms_held"] >= 0 and "false_alarms_per_24h_held" in out
     assert main(["eval-fall", "--data", str(FIXTURES), "--shuffled-orders", "-1"]) == 2
 
 
