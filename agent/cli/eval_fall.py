@@ -3,7 +3,9 @@
 Runs every trial under DIR (the format of ``../shared/data/fall/``) through the runtime
 fall detector configured for one wearing position, time-compressed, once with the model and
 once with the threshold fallback, plus the continuous test (each subject's daily activities
-back to back), and prints one JSON object. With ``--trials-out FILE`` it also writes one
+back to back; and again with each recording's final second held before the next begins,
+``continuous_false_alarms_held``, so that no impact is judged on the next recording's
+posture), and prints one JSON object. With ``--trials-out FILE`` it also writes one
 JSON line per trial (subject, trial, label, outcome, score, peak_g, reason) so anyone can
 apply their own labels to the outcomes. With ``--shuffled-orders N`` the continuous test is
 repeated with each subject's recordings in N seeded random orders. Trials the model was

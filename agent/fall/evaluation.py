@@ -16,6 +16,16 @@ and is also reported under ``continuous_false_alarms_at_junctions``; and because
 of the recordings decides which postures meet, :meth:`Evaluator.run_shuffled` repeats the
 continuous test with each subject's recordings in seeded random orders.
 
+Where a data set's clips are short and centred on their event (FallAllD: 20 s, the event at
+10 s), every impact's confirmation (``confirm_s`` from 2 s after it) reaches into the next
+recording, so the joined stream judges each event partly on another recording's posture, and
+"at a junction" says nothing about cause (8 of 8 at the neck in step 4, all at 10 s of their
+clip). The continuous test is therefore also run with **held ends**: each recording followed
+by its final second repeated for :func:`hold_s` (the trial test's padding) before the next
+begins, so an impact's evidence comes from its own recording while the detector's state
+(upright, lying history, episodes) carries on as on a hub
+(``continuous_false_alarms_held``, over the same recorded hours, padding not counted).
+
 A hub learns which way is up for a wearable from the wearer's walking
 (:mod:`agent.fall.calibration`). Isolated trials have no such history, so each trial is
 preceded by the first 20 s of one of the same subject's walking trials (D01, else D02: the
@@ -30,7 +40,7 @@ import asyncio
 import concurrent.futures
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -204,6 +214,10 @@ class ContinuousResult:
     junction_alarms: int = 0       # alarms whose window or confirmation spans a junction
     junction_exposure_s: float = 0.0  # seconds in which an impact would span one
     recordings: tuple[str, ...] = ()  # the trial codes, in the order they were joined
+    alarm_recordings: tuple[str, ...] = ()  # the recording each alarm's impact is in
+    held_alarms: int = 0           # the same recordings with held ends (module docstring)
+    held_alarm_recordings: tuple[str, ...] = ()  # as alarm_recordings, held ends
+    held_junction_alarms: int = 0  # held-ends alarms whose window still spans a junction
 
 
 
@@ -270,7 +284,11 @@ class Evaluator:
                     progress(i + 1, len(trials))
             if continuous:
                 for subject, adls in adls_by_subject(trials):
-                    cont.append(await self._continuous(subject, adls, loop, ex))
+                    joined = await self._continuous(subject, adls, loop, ex)
+                    held = await self._continuous(subject, adls, loop, ex, held_ends=True)
+                    cont.append(replace(joined, held_alarms=held.alarms,
+                                        held_alarm_recordings=held.alarm_recordings,
+                                        held_junction_alarms=held.junction_alarms))
         return results, cont
 
     async def _trial(self, trial: Trial, loop: asyncio.AbstractEventLoop,
@@ -314,24 +332,34 @@ class Evaluator:
 
     async def _continuous(self, subject: str, adls: list[Trial],
                           loop: asyncio.AbstractEventLoop,
-                          ex: concurrent.futures.Executor) -> ContinuousResult:
+                          ex: concurrent.futures.Executor, *,
+                          held_ends: bool = False) -> ContinuousResult:
+        """One subject's daily activities as one stream; with ``held_ends`` each recording
+        is followed by its final second held (:func:`pad_recording`) and ``hours`` still counts
+        the recordings only."""
         ctx = FallReplayContext(loop, ex, ManualClock(mono=0.0, wall=1_764_000_000.0))
         det = FallDetector(self.cfg, scorer=self.scorer, tick_s=0)
         await det.start(ctx)
-        samples = np.concatenate([t.samples for t in adls])
-        junctions = (np.cumsum([len(t.samples) for t in adls])[:-1] / SAMPLE_RATE_HZ).tolist()
+        parts = ([pad_recording(t.samples, self.cfg) for t in adls] if held_ends
+                 else [t.samples for t in adls])
+        samples = np.concatenate(parts)
+        ends = np.cumsum([len(p) for p in parts]) / SAMPLE_RATE_HZ
+        junctions = ends[:-1].tolist()
         t_start = ctx.clock.monotonic() + 1.0
         # Padded like a trial: the end of the recording is not the wearer going silent.
-        await self._replay(f"{subject}-adl", pad_recording(samples, self.cfg), ctx, det, 1.0)
+        await self._replay(f"{subject}-adl", samples if held_ends
+                           else pad_recording(samples, self.cfg), ctx, det, 1.0)
         await det.stop()
         falls = [e for e in ctx.events if e.type == "fall"]
-        at_junction = sum(spans_junction(e.mono - t_start - float(e.data["delay_s"]),
-                                         junctions, self.cfg) for e in falls)
-        total_s = len(samples) / SAMPLE_RATE_HZ
+        impacts = [e.mono - t_start - float(e.data["delay_s"]) for e in falls]
+        at_junction = sum(spans_junction(t, junctions, self.cfg) for t in impacts)
+        total_s = sum(len(t.samples) for t in adls) / SAMPLE_RATE_HZ
+        where = tuple(adls[min(int(np.searchsorted(ends, t, side="right")), len(adls) - 1)].code
+                      for t in impacts)
         return ContinuousResult(subject, total_s / 3600.0, len(falls),
                                 [e.mono - t_start for e in falls], at_junction,
-                                junction_exposure_s(junctions, total_s, self.cfg),
-                                tuple(t.code for t in adls))
+                                junction_exposure_s(junctions, float(ends[-1]), self.cfg),
+                                tuple(t.code for t in adls), where)
 
     def run(self, trials: Sequence[Trial], *, continuous: bool = True,
             progress: Callable[[int, int], None] | None = None

@@ -84,7 +84,18 @@ def _fall_endings(results: Sequence[TrialResult]) -> dict[str, Any]:
 
 def _continuous(cont: Sequence[ContinuousResult]) -> dict[str, Any]:
     hours = sum(c.hours for c in cont)
+    held = sum(c.held_alarms for c in cont)
     return {
+        # Each recording's end held before the next (agent.fall.evaluation): an impact is
+        # judged on its own recording only; same recorded hours.
+        "continuous_false_alarms_held": held,
+        "false_alarms_per_24h_held": round(24 * held / hours, 3) if hours else None,
+        # An impact in a recording's first 2 s has its window in the held end before it.
+        "continuous_false_alarms_held_at_junctions": sum(c.held_junction_alarms for c in cont),
+        "continuous_alarm_recordings": sorted(
+            f"{c.subject} {code}" for c in cont for code in c.alarm_recordings),
+        "continuous_held_alarm_recordings": sorted(
+            f"{c.subject} {code}" for c in cont for code in c.held_alarm_recordings),
         "continuous_false_alarms_at_junctions": sum(c.junction_alarms for c in cont),
         "continuous_junction_exposure": _ratio(round(sum(c.junction_exposure_s for c in cont)),
                                                round(hours * 3600)),

@@ -16,8 +16,12 @@ only those figures are held out. Runs in the runtime venv::
         --data fallalld:neck=../shared/data/fallalld/neck
 
 (models/fall/README.md, "Step 3", item 5, none of its variants kept; "Step 4": ``still_after``,
-kept at the neck). ``shipped`` is the rules as they ship; ``turned_and_back`` and
-``slumped_at`` are tried against step 3's rules (step 4's switched off).
+kept at the neck; "Step 5": ``lay_down_at``, ``lying_before_at`` and ``quiet_approach``, for
+the neck's false alarms lying down on a bed and turning over in it, none kept).
+``shipped`` is the rules as they ship; ``turned_and_back`` and ``slumped_at`` are tried
+against step 3's rules (step 4's switched off); step 5's against the shipped rules. Grids
+list the shipped setting first and then the settings nearest to it, so that ties go to the
+smallest change (``--grid NAME`` runs only that grid).
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ class Candidate:
     pre_tilt: float | None       # pre-impact pose from the learnt upright
     # What assess() was given, to replay it with other rule values (:func:`reassess`):
     inputs: dict[str, Any] | None = None
+    # The samples of the 5 s before the window and of the window up to the peak (7 s; fewer
+    # at a recording's start): the pose before the impact at other angles, the approach.
+    before: np.ndarray | None = None
 
 
 @dataclass
@@ -139,7 +146,8 @@ def _candidate(acc: np.ndarray, peak: int, peak_g: float, w: np.ndarray, score: 
     skip = round(LEAD_SKIP_S * SAMPLE_RATE_HZ)
     tilts, up_tilts, acts = block_stats(acc[peak + skip:d + confirm_n], ref, up)
     return Candidate(score, peak_g, ev, tilts, up_tilts, acts < rule.still_g,
-                     None if up is None else tilt_deg(ref, up), inputs)
+                     None if up is None else tilt_deg(ref, up), inputs,
+                     acc[max(0, peak - PRE_SAMPLES - LYING_N):peak].copy())
 
 
 Variant = Callable[[Candidate, ConfirmRule], Evidence]
@@ -188,6 +196,41 @@ def slumped_at(tilt: float, upright_tilt: float, min_score: float) -> Variant:
         if (np.mean(c.still[post]) >= 0.9 and np.median(c.tilts[post]) >= tilt
                 and np.median(c.up_tilts[post]) >= upright_tilt):
             return replace(ev, confirmed=True, reason="slumped_still")
+        return ev
+    return fn
+
+
+def lying_before_at(lying_deg: float, max_g: float) -> Variant:
+    """The runtime's "already lying" rule with the pose before the impact judged at
+    ``lying_deg`` from the learnt upright (5 s before the window and the window's first
+    second, as shipped at 70) and the soft-impact limit at ``max_g`` (shipped 3 g)."""
+    def fn(c: Candidate, rule: ConfirmRule) -> Evidence:
+        assert c.inputs is not None and c.before is not None
+        inputs = dict(c.inputs)
+        up = inputs["upright"]
+        pre = c.before[:LYING_N]
+        if up is not None and len(c.before) == LYING_N + PRE_SAMPLES:
+            inputs["lying_before_s"] = lying_seconds(pre, up, lying_deg)
+        return assess(rule=replace(rule, lying_before_deg=lying_deg,
+                                   already_lying_max_g=max_g), **inputs)
+    return fn
+
+
+def approach_spread_g(c: Candidate) -> float:
+    """Spread (std) of |a| over the 2 s before the peak: lowering oneself onto a bed is
+    smooth, a fall is not."""
+    assert c.before is not None
+    return float(magnitude(c.before[-round(2 * SAMPLE_RATE_HZ):]).std())
+
+
+def quiet_approach(spread_g: float | None, max_g: float) -> Variant:
+    """A confirmed detection is set aside as ``lay_down`` when the approach was quiet
+    (:func:`approach_spread_g` below ``spread_g``) and the impact soft (below ``max_g``)."""
+    def fn(c: Candidate, rule: ConfirmRule) -> Evidence:
+        ev = c.evidence
+        if (spread_g is not None and ev.confirmed and c.peak_g < max_g
+                and approach_spread_g(c) < spread_g):
+            return replace(ev, confirmed=False, reason="lay_down")
         return ev
     return fn
 
@@ -246,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"))
     ap.add_argument("--data", type=DataSet.parse, required=True, metavar="NAME:POSITION=DIR")
+    ap.add_argument("--grid", action="append", default=[], help="run only this grid")
     args = ap.parse_args(argv)
     trials = collect(args.data, fold_dirs(args.folds))
     rule = rule_for(replace(FallConfig(), position=args.data.position))
@@ -264,7 +308,23 @@ def main(argv: list[str] | None = None) -> int:
                         for m in (0.0, 0.001, 0.002, 0.003)
                         for a in (0.0, 0.005, 0.01, 0.015)
                         for u in ((20.0,) if a == 0.0 else (10.0, 15.0, 20.0, 25.0))],
+        # Step 5 (none kept): the neck's false alarms lying down on a bed (D18) and turning
+        # over in it (D19), against the falls out of bed (F27) that start lying too.
+        "lay_down_at": [({"free_fall_g": a, "lay_down_max_g": b},
+                         reassess(free_fall_g=a, lay_down_max_g=b))
+                        for b in (rule.lay_down_max_g, 2.25, 2.5, 2.75, 3.0, 3.5)
+                        for a in (0.5, 0.6, 0.7, 0.8)],
+        "lying_before_at": [({"lying_before_deg": d, "already_lying_max_g": g},
+                             lying_before_at(d, g))
+                            for d in (70.0, 65.0, 60.0, 55.0, 50.0, 45.0, 40.0)
+                            for g in (3.0, 2.5, 3.5, 2.0, 4.0, 5.0)],
+        "quiet_approach": [({"spread_g": None, "max_g": None}, shipped)] + [
+            ({"spread_g": s, "max_g": g}, quiet_approach(s, g))
+            for s in (0.10, 0.12, 0.14, 0.16, 0.18, 0.20)
+            for g in (2.25, 2.5, 2.75, 3.0, 3.5, 4.0)],
     }
+    if args.grid:
+        grids = {k: v for k, v in grids.items() if k in args.grid}
     report: dict[str, Any] = {"shipped": figures(outcomes(trials, shipped, rule))}
     for name, grid in grids.items():
         runs = [outcomes(trials, fn, rule) for _, fn in grid]

@@ -200,4 +200,33 @@ def test_eval_fall_shuffled_orders(tmp_path: Path, capsys: pytest.CaptureFixture
         assert sh["orders"] == 2 and len(sh["false_alarms"]) == 2
         assert sh["hours_per_order"] == pytest.approx(part["continuous_hours"], abs=1e-3)
     assert "continuous_false_alarms_at_junctions" in out
+    assert out["continuous_false_alarms_held"] >= 0 and "false_alarms_per_24h_held" in out
     assert main(["eval-fall", "--data", str(FIXTURES), "--shuffled-orders", "-1"]) == 2
+
+
+def test_held_ends_judge_each_impact_on_its_own_recording() -> None:
+    # S1: an impact while upright at the end of a recording, the next one lying: the joined
+    # stream alarms on the next recording's posture (a junction creates the alarm).
+    upright_impact = _impact(_posture_mg(0, 20), 17.0)
+    # S3: an impact, then lying until the recording ends; the next recording is upright:
+    # joined, the wearer seems to get up (a junction hides the alarm).
+    fall_then_end = np.vstack([_impact(_posture_mg(0, 18), 17.0), _posture_mg(90, 4)])
+    # S2: impact and lying within one recording: an alarm either way.
+    within = np.vstack([upright_impact, _posture_mg(90, 30)])
+    trials = [Trial("S1", "D01_R01", upright_impact), Trial("S1", "D14_R01", _posture_mg(90, 30)),
+              Trial("S2", "D01_R01", within), Trial("S2", "D02_R01", _posture_mg(0, 30)),
+              Trial("S3", "D07_R01", fall_then_end), Trial("S3", "D08_R01", _posture_mg(0, 30))]
+    _, cont = Evaluator(PeakThresholdScorer(3.52), FallConfig()).run(trials)
+    by = {c.subject: c for c in cont}
+    assert [(by[s].alarms, by[s].held_alarms) for s in ("S1", "S2", "S3")] == [
+        (1, 0), (1, 1), (0, 1)]
+    assert by["S3"].held_alarm_recordings == ("D07_R01",)
+    assert by["S2"].alarm_recordings == by["S2"].held_alarm_recordings == ("D01_R01",)
+    # Same recorded hours for both streams: the held padding is not wear time.
+    assert by["S3"].hours == pytest.approx((22 + 30) / 3600)
+    s = summarize([], cont)
+    assert (s["continuous_false_alarms"], s["continuous_false_alarms_held"]) == (2, 2)
+    assert s["continuous_held_alarm_recordings"] == ["S2 D01_R01", "S3 D07_R01"]
+    assert s["continuous_false_alarms_held_at_junctions"] == 0
+    assert s["false_alarms_per_24h_held"] == pytest.approx(
+        24 * 2 / sum(c.hours for c in cont), abs=1e-3)

@@ -207,3 +207,45 @@ def test_rule_replay_reassesses_with_the_runtimes_own_assess() -> None:
     assert shipped(c, rule).reason == "reclined_still"
     assert reassess()(c, rule) == c.evidence
     assert reassess(reclined_still_g=0.0)(c, rule).reason == "not_down"
+
+
+def test_rule_replay_judges_the_pose_before_the_impact_at_other_angles() -> None:
+    """Step 5's variants: a wearer reclined 60 deg from upright for 7 s (as FallAllD FA05
+    lies in bed at the pendant) who then lands softly (2.4 g, no free fall) and lies on the
+    other side is a fall for the shipped rules (70 deg), "already lying" when the pose
+    before is judged at 55 deg, a fall again at 55 deg with a 2 g soft-impact limit; the
+    smooth approach is ``lay_down`` for ``quiet_approach`` under 2.75 g only."""
+    from agent.fall.confirmation import rule_for
+    from agent.fall.signal import POST_SAMPLES
+    from models.fall.rule_replay import (
+        LYING_N,
+        _candidate,
+        approach_spread_g,
+        lying_before_at,
+        quiet_approach,
+        shipped,
+    )
+
+    def pose(deg: float) -> list[float]:
+        a = np.radians(deg)
+        return [0.0, -np.cos(a), np.sin(a)]
+
+    peak = PRE_SAMPLES + LYING_N
+    rng = np.random.default_rng(5)
+    acc = np.tile(np.float32(pose(60.0)), (peak + POST_SAMPLES + 600, 1))
+    acc[peak + 5:] = pose(-60.0)
+    acc += rng.normal(0, 0.003, acc.shape)
+    acc[peak] = [0.0, -2.4, 0.0]
+    acc = acc.astype(np.float32)
+    rule = rule_for(FallConfig(position="neck"))
+    c = _candidate(acc, peak, 2.4, acc[peak - PRE_SAMPLES:peak + POST_SAMPLES], 0.9,
+                   np.float32([0.0, -1.0, 0.0]), rule, 500)
+    assert c.before is not None and len(c.before) == LYING_N + PRE_SAMPLES
+    assert shipped(c, rule).confirmed
+    assert lying_before_at(70.0, 3.0)(c, rule) == c.evidence
+    assert lying_before_at(55.0, 3.0)(c, rule).reason == "already_lying"
+    assert lying_before_at(55.0, 2.0)(c, rule).confirmed
+    assert approach_spread_g(c) < 0.01
+    assert quiet_approach(0.14, 2.75)(c, rule).reason == "lay_down"
+    assert quiet_approach(0.14, 2.0)(c, rule) == c.evidence
+    assert quiet_approach(None, 2.75)(c, rule) == c.evidence
