@@ -360,11 +360,8 @@ class Delivery:
                 if row is None:     # no longer pending (or an early send never stored)
                     del self._awaiting[event_id]
                     continue
-                sent = self._transport.publish(self.event_topic, row.payload, qos=1)
-                if sent.state is PublishState.FAILED:
-                    log.error("could not send seq %d again: %s", entry.seq, sent.error)
+                if not self._publish_event(row, "send again"):
                     break
-                self._inflight[sent.mid] = row
                 entry.inflight, entry.due = True, float("inf")
                 entry.wait = min(entry.wait * 2, _RECEIPT_WAIT_MAX_S)
                 sent_again += 1
@@ -465,17 +462,24 @@ class Delivery:
                         self._early_seqs.discard(ev.seq)
                         self._cursors[ev.priority] = max(self._cursors[ev.priority], ev.seq)
                         continue
-                    sent = self._transport.publish(self.event_topic, ev.payload, qos=1)
-                    if sent.state is PublishState.FAILED:
-                        log.error("publish of seq %d failed: %s", ev.seq, sent.error)
+                    if not self._publish_event(ev, "publish"):
                         break
-                    self._inflight[sent.mid] = ev
                     self._cursors[ev.priority] = max(self._cursors[ev.priority], ev.seq)
                     self.published += 1
             if self._early_seqs:
                 # Early sends whose commit failed never come back from the store.
                 cursor = self._cursors[Priority.ALARM]
                 self._early_seqs = {s for s in self._early_seqs if s > cursor}
+
+    def _publish_event(self, ev: OutboundEvent, what: str) -> bool:
+        """Hand a stored event to the transport and track it until its PUBACK; False (and
+        logged) if the transport refused it."""
+        sent = self._transport.publish(self.event_topic, ev.payload, qos=1)
+        if sent.state is PublishState.FAILED:
+            log.error("could not %s seq %d: %s", what, ev.seq, sent.error)
+            return False
+        self._inflight[sent.mid] = ev
+        return True
 
     @property
     def inflight(self) -> int:
