@@ -4,9 +4,10 @@ A detector with memory, apart from the serial driver: the driver only offers, pe
 alarm output (:class:`agent.ports.AlarmOutput`, registered with
 ``ctx.register_alarm_output``) that puts one alarm on the line and tells how it went. This
 component decides *when*. For every committed alarm (and every alarm the store refused,
-``subscribe_refused``) it starts a timer of the unit's ``escalate_after_s``; an
-acknowledgement from the broker (``subscribe_acks``) stops it. When the timer fires and
-:meth:`AgentContext.event_delivered` still says no, the alarm is raised on the unit's
+``subscribe_refused``) it starts a timer of the unit's ``escalate_after_s``; its delivery
+upstream (``subscribe_acks``: the broker's PUBACK, or with ``mqtt.receipts`` the ingester's
+receipt, so an alarm a broker acknowledged and dropped still escalates) stops it. When
+the timer fires and :meth:`AgentContext.event_delivered` still says no, the alarm is raised on the unit's
 output. The outcome is recorded as an event of its own, so the monitoring centre and the
 audit trail see which path carried the alarm:
 

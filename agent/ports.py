@@ -227,7 +227,8 @@ class AgentContext(Protocol):
         """Loop only: ``callback(event)`` on the loop after each event is committed."""
 
     def subscribe_acks(self, callback: Callable[[int], None]) -> None:
-        """Loop only: ``callback(seq)`` when the broker acknowledged the event ``seq``."""
+        """Loop only: ``callback(seq)`` when the event ``seq`` is delivered upstream: the
+        broker's PUBACK, or with end-to-end receipts on the ingester's receipt."""
 
     def subscribe_refused(self, callback: Callable[[Event], None]) -> None:
         """Loop only: ``callback(event)`` once for each alarm or warning the store refused

@@ -37,8 +37,9 @@ class SerialUnit:
     )
     escalate_after_s: float = field(
         default=0.0, metadata={"min": 0.0, "max": 3600.0,
-                               "doc": "send alarms the broker has not acknowledged this long "
-                                      "to the unit (0 = off)"},
+                               "doc": "send alarms not delivered upstream this long to the unit "
+                                      "(delivered: the broker's PUBACK, or with mqtt.receipts "
+                                      "the ingester's receipt; 0 = off)"},
     )
     account: str = field(
         default="0000", metadata={"pattern": ACCOUNT_PATTERN,
