@@ -7,9 +7,9 @@ component decides *when*. For every committed alarm (and every alarm the store r
 ``subscribe_refused``) it starts a timer of the unit's ``escalate_after_s``; its delivery
 upstream (``subscribe_acks``: the broker's PUBACK, or with ``mqtt.receipts`` the ingester's
 receipt, so an alarm a broker acknowledged and dropped still escalates) stops it. When
-the timer fires and :meth:`AgentContext.event_delivered` still says no, the alarm is raised on the unit's
-output. The outcome is recorded as an event of its own, so the monitoring centre and the
-audit trail see which path carried the alarm:
+the timer fires and :meth:`AgentContext.event_delivered` still says no, the alarm is
+raised on the unit's output. The outcome is recorded as an event of its own, so the
+monitoring centre and the audit trail see which path carried the alarm:
 
 - ``alarm_escalated`` (info): ``data.path = "serial"``, ``data.event_id`` the original.
 - ``alarm_escalation_failed`` (warning): the unit never acknowledged.
