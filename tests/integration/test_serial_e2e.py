@@ -189,3 +189,26 @@ def test_alarm_the_store_refuses_still_escalates_to_the_unit(tmp_path: Path, mqt
     assert rec["data"]["event_id"] == alarm.id
     # Escalated once: the retry that finally stored the alarm did not send it to the unit again.
     assert sum(1 for e in events.events() if e["type"] == "alarm_escalated") == 1
+
+
+def test_alarm_the_broker_took_but_the_service_never_confirmed_escalates(
+        tmp_path: Path, mqtt_broker, unit_end: UnitEnd) -> None:
+    """With end-to-end receipts, 'delivered' is the ingester's receipt: an alarm the broker
+    acknowledged (PUBACK) and nobody stored still goes to the unit (here no ingester runs:
+    as when a broker drops what it acknowledged)."""
+    cfg = _serial_config(tmp_path, mqtt_broker, unit_end.path,
+                         'escalate_after_s = 1.0\naccount = "1234"')
+    from dataclasses import replace
+    cfg = replace(cfg, mqtt=replace(cfg.mqtt, receipts="on"))
+    events = mqtt_broker.subscribe("tec/v1/hub-test/event")
+    with AgentRunner(cfg, Hardware()) as runner:
+        wait_until(lambda: runner.agent.state.online, what="online")
+        wait_until(lambda: _serial(runner).devices()[0].details["port_open"], what="port open")
+        alarm = Reading("wearable-1", "fall", Priority.ALARM, {"source": "ble"})
+        runner.agent.emit_reading(alarm)
+        events.wait_for(lambda ms: any(m.json()["type"] == "fall" for m in ms), what="at broker")
+        frame = unit_end.read_frame()
+        assert decode(frame[:-1]).event_code == "100"  # type: ignore[union-attr]
+        os.write(unit_end.master, bytes([ACK]))
+        wait_until(lambda: [d.details.get("escalated") for d in runner.agent.devices()
+                            if d.device_id == "lifeline"] == [1], what="the escalation counted")
