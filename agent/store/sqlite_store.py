@@ -704,15 +704,10 @@ class SqliteStore:
             if len(out) >= limit:
                 break
             rows = db.execute(
-                "SELECT seq, id, payload FROM events WHERE prio=? AND seq>? ORDER BY seq LIMIT ?",
-                (int(prio), after.get(prio, 0), limit - len(out)),
+                "SELECT seq, id, prio, payload FROM events WHERE prio=? AND seq>? ORDER BY seq"
+                " LIMIT ?", (int(prio), after.get(prio, 0), limit - len(out)),
             ).fetchall()
-            for seq, event_id, payload in rows:
-                why = check_row(seq, event_id, int(prio), payload)
-                if why is None:
-                    out.append(PendingEvent(seq, prio, payload, event_id))
-                else:
-                    self._quarantine(seq, why)
+            out.extend(self._checked(rows))
         return out
 
     def pending_by_seq(self, seqs: Sequence[int]) -> list[PendingEvent]:
@@ -726,12 +721,19 @@ class SqliteStore:
             marks = ",".join("?" * len(chunk))
             rows = db.execute(f"SELECT seq, id, prio, payload FROM events WHERE seq IN ({marks})"
                               " ORDER BY seq", chunk).fetchall()
-            for seq, event_id, prio, payload in rows:
-                why = check_row(seq, event_id, int(prio), payload)
-                if why is None:
-                    out.append(PendingEvent(seq, Priority(prio), payload, event_id))
-                else:
-                    self._quarantine(seq, why)
+            out.extend(self._checked(rows))
+        return out
+
+    def _checked(self, rows: Iterable[tuple[int, str, int, bytes]]) -> list[PendingEvent]:
+        """``(seq, id, prio, payload)`` rows as pending events; a row that fails
+        :func:`check_row` is quarantined and reported, never returned."""
+        out: list[PendingEvent] = []
+        for seq, event_id, prio, payload in rows:
+            why = check_row(seq, event_id, int(prio), payload)
+            if why is None:
+                out.append(PendingEvent(seq, Priority(prio), payload, event_id))
+            else:
+                self._quarantine(seq, why)
         return out
 
     def _quarantine(self, seq: int, why: str) -> None:

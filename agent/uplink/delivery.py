@@ -326,10 +326,10 @@ class Delivery:
         for event_id in ids[:_RECEIPT_MAX_IDS]:
             entry = self._awaiting.pop(event_id, None)
             if entry is None:
-                _remember(self._receipted, event_id)
+                _remember(self._receipted, event_id, _RECEIPT_IDS_KEPT)
                 continue
             if entry.inflight:
-                _remember(self._finished, event_id)
+                _remember(self._finished, event_id, _RECEIPT_IDS_KEPT)
             done.append(entry.seq)
         self.receipted += len(done)
         if len(self._awaiting) < _AWAITING_MAX // 2:
@@ -415,7 +415,7 @@ class Delivery:
                 break
             self._inflight[sent.mid] = ev
             self._early_seqs.add(ev.seq)
-            self._remember_early(ev.id)
+            _remember(self._early_ids, ev.id, _EARLY_IDS_KEPT)
             self.published += 1
         # On the wire now: the commit's fsync blocks the loop, so waiting for its next
         # turn would put the fsync before the network round trip instead of beside it.
@@ -435,14 +435,9 @@ class Delivery:
                           sent.error)
                 continue
             self._inflight[sent.mid] = ev
-            self._remember_early(ev.id)
+            _remember(self._early_ids, ev.id, _EARLY_IDS_KEPT)
             self.published += 1
         self._transport.flush()
-
-    def _remember_early(self, event_id: str) -> None:
-        self._early_ids[event_id] = None
-        if len(self._early_ids) > _EARLY_IDS_KEPT:
-            self._early_ids.popitem(last=False)
 
     def notify_new(self) -> None:
         """New events are in the store."""
@@ -515,8 +510,9 @@ class Delivery:
         return unsubscribe
 
 
-def _remember(kept: collections.OrderedDict[str, None], event_id: str) -> None:
+def _remember(kept: collections.OrderedDict[str, None], event_id: str, limit: int) -> None:
+    """Add ``event_id`` to a bounded memory of ids (the oldest goes beyond ``limit``)."""
     kept[event_id] = None
     kept.move_to_end(event_id)
-    if len(kept) > _RECEIPT_IDS_KEPT:
+    if len(kept) > limit:
         kept.popitem(last=False)
