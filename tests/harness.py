@@ -43,6 +43,21 @@ def release_client(client: mqtt.Client) -> None:
     client._reset_sockets()  # noqa: SLF001 - paho 2.x: closes the socket and the socket pair
 
 
+def publish_once(host: str, port: int, username: str, password: str, topic: str,
+                 payload: bytes) -> None:
+    """Connect as ``username``, publish one QoS 1 message, wait for its PUBACK, disconnect."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    c.username_pw_set(username, password)
+    c.connect(host, port, 30)
+    c.loop_start()
+    try:
+        c.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        release_client(c)
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
                what: str = "condition") -> Any:
     """Poll ``pred`` until truthy; fail with ``what`` after ``timeout`` seconds."""

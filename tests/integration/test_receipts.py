@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.model import Event, Priority
-from tests.harness import AgentRunner, TestBroker, make_config, wait_until
+from tests.harness import AgentRunner, TestBroker, make_config, publish_once, wait_until
 from tests.integration.test_ingest import Running
 
 
@@ -186,20 +186,6 @@ def test_the_ingester_confirms_new_duplicate_and_malformed_events(
 
 def publish_receipt(broker: TestBroker, hub_id: str, ids: list[str] | None = None,
                     payload: bytes | None = None) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from tests.harness import release_client
-
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"receipt-{time.monotonic_ns()}",
-                    protocol=mqtt.MQTTv5)
-    c.username_pw_set(broker.username, broker.password)
-    c.connect(broker.host, broker.port, 30)
-    c.loop_start()
-    try:
-        body = payload if payload is not None else json.dumps({"ids": ids}).encode()
-        c.publish(f"tec/v1/{hub_id}/receipt", body, qos=1).wait_for_publish(5)
-    finally:
-        c.disconnect()
-        c.loop_stop()
-        release_client(c)
+    body = payload if payload is not None else json.dumps({"ids": ids}).encode()
+    publish_once(broker.host, broker.port, broker.username, broker.password,
+                 f"tec/v1/{hub_id}/receipt", body)

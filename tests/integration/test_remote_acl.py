@@ -15,7 +15,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.harness import Collector, release_client
+from tests.harness import Collector, publish_once, release_client
 from tests.integration.test_remote_harness import HUB, RemoteEnv, remote_env  # noqa: F401
 
 PASSWORDS = {"support": "support-pw-1", "platform": "platform-pw-1", "hub-other": "other-pw-1"}
@@ -48,16 +48,7 @@ def can_publish(e: RemoteEnv, user: str, topic: str) -> bool:
 
 
 def _publish(e: RemoteEnv, user: str, topic: str, payload: bytes) -> None:
-    p = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
-    p.username_pw_set(user, _password(e, user))
-    p.connect(e.broker.host, e.broker.port, 30)
-    p.loop_start()
-    try:
-        p.publish(topic, payload, qos=1).wait_for_publish(5)
-    finally:
-        p.disconnect()
-        p.loop_stop()
-        release_client(p)
+    publish_once(e.broker.host, e.broker.port, user, _password(e, user), topic, payload)
 
 
 def receives(e: RemoteEnv, user: str, topic: str, publisher: str, control_user: str,
