@@ -56,6 +56,16 @@ def only(**kw: Any) -> InactivityConfig:
     return dataclasses.replace(InactivityConfig(auto_rules=False), **kw)
 
 
+def run_detector(det: Any, clock: Any, seconds: float) -> None:
+    """Advance ``clock`` by ``seconds``, polling the detector at each wake-up it asks for."""
+    target = clock.monotonic() + seconds
+    while (due := det.next_wakeup()) is not None and due <= target:
+        clock.advance(max(due, clock.monotonic() + 1e-3) - clock.monotonic())
+        det.poll()
+    clock.advance(max(0.0, target - clock.monotonic()))
+    det.poll()
+
+
 class Home:
     """A rules engine driven on a :class:`ManualClock`, polled exactly when it asks."""
 

@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from inactivity_helpers import HOME, TYPES, Home, only
+from inactivity_helpers import HOME, TYPES, Home, only, run_detector
 
 from agent.cli import main
 from agent.clock import ManualClock
@@ -170,12 +170,7 @@ def test_learning_survives_a_restart_and_the_cli_shows_it(tmp_path: Path, capsys
             self.rules = det.ruleset
 
         def run(self, seconds: float) -> None:
-            target = clock.monotonic() + seconds
-            while (due := det.next_wakeup()) is not None and due <= target:
-                clock.advance(max(due, clock.monotonic() + 1e-3) - clock.monotonic())
-                det.poll()
-            clock.advance(max(0.0, target - clock.monotonic()))
-            det.poll()
+            run_detector(det, clock, seconds)
 
         def see(self, what: str, device: str | None = None, **data: object) -> list:
             dev = device or {"bed_on": "bed", "bed_off": "bed"}.get(what, "pir_living")

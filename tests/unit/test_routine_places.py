@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from inactivity_helpers import HOME, TYPES, Home, only, wall_at
+from inactivity_helpers import HOME, TYPES, Home, only, run_detector, wall_at
 
 from agent.cli import main
 from agent.clock import ManualClock
@@ -168,12 +168,7 @@ def test_room_learning_survives_a_restart_and_the_cli_shows_it(tmp_path: Path,
     det.attach(ReplayContext(clock))  # type: ignore[arg-type]
 
     def run(seconds: float) -> None:
-        target = clock.monotonic() + seconds
-        while (due := det.next_wakeup()) is not None and due <= target:
-            clock.advance(max(due, clock.monotonic() + 1e-3) - clock.monotonic())
-            det.poll()
-        clock.advance(max(0.0, target - clock.monotonic()))
-        det.poll()
+        run_detector(det, clock, seconds)
 
     for _ in range(4):                 # four days: kitchen every 20 min 08:00-20:00
         for _ in range(36):
