@@ -8,11 +8,13 @@
    :data:`LEVELS` with learning on; each rule family (``inactivity``, ``not_up``,
    ``sessions`` = chair / night / away) takes the most protective level whose false alerts
    on those homes stay within its share of the budget (:data:`BUDGET_PER_30_DAYS` split over
-   the families), all with the per-room stillness off; then, on top of those, the most
-   protective per-room level (:data:`PLACE_LEVELS`, the last one off) whose ``inactivity``
-   alerts on those homes stay within the family's share or add none to what the chosen
-   per-hour level already raised there; then the learning period (:data:`LEARNING_DAYS`)
-   with the fewest false alerts there (ties: the longest, more evidence);
+   the families) or, where no level does, within the fewest any level reaches there (alerts
+   every level raises are not the level's doing), all with the per-room stillness off;
+   then, on top of those, the most protective per-room level (:data:`PLACE_LEVELS`, the
+   last one off) whose ``inactivity`` alerts on those homes stay within the family's share
+   or add none to what the chosen per-hour level already raised there; then the learning
+   period (:data:`LEARNING_DAYS`) with the fewest false alerts there (ties: the longest,
+   more evidence);
 2. evaluates the home left out with those parameters: fixed rules, learned, 12 h timer,
    with injected collapses. Nothing about that home was used to choose them; what the
    hub learns *online* from the home's own days is the feature being measured.
@@ -170,8 +172,11 @@ def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
     for fam, rules in FAMILIES.items():
         counts = [sum(a.get(r, 0) for a in row["alerts"].values() for r in rules)
                   for row in table]
-        ok = [k for k, c in enumerate(counts) if c <= share]
-        levels[fam] = ok[0] if ok else n_levels - 1
+        # Alerts that no level avoids (e.g. a rule this family does not tune) are not a
+        # reason to give up protection: the budget is the share, or the fewest any level
+        # reaches, whichever is larger; the most protective level within it is chosen.
+        allowed = max(share, min(counts))
+        levels[fam] = next(k for k, c in enumerate(counts) if c <= allowed)
     place, place_table = _choose_place(train, base, levels, share)
     best: tuple[int, int] | None = None
     by_days: dict[int, int] = {}
