@@ -29,14 +29,16 @@ def _level(p: LearnedRoutine) -> int:
                 if (p.factor, p.min_s) == (lv["factor"], lv["min_s"]))
 
 
-def test_alerts_every_level_raises_do_not_push_the_choice_to_the_least_protective(
+def test_with_no_level_within_the_share_the_least_protective_is_taken(
         mocker: MockerFixture) -> None:
     # Two inactivity alerts at every level (e.g. during sleep), three more at levels 0-1.
-    # 30 days, one home: the family's share is 1/3 of an alert, which no level meets.
+    # 30 days, one home: the family's share is 1/3 of an alert, which no level meets. The
+    # most protective level among those with the fewest alerts (2) was tried and not kept:
+    # it overfits the training homes (docs/inactivity.md, step 5).
     def alerts(home: loho.HomeData, p: LearnedRoutine) -> dict[str, int]:
         return {"inactivity": 2 + (3 if _level(p) < 2 else 0)}
 
-    assert _choose(mocker, alerts)["levels"]["inactivity"] == 2
+    assert _choose(mocker, alerts)["levels"]["inactivity"] == len(loho.LEVELS["inactivity"]) - 1
 
 
 def test_a_level_within_the_share_is_still_the_most_protective_one(
@@ -47,8 +49,9 @@ def test_a_level_within_the_share_is_still_the_most_protective_one(
     assert _choose(mocker, alerts)["levels"]["inactivity"] == 3
 
 
-def test_fewest_alerts_reached_only_late_takes_that_level(mocker: MockerFixture) -> None:
+def test_the_first_level_within_the_share_is_taken_even_if_a_later_one_is_not(
+        mocker: MockerFixture) -> None:
     def alerts(home: loho.HomeData, p: LearnedRoutine) -> dict[str, int]:
-        return {"inactivity": max(1, 6 - _level(p))}     # 6, 5, 4, 3, 2, 1
+        return {"inactivity": [3, 0, 2, 2, 0, 0][_level(p)]}
 
-    assert _choose(mocker, alerts)["levels"]["inactivity"] == 5
+    assert _choose(mocker, alerts)["levels"]["inactivity"] == 1
