@@ -8,11 +8,14 @@
    :data:`LEVELS` with learning on; each rule family (``inactivity``, ``not_up``,
    ``sessions`` = chair / night / away) takes the most protective level whose false alerts
    on those homes stay within its share of the budget (:data:`BUDGET_PER_30_DAYS` split over
-   the families), all with the per-room stillness off; then, on top of those, the most
-   protective per-room level (:data:`PLACE_LEVELS`, the last one off) whose ``inactivity``
-   alerts on those homes stay within the family's share or add none to what the chosen
-   per-hour level already raised there; then the learning period (:data:`LEARNING_DAYS`)
-   with the fewest false alerts there (ties: the longest, more evidence);
+   the families), all with the per-room stillness off, and no ``inactivity`` level with a
+   factor under :func:`factor_floor` of those homes (the margin even a learner that knew
+   every other day of them needed; if no level is eligible, the least protective); then,
+   on top of those, the most protective per-room level (:data:`PLACE_LEVELS`, the last one
+   off) whose ``inactivity`` alerts on those homes stay within the family's share or add
+   none to what the chosen per-hour level already raised there; then the learning period
+   (:data:`LEARNING_DAYS`) with the fewest false alerts there (ties: the longest, more
+   evidence);
 2. evaluates the home left out with those parameters: fixed rules, learned, 12 h timer,
    with injected collapses. Nothing about that home was used to choose them; what the
    hub learns *online* from the home's own days is the feature being measured.
@@ -156,6 +159,33 @@ def _false_alerts(home: HomeData, params: LearnedRoutine) -> dict[str, int]:
     return out
 
 
+def factor_floor(train: Sequence[HomeData]) -> tuple[float, dict[str, float | None]]:
+    """The smallest ``inactivity`` factor worth trying for a home not in ``train``.
+
+    For each training home, the smallest factor of :data:`LEVELS` at which the best-case
+    learner of :mod:`agent.inactivity.bound` (every other day of that home known, hours
+    pooled +-1 as the routine pools them) stays within the false-alert budget. A hub that
+    learns from past days only cannot do better, so a lower factor would be trusting luck.
+    The floor is the largest of these; a home where no factor is within the budget says
+    nothing about the factor (its alerts come from something a margin does not fix) and
+    is left out. 1.0 (no floor) if no home says anything.
+    """
+    from zoneinfo import ZoneInfo
+
+    from agent.inactivity.bound import evaluate_home
+
+    factors = sorted({lv["factor"] for lv in LEVELS["inactivity"]})
+    per_home: dict[str, float | None] = {}
+    for h in train:
+        r = evaluate_home(h.log, h.labels, ZoneInfo(h.config.agent.timezone), h.days,
+                          factors=factors, pools=(1,), inject=0)
+        ok = [s["factor"] for s in r["settings"]
+              if s["false_alerts_per_30_days"] <= BUDGET_PER_30_DAYS]
+        per_home[h.name] = min(ok) if ok else None
+    said = [f for f in per_home.values() if f is not None]
+    return (max(said) if said else 1.0), per_home
+
+
 def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
     """The learning parameters for a home that is not in ``train``."""
     n_levels = min(len(v) for v in LEVELS.values())
@@ -166,11 +196,13 @@ def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
         p = _params(base, dict.fromkeys(LEVELS, k), base.min_days)
         per_home = {h.name: _false_alerts(h, p) for h in train}
         table.append({"level": k, "alerts": per_home})
+    floor, floor_per_home = factor_floor(train)
     levels: dict[str, int] = {}
     for fam, rules in FAMILIES.items():
         counts = [sum(a.get(r, 0) for a in row["alerts"].values() for r in rules)
                   for row in table]
-        ok = [k for k, c in enumerate(counts) if c <= share]
+        ok = [k for k, c in enumerate(counts) if c <= share
+              and (fam != "inactivity" or LEVELS[fam][k]["factor"] >= floor)]
         # No level within the share: the least protective. Taking instead the most
         # protective level that reaches the fewest alerts (so alerts every level raises
         # do not count) was measured and not kept: with CASAS left out no training home
@@ -192,6 +224,8 @@ def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
         "trained_on": [h.name for h in train],
         "training_days": round(days, 2),
         "alerts_allowed_per_family": round(share, 2),
+        "inactivity_factor_floor": floor,
+        "factor_floor_per_home": floor_per_home,
         "levels": levels,
         "place_level": place,
         "place_table": place_table,

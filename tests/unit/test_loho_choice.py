@@ -55,3 +55,33 @@ def test_the_first_level_within_the_share_is_taken_even_if_a_later_one_is_not(
         return {"inactivity": [3, 0, 2, 2, 0, 0][_level(p)]}
 
     assert _choose(mocker, alerts)["levels"]["inactivity"] == 1
+
+
+def test_no_inactivity_level_below_the_factor_floor(mocker: MockerFixture) -> None:
+    mocker.patch.object(loho, "factor_floor", return_value=(1.5, {"a": 1.5}))
+
+    def alerts(home: loho.HomeData, p: LearnedRoutine) -> dict[str, int]:
+        return {}
+
+    r = _choose(mocker, alerts)
+    assert r["levels"]["inactivity"] == 3            # the first level with factor 1.5
+    assert r["levels"]["not_up"] == 0                # the floor is for inactivity only
+    assert r["inactivity_factor_floor"] == 1.5
+
+
+def test_factor_floor_from_the_best_case_learner_on_each_training_home() -> None:
+    from tests.unit.test_inactivity_bound import _home as bound_home
+
+    def home(name: str, log: list[LogEvent]) -> loho.HomeData:
+        cfg = parse_config({"hub_id": "t", "agent": {"timezone": "UTC"}})
+        return loho.HomeData(name, log, [], {}, cfg, 0, [])
+
+    # The bound's synthetic home: its odd day is 2 h still by 10:00, where the other days
+    # (hours pooled +-1) reach 2 h: factor 1.0 and 1.25 alert (2.5 h is 10:30, before the
+    # 11:00 row), 1.5 does not (11:00). A home with every day alike needs no margin.
+    odd = home("odd", bound_home())
+    alike = home("alike", bound_home(odd_day=-1))
+    floor, per_home = loho.factor_floor([odd, alike])
+    assert per_home == {"odd": 1.5, "alike": 1.0}
+    assert floor == 1.5
+    assert loho.factor_floor([alike]) == (1.0, {"alike": 1.0})
