@@ -42,7 +42,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +133,15 @@ def _rss_mb() -> float:
 def _cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def _receipt_lags(hubs: Sequence[_Hub]) -> dict[str, float | None]:
+    lags = sorted(x * 1000.0 for h in hubs if h.agent.uplink
+                  for x in h.agent.uplink.receipt_lags_s)
+    p50, p99 = _percentile(lags, 0.50), _percentile(lags, 0.99)
+    return {"receipt_lag_ms_p50": None if p50 is None else round(p50, 1),
+            "receipt_lag_ms_p99": None if p99 is None else round(p99, 1),
+            "receipt_lag_ms_max": round(lags[-1], 1) if lags else None}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -440,6 +449,8 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
              # acknowledged them and may have dropped them), and those receipts confirmed.
              "resent": sum(h.agent.uplink.resent for h in hubs if h.agent.uplink),
              "receipted": sum(h.agent.uplink.receipted for h in hubs if h.agent.uplink),
+             # PUBACK to receipt, ms (each hub's latest 512): what receipt_timeout_s faces.
+             **_receipt_lags(hubs),
              "elapsed_s": round(elapsed, 1),
              "start_s": round(started - t0, 1), "undrained_hubs": undrained,
              "load_s": round(load_s, 1), "load_cpu_s": round(load_cpu, 2),

@@ -151,6 +151,9 @@ class Delivery:
                                                     and self._receipts_seen())
         self.receipted = 0     # events confirmed by a receipt
         self.resent = 0        # events sent again for want of a receipt
+        # Seconds from the broker's PUBACK to the receipt, the latest few hundred (0 for a
+        # receipt that came first); what ``receipt_timeout_s`` is measured against.
+        self.receipt_lags_s: collections.deque[float] = collections.deque(maxlen=512)
         transport.set_listener(self)
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -292,6 +295,7 @@ class Delivery:
         if event_id in self._receipted:
             del self._receipted[event_id]
             done.append(pending.seq)     # its receipt came first
+            self.receipt_lags_s.append(0.0)
             self._awaiting.pop(event_id, None)
             return
         entry = self._awaiting.get(event_id)
@@ -323,6 +327,7 @@ class Delivery:
                 log.error("cannot remember that receipts were seen (asked again on the next "
                           "receipt): %s", exc)
         done: list[int] = []
+        now = time.monotonic()
         for event_id in ids[:_RECEIPT_MAX_IDS]:
             entry = self._awaiting.pop(event_id, None)
             if entry is None:
@@ -330,6 +335,8 @@ class Delivery:
                 continue
             if entry.inflight:
                 _remember(self._finished, event_id, _RECEIPT_IDS_KEPT)
+            else:
+                self.receipt_lags_s.append(max(0.0, now - (entry.due - entry.wait)))
             done.append(entry.seq)
         self.receipted += len(done)
         if len(self._awaiting) < _AWAITING_MAX // 2:

@@ -159,3 +159,19 @@ def test_telemetry_is_final_on_the_puback(rig) -> None:
     delivery.on_puback(mid, False)
     _turns(loop)
     assert finished == [ev.seq] and delivery.awaiting_receipt == 0
+
+
+def test_the_puback_to_receipt_lag_is_recorded(rig) -> None:
+    loop, store, transport, delivery, finished = rig
+    ev, acked_at = _awaiting_after_puback(*rig)
+    time.sleep(0.05)
+    _receipt(transport, ev.id)
+    (lag,) = delivery.receipt_lags_s
+    assert 0.05 <= lag < 5.0
+    # A receipt that comes before its PUBACK: lag 0. One for a copy in flight: not a lag.
+    ev2 = _store_alarm(loop, store, delivery)
+    (mid,) = transport.event_mids(ev2.id)
+    _receipt(transport, ev2.id)
+    delivery.on_puback(mid, False)
+    _turns(loop)
+    assert list(delivery.receipt_lags_s)[1:] == [0.0]
