@@ -59,7 +59,8 @@ def main() -> None:
                       **{k: extra.get(k) for k in (
                           "load_s", "load_cpu_s", "start_s", "alarms", "telemetry",
                           "telemetry_ingested", "stored_not_accepted", "undrained_hubs",
-                          "rss_mb", "resent", "receipted", "elapsed_s")},
+                          "rss_mb", "resent", "receipted", "receipt_lag_ms_p50",
+                          "receipt_lag_ms_p99", "receipt_lag_ms_max", "elapsed_s")},
                       "faults": faults, "failed": res.returncode != 0}))
     if res.returncode != 0:
         sys.exit(1)
