@@ -26,8 +26,9 @@ message; a broker can still drop it (mosquitto 2.0 restores no ``$share`` subscr
 its persistence, a cluster can lose the node that queued it). With receipts on, an alarm,
 warning or info event stays in the store after its PUBACK until the service's ingester says
 it committed it (``tec/v1/{hub_id}/receipt``, ``{"ids": [...]}``); one that has no receipt
-``receipt_timeout_s`` after its PUBACK is sent again (same id and seq: the ingester counts a
-duplicate and confirms it), the wait doubling per retry up to an hour. Telemetry stays
+``receipt_timeout_s`` (an alarm: ``receipt_timeout_alarm_s``) after its PUBACK is sent
+again (same id and seq: the ingester counts a duplicate and confirms it), the wait doubling
+per retry up to an hour. Telemetry stays
 final on the PUBACK. ``auto`` (the default) switches receipts on for good (store meta
 ``receipts_seen``) when the first receipt arrives, so a hub whose service runs no ingester
 of ours behaves as before. Waiting entries are kept in memory (ids and seqs, not payloads:
@@ -301,7 +302,7 @@ class Delivery:
         entry = self._awaiting.get(event_id)
         now = time.monotonic()
         if entry is None:
-            wait = self.cfg.receipt_timeout_s
+            wait = self._first_wait(pending.priority)
             self._awaiting[event_id] = _Awaiting(pending.seq, now + wait, wait)
         else:
             entry.seq, entry.inflight, entry.due = pending.seq, False, now + entry.wait
@@ -343,9 +344,16 @@ class Delivery:
             self._awaiting_full_logged = False
         self._finish(done)
 
+    def _first_wait(self, priority: Priority) -> float:
+        """How long after the PUBACK an event waits for its receipt before it is sent
+        again: alarms ``receipt_timeout_alarm_s``, never longer than the others' wait."""
+        if priority == Priority.ALARM:
+            return min(self.cfg.receipt_timeout_alarm_s, self.cfg.receipt_timeout_s)
+        return self.cfg.receipt_timeout_s
+
     def _arm_receipt_check(self) -> None:
         if self._receipt_timer is None and self._awaiting and not self._closing:
-            tick = max(1.0, min(self.cfg.receipt_timeout_s / 4, 15.0))
+            tick = max(1.0, min(self._first_wait(Priority.ALARM) / 4, 15.0))
             self._receipt_timer = self.loop.call_later(tick, self._check_receipts)
 
     def _check_receipts(self) -> None:
@@ -375,8 +383,9 @@ class Delivery:
             if sent_again:
                 self.resent += sent_again
                 log.warning("%d event(s) sent again: the service has not confirmed them %.0f s "
-                            "or more after the broker's PUBACK (%d awaiting receipt)",
-                            sent_again, self.cfg.receipt_timeout_s, len(self._awaiting))
+                            "(alarms %.0f s) or more after the broker's PUBACK (%d awaiting "
+                            "receipt)", sent_again, self.cfg.receipt_timeout_s,
+                            self._first_wait(Priority.ALARM), len(self._awaiting))
         return sent_again
 
     @property

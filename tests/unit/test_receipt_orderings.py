@@ -175,3 +175,38 @@ def test_the_puback_to_receipt_lag_is_recorded(rig) -> None:
     delivery.on_puback(mid, False)
     _turns(loop)
     assert list(delivery.receipt_lags_s)[1:] == [0.0]
+
+
+def test_an_alarm_waits_receipt_timeout_alarm_s_other_events_receipt_timeout_s(
+        tmp_path: Path) -> None:
+    loop = asyncio.new_event_loop()
+    store = SqliteStore(tmp_path / "events.db", "hub-1")
+    store.open()
+    transport = RecordingTransport()
+    cfg = MqttConfig(receipts="on", receipt_timeout_s=60.0, receipt_timeout_alarm_s=10.0)
+    delivery = Delivery(cfg, "hub-1", store, transport, loop, lambda _s: None,
+                        lambda _c: None)
+    try:
+        delivery.start()
+        _turns(loop)
+        alarm = _store_alarm(loop, store, delivery)
+        (info,) = store.append([Event(type="door_open", priority=Priority.INFO,
+                                      device_id="d")])
+        delivery.notify_new()
+        _turns(loop)
+        for ev in (alarm, info):
+            (mid,) = transport.event_mids(ev.id)
+            delivery.on_puback(mid, False)
+        _turns(loop)
+        acked = time.monotonic()
+        assert delivery.awaiting_receipt == 2
+        assert delivery.resend_overdue(acked + 9.0) == 0
+        assert delivery.resend_overdue(acked + 11.0) == 1          # the alarm
+        assert len(transport.event_mids(alarm.id)) == 2
+        assert delivery.resend_overdue(acked + 59.0) == 0
+        assert delivery.resend_overdue(acked + 61.0) == 1          # the door
+        assert len(transport.event_mids(info.id)) == 2
+    finally:
+        loop.run_until_complete(delivery.stop(time.monotonic()))
+        loop.close()
+        store.close()
