@@ -51,9 +51,10 @@ RULE_VARIANTS: dict[str, dict[str, Any]] = {
     "already_lying_at_any_impact": {"already_lying_max_g": 99.0},
     "no_lay_down_rule": {"lay_down_max_g": 0.0},
     "no_reclined_still_rule": {"reclined_still_g": 0.0},
+    "no_recovered_upright_rule": {"recovered_upright_deg": 0.0},
     "no_posture_confirmation": {"lying_tilt_deg": 0.0, "slumped_tilt_deg": 0.0,
                                 "lying_before_deg": 181.0, "lay_down_max_g": 0.0,
-                                "reclined_still_g": 0.0},
+                                "reclined_still_g": 0.0, "recovered_upright_deg": 0.0},
 }
 KEYS = ("trials", "falls", "adls", "sensitivity", "specificity", "tp", "fp", "fn", "tn",
         "falls_floor", "sensitivity_floor", "falls_recovered", "recovered_as_warning",
