@@ -99,9 +99,11 @@ class TrialCandidates:
     candidates: list[Candidate]  # over the fold's threshold, in time order
 
 
-def collect(ds: DataSet, folds: Sequence[tuple[Path, list[str]]]) -> list[TrialCandidates]:
-    """Every gate candidate over its fold's threshold, for the people of ``ds`` each fold
-    held out (as :func:`models.fall.corpus.extract` finds them)."""
+def collect(ds: DataSet, folds: Sequence[tuple[Path, list[str]]],
+            min_score: float | None = None) -> list[TrialCandidates]:
+    """Every gate candidate over its fold's threshold (over ``min_score`` if given: to try
+    other thresholds, :mod:`models.fall.threshold_replay`), for the people of ``ds`` each
+    fold held out (as :func:`models.fall.corpus.extract` finds them)."""
     cfg = replace(FallConfig(), position=ds.position)
     rule = rule_for(cfg)
     confirm_n = round(cfg.confirm_s * SAMPLE_RATE_HZ)
@@ -126,7 +128,7 @@ def collect(ds: DataSet, folds: Sequence[tuple[Path, list[str]]]) -> list[TrialC
                 fed = peak + POST_SAMPLES
                 w = window_at(acc, peak)
                 score = model.score(w)
-                if score < model.threshold:
+                if score < (model.threshold if min_score is None else min_score):
                     continue
                 cands.append(_candidate(acc, peak, float(g), w, score, cal.upright, rule,
                                         confirm_n))

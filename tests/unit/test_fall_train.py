@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from typing import Any
 
 import numpy as np
 import pytest
@@ -249,3 +250,41 @@ def test_rule_replay_judges_the_pose_before_the_impact_at_other_angles() -> None
     assert quiet_approach(0.14, 2.75)(c, rule).reason == "lay_down"
     assert quiet_approach(0.14, 2.0)(c, rule) == c.evidence
     assert quiet_approach(None, 2.75)(c, rule) == c.evidence
+
+
+def test_threshold_replay_reproduces_the_training_choice_on_inner_scores() -> None:
+    """models.fall.threshold_replay chooses each fold's threshold from the inner scores that
+    train --inner-scores-out writes; its shipped rule must choose what train chose
+    (choose_threshold), or its held-out figures would not be the shipped rule's."""
+    from models.fall.threshold_replay import by_cost, inner_curves, max_sensitivity
+    from models.fall.thresholds import PREWARN_WEIGHT, SPEC_WEIGHT
+
+    rng = np.random.default_rng(3)
+    n_trials = 40
+    persons = np.array([f"ds:P{i % 4}" for i in range(n_trials)])
+    is_fall = np.arange(n_trials) % 2 == 0
+    recovered = np.arange(n_trials) % 10 == 0
+    cand_trial = np.repeat(np.arange(n_trials), 2).astype(np.int32)
+    scores = np.clip(np.where(is_fall[cand_trial], 0.7, 0.2)
+                     + rng.normal(0, 0.25, len(cand_trial)), 0, 1)
+    confirmed = rng.random(len(cand_trial)) < 0.8
+    z = {"persons": persons, "is_fall": is_fall, "recovered": recovered,
+         "positions": np.array(["neck"] * n_trials), "cand_label": np.zeros(len(cand_trial)),
+         "cand_trial": cand_trial, "cand_confirmed": confirmed, "scores_fold-0": scores}
+    held = ["ds:P3"]
+    curve = inner_curves(z, 0, held, "neck")
+    cands = _candidates(cand_trial, confirmed)
+    best = trial_max_confirmed(cands, scores, n_trials)
+    best_any = trial_max_confirmed(cands, scores, n_trials, confirmed_only=False)
+    m = (persons != "ds:P3") & ((is_fall & ~recovered) | ~is_fall)
+    thr, sens, spec, _ = choose_threshold(best[m], is_fall[m], best_any[m])
+    assert by_cost(SPEC_WEIGHT, PREWARN_WEIGHT)(curve) == pytest.approx(thr)
+    # The constrained rule keeps to its specificity where it can.
+    t = max_sensitivity(0.9)(curve)
+    assert next(x for x in curve if x[0] == t)[2] >= 0.9
+
+
+def _candidates(trial: np.ndarray, confirmed: np.ndarray) -> Any:
+    from models.fall.corpus import Candidates
+
+    return Candidates(np.empty(0), np.zeros(len(trial), np.int8), trial, confirmed)
