@@ -288,3 +288,35 @@ def _candidates(trial: np.ndarray, confirmed: np.ndarray) -> Any:
     from models.fall.corpus import Candidates
 
     return Candidates(np.empty(0), np.zeros(len(trial), np.int8), trial, confirmed)
+
+
+def test_pair_replay_keeps_a_detection_by_either_models_own_fold_threshold() -> None:
+    """models.fall.pair_replay: each model's score is held against its own fold threshold,
+    and the runtime's verdict of the candidate decides the outcome."""
+    from agent.fall.confirmation import ConfirmRule, Evidence
+    from models.fall.pair_replay import pair_outcomes
+    from models.fall.rule_replay import Candidate, TrialCandidates
+
+    def cand(score: float, confirmed: bool) -> Candidate:
+        ev = Evidence(confirmed, "lying" if confirmed else "not_down", 10.0, 0.0, 0.0, 0.0,
+                      0.0)
+        z = np.zeros(3)
+        return Candidate(score, 3.0, ev, z, z, z.astype(bool), None)
+
+    def trial(code: str, *scores_confirmed: tuple[float, bool]) -> TrialCandidates:
+        return TrialCandidates("P1", code, code.startswith("F"), False,
+                               [cand(s, c) for s, c in scores_confirmed])
+
+    # Fold 0: the fall is over the first model's threshold (0.5) only, the ADL over the
+    # second's (0.2) only.
+    first = [[trial("F01_R01", (0.6, True)), trial("D01_R01", (0.1, True))]]
+    second = [[trial("F01_R01", (0.1, True)), trial("D01_R01", (0.3, True))]]
+    rule = ConfirmRule()
+
+    def outcome(mode: str) -> list[str]:
+        return [o for _, o in pair_outcomes(first, second, [0.5], [0.2], mode, rule)]
+
+    assert outcome("shipped") == ["alarm", "none"]
+    assert outcome("neck_only") == ["none", "alarm"]
+    assert outcome("both") == ["none", "none"]
+    assert outcome("either") == ["alarm", "alarm"]
