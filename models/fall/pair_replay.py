@@ -23,10 +23,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent.fall.config import FallConfig
 from agent.fall.confirmation import ConfirmRule, rule_for
+from agent.fall.dataset import load_trials
+from agent.fall.evaluation import summarize
+from agent.fall.tflite_model import TfliteFallModel
 from models.fall.corpus import DataSet
-from models.fall.cv import fold_dirs
+from models.fall.cv import brief, fold_dirs, run_folds
 from models.fall.rule_replay import (
     TrialCandidates,
     collect,
@@ -37,6 +42,45 @@ from models.fall.rule_replay import (
 )
 
 MODES = ("shipped", "neck_only", "both", "either")
+
+
+class EitherScorer:
+    """The "either" mode as one runtime scorer (:class:`agent.fall.scoring.Scorer`), to run
+    the pair through the runtime path (``--runtime``): each model's score is mapped
+    piecewise-linearly so that its own threshold lands on 0.5, and the larger counts against
+    0.5. Evaluation only: the agent does not ship it (models/fall/README.md, "Step 6")."""
+
+    kind = "model"
+    threshold = 0.5
+
+    def __init__(self, first: TfliteFallModel, second: TfliteFallModel) -> None:
+        self.first, self.second = first, second
+        self.version = f"{first.version}|{second.version}"
+
+    @staticmethod
+    def calibrated(score: float, threshold: float) -> float:
+        if score < threshold:
+            return 0.5 * score / threshold
+        return 0.5 + 0.5 * (score - threshold) / max(1e-9, 1.0 - threshold)
+
+    def score(self, window: np.ndarray) -> float:
+        return max(self.calibrated(self.first.score(window), self.first.threshold),
+                   self.calibrated(self.second.score(window), self.second.threshold))
+
+
+def runtime_either(ds: DataSet, folds: list[tuple[Path, list[str]]], other: Path
+                   ) -> dict[str, Any]:
+    """The pair through :func:`models.fall.cv.run_folds` (the runtime's Evaluator: episodes,
+    trial and continuous tests), each fold's first model paired with ``other``'s same fold."""
+    def scorer(path: Path, interpreter: str, position: str) -> EitherScorer:
+        second = other / Path(path).parent.name / "fall.tflite"
+        return EitherScorer(TfliteFallModel(path, interpreter=interpreter, position=position),
+                            TfliteFallModel(second, interpreter=interpreter,
+                                            position=position))
+
+    cfg = replace(FallConfig(), position=ds.position)
+    (res, cont), _ = run_folds(ds, load_trials(ds.path), folds, cfg, model_factory=scorer)
+    return brief(summarize(res, cont))
 
 
 def fold_threshold(fold_dir: Path, position: str) -> float:
@@ -74,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--other-folds", type=Path, required=True,
                     help="the second model's fold-K directories (the same people per fold)")
     ap.add_argument("--data", type=DataSet.parse, required=True, metavar="NAME:POSITION=DIR")
+    ap.add_argument("--runtime", action="store_true",
+                    help="also run the 'either' pair through the runtime path (models.fall.cv's "
+                         "run_folds: trial and continuous figures)")
     args = ap.parse_args(argv)
     pos = args.data.position
     fa, fb = fold_dirs(args.folds), fold_dirs(args.other_folds)
@@ -94,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                      strict=True)},
                               "held_out": figures(held),
                               "chosen": {p: MODES[i] for p, i in chosen.items()}}
+    if args.runtime:
+        report["runtime_either"] = runtime_either(args.data, fa, args.other_folds)
     print(json.dumps(report, indent=1))
     return 0
 
