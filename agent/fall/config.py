@@ -121,6 +121,14 @@ class FallConfig:
                   "doc": "tilt from the learnt upright for reclined_still (sitting slumped "
                          "on the floor against a wall or a bed)"},
     )
+    recovered_upright_deg: float = field(
+        default=70.0,
+        metadata={"min": 0.0, "max": 120.0,
+                  "doc": "position neck only: a detection never lying is a fall the wearer "
+                         "got up from (fall_recovered) when the wearable hung this far or "
+                         "more from the upright learnt from walking after the impact and "
+                         "not in the last 2 s (0: rule off)"},
+    )
     still_g: float = field(
         default=0.05,
         metadata={"min": 0.005, "max": 0.5,

@@ -69,6 +69,7 @@ LEAD_SKIP_S = 0.5      # the impact itself is not posture: "down" is judged from
 UP_AT_END_BLOCKS = 2   # not down in the last two seconds of the confirmation: got up again
 LAY_DOWN_POSITIONS = ("neck",)  # where the lay_down rule applies (at the waist it cost falls)
 STILL_AFTER_POSITIONS = ("neck",)  # where reclined_still / motionless apply (chosen at the neck)
+RECOVERED_UPRIGHT_POSITIONS = ("neck",)  # where recovered_upright_deg applies (chosen at the neck)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,9 @@ class ConfirmRule:
     reclined_still_g: float = 0.0
     reclined_tilt_deg: float = 15.0
     motionless_g: float = 0.0   # tried, not chosen (models/fall/rule_replay.py); never set
+    # Off unless set (rule_for sets it at the neck): down by the learnt upright alone counts
+    # for ``recovered`` (module docstring).
+    recovered_upright_deg: float = 0.0
 
 
 def rule_for(cfg: FallConfig) -> ConfirmRule:
@@ -91,11 +95,14 @@ def rule_for(cfg: FallConfig) -> ConfirmRule:
     :data:`LAY_DOWN_POSITIONS` (at the waist it cost SisFall falls, models/fall/README.md)."""
     lay_down_max_g = cfg.lay_down_max_g if cfg.position in LAY_DOWN_POSITIONS else 0.0
     still_after = cfg.position in STILL_AFTER_POSITIONS
+    recovered_upright = cfg.position in RECOVERED_UPRIGHT_POSITIONS
     return ConfirmRule(cfg.lying_tilt_deg, cfg.slumped_tilt_deg, cfg.still_g,
                        cfg.lying_before_deg, cfg.already_lying_max_g, lay_down_max_g,
                        cfg.free_fall_g,
                        reclined_still_g=cfg.reclined_still_g if still_after else 0.0,
-                       reclined_tilt_deg=cfg.reclined_tilt_deg)
+                       reclined_tilt_deg=cfg.reclined_tilt_deg,
+                       recovered_upright_deg=(cfg.recovered_upright_deg if recovered_upright
+                                              else 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +195,20 @@ def still_after(rule: ConfirmRule, acts: np.ndarray, up_med: float | None) -> st
     return None
 
 
+def _down_from_upright(rule: ConfirmRule, up_tilts: np.ndarray, lead_up: np.ndarray,
+                       upright: np.ndarray | None) -> int:
+    """Blocks (lead and after the decision) hanging ``recovered_upright_deg`` or more from
+    the learnt upright, when none of the last :data:`UP_AT_END_BLOCKS` does (up again);
+    0 when the rule is off, the upright is not known or the wearer is still down at the
+    end."""
+    deg = rule.recovered_upright_deg
+    if deg <= 0 or upright is None or len(up_tilts) < UP_AT_END_BLOCKS:
+        return 0
+    if (up_tilts[-UP_AT_END_BLOCKS:] >= deg).any():
+        return 0
+    return int(np.count_nonzero(up_tilts >= deg) + np.count_nonzero(lead_up >= deg))
+
+
 def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
            rate_hz: float = 50.0, upright: np.ndarray | None = None, *,
            lead: np.ndarray | None = None, lying_before_s: float | None = None,
@@ -231,10 +252,12 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
     slumped = tilt_med >= rule.slumped_tilt_deg and (
         up_med is None or up_med >= rule.slumped_tilt_deg)
     down_blocks = int(np.count_nonzero(down))
+    lead_up = np.empty(0, dtype=np.float32)
     if lead is not None and len(lead) > round(LEAD_SKIP_S * rate_hz) + block:
         lt, lu, _ = _blocks(lead[round(LEAD_SKIP_S * rate_hz):], block, reference, upright)
         down_blocks += int(np.count_nonzero((lt >= rule.lying_tilt_deg)
                                             & (lu >= rule.lying_tilt_deg)))
+        lead_up = lu
     up_at_end = n_blocks >= UP_AT_END_BLOCKS and not down[-UP_AT_END_BLOCKS:].any()
     if (lying >= 0.5 and not up_at_end) or (still >= 0.9 and slumped):
         down_reason: str | None = (
@@ -248,6 +271,9 @@ def assess(post: np.ndarray, reference: np.ndarray, rule: ConfirmRule,
             confirmed, reason = True, down_reason
     elif down_blocks:
         confirmed, reason = False, "recovered"
+    elif (low_blocks := _down_from_upright(rule, up_tilts, lead_up, upright)):
+        confirmed, reason = False, "recovered"
+        down_blocks = low_blocks
     else:
         confirmed, reason = False, "not_down"
     return Evidence(confirmed, reason, seconds, tilt_med, lying, still, float(np.median(acts)),

@@ -25,6 +25,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from agent.fall.evaluation import (
     published_threshold_summary,
     summarize,
 )
-from agent.fall.scoring import PeakThresholdScorer
+from agent.fall.scoring import PeakThresholdScorer, Scorer
 from agent.fall.tflite_model import TfliteFallModel
 from models.fall.corpus import DataSet
 
@@ -51,9 +52,10 @@ RULE_VARIANTS: dict[str, dict[str, Any]] = {
     "already_lying_at_any_impact": {"already_lying_max_g": 99.0},
     "no_lay_down_rule": {"lay_down_max_g": 0.0},
     "no_reclined_still_rule": {"reclined_still_g": 0.0},
+    "no_recovered_upright_rule": {"recovered_upright_deg": 0.0},
     "no_posture_confirmation": {"lying_tilt_deg": 0.0, "slumped_tilt_deg": 0.0,
                                 "lying_before_deg": 181.0, "lay_down_max_g": 0.0,
-                                "reclined_still_g": 0.0},
+                                "reclined_still_g": 0.0, "recovered_upright_deg": 0.0},
 }
 KEYS = ("trials", "falls", "adls", "sensitivity", "specificity", "tp", "fp", "fn", "tn",
         "falls_floor", "sensitivity_floor", "falls_recovered", "recovered_as_warning",
@@ -77,8 +79,11 @@ def fold_dirs(root: Path) -> list[tuple[Path, list[str]]]:
 
 
 def run_folds(ds: DataSet, trials: list[Trial], folds: list[tuple[Path, list[str]]],
-              cfg: FallConfig) -> tuple[Results, list[dict[str, Any]]]:
-    """Each fold's model on the people of ``ds`` it held out."""
+              cfg: FallConfig, model_factory: Callable[..., Scorer] = TfliteFallModel
+              ) -> tuple[Results, list[dict[str, Any]]]:
+    """Each fold's model on the people of ``ds`` it held out (``model_factory(path,
+    interpreter=, position=)`` builds the scorer; :mod:`models.fall.pair_replay` passes a
+    pair)."""
     res: list[TrialResult] = []
     cont: list[ContinuousResult] = []
     per_fold = []
@@ -87,8 +92,8 @@ def run_folds(ds: DataSet, trials: list[Trial], folds: list[tuple[Path, list[str
         part = [t for t in trials if t.subject in subjects]
         if not part:
             continue
-        model = TfliteFallModel(d / "fall.tflite", interpreter="ai_edge_litert",
-                                position=ds.position)
+        model = model_factory(d / "fall.tflite", interpreter="ai_edge_litert",
+                              position=ds.position)
         r, c = Evaluator(model, cfg).run(part)
         res += r
         cont += c

@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LAY_DOWN_POSITIONS, LYING_BEFORE_S, STILL_AFTER_POSITIONS
+from agent.fall.confirmation import (
+    LAY_DOWN_POSITIONS,
+    LYING_BEFORE_S,
+    RECOVERED_UPRIGHT_POSITIONS,
+    STILL_AFTER_POSITIONS,
+)
 from agent.fall.signal import (
     FEATURES,
     INPUT_TRANSFORM,
@@ -96,7 +101,9 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
                          "lay_down_positions": list(LAY_DOWN_POSITIONS),
                          "reclined_still_g": cfg.reclined_still_g,
                          "reclined_tilt_deg": cfg.reclined_tilt_deg,
-                         "still_after_positions": list(STILL_AFTER_POSITIONS)},
+                         "still_after_positions": list(STILL_AFTER_POSITIONS),
+                         "recovered_upright_deg": cfg.recovered_upright_deg,
+                         "recovered_upright_positions": list(RECOVERED_UPRIGHT_POSITIONS)},
         **extra,
     }
 

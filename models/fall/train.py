@@ -144,6 +144,20 @@ def predict(model: Any, windows: np.ndarray) -> np.ndarray:
     return model.predict(features(windows), batch_size=512, verbose=0).reshape(-1)
 
 
+def inner_scores(cands: Candidates, persons: np.ndarray, train: list[str], inner_k: int,
+                 seed: int, epochs: int) -> np.ndarray:
+    """Out-of-fold score of every candidate of the ``train`` persons from an inner group
+    k-fold over them (-1 for candidates of other persons)."""
+    cand_person = persons[cands.trial]
+    oof = np.full(len(cands.label), np.nan)
+    for j, inner in enumerate(person_folds(train, inner_k, seed + 1000)):
+        held = np.isin(cand_person, inner)
+        fit_mask = np.isin(cand_person, train) & ~held
+        model = fit(cands, fit_mask, seed + 10 * j + 1, epochs)
+        oof[held] = predict(model, cands.windows[held])
+    return np.nan_to_num(oof, nan=-1.0)
+
+
 def select_thresholds(cands: Candidates, trials: list[Trial], positions: np.ndarray,
                       persons: np.ndarray, train: list[str], inner_k: int, seed: int,
                       epochs: int) -> dict[str, dict[str, Any]]:
@@ -153,14 +167,7 @@ def select_thresholds(cands: Candidates, trials: list[Trial], positions: np.ndar
     sensitive = np.array([t.is_fall and not t.recovered for t in trials])
     is_fall = np.array([t.is_fall for t in trials])
     in_set = np.isin(persons, train)
-    cand_person = persons[cands.trial]
-    oof = np.full(len(cands.label), np.nan)
-    for j, inner in enumerate(person_folds(train, inner_k, seed + 1000)):
-        held = np.isin(cand_person, inner)
-        fit_mask = np.isin(cand_person, train) & ~held
-        model = fit(cands, fit_mask, seed + 10 * j + 1, epochs)
-        oof[held] = predict(model, cands.windows[held])
-    scores = np.nan_to_num(oof, nan=-1.0)
+    scores = inner_scores(cands, persons, train, inner_k, seed, epochs)
     best = trial_max_confirmed(cands, scores, len(trials))
     best_any = trial_max_confirmed(cands, scores, len(trials), confirmed_only=False)
     out = {}
@@ -171,6 +178,31 @@ def select_thresholds(cands: Candidates, trials: list[Trial], positions: np.ndar
                     "inner_specificity": round(spec, 4),
                     "inner_prewarning_rate": round(prewarn, 4)}
     return out
+
+
+def write_inner_scores(path: Path, corpus: Corpus, folds: list[list[str]],
+                       persons: list[str], args: argparse.Namespace) -> None:
+    """The inner out-of-fold scores each threshold choice is made on (every outer fold's,
+    ``fold-K``, and the shipped model's, ``all``), with what a threshold rule needs per
+    candidate and trial, so that threshold rules can be compared without training
+    (the same seeds as :func:`train_one`: the same scores as the training run)."""
+    cands = corpus.cands
+    out: dict[str, np.ndarray] = {
+        "cand_trial": cands.trial, "cand_confirmed": cands.confirmed,
+        "cand_label": cands.label, "persons": corpus.persons,
+        "positions": corpus.positions, "groups": corpus.groups,
+        "is_fall": np.array([t.is_fall for t in corpus.trials]),
+        "recovered": np.array([t.recovered for t in corpus.trials]),
+        "codes": np.array([t.code for t in corpus.trials])}
+    runs = [(f"fold-{k}", [p for p in persons if p not in held], args.seed + 100 * (k + 1))
+            for k, held in enumerate(folds)] + [("all", persons, args.seed)]
+    for name, train, seed in runs:
+        t0 = time.monotonic()
+        out[f"scores_{name}"] = inner_scores(cands, corpus.persons, train, args.inner_folds,
+                                             seed, args.epochs)
+        log.info("inner scores %s (%.0f s)", name, time.monotonic() - t0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
 
 
 # ---- main -------------------------------------------------------------------------------
@@ -207,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                          "window (tried, not adopted: see models/fall/README.md; 0 = off)")
     ap.add_argument("--folds-out", type=Path, default=Path("out/cv-folds"),
                     help="each fold's model in DIR/fold-K/ (evaluated by models.fall.cv)")
+    ap.add_argument("--inner-scores-out", type=Path, metavar="FILE.npz",
+                    help="only write the inner out-of-fold scores the thresholds are chosen "
+                         "on (every fold's and the shipped model's) to FILE.npz, no models")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("agent").setLevel(logging.ERROR)
@@ -241,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.pendant_turn_deg > 0:
         code["pendant_turn_deg"] = args.pendant_turn_deg
     folds = person_folds(persons, args.folds, args.seed)
+    if args.inner_scores_out:
+        write_inner_scores(args.inner_scores_out, corpus, folds, persons, args)
+        return 0
     if not args.skip_cv:
         for k, held in enumerate(folds):
             t0 = time.monotonic()

@@ -4,7 +4,8 @@ FallAllD / SisFall recording (the wearer's own walking first, as a hub would hav
 events on a real mosquitto.
 
 - a neck fall that ends on the floor -> exactly one ``fall`` alarm;
-- a neck fall the wearer gets up from -> one ``fall_recovered`` warning and no alarm;
+- a neck fall the wearer gets up from -> one ``fall_recovered`` warning and no alarm (also
+  one whose pendant hung forward before the impact: down judged from the learnt upright);
 - a neck daily activity -> nothing;
 - a waist fall (SisFall) with ``position = "waist"`` -> exactly one ``fall`` alarm;
 - a neck fall that ends slumped against a wall (a syncope, FallAllD F35: the pendant never
@@ -38,6 +39,11 @@ WAIST_FLOOR = ("fall", "SA01", "F01_R01")
 # model's threshold that ends seated (step 3's rules gave both "not_down": no event).
 NECK_AGAINST_WALL = ("fallalld/neck", "FA07", "F35_R02")
 NECK_SEATED = ("fallalld/neck", "FA08", "D17_R02")
+# Step 6 (recovered_upright_deg): a fall while trying to sit down whose pendant already hung
+# forward in the window's first second, so it never turned 45 deg from that pose, though it
+# hung 70 deg or more from the learnt upright before the wearer got up (step 5's rules:
+# "not_down", no event).
+NECK_RECOVERED_PITCHED = ("fallalld/neck", "FA07", "F16_R01")
 
 
 def _recording(shared: Path, where: tuple[str, str, str]) -> np.ndarray:
@@ -90,10 +96,11 @@ def test_a_fall_that_ends_on_the_floor_gives_exactly_one_fall_alarm(
     assert d["score"] >= d["threshold"] and d["confirmation"]["confirmed"] is True
 
 
+@pytest.mark.parametrize("where", [NECK_RECOVERED, NECK_RECOVERED_PITCHED])
 def test_a_neck_fall_the_wearer_gets_up_from_gives_one_warning_and_no_alarm(
-        tmp_path: Path, mqtt_broker, shared_dir: Path) -> None:
+        tmp_path: Path, mqtt_broker, shared_dir: Path, where: tuple[str, str, str]) -> None:
     events = mqtt_broker.subscribe(TOPIC)
-    runner, replay, detector = _run(tmp_path, mqtt_broker, shared_dir, "neck", NECK_RECOVERED)
+    runner, replay, detector = _run(tmp_path, mqtt_broker, shared_dir, "neck", where)
     try:
         got = events.wait_for(
             lambda ms: [m.json() for m in ms if m.json()["type"] == "fall_recovered"],

@@ -289,3 +289,28 @@ def test_reclined_still_needs_every_second_still_the_tilt_and_a_learnt_upright()
     ev = assess(posture(20, 10, 0.003), UP, NECK, upright=UP, peak_g=1.8,
                 free_fall_min=supported)
     assert not ev.confirmed and ev.reason == "lay_down"
+
+
+def test_down_from_the_learnt_upright_and_up_again_is_a_recovery_at_the_neck() -> None:
+    """A fall whose pendant already hung 40 deg forward in the window's first second (the
+    trunk pitching over before the impact, FallAllD F04/F16 at the neck) never turns 45 deg
+    from that pose, though it hangs 80 deg from the upright learnt from walking: step 6
+    (``recovered_upright_deg``, 70) counts that as down, so getting up again is
+    ``fall_recovered``; before it, ``not_down`` (nothing raised)."""
+    pitched = posture(40, 1, 0.0).mean(axis=0)
+    fell_and_rose = np.vstack([posture(80, 3, 0.1), posture(5, 7, 0.1, seed=1)])
+    ev = assess(fell_and_rose, pitched, NECK, upright=UP)
+    assert not ev.confirmed and ev.reason == "recovered" and ev.down_s == 3.0
+    assert NECK.recovered_upright_deg == FallConfig().recovered_upright_deg == 70.0
+    # Off at the waist, in step 5's rules and without a learnt upright.
+    waist = rule_for(FallConfig(position="waist"))
+    assert waist.recovered_upright_deg == 0.0
+    assert assess(fell_and_rose, pitched, waist, upright=UP).reason == "not_down"
+    assert assess(fell_and_rose, pitched, RULE, upright=UP).reason == "not_down"
+    assert assess(fell_and_rose, pitched, NECK).reason == "not_down"
+    # Still 80 deg from upright at the end: not up again, so not a recovery.
+    still_down = np.vstack([posture(5, 7, 0.1), posture(80, 3, 0.1, seed=1)])
+    assert assess(still_down, pitched, NECK, upright=UP).reason == "not_down"
+    # Leaning 55 deg forward to stand up from a chair and straightening up: not down.
+    chair_rise = np.vstack([posture(55, 3, 0.1), posture(5, 7, 0.1, seed=1)])
+    assert assess(chair_rise, pitched, NECK, upright=UP).reason == "not_down"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from typing import Any
 
 import numpy as np
 import pytest
@@ -249,3 +250,93 @@ def test_rule_replay_judges_the_pose_before_the_impact_at_other_angles() -> None
     assert quiet_approach(0.14, 2.75)(c, rule).reason == "lay_down"
     assert quiet_approach(0.14, 2.0)(c, rule) == c.evidence
     assert quiet_approach(None, 2.75)(c, rule) == c.evidence
+
+
+def test_threshold_replay_reproduces_the_training_choice_on_inner_scores() -> None:
+    """models.fall.threshold_replay chooses each fold's threshold from the inner scores that
+    train --inner-scores-out writes; its shipped rule must choose what train chose
+    (choose_threshold), or its held-out figures would not be the shipped rule's."""
+    from models.fall.threshold_replay import by_cost, inner_curves, max_sensitivity
+    from models.fall.thresholds import PREWARN_WEIGHT, SPEC_WEIGHT
+
+    rng = np.random.default_rng(3)
+    n_trials = 40
+    persons = np.array([f"ds:P{i % 4}" for i in range(n_trials)])
+    is_fall = np.arange(n_trials) % 2 == 0
+    recovered = np.arange(n_trials) % 10 == 0
+    cand_trial = np.repeat(np.arange(n_trials), 2).astype(np.int32)
+    scores = np.clip(np.where(is_fall[cand_trial], 0.7, 0.2)
+                     + rng.normal(0, 0.25, len(cand_trial)), 0, 1)
+    confirmed = rng.random(len(cand_trial)) < 0.8
+    z = {"persons": persons, "is_fall": is_fall, "recovered": recovered,
+         "positions": np.array(["neck"] * n_trials), "cand_label": np.zeros(len(cand_trial)),
+         "cand_trial": cand_trial, "cand_confirmed": confirmed, "scores_fold-0": scores}
+    held = ["ds:P3"]
+    curve = inner_curves(z, 0, held, "neck")
+    cands = _candidates(cand_trial, confirmed)
+    best = trial_max_confirmed(cands, scores, n_trials)
+    best_any = trial_max_confirmed(cands, scores, n_trials, confirmed_only=False)
+    m = (persons != "ds:P3") & ((is_fall & ~recovered) | ~is_fall)
+    thr, sens, spec, _ = choose_threshold(best[m], is_fall[m], best_any[m])
+    assert by_cost(SPEC_WEIGHT, PREWARN_WEIGHT)(curve) == pytest.approx(thr)
+    # The constrained rule keeps to its specificity where it can.
+    t = max_sensitivity(0.9)(curve)
+    assert next(x for x in curve if x[0] == t)[2] >= 0.9
+
+
+def _candidates(trial: np.ndarray, confirmed: np.ndarray) -> Any:
+    from models.fall.corpus import Candidates
+
+    return Candidates(np.empty(0), np.zeros(len(trial), np.int8), trial, confirmed)
+
+
+def test_pair_replay_keeps_a_detection_by_either_models_own_fold_threshold() -> None:
+    """models.fall.pair_replay: each model's score is held against its own fold threshold,
+    and the runtime's verdict of the candidate decides the outcome."""
+    from agent.fall.confirmation import ConfirmRule, Evidence
+    from models.fall.pair_replay import pair_outcomes
+    from models.fall.rule_replay import Candidate, TrialCandidates
+
+    def cand(score: float, confirmed: bool) -> Candidate:
+        ev = Evidence(confirmed, "lying" if confirmed else "not_down", 10.0, 0.0, 0.0, 0.0,
+                      0.0)
+        z = np.zeros(3)
+        return Candidate(score, 3.0, ev, z, z, z.astype(bool), None)
+
+    def trial(code: str, *scores_confirmed: tuple[float, bool]) -> TrialCandidates:
+        return TrialCandidates("P1", code, code.startswith("F"), False,
+                               [cand(s, c) for s, c in scores_confirmed])
+
+    # Fold 0: the fall is over the first model's threshold (0.5) only, the ADL over the
+    # second's (0.2) only.
+    first = [[trial("F01_R01", (0.6, True)), trial("D01_R01", (0.1, True))]]
+    second = [[trial("F01_R01", (0.1, True)), trial("D01_R01", (0.3, True))]]
+    rule = ConfirmRule()
+
+    def outcome(mode: str) -> list[str]:
+        return [o for _, o in pair_outcomes(first, second, [0.5], [0.2], mode, rule)]
+
+    assert outcome("shipped") == ["alarm", "none"]
+    assert outcome("neck_only") == ["none", "alarm"]
+    assert outcome("both") == ["none", "none"]
+    assert outcome("either") == ["alarm", "alarm"]
+
+
+@pytest.mark.parametrize("s1, s2, detected", [(0.6, 0.1, True), (0.1, 0.3, True),
+                                              (0.49, 0.19, False), (0.5, 0.2, True)])
+def test_either_scorer_detects_when_either_model_reaches_its_own_threshold(
+        s1: float, s2: float, detected: bool) -> None:
+    """pair_replay --runtime runs the pair as one scorer against 0.5: it must detect exactly
+    when one model reaches its own threshold (0.5 and 0.2 here), as the replay's "either"."""
+    from models.fall.pair_replay import EitherScorer
+
+    class Fixed:
+        def __init__(self, score: float, threshold: float) -> None:
+            self.value, self.threshold, self.version = score, threshold, "v"
+
+        def score(self, window: np.ndarray) -> float:
+            return self.value
+
+    pair = EitherScorer(Fixed(s1, 0.5), Fixed(s2, 0.2))  # type: ignore[arg-type]
+    got = pair.score(np.zeros((WINDOW_SAMPLES, 3), np.float32))
+    assert (got >= pair.threshold) is detected and 0.0 <= got <= 1.0

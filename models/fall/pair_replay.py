@@ -1,0 +1,151 @@
+"""Two fold models per held-out person at the neck, held out, without a runtime change.
+
+Step 6 trained a neck-only model (``train --data fallalld:neck=... --folds 8``, the same seed:
+the same person held out per fold as the shipped folds). This replays every held-out neck gate
+candidate through the runtime's confirmation with a candidate kept when the shipped fold
+model's score reaches its fold threshold (``shipped``), the neck-only fold model's reaches its
+own (``neck_only``), both (``both``) or either (``either``); each fold threshold is the one
+its training run chose on that fold's training people. The mode is then chosen
+**leave-one-person-out** (:func:`models.fall.rule_replay.leave_one_person_out`; ``shipped``
+first, so it wins ties). Runs in the runtime venv (models/fall/README.md, "Step 6")::
+
+    PYTHONPATH=$PWD python -m models.fall.pair_replay --folds out/cv-folds \\
+        --other-folds out/neck-folds --data fallalld:neck=../shared/data/fallalld/neck
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.fall.config import FallConfig
+from agent.fall.confirmation import ConfirmRule, rule_for
+from agent.fall.dataset import load_trials
+from agent.fall.evaluation import summarize
+from agent.fall.tflite_model import TfliteFallModel
+from models.fall.corpus import DataSet
+from models.fall.cv import brief, fold_dirs, run_folds
+from models.fall.rule_replay import (
+    TrialCandidates,
+    collect,
+    figures,
+    leave_one_person_out,
+    outcomes,
+    shipped,
+)
+
+MODES = ("shipped", "neck_only", "both", "either")
+
+
+class EitherScorer:
+    """The "either" mode as one runtime scorer (:class:`agent.fall.scoring.Scorer`), to run
+    the pair through the runtime path (``--runtime``): each model's score is mapped
+    piecewise-linearly so that its own threshold lands on 0.5, and the larger counts against
+    0.5. Evaluation only: the agent does not ship it (models/fall/README.md, "Step 6")."""
+
+    kind = "model"
+    threshold = 0.5
+
+    def __init__(self, first: TfliteFallModel, second: TfliteFallModel) -> None:
+        self.first, self.second = first, second
+        self.version = f"{first.version}|{second.version}"
+
+    @staticmethod
+    def calibrated(score: float, threshold: float) -> float:
+        if score < threshold:
+            return 0.5 * score / threshold
+        return 0.5 + 0.5 * (score - threshold) / max(1e-9, 1.0 - threshold)
+
+    def score(self, window: np.ndarray) -> float:
+        return max(self.calibrated(self.first.score(window), self.first.threshold),
+                   self.calibrated(self.second.score(window), self.second.threshold))
+
+
+def runtime_either(ds: DataSet, folds: list[tuple[Path, list[str]]], other: Path
+                   ) -> dict[str, Any]:
+    """The pair through :func:`models.fall.cv.run_folds` (the runtime's Evaluator: episodes,
+    trial and continuous tests), each fold's first model paired with ``other``'s same fold."""
+    def scorer(path: Path, interpreter: str, position: str) -> EitherScorer:
+        second = other / Path(path).parent.name / "fall.tflite"
+        return EitherScorer(TfliteFallModel(path, interpreter=interpreter, position=position),
+                            TfliteFallModel(second, interpreter=interpreter,
+                                            position=position))
+
+    cfg = replace(FallConfig(), position=ds.position)
+    (res, cont), _ = run_folds(ds, load_trials(ds.path), folds, cfg, model_factory=scorer)
+    return brief(summarize(res, cont))
+
+
+def fold_threshold(fold_dir: Path, position: str) -> float:
+    doc = json.loads((fold_dir / "manifest.json").read_text())
+    return float(doc["positions"][position]["decision_threshold"])
+
+
+def keep(mode: str, a: bool, b: bool) -> bool:
+    """Whether a candidate is a detection: ``a`` / ``b``, the first / second model's score
+    reached its fold threshold."""
+    return {"shipped": a, "neck_only": b, "both": a and b, "either": a or b}[mode]
+
+
+def pair_outcomes(first: Sequence[Sequence[TrialCandidates]],
+                  second: Sequence[Sequence[TrialCandidates]],
+                  thr_first: Sequence[float], thr_second: Sequence[float], mode: str,
+                  rule: ConfirmRule) -> list[tuple[TrialCandidates, str]]:
+    """Per fold, the same trials' candidates (every gate candidate, in time order) scored by
+    each model; the first model's candidate carries the runtime's verdict (the posture
+    judgement does not depend on the model)."""
+    trials = []
+    for k, (ts_a, ts_b) in enumerate(zip(first, second, strict=True)):
+        by_key = {(t.subject, t.code): t for t in ts_b}
+        for ta in ts_a:
+            tb = by_key[(ta.subject, ta.code)]
+            kept = [ca for ca, cb in zip(ta.candidates, tb.candidates, strict=True)
+                    if keep(mode, ca.score >= thr_first[k], cb.score >= thr_second[k])]
+            trials.append(TrialCandidates(ta.subject, ta.code, ta.is_fall, ta.recovered, kept))
+    return outcomes(trials, shipped, rule)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"))
+    ap.add_argument("--other-folds", type=Path, required=True,
+                    help="the second model's fold-K directories (the same people per fold)")
+    ap.add_argument("--data", type=DataSet.parse, required=True, metavar="NAME:POSITION=DIR")
+    ap.add_argument("--runtime", action="store_true",
+                    help="also run the 'either' pair through the runtime path (models.fall.cv's "
+                         "run_folds: trial and continuous figures)")
+    args = ap.parse_args(argv)
+    pos = args.data.position
+    fa, fb = fold_dirs(args.folds), fold_dirs(args.other_folds)
+    def people(folds: list[tuple[Path, list[str]]]) -> list[list[str]]:
+        return [sorted(p for p in h if p.split(":", 1)[0] == args.data.name) for _, h in folds]
+
+    if people(fa) != people(fb):
+        raise SystemExit(f"the two fold sets hold out different {args.data.name} people")
+    rule = rule_for(replace(FallConfig(), position=pos))
+    first = [collect(args.data, [f], min_score=0.0) for f in fa]
+    second = [collect(args.data, [f], min_score=0.0) for f in fb]
+    ta = [fold_threshold(d, pos) for d, _ in fa]
+    tb = [fold_threshold(d, pos) for d, _ in fb]
+    runs = [pair_outcomes(first, second, ta, tb, m, rule) for m in MODES]
+    held, chosen = leave_one_person_out(runs)
+    report: dict[str, Any] = {"fold_thresholds": {"first": ta, "second": tb},
+                              "modes": {m: figures(r) for m, r in zip(MODES, runs,
+                                                                     strict=True)},
+                              "held_out": figures(held),
+                              "chosen": {p: MODES[i] for p, i in chosen.items()}}
+    if args.runtime:
+        report["runtime_either"] = runtime_either(args.data, fa, args.other_folds)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
