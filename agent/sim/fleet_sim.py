@@ -135,6 +135,9 @@ def _cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+TELEMETRY_WAIT_S = 10.0     # drain: how long telemetry may trail the other events
+
+
 def _receipt_lags(hubs: Sequence[_Hub]) -> dict[str, float | None]:
     lags = sorted(x * 1000.0 for h in hubs if h.agent.uplink
                   for x in h.agent.uplink.receipt_lags_s)
@@ -405,14 +408,21 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
         reader = open_db(opts.db_url)
         try:
             rows: dict[tuple[str, str], tuple[str, str, float]] = {}
+            all_in_since: float | None = None
             while True:
                 accepted = {(h.agent.hub_id, eid) for h in hubs for eid in h.accepted}
                 rows = {(r[0], r[1]): (r[2], r[3], r[4]) for r in reader.event_rows("sim-")}
-                # Telemetry too (it may be evicted under storage pressure, by design).
+                # Telemetry too, for a while: it may be evicted under storage pressure, and
+                # it is final on the PUBACK (no receipt), so a broker may have dropped some.
                 tele = sum(h.telemetry - h.agent.store.evicted[Priority.TELEMETRY.label]
                            for h in hubs)
                 tele_in = sum(1 for r in rows.values() if r[0] == "telemetry")
-                if (accepted <= rows.keys() and tele_in >= tele) or time.monotonic() > deadline:
+                now = time.monotonic()
+                if accepted <= rows.keys():
+                    all_in_since = now if all_in_since is None else all_in_since
+                    if tele_in >= tele or now - all_in_since > TELEMETRY_WAIT_S:
+                        break
+                if now > deadline:
                     break
                 await asyncio.sleep(1.0)
         finally:
