@@ -135,7 +135,7 @@ def _cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-TELEMETRY_WAIT_S = 10.0     # drain: how long telemetry may trail the other events
+TELEMETRY_WAIT_S = 15.0     # drain: how long telemetry may trail the other events
 
 
 def _receipt_lags(hubs: Sequence[_Hub]) -> dict[str, float | None]:
@@ -413,7 +413,7 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
                 accepted = {(h.agent.hub_id, eid) for h in hubs for eid in h.accepted}
                 rows = {(r[0], r[1]): (r[2], r[3], r[4]) for r in reader.event_rows("sim-")}
                 # Telemetry too, for a while: it may be evicted under storage pressure, and
-                # it is final on the PUBACK (no receipt), so a broker may have dropped some.
+                # without receipts (--no-receipts) a broker may have dropped some.
                 tele = sum(h.telemetry - h.agent.store.evicted[Priority.TELEMETRY.label]
                            for h in hubs)
                 tele_in = sum(1 for r in rows.values() if r[0] == "telemetry")

@@ -23,13 +23,13 @@ reconnects within ``reconnect_alarm_s`` (:meth:`Delivery.set_urgent`).
 
 End-to-end receipts (``mqtt.receipts``): a broker's PUBACK only says the broker took the
 message; a broker can still drop it (mosquitto 2.0 restores no ``$share`` subscription from
-its persistence, a cluster can lose the node that queued it). With receipts on, an alarm,
-warning or info event stays in the store after its PUBACK until the service's ingester says
-it committed it (``tec/v1/{hub_id}/receipt``, ``{"ids": [...]}``); one that has no receipt
+its persistence, a cluster can lose the node that queued it). With receipts on, every event
+(telemetry too: a broker restart dropped 19 of 953 readings while it was final on the
+PUBACK) stays in the store after its PUBACK until the service's ingester says it committed
+it (``tec/v1/{hub_id}/receipt``, ``{"ids": [...]}``); one that has no receipt
 ``receipt_timeout_s`` (an alarm: ``receipt_timeout_alarm_s``) after its PUBACK is sent
 again (same id and seq: the ingester counts a duplicate and confirms it), the wait doubling
-per retry up to an hour. Telemetry stays
-final on the PUBACK. ``auto`` (the default) switches receipts on for good (store meta
+per retry up to an hour. ``auto`` (the default) switches receipts on for good (store meta
 ``receipts_seen``) when the first receipt arrives, so a hub whose service runs no ingester
 of ours behaves as before. Waiting entries are kept in memory (ids and seqs, not payloads:
 those are still in the store); a restarted agent sends everything still in the store again.
@@ -277,9 +277,13 @@ class Delivery:
             return False
 
     def _needs_receipt(self, pending: OutboundEvent) -> bool:
-        if not self.receipts_on or pending.priority >= Priority.TELEMETRY or not pending.id:
+        if not self.receipts_on or not pending.id:
             return False
-        if len(self._awaiting) < _AWAITING_MAX or pending.id in self._awaiting:
+        # Past the cap a PUBACK is final again; telemetry gets half of it, so a flood of
+        # readings cannot take the protection from alarms; alarms always wait.
+        cap = _AWAITING_MAX // 2 if pending.priority >= Priority.TELEMETRY else _AWAITING_MAX
+        if (len(self._awaiting) < cap or pending.id in self._awaiting
+                or pending.priority == Priority.ALARM):
             return True
         if not self._awaiting_full_logged:
             self._awaiting_full_logged = True
