@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from agent.errors import AgentError, ConfigError
 
@@ -70,28 +70,14 @@ def _default_labels(events: Path) -> Path | None:
 
 def _config(args: argparse.Namespace) -> Any:
     from agent.config import load_config, parse_config
+    from agent.inactivity.loho import parse_zones
 
     config = load_config(args.config) if args.config else parse_config({"hub_id": "eval"})
-    zones = _zones(args.timezone)
+    zones = parse_zones(args.timezone)
     if "" in zones:
         config = dataclasses.replace(
             config, agent=dataclasses.replace(config.agent, timezone=zones[""]))
     return config
-
-
-def _zones(text: str | None) -> dict[str, str]:
-    """``TZ`` or ``HOME=TZ,...`` -> {home or "": TZ}, every zone checked."""
-    out: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        home, _, tz = part.strip().rpartition("=")
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"--timezone: unknown time zone {tz!r}") from None
-        out[home] = tz
-    return out
 
 
 def _one_home(args: argparse.Namespace, config: Any,
@@ -122,9 +108,9 @@ def _one_home(args: argparse.Namespace, config: Any,
 
 def _homes(args: argparse.Namespace, config: Any,
            alerts: list[dict[str, Any]] | None) -> dict[str, Any]:
-    from agent.inactivity.loho import find_homes, leave_one_home_out
+    from agent.inactivity.loho import find_homes, leave_one_home_out, parse_zones
 
-    homes = find_homes(args.homes, config, _zones(args.timezone))
+    homes = find_homes(args.homes, config, parse_zones(args.timezone))
     return leave_one_home_out(homes, args.inject, args.seed, args.episode_hours, alerts)
 
 

@@ -179,10 +179,9 @@ def evaluate_home(log: Sequence[LogEvent], labels: Sequence[Labelled], zone: Zon
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from agent.cli.eval_inactivity import _zones
     from agent.config import parse_config
     from agent.errors import ConfigError
-    from agent.inactivity.loho import find_homes
+    from agent.inactivity.loho import find_homes, parse_zones
 
     ap = argparse.ArgumentParser(
         prog="python -m agent.inactivity.bound",
@@ -204,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         factors = [float(x) for x in args.factors.split(",") if x]
         pools = [int(x) for x in args.pools.split(",") if x]
         cfg = parse_config({"hub_id": "bound"})
-        homes = find_homes(args.homes, cfg, _zones(args.timezone))
+        homes = find_homes(args.homes, cfg, parse_zones(args.timezone))
     except (ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import ConfigError
 from agent.inactivity.config import LearnedRoutine
@@ -85,6 +85,21 @@ def _labels_for(events: Path, name: str) -> Path | None:
         if cand.exists():
             return cand
     return None
+
+
+def parse_zones(text: str | None) -> dict[str, str]:
+    """``TZ`` or ``HOME=TZ,...`` -> {home or "": TZ}, every zone checked."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        home, _, tz = part.strip().rpartition("=")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"--timezone: unknown time zone {tz!r}") from None
+        out[home] = tz
+    return out
 
 
 def find_homes(dirs: Sequence[str], base_config: Any,
