@@ -6,9 +6,11 @@
 
 1. replays every *other* home clean (no injected collapse) once per level of
    :data:`LEVELS` with learning on; each rule family (``inactivity``, ``not_up``,
-   ``sessions`` = chair / night / away) takes the most protective level whose false alerts
-   on those homes stay within its share of the budget (:data:`BUDGET_PER_30_DAYS` split over
-   the families), all with the per-room stillness off; then, on top of those, the most
+   ``sessions`` = chair / night, ``not_returned``) takes the most protective level whose
+   false alerts on those homes stay within its share of the budget
+   (:data:`BUDGET_PER_30_DAYS` split over the families; ``not_returned``, when no level
+   meets it, the most protective level with the fewest), all with the per-room stillness
+   off; then, on top of those, the most
    protective per-room level (:data:`PLACE_LEVELS`, the last one off) whose ``inactivity``
    alerts on those homes stay within the family's share or add none to what the chosen
    per-hour level already raised there; then the learning period (:data:`LEARNING_DAYS`)
@@ -39,8 +41,13 @@ BUDGET_PER_30_DAYS = 1.0
 FAMILIES: dict[str, tuple[str, ...]] = {
     "inactivity": ("inactivity",),
     "not_up": ("not_up",),
-    "sessions": ("chair_too_long", "night_out_of_bed", "not_returned"),
+    "sessions": ("chair_too_long", "night_out_of_bed"),
+    "not_returned": ("not_returned",),
 }
+# Families whose budget no level may meet (a home whose absences run past every allowed
+# bound): they take the most protective level with the fewest false alerts on the training
+# homes, not the least protective one.
+FEWEST_FAMILIES = ("not_returned",)
 # Most protective first. Each entry: the LearnedRoutine fields a family sets at that level.
 LEVELS: dict[str, tuple[dict[str, Any], ...]] = {
     "inactivity": (
@@ -50,6 +57,12 @@ LEVELS: dict[str, tuple[dict[str, Any], ...]] = {
     ),
     "not_up": tuple({"not_up_margin_s": m * 60.0} for m in (15, 30, 60, 90, 120, 180)),
     "sessions": tuple({"session_factor": f} for f in (1.0, 1.1, 1.25, 1.5, 2.0, 3.0)),
+    # The upper bound grows with the level and stops at 24 h (a safety bound, not fitted:
+    # README, "not_returned"); level 0 is the fixed 12 h.
+    "not_returned": tuple(
+        {"away_factor": f, "away_quantile": q, "away_max_s": h * 3600.0}
+        for f, q, h in ((1.0, 1.0, 12), (1.25, 0.9, 16), (1.25, 1.0, 16), (1.5, 1.0, 20),
+                        (1.5, 1.0, 24), (2.0, 1.0, 24))),
 }
 # Per-room stillness (routine.learn_places), most protective first; the last switches it off.
 PLACE_LEVELS: tuple[dict[str, Any], ...] = (
@@ -156,6 +169,15 @@ def _false_alerts(home: HomeData, params: LearnedRoutine) -> dict[str, int]:
     return out
 
 
+def pick_level(counts: Sequence[int], share: float, fewest: bool = False) -> int:
+    """The most protective level (lowest index) whose false alerts ``counts[k]`` stay within
+    ``share``; if none does, the least protective level, or with ``fewest`` the most
+    protective of those with the fewest alerts."""
+    allowed = max(share, min(counts)) if fewest else share
+    ok = [k for k, c in enumerate(counts) if c <= allowed]
+    return ok[0] if ok else len(counts) - 1
+
+
 def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
     """The learning parameters for a home that is not in ``train``."""
     n_levels = min(len(v) for v in LEVELS.values())
@@ -170,8 +192,7 @@ def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
     for fam, rules in FAMILIES.items():
         counts = [sum(a.get(r, 0) for a in row["alerts"].values() for r in rules)
                   for row in table]
-        ok = [k for k, c in enumerate(counts) if c <= share]
-        levels[fam] = ok[0] if ok else n_levels - 1
+        levels[fam] = pick_level(counts, share, fewest=fam in FEWEST_FAMILIES)
     place, place_table = _choose_place(train, base, levels, share)
     best: tuple[int, int] | None = None
     by_days: dict[int, int] = {}
