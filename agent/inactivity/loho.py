@@ -14,7 +14,8 @@
    protective per-room level (:data:`PLACE_LEVELS`, the last one off) whose ``inactivity``
    alerts on those homes stay within the family's share or add none to what the chosen
    per-hour level already raised there; then the learning period (:data:`LEARNING_DAYS`)
-   with the fewest false alerts there (ties: the longest, more evidence);
+   with the fewest false alerts there, ``not_returned``'s not counted (ties: the longest,
+   more evidence);
 2. evaluates the home left out with those parameters: fixed rules, learned, 12 h timer,
    with injected collapses. Nothing about that home was used to choose them; what the
    hub learns *online* from the home's own days is the feature being measured.
@@ -196,10 +197,17 @@ def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
     place, place_table = _choose_place(train, base, levels, share)
     best: tuple[int, int] | None = None
     by_days: dict[int, int] = {}
+    left_aside: dict[int, int] = {}
+    # The learning period is shared by every rule; the alerts of a family that no level can
+    # keep within its budget (FEWEST_FAMILIES: absences past every allowed bound) do not
+    # choose it. Counted, they took 3 days over 7 and slowed the stillness rule elsewhere.
+    aside = {r for fam in FEWEST_FAMILIES for r in FAMILIES[fam]}
     for md in LEARNING_DAYS:
         p = _params(base, levels, md, place)
-        total = sum(sum(_false_alerts(h, p).values()) for h in train)
+        alerts = [_false_alerts(h, p) for h in train]
+        total = sum(n for a in alerts for r, n in a.items() if r not in aside)
         by_days[md] = total
+        left_aside[md] = sum(n for a in alerts for r, n in a.items() if r in aside)
         if best is None or (total, -md) < (best[0], -best[1]):
             best = (total, md)
     assert best is not None
@@ -212,6 +220,7 @@ def choose(train: Sequence[HomeData], base: LearnedRoutine) -> dict[str, Any]:
         "place_level": place,
         "place_table": place_table,
         "learning_days_false_alerts": by_days,
+        "learning_days_not_counted": left_aside,
         "level_table": table,
         "params": {k: getattr(chosen, k) for k in chosen.__slots__ if k != "enabled"},
         "_chosen": chosen,
