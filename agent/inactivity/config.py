@@ -145,8 +145,10 @@ class LearnedRoutine:
     ``factor``, ``min_s``, ``by_place``, ``not_up_margin_s``, ``session_factor`` and
     ``min_days`` are what leave-one-home-out chose on the four recorded homes
     (docs/inactivity.md); ``place_factor``, ``place_min_s`` and ``place_min_samples`` are
-    the per-room level chosen in the one fold that took it (CASAS left out); the bounds are
-    the rules' own defaults or telecare practice, not fitted.
+    the per-room level chosen in the one fold that took it (CASAS left out); ``away_factor``
+    and ``away_quantile`` are the ``not_returned`` level chosen on the four homes; the
+    bounds are the rules' own defaults or telecare practice, not fitted (``away_max_s``
+    24 h: README, "not_returned learns how long this person stays out").
     """
 
     enabled: bool = field(default=True, metadata={"doc": "learn this household's routine"})
