@@ -128,17 +128,15 @@ def test_the_learning_period_keeps_the_default(tmp_path: Path, hours: float) -> 
     assert not hub.det.engine.learning.household.ready   # type: ignore[union-attr]
 
 
-def test_leave_one_home_out_takes_the_fewest_alerts_for_not_returned() -> None:
-    from agent.inactivity.loho import FEWEST_FAMILIES, LEVELS, pick_level
+def test_leave_one_home_out_tries_not_returned_bounds_up_to_a_day_only() -> None:
+    from agent.inactivity.loho import FAMILIES, LEVELS, NOT_CHOOSING_PERIOD
 
-    # A training home whose absences run past every allowed bound (Kasteren B: 33 h): no
-    # level meets the budget. The other families fall back to the least protective level;
-    # not_returned takes the most protective with the fewest alerts (16 h here, not 24 h).
-    counts = [4, 3, 3, 3, 3, 3]
-    assert pick_level(counts, 0.7) == 5
-    assert pick_level(counts, 0.7, fewest=True) == 1
-    assert pick_level([2, 1, 0, 0, 0, 0], 0.7, fewest=True) == 2
-    assert pick_level([2, 1, 0, 0, 0, 0], 1.0) == 1
-    assert FEWEST_FAMILIES == ("not_returned",)
+    # Its own family (its own share of the budget), most protective first: the bound grows
+    # with the level from the fixed 12 h and never past 24 h, whatever the homes show.
+    assert FAMILIES["not_returned"] == ("not_returned",)
+    assert "not_returned" not in FAMILIES["sessions"]
     caps = [lv["away_max_s"] for lv in LEVELS["not_returned"]]
     assert caps == sorted(caps) and caps[0] == 12 * H and max(caps) == 24 * H
+    assert LEVELS["not_returned"][0]["away_factor"] == 1.0
+    assert len(LEVELS["not_returned"]) == len(LEVELS["sessions"])
+    assert NOT_CHOOSING_PERIOD == ("not_returned",)
