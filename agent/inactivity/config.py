@@ -197,7 +197,7 @@ class LearnedRoutine:
     night_min_s: float = field(default=45 * 60.0, metadata={"min": 60.0, "max": 12 * 3600.0})
     night_max_s: float = field(default=3 * 3600.0, metadata={"min": 60.0, "max": 12 * 3600.0})
     away_factor: float = field(
-        default=1.5, metadata={"min": 1.0, "max": 5.0,
+        default=2.0, metadata={"min": 1.0, "max": 5.0,
                                "doc": "not_returned: x the away_quantile of the absences seen"},
     )
     away_quantile: float = field(
