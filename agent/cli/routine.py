@@ -134,6 +134,7 @@ def _household(records: Any, params: Any, today: Any, rules: Any) -> dict[str, A
               "chair_s": [params.chair_min_s, params.chair_max_s],
               "night_s": [params.night_min_s, params.night_max_s],
               "away_s": [params.away_min_s, params.away_max_s],
+              "away_factor": params.away_factor, "away_quantile": params.away_quantile,
               "inactivity_s": [params.min_s, params.max_s]}
     return {**learned, "learning_period_days": params.min_days, "defaults": defaults,
             "bounds": bounds}
@@ -207,9 +208,14 @@ def _render_household(hh: dict[str, Any]) -> list[str]:
     for kind, v in hh["sessions"].items():
         rule, key = names.get(kind, (kind, ""))
         lo, hi = b.get(key, [None, None])
-        lines.append(f"  {rule}: after {_fmt(v['threshold_s'])} (longest of {v['sessions']}"
-                     f" session(s) {_fmt(v['longest_s'])}; bounds {_fmt(lo)}-{_fmt(hi)};"
-                     f" default {_fmt(d.get(key))})")
+        if kind == "away" and "quantile" in v:
+            which = "longest" if v["quantile"] >= 1.0 else f"quantile {v['quantile']:g}"
+            what = (f"{v['factor']:g} x {_fmt(v['quantile_s'])}, the {which}"
+                    f" of {v['sessions']} absence(s), longest {_fmt(v['longest_s'])}")
+        else:
+            what = f"longest of {v['sessions']} session(s) {_fmt(v['longest_s'])}"
+        lines.append(f"  {rule}: after {_fmt(v['threshold_s'])} ({what};"
+                     f" bounds {_fmt(lo)}-{_fmt(hi)}; default {_fmt(d.get(key))})")
     return lines
 
 

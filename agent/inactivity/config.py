@@ -135,14 +135,20 @@ class LearnedRoutine:
     - ``not_up``: the latest first activity outside the bedroom (per weekday / weekend once
       there are three of that kind, else pooled) + ``not_up_margin_s``, clamped to
       ``not_up_earliest..not_up_latest``.
-    - ``chair_too_long``, ``night_out_of_bed``, ``not_returned``: ``session_factor`` x the
-      longest session seen, clamped to their ``*_min_s..*_max_s``.
+    - ``chair_too_long``, ``night_out_of_bed``: ``session_factor`` x the longest session
+      seen, clamped to their ``*_min_s..*_max_s``.
+    - ``not_returned``: ``away_factor`` x the ``away_quantile`` of the completed absences
+      seen (front door out -> back, also those that raised ``not_returned``), clamped to
+      ``away_min_s..away_max_s``; it can only grow past the 12 h default for a person seen
+      to stay out that long and come back.
 
     ``factor``, ``min_s``, ``by_place``, ``not_up_margin_s``, ``session_factor`` and
     ``min_days`` are what leave-one-home-out chose on the four recorded homes
     (docs/inactivity.md); ``place_factor``, ``place_min_s`` and ``place_min_samples`` are
-    the per-room level chosen in the one fold that took it (CASAS left out); the bounds are
-    the rules' own defaults or telecare practice, not fitted.
+    the per-room level chosen in the one fold that took it (CASAS left out); ``away_factor``
+    and ``away_quantile`` are the ``not_returned`` level chosen on the four homes; the
+    bounds are the rules' own defaults or telecare practice, not fitted (``away_max_s``
+    24 h: README, "not_returned learns how long this person stays out").
     """
 
     enabled: bool = field(default=True, metadata={"doc": "learn this household's routine"})
@@ -184,18 +190,27 @@ class LearnedRoutine:
     )
     session_factor: float = field(
         default=3.0, metadata={"min": 1.0, "max": 5.0,
-                               "doc": "x the longest chair / night / away session seen"},
+                               "doc": "x the longest chair / night session seen"},
     )
     chair_min_s: float = field(default=2 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})
     chair_max_s: float = field(default=8 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})
     night_min_s: float = field(default=45 * 60.0, metadata={"min": 60.0, "max": 12 * 3600.0})
     night_max_s: float = field(default=3 * 3600.0, metadata={"min": 60.0, "max": 12 * 3600.0})
+    away_factor: float = field(
+        default=2.0, metadata={"min": 1.0, "max": 5.0,
+                               "doc": "not_returned: x the away_quantile of the absences seen"},
+    )
+    away_quantile: float = field(
+        default=1.0, metadata={"min": 0.5, "max": 1.0,
+                               "doc": "not_returned: quantile of the absences seen (1.0 = the "
+                                      "longest)"},
+    )
     away_min_s: float = field(default=12 * 3600.0, metadata={"min": 1800.0, "max": 72 * 3600.0})
     away_max_s: float = field(
-        default=12 * 3600.0, metadata={
+        default=24 * 3600.0, metadata={
             "min": 1800.0, "max": 72 * 3600.0,
-            "doc": "raise to let not_returned learn long absences (12 h: a door-only home "
-                   "cannot tell a collapse just inside from an absence)",
+            "doc": "not_returned never waits longer, however long the absences seen "
+                   "(24 h: not back by the same time next day)",
         },
     )
 

@@ -222,7 +222,10 @@ class NightOutOfBed(Rule):
             self.out_since = now.mono
 
     def on_obs(self, obs: Observation, now: Instant, home: HomeState, inside: bool) -> None:
-        if obs.mat == "bed" and obs.momentary:
+        # Until the bed mat has shown whether it pulses (10 stays), a "vacated" that ends a
+        # stay of a pulse's length is read as a pulse, not as leaving the bed (Kasteren B's
+        # first night: 2 false alerts at 5 and 6 stays); a long stay ending is leaving.
+        if obs.mat == "bed" and (obs.momentary or obs.short_stay):
             self.pulsing_bed = True
         elif obs.mat == "bed":
             self.pulsing_bed = False

@@ -21,7 +21,7 @@ from datetime import date
 from typing import Any
 
 from agent.inactivity.daily_rules import ChairTooLong, NightOutOfBed, NotUp
-from agent.inactivity.home import Alert, HomeState, Instant, Segment
+from agent.inactivity.home import MOMENTARY_MEDIAN_S, Alert, HomeState, Instant, Segment
 from agent.inactivity.household import Learning
 from agent.inactivity.localtime import LocalClock
 from agent.inactivity.routine import Routine, StillnessRecorder, learn, place_key
@@ -257,6 +257,7 @@ class RulesEngine:
         movement sensor on the bed or chair: its pulses are activity, never presence, so a
         pulse stuck "occupied" for days cannot hide a collapse, and the rules are told."""
         home, dev = self.home, obs.device_id
+        since: float | None = None
         if obs.occupied:
             home.mat_on.setdefault(dev, now.mono)
         else:
@@ -267,6 +268,11 @@ class RulesEngine:
         if home.mat_momentary(dev):
             home.mats.pop(dev, None)
             return dataclasses.replace(obs, momentary=True)
+        if (not obs.occupied and since is not None and not home.mat_classified(dev)
+                and now.mono - since < MOMENTARY_MEDIAN_S):
+            # Not yet known to pulse, but this stay was a pulse's length: the rules that
+            # time leaving the mat must not start on it (HomeState.mat_momentary).
+            obs = dataclasses.replace(obs, short_stay=True)
         if obs.occupied:
             home.mats.setdefault(dev, (obs.mat or "", now.mono))
         else:

@@ -88,6 +88,10 @@ class HomeState:
         xs = sorted(stays)
         return xs[len(xs) // 2] < MOMENTARY_MEDIAN_S
 
+    def mat_classified(self, dev: str) -> bool:
+        """The mat has shown enough stays to tell pulses from occupancy."""
+        return len(self.mat_stays.get(dev) or []) >= MOMENTARY_MIN_STAYS
+
     def mat_stay(self, dev: str, seconds: float) -> None:
         stays = self.mat_stays.setdefault(dev, [])
         stays.append(round(max(0.0, seconds), 1))

@@ -5,7 +5,10 @@ activity outside the bedroom (the get-up time), every chair sitting, every night
 out of bed and every absence, measured exactly as the rule that will use them measures, so
 what is learned and what is tested cannot drift apart. :func:`learn_household` turns the
 records of the last ``learn_days`` into thresholds (:class:`Household`), each clamped to the
-configured bounds so learning can never switch a rule off. Until ``min_days`` days have been
+configured bounds so learning can never switch a rule off: chair and night sessions by
+``session_factor`` x the longest, absences by ``away_factor`` x their ``away_quantile``
+(its own pair: absences run to days in some homes, and the bound that matters is the
+upper one, ``away_max_s``). Until ``min_days`` days have been
 observed (the learning period) nothing learned applies: the rules keep their defaults or
 the installer's seeds (``usual_get_up``).
 """
@@ -18,6 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from agent.inactivity.config import LearnedRoutine, hhmm_to_minutes
+from agent.inactivity.routine import quantile
 
 # A day type needs this many get-ups of its own before it stops borrowing from the other.
 MIN_GETUPS_PER_KIND = 3
@@ -90,6 +94,8 @@ class Household:
     after_s: Mapping[str, float] = field(default_factory=dict)      # chair/night/away
     longest_s: Mapping[str, float] = field(default_factory=dict)
     sessions: Mapping[str, int] = field(default_factory=dict)
+    # Absences only: what the threshold is a multiple of (quantile, its value, factor).
+    basis: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def deadline(self, day: date) -> int | None:
         return self.not_up_by.get(day_kind(day)) if self.ready else None
@@ -110,7 +116,9 @@ class Household:
                            if k in self.latest_getup else None}
                        for k, v in sorted(self.not_up_by.items())},
             "sessions": {k: {"threshold_s": self.after_s[k], "sessions": self.sessions.get(k, 0),
-                             "longest_s": self.longest_s.get(k)}
+                             "longest_s": self.longest_s.get(k),
+                             **({"quantile": self.basis[k][0], "quantile_s": self.basis[k][1],
+                                 "factor": self.basis[k][2]} if k in self.basis else {})}
                          for k in sorted(self.after_s)},
         }
 
@@ -188,6 +196,7 @@ def learn_household(rec: HouseholdRecorder, params: LearnedRoutine, today: date)
     after: dict[str, float] = {}
     longest: dict[str, float] = {}
     n: dict[str, int] = {}
+    basis: dict[str, tuple[float, float, float]] = {}
     for kind, (lo_key, hi_key) in SESSION_BOUNDS.items():
         lo, hi = getattr(params, lo_key), getattr(params, hi_key)
         got = [s for d, s in rec.sessions.get(kind, []) if recent(d)]
@@ -195,7 +204,12 @@ def learn_household(rec: HouseholdRecorder, params: LearnedRoutine, today: date)
         if not got:
             continue        # nothing seen: the rule's default stays
         longest[kind] = max(got)
-        after[kind] = round(_clamp(longest[kind] * params.session_factor, lo, hi), 1)
+        q, factor = ((params.away_quantile, params.away_factor) if kind == "away"
+                     else (1.0, params.session_factor))
+        base = round(quantile(got, q), 1)
+        if kind == "away":
+            basis[kind] = (q, base, factor)
+        after[kind] = round(_clamp(base * factor, lo, hi), 1)
     return Household(ready=len(days) >= params.min_days, days_seen=len(days), learned_on=today,
                      not_up_by=by, getups=counts, latest_getup=latest, after_s=after,
-                     longest_s=longest, sessions=n)
+                     longest_s=longest, sessions=n, basis=basis)

@@ -302,13 +302,17 @@ class Away(Rule):
 
     @property
     def limit_s(self) -> float:
-        """Learned from this person's own absences (longest x factor, bounded), else the
-        configured ``not_returned_after_s``."""
+        """Learned from this person's own absences (``away_factor`` x their
+        ``away_quantile``, bounded by ``away_min_s..away_max_s``), else the configured
+        ``not_returned_after_s``."""
         learned = self.learning.session_after("away")
         return self.default_s if learned is None else learned
 
     def _back(self, home: HomeState, now: Instant) -> None:
-        if self.away_since is not None and not self.raised:
+        # Every completed absence is learned, also one that raised not_returned: the person
+        # came back, so it is how long they stay out. Leaving those out kept the limit under
+        # the absences it had alarmed on, and it alarmed on each of them again.
+        if self.away_since is not None:
             self.learning.session("away", self.clock.local_date(now.wall),
                                   now.mono - self.away_since, now.synced)
         home.away = False

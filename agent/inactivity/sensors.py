@@ -61,6 +61,7 @@ class Observation:
     occupied: bool | None = None
     cancel: bool = False
     momentary: bool = False      # a mat that pulses (see HomeState.mat_momentary)
+    short_stay: bool = False     # vacated after a pulse-like stay, mat not yet classified
 
 
 def mat_kind_for_role(role: str) -> str | None:

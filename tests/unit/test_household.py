@@ -126,7 +126,7 @@ def test_pure_learning_from_records_with_exact_values() -> None:
         rec.getup(d, int(hhmm[:2]) * 60 + int(hhmm[3:]))
     rec.session("away", MONDAY, 5 * H)
     rec.session("away", MONDAY + timedelta(days=3), 10 * H)
-    params = LearnedRoutine(not_up_margin_s=1800.0, session_factor=2.0, away_min_s=12 * H,
+    params = LearnedRoutine(not_up_margin_s=1800.0, away_factor=2.0, away_min_s=12 * H,
                             away_max_s=24 * H)
     hh = learn_household(rec, params, MONDAY + timedelta(days=14))
     # Weekend now has four get-ups of its own: latest 09:30 + 30 min.

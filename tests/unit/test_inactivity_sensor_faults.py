@@ -63,6 +63,32 @@ def test_a_pulsing_bed_mat_falling_quiet_is_not_leaving_the_bed() -> None:
     assert home.types() == []                            # old rules: 00:24:59
 
 
+def test_before_the_mat_is_judged_a_pulse_ending_is_not_leaving_the_bed() -> None:
+    # Kasteren B's first night: the mat had shown 5 and 6 stays, too few to be judged, and
+    # the "vacated" of a 1 s pulse started the count (two false alerts).
+    home = Home(only(night_out_of_bed=NIGHT), start="2025-01-15T23:30:00")
+    _pulses(home, n=MOMENTARY_MIN_STAYS // 2)            # 23:30-23:35, then lying still
+    assert not home.engine.home.mat_momentary("bed")
+    home.run_to("2025-01-16T01:30:00")
+    assert home.types() == []                            # old rules: 00:19:59
+    home.see("motion", "pir_kitchen")                    # up: judged as with a pulsing mat
+    home.run(2700 + 1)
+    assert home.when("night_out_of_bed") == "2025-01-16T02:15:00"
+
+
+def test_before_the_mat_is_judged_a_long_stay_ending_is_leaving_the_bed() -> None:
+    home = Home(only(night_out_of_bed=NIGHT), start="2025-01-15T23:30:00")
+    home.see("bed_on")
+    home.run(59)
+    home.see("bed_off")                                  # 59 s: a pulse's length
+    home.see("bed_on")
+    home.run_to("2025-01-16T02:00:00")
+    home.see("bed_off")                                  # 2 h 30: leaving the bed
+    home.run(2700 + 1)
+    assert home.when("night_out_of_bed") == "2025-01-16T02:45:00"
+    assert len(home.engine.home.mat_stays["bed"]) == 2
+
+
 def test_with_a_pulsing_bed_leaving_is_seen_outside_the_bedroom() -> None:
     home = Home(only(night_out_of_bed=NIGHT), start="2025-01-15T23:30:00")
     _pulses(home)
