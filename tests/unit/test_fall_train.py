@@ -320,23 +320,3 @@ def test_pair_replay_keeps_a_detection_by_either_models_own_fold_threshold() -> 
     assert outcome("neck_only") == ["none", "alarm"]
     assert outcome("both") == ["none", "none"]
     assert outcome("either") == ["alarm", "alarm"]
-
-
-@pytest.mark.parametrize("s1, s2, detected", [(0.6, 0.1, True), (0.1, 0.3, True),
-                                              (0.49, 0.19, False), (0.5, 0.2, True)])
-def test_either_scorer_detects_when_either_model_reaches_its_own_threshold(
-        s1: float, s2: float, detected: bool) -> None:
-    """pair_replay --runtime runs the pair as one scorer against 0.5: it must detect exactly
-    when one model reaches its own threshold (0.5 and 0.2 here), as the replay's "either"."""
-    from models.fall.pair_replay import EitherScorer
-
-    class Fixed:
-        def __init__(self, score: float, threshold: float) -> None:
-            self.value, self.threshold, self.version = score, threshold, "v"
-
-        def score(self, window: np.ndarray) -> float:
-            return self.value
-
-    pair = EitherScorer(Fixed(s1, 0.5), Fixed(s2, 0.2))  # type: ignore[arg-type]
-    got = pair.score(np.zeros((WINDOW_SAMPLES, 3), np.float32))
-    assert (got >= pair.threshold) is detected and 0.0 <= got <= 1.0
