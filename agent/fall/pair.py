@@ -29,7 +29,7 @@ import numpy as np
 from agent.errors import ModelError
 from agent.fall.config import FallConfig
 from agent.fall.manifest import load_manifest, verify_model_bytes
-from agent.fall.scoring import ModelScore, Scorer
+from agent.fall.scoring import ModelScore
 from agent.fall.tflite_model import TfliteFallModel, shipped_model_paths
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class PairScorer:
         return out
 
 
-def load_model(cfg: FallConfig) -> Scorer:
+def load_model(cfg: FallConfig) -> TfliteFallModel | PairScorer:
     """The configured (or shipped) model for ``cfg.position``, paired with the second model
     the manifest names for that position. Raises :class:`ModelError` only when the *first*
     model is unusable (the detector then falls back to the threshold detector); a broken
