@@ -1,4 +1,5 @@
-"""Two fold models per held-out person at the neck, held out, without a runtime change.
+"""Two fold models per held-out person at the neck, held out, without a runtime change (the
+study behind step 7: the agent now ships the "either" pair, :mod:`agent.fall.pair`).
 
 Step 6 trained a neck-only model (``train --data fallalld:neck=... --folds 8``, the same seed:
 the same person held out per fold as the shipped folds). This replays every held-out neck gate
