@@ -10,6 +10,12 @@
   executor inference -> confirmation) per wall-second of a 50 Hz wearable, as % of one core,
   measured on recorded daily activities including jogging, where the gate fires most
   (baseline: the same path with the threshold scorer). Target <= 3 %.
+- ``fall_pair_cpu_per_candidate_us[neck]``: CPU time (process time) to score one gate
+  candidate at the neck with the shipped pair (the shipped model and the neck-only model,
+  :class:`agent.fall.pair.PairScorer`), on the windows the gate cut from the recorded
+  activity (baseline: the shipped model alone on the same windows, same run);
+- ``fall_pair_cpu_share_pct[neck]``: ``fall_cpu_share_pct``'s whole runtime path at the
+  neck with the pair (baseline: the same path with the shipped model alone, same run).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +41,7 @@ from agent.fall.config import FallConfig
 from agent.fall.dataset import load_trials
 from agent.fall.detector import FallDetector
 from agent.fall.evaluation import FallReplayContext
+from agent.fall.pair import PairScorer, load_model
 from agent.fall.replay import motion_readings
 from agent.fall.scoring import PeakThresholdScorer, Scorer
 from agent.fall.signal import WINDOW_SAMPLES
@@ -64,7 +72,10 @@ def activity(data: Path, minutes: float) -> np.ndarray:
     return np.tile(rec, (n // len(rec) + 1, 1))[:n]
 
 
-def cpu_share(scorer: Scorer, samples: np.ndarray) -> tuple[float, int]:
+def cpu_share(scorer: Scorer, samples: np.ndarray, cfg: FallConfig | None = None,
+              windows_out: list[np.ndarray] | None = None) -> tuple[float, int]:
+    """``windows_out`` collects every scored window (the gate's candidates)."""
+    cfg = cfg or FallConfig()
     readings = list(motion_readings("wear-1", samples, t0=1000.0))
 
     async def run() -> int:
@@ -73,8 +84,12 @@ def cpu_share(scorer: Scorer, samples: np.ndarray) -> tuple[float, int]:
             clock = ManualClock(mono=1000.0)
             ctx = FallReplayContext(loop, ex, clock)
             windows = [0]
-            det = FallDetector(FallConfig(), scorer=scorer, tick_s=0,
-                               observer=lambda job, s, sc: windows.__setitem__(0, windows[0] + 1))
+            def seen(job: Any, s: float, sc: Scorer) -> None:
+                windows[0] += 1
+                if windows_out is not None:
+                    windows_out.append(job.window)
+
+            det = FallDetector(cfg, scorer=scorer, tick_s=0, observer=seen)
             await det.start(ctx)
             for r in readings:
                 clock.advance(r.mono - clock.monotonic())
@@ -137,7 +152,38 @@ def main() -> int:
     pct, n_windows = cpu_share(TfliteFallModel(), samples)
     emit("fall_cpu_share_pct", pct, "% of one core", base_pct)
     emit("fall_windows_per_minute", n_windows / args.minutes, "windows/min", None)
+    pair_bench(samples)
     return 0
+
+
+def pair_bench(samples: np.ndarray) -> None:
+    """What the second model at the neck costs: per candidate, and on the whole path."""
+    neck = FallConfig(position="neck")
+    pair = load_model(neck)
+    if not isinstance(pair, PairScorer) or pair.second is None:
+        print(json.dumps({"name": "fall_pair_cpu_per_candidate_us[neck]",
+                          "error": "no usable second model at the neck"}), flush=True)
+        return
+    alone = pair.first
+    cands: list[np.ndarray] = []
+    alone_pct, _ = cpu_share(alone, samples, neck, cands)
+    pair_pct, _ = cpu_share(pair, samples, neck)
+    if not cands:
+        print(json.dumps({"name": "fall_pair_cpu_per_candidate_us[neck]",
+                          "error": "the gate cut no candidate from the activity"}), flush=True)
+        return
+    reps = max(1, 4000 // max(1, len(cands)))
+    timed = {}
+    for name, fn in (("alone", alone.score), ("pair", pair.score_models),
+                     ("alone_again", alone.score)):
+        t0 = time.process_time()
+        for _ in range(reps):
+            for w in cands:
+                fn(w)
+        timed[name] = (time.process_time() - t0) / (reps * len(cands))
+    base = min(timed["alone"], timed["alone_again"])   # the faster of two runs: no favour
+    emit("fall_pair_cpu_per_candidate_us[neck]", 1e6 * timed["pair"], "us", 1e6 * base)
+    emit("fall_pair_cpu_share_pct[neck]", pair_pct, "% of one core", alone_pct)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """``tec-agent eval-fall --data DIR [--position P] [--model PATH] [--trials-out FILE] ...``.
 
 Runs every trial under DIR (the format of ``../shared/data/fall/``) through the runtime
-fall detector configured for one wearing position, time-compressed, once with the model and
-once with the threshold fallback, plus the continuous test (each subject's daily activities
-back to back; and again with each recording's final second held before the next begins,
-``continuous_false_alarms_held``, so that no impact is judged on the next recording's
-posture), and prints one JSON object. With ``--trials-out FILE`` it also writes one
+fall detector configured for one wearing position, time-compressed, once with the model (at
+the neck the shipped pair: the shipped model and the neck-only model, either over its own
+threshold) and once with the threshold fallback, plus the continuous test (each subject's
+daily activities back to back; and again with each recording's final second held before
+the next begins, ``continuous_false_alarms_held``, so that no impact is judged on the next
+recording's posture), and prints one JSON object. With ``--trials-out FILE`` it also writes one
 JSON line per trial (subject, trial, label, outcome, score, peak_g, reason) so anyone can
 apply their own labels to the outcomes. With ``--shuffled-orders N`` the continuous test is
 repeated with each subject's recordings in N seeded random orders. Trials the model was
@@ -44,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(threshold for that position). Default: the device named in the "
                         "data's mapping.json, else neck (the [fall] default)")
     p.add_argument("--model", type=Path,
-                   help="fall.tflite to evaluate (manifest.json beside it); default: shipped")
+                   help="fall.tflite to evaluate (manifest.json beside it; a second model "
+                        "its manifest names for the position is paired with it, as at the "
+                        "neck); default: shipped (at the neck: the shipped pair)")
     p.add_argument("--trials-out", type=Path, metavar="FILE",
                    help="write one JSON line per trial: subject, trial, label, outcome "
                         "(alarm|warning|cancelled|none), score, peak_g, reason")
@@ -124,8 +127,8 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
         summarize,
         unprimed_subjects,
     )
+    from agent.fall.pair import PairScorer, load_model
     from agent.fall.scoring import PeakThresholdScorer
-    from agent.fall.tflite_model import TfliteFallModel
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -145,10 +148,14 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
     plot = _plot_available(args)
     try:
         trials = load_trials(args.data)
-        model = TfliteFallModel(args.model, interpreter=cfg.interpreter, position=cfg.position)
+        model = load_model(replace(cfg, model_path=None if args.model is None
+                                   else str(args.model)))
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    pair = model if isinstance(model, PairScorer) else None
+    if pair is not None and pair.error:
+        print(f"warning: {pair.error}", file=sys.stderr)
     unprimed = unprimed_subjects(trials)
     for subject in unprimed:
         print(f"warning: {subject} has no walking trial (D01/D02) to learn the wearable's "
@@ -174,6 +181,8 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
         "interpreter": model.interpreter_package, "path": str(model.model_path),
         "trained_subjects": model.manifest.raw.get("data", {}).get("subjects", []),
     }
+    if pair is not None:
+        out["model"]["pair"] = pair.describe()
     out["in_sample_subjects"] = _in_sample(out["model"]["trained_subjects"],
                                            {t.subject for t in trials})
     out["unprimed_subjects"] = unprimed

@@ -54,7 +54,25 @@ def config_warnings(config: Config, doc: dict[str, Any], config_file: str | None
         if value:
             out.extend(_world_readable(f"mqtt.{key}", value))
     out.extend(_arc_warnings(config))
+    out.extend(_fall_warnings(config))
     return out
+
+
+def _fall_warnings(config: Config) -> list[str]:
+    """A second model the position pairs with the shipped one (the neck) that is missing or
+    fails its sha256: the agent would run the shipped model alone (it does not stop)."""
+    fall = config.fall
+    if not (fall.enabled and (fall.wearables
+                              or any(d.kind == "wearable" for d in config.ble.devices))):
+        return []
+    from agent.fall.pair import second_model_problem
+
+    problem = second_model_problem(fall)
+    if problem is None:
+        return []
+    return [f"fall.position: the second fall model at the {fall.position} cannot be used "
+            f"({problem}): fall detection would run on the shipped model alone, which finds "
+            "fewer falls there (models/fall/README.md); reinstall the package"]
 
 
 def _arc_warnings(config: Config) -> list[str]:

@@ -41,7 +41,9 @@ class FallConfig:
     model_path: str | None = field(
         default=None,
         metadata={"doc": "override the shipped fall.tflite (a missing or corrupt file falls "
-                         "back to the threshold detector, it does not stop the agent)"},
+                         "back to the threshold detector, it does not stop the agent); a "
+                         "second model its manifest names for the position "
+                         "(positions.<p>.second_model, the shipped neck pair) runs with it"},
     )
     manifest_path: str | None = field(
         default=None, metadata={"doc": "default: manifest.json next to model_path"}
@@ -49,7 +51,8 @@ class FallConfig:
     threshold: float | None = field(
         default=None,
         metadata={"min": 0.0, "max": 1.0,
-                  "doc": "override the manifest's decision threshold for the position"},
+                  "doc": "override the manifest's decision threshold for the position (of the "
+                         "first model; a second model keeps its own)"},
     )
     interpreter: str = field(
         default="auto",

@@ -9,7 +9,9 @@ Runs on the agent loop. Scoring (the TFLite model, or the threshold fallback) ru
 ``ctx.executor`` (one worker) so the loop never waits on inference. The model is loaded
 there too at start; if it cannot be trusted (missing, sha256 mismatch, truncated,
 no interpreter) the threshold detector takes over and a ``model_unavailable`` warning says
-so: a home must never lose fall detection because a file was damaged.
+so: a home must never lose fall detection because a file was damaged. Where the position
+has a second model (the neck: :mod:`agent.fall.pair`) and that one cannot be trusted, the
+shipped model runs alone and a ``model_unavailable`` warning (``model: "second"``) says so.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import numpy as np
 from agent.aio import cancel_and_wait
 from agent.errors import ModelError
 from agent.fall.config import FallConfig
-from agent.fall.scoring import PeakThresholdScorer, Scorer
+from agent.fall.pair import PairScorer
+from agent.fall.pair import load_model as load_model
+from agent.fall.scoring import ModelScore, PeakThresholdScorer, Scorer
 from agent.fall.stream import Outcome, ScoreJob, Suspicion, WearableStream
-from agent.fall.tflite_model import TfliteFallModel
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 
@@ -35,12 +38,14 @@ log = logging.getLogger(__name__)
 TICK_S = 0.25
 MAX_IN_FLIGHT = 16
 ScoreObserver = Callable[[ScoreJob, float, Scorer], None]
+Scored = tuple[float, tuple[ModelScore, ...]]
 
 
-def load_model(cfg: FallConfig) -> Scorer:
-    """The configured (or shipped) model; raises :class:`ModelError` if unusable."""
-    return TfliteFallModel(cfg.model_path, cfg.manifest_path, interpreter=cfg.interpreter,
-                           threshold=cfg.threshold, position=cfg.position)
+def _score_job(scorer: Scorer, window: np.ndarray) -> Scored:
+    """In the executor: the score, and each model's own where a pair scores."""
+    if isinstance(scorer, PairScorer):
+        return scorer.score_models(window)
+    return scorer.score(window), ()
 
 
 class FallDetector:
@@ -68,7 +73,7 @@ class FallDetector:
         self._fallback = PeakThresholdScorer(config.baseline_peak_g)
         self._ctx: AgentContext | None = None
         self._streams: dict[str, WearableStream] = {}
-        self._in_flight: set[asyncio.Future[float]] = set()
+        self._in_flight: set[asyncio.Future[Scored]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._prewarning = False
         self.dropped_jobs = 0
@@ -90,6 +95,15 @@ class FallDetector:
             except Exception as exc:  # an interpreter package broken in some other way
                 log.exception("unexpected error loading the fall model")
                 self._use_fallback(f"unexpected error loading the model: {exc!r}")
+        if isinstance(self._scorer, PairScorer) and self._scorer.error:
+            self.model_error = self._scorer.error
+            self._submit("model_unavailable", Priority.WARNING, "fall", {
+                "component": "fall",
+                "reason": self._scorer.error,
+                "fallback": self._scorer.first.version,
+                "model_path": self.config.model_path or "shipped",
+                "model": "second",
+            })
         ctx.subscribe_readings(self._on_reading)
         if self._tick_s > 0:
             self._ticker = ctx.loop.create_task(self._tick_loop(), name="fall-tick")
@@ -172,12 +186,12 @@ class FallDetector:
             log.warning("fall inference backlog: window at %.1f dropped", job.impact_t)
             return
         scorer = self.scorer
-        fut = self._ctx.loop.run_in_executor(self._ctx.executor, scorer.score, job.window)
+        fut = self._ctx.loop.run_in_executor(self._ctx.executor, _score_job, scorer, job.window)
         self._in_flight.add(fut)
         fut.add_done_callback(lambda f: self._on_scored(stream, job, scorer, f))
 
     def _on_scored(self, stream: WearableStream, job: ScoreJob, scorer: Scorer,
-                   fut: asyncio.Future[float]) -> None:
+                   fut: asyncio.Future[Scored]) -> None:
         self._in_flight.discard(fut)
         if fut.cancelled():
             return
@@ -189,10 +203,12 @@ class FallDetector:
             self._use_fallback(f"model failed at inference: {exc}")
             self._submit_job(stream, job)
             return
-        score = float(fut.result())
+        score, models = fut.result()
+        score = float(score)
         if self._observer is not None:
             self._observer(job, score, scorer)
-        suspicion = stream.add_score(job, score, scorer.threshold, scorer.kind, scorer.version)
+        suspicion = stream.add_score(job, score, scorer.threshold, scorer.kind, scorer.version,
+                                     models)
         if suspicion is not None:
             log.warning("%s: possible fall (score %.3f, peak %.1f g), confirming",
                         stream.device_id, score, job.peak_g)
@@ -261,6 +277,12 @@ class FallDetector:
             self._update_prewarning()
 
     def _describe(self, stream: WearableStream, s: Suspicion) -> dict[str, Any]:
+        """The evidence of a detection. Where two models score (the neck pair), ``score`` /
+        ``threshold`` are the pair's (each model's score mapped so that its own threshold is
+        0.5) and ``models`` gives each model's own score, threshold and whether it passed."""
+        extra: dict[str, Any] = {}
+        if len(s.models) > 1:
+            extra["models"] = [m.to_dict() for m in s.models]
         return {
             **stream.meta,
             "score": round(s.score, 4),
@@ -270,6 +292,7 @@ class FallDetector:
             "model_version": s.model_version,
             "position": self.config.position,
             "confirmation": s.evidence.to_dict() if s.evidence else None,
+            **extra,
         }
 
     def _update_prewarning(self) -> None:

@@ -7,11 +7,32 @@ window (g) centred on the impact peak, compared with ``threshold``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from agent.fall.signal import PRE_SAMPLES, magnitude
+
+
+@dataclass(frozen=True, slots=True)
+class ModelScore:
+    """One model's own score and threshold for a window, where more than one model scores
+    it (:class:`agent.fall.pair.PairScorer`): the fall event names which model passed."""
+
+    role: str          # "shipped" | "second"
+    version: str
+    score: float
+    threshold: float
+
+    @property
+    def passed(self) -> bool:
+        return self.score >= self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "model_version": self.version,
+                "score": round(self.score, 4), "threshold": round(self.threshold, 4),
+                "passed": self.passed}
 
 
 class Scorer(Protocol):

@@ -25,6 +25,7 @@ from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
 from agent.fall.confirmation import LYING_BEFORE_S, Evidence, assess, rule_for
 from agent.fall.gate import ImpactGate
+from agent.fall.scoring import ModelScore
 from agent.fall.signal import (
     BLOCK_SAMPLES,
     POST_SAMPLES,
@@ -67,6 +68,7 @@ class Suspicion:
     detector: str = ""
     model_version: str = ""
     evidence: Evidence | None = None
+    models: tuple[ModelScore, ...] = ()   # each model's own score where a pair scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,13 +246,14 @@ class WearableStream:
 
     # ---- scores, confirmation, deadlines -------------------------------------------
     def add_score(self, job: ScoreJob, score: float, threshold: float,
-                  detector: str = "", model_version: str = "") -> Suspicion | None:
+                  detector: str = "", model_version: str = "",
+                  models: tuple[ModelScore, ...] = ()) -> Suspicion | None:
         """A score came back from the executor; open a suspicion if it is a detection."""
         if score < threshold or self._episode is not None:
             return None
         if any(s.evidence and s.evidence.confirmed for s in self.suspicions):
             return None
-        s = Suspicion(job, score, threshold, detector, model_version)
+        s = Suspicion(job, score, threshold, detector, model_version, models=models)
         self.suspicions.append(s)
         return s
 

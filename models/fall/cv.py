@@ -12,7 +12,12 @@ same held-out run with the rule changed)::
         --data sisfall:waist=../shared/data/fall \\
         --data fallalld:neck=../shared/data/fallalld/neck \\
         --data fallalld:waist=../shared/data/fallalld/waist \\
+        --second-folds neck=out/neck-folds \
         --report models/fall/cv_report.json --manifest models/fall/manifest.json
+
+``--second-folds POSITION=DIR`` evaluates what ships at that position: each fold's model
+paired with the second model's same fold (``train --second-model``, the same people held
+out per fold), either over its own fold threshold (:class:`agent.fall.pair.PairScorer`).
 
 ``--from-report`` prints the README tables of an existing report (and with ``--manifest``
 puts it into the manifest) without evaluating again.
@@ -39,6 +44,7 @@ from agent.fall.evaluation import (
     published_threshold_summary,
     summarize,
 )
+from agent.fall.pair import PairScorer
 from agent.fall.scoring import PeakThresholdScorer, Scorer
 from agent.fall.tflite_model import TfliteFallModel
 from models.fall.corpus import DataSet
@@ -78,6 +84,27 @@ def fold_dirs(root: Path) -> list[tuple[Path, list[str]]]:
     return out
 
 
+def pair_factory(second_root: Path) -> Callable[..., Scorer]:
+    """A ``model_factory`` for :func:`run_folds`: each fold's model paired with
+    ``second_root``'s same fold (``fold-K/fall.tflite``)."""
+    def build(path: Path, interpreter: str, position: str) -> PairScorer:
+        second = second_root / Path(path).parent.name / "fall.tflite"
+        return PairScorer(TfliteFallModel(path, interpreter=interpreter, position=position),
+                          TfliteFallModel(second, interpreter=interpreter, position=position))
+    return build
+
+
+def check_same_people(first: list[tuple[Path, list[str]]],
+                      second: list[tuple[Path, list[str]]], name: str) -> None:
+    """Each fold of the second model must hold out the same ``name`` people as the first's
+    (else a held-out person would be in the other model's training set)."""
+    def people(folds: list[tuple[Path, list[str]]]) -> list[list[str]]:
+        return [sorted(p for p in h if p.split(":", 1)[0] == name) for _, h in folds]
+
+    if people(first) != people(second):
+        raise SystemExit(f"the two fold sets hold out different {name} people")
+
+
 def run_folds(ds: DataSet, trials: list[Trial], folds: list[tuple[Path, list[str]]],
               cfg: FallConfig, model_factory: Callable[..., Scorer] = TfliteFallModel
               ) -> tuple[Results, list[dict[str, Any]]]:
@@ -111,14 +138,27 @@ def brief(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool,
-                 baseline: bool = True) -> tuple[dict[str, Any], dict[str, Results]]:
+                 baseline: bool = True, second: Path | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Results]]:
+    """``second``: the second model's fold directories at this position (the pair ships
+    there), evaluated as the pair; the first model alone is then ``model_alone``."""
     cfg = replace(FallConfig(), position=ds.position)
     trials = load_trials(ds.path)
     t0 = time.monotonic()
-    (res, cont), per_fold = run_folds(ds, trials, folds, cfg)
+    factory: Callable[..., Scorer] = TfliteFallModel
+    if second is not None:
+        check_same_people(folds, fold_dirs(second), ds.name)
+        factory = pair_factory(second)
+    (res, cont), per_fold = run_folds(ds, trials, folds, cfg, factory)
     runs = {"model": (res, cont)}
     out: dict[str, Any] = {"position": ds.position, "held_out": True,
                            "model": summarize(res, cont), "folds": per_fold}
+    if second is not None:
+        out["detector"] = ("pair: the fold model and the second model's same fold, either "
+                           f"over its own fold threshold ({second})")
+        alone, _ = run_folds(ds, trials, folds, cfg)
+        runs["model_alone"] = alone
+        out["model_alone"] = brief(summarize(*alone))
     if baseline:
         base = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg).run(trials)
         runs["baseline"] = base
@@ -128,7 +168,7 @@ def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool,
     if rules:
         out["rules"] = {}
         for name, change in RULE_VARIANTS.items():
-            (r, c), _ = run_folds(ds, trials, folds, replace(cfg, **change))
+            (r, c), _ = run_folds(ds, trials, folds, replace(cfg, **change), factory)
             out["rules"][name] = brief(summarize(r, c))
     out["seconds"] = round(time.monotonic() - t0, 1)
     log.info("%s:%s %s", ds.name, ds.position, json.dumps(brief(out["model"])))
@@ -153,7 +193,9 @@ def markdown(report: dict[str, Any]) -> str:
             "(hours; per 24 h) | continuous, held ends (per 24 h) |",
             "|---|---|---|---|---|---|---|---|"]
     for name, v in report["sets"].items():
-        for det, s in (("model (held out)", v["model"]),
+        for det, s in (("model (held out)" if "model_alone" not in v
+                        else "pair, either (held out; ships)", v["model"]),
+                       ("shipped model alone (held out)", v.get("model_alone")),
                        ("Bourke 2007, same path", v.get("baseline")),
                        ("Bourke 2007, as published", v.get("baseline_published"))):
             if s is None:
@@ -166,7 +208,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f" {_f(s.get('false_alarms_per_24h'))}) | {_held(s)} |")
     for pos, runs in report["positions"].items():
         s = runs["model"]
-        rows.append(f"| all {pos} | model (held out) | {_f(s['sensitivity'])} | "
+        det = "pair (held out)" if pos in report.get("second_folds", {}) else "model (held out)"
+        rows.append(f"| all {pos} | {det} | {_f(s['sensitivity'])} | "
                     f"{_f(s['sensitivity_floor'])} | {_f(s['recovered_as_warning'])} | "
                     f"{_f(s['specificity'])} | {s['continuous_false_alarms']} "
                     f"({_f(s['continuous_hours'])} h; {_f(s['false_alarms_per_24h'])}) | "
@@ -200,17 +243,25 @@ def update_manifest(path: Path, report: dict[str, Any]) -> None:
                                        if v["position"] == pos)
         if pos in report["positions"]:
             entry["held_out"] = report["positions"][pos]["model"]
+        if "second_model" in entry:
+            entry["second_model"]["validated_on"] = entry["validated_on"]
+            entry["held_out_detector"] = ("pair: shipped and second model, either over its "
+                                          "own threshold" if pos in report.get("second_folds",
+                                                                                {})
+                                          else "shipped model alone")
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     folds = fold_dirs(args.folds)
+    second = dict(args.second_folds)
     report: dict[str, Any] = {"folds": [{"fold": d.name, "held_out": h} for d, h in folds],
+                              "second_folds": {p: str(d) for p, d in second.items()},
                               "sets": {}, "positions": {}}
     by_position: dict[str, dict[str, list[Any]]] = {}
     for ds in args.data:
         out, runs = evaluate_set(ds, folds, not (args.no_rules or args.model_only),
-                                 not args.model_only)
+                                 not args.model_only, second.get(ds.position))
         report["sets"][f"{ds.name}:{ds.position}"] = out
         acc = by_position.setdefault(ds.position, {})
         for name, (r, c) in runs.items():
@@ -223,11 +274,22 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _position_dir(text: str) -> tuple[str, Path]:
+    position, sep, path = text.partition("=")
+    if not sep or not position or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected POSITION=DIR")
+    return position, Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"))
     ap.add_argument("--data", type=DataSet.parse, action="append", default=[],
                     metavar="NAME:POSITION=DIR")
+    ap.add_argument("--second-folds", type=_position_dir, action="append", default=[],
+                    metavar="POSITION=DIR",
+                    help="the second model's fold-K directories at POSITION (train "
+                         "--second-model): evaluate the pair that ships there")
     ap.add_argument("--report", type=Path, required=True,
                     help="write the report here (with --from-report: read it from here)")
     ap.add_argument("--from-report", action="store_true",

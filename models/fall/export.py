@@ -108,10 +108,39 @@ def manifest_for(tflite: bytes, threshold: float, cfg: FallConfig, extra: dict[s
     }
 
 
-def write_model(out_dir: Path, tflite: bytes, manifest: dict[str, Any]) -> None:
+def write_model(out_dir: Path, tflite: bytes, manifest: dict[str, Any],
+                model_file: str = "fall.tflite", manifest_file: str = "manifest.json") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fall.tflite").write_bytes(tflite)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest["file"] = model_file
+    (out_dir / model_file).write_bytes(tflite)
+    (out_dir / manifest_file).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def second_model_files(position: str) -> tuple[str, str]:
+    """The second model of a position (``train --second-model``): its model and manifest
+    file names beside the shipped ``fall.tflite`` / ``manifest.json``."""
+    return f"fall-{position}.tflite", f"manifest-{position}.json"
+
+
+def register_second_model(main_manifest: Path, position: str, manifest: dict[str, Any]
+                          ) -> None:
+    """Name the second model of ``position`` in the shipped manifest
+    (``positions.<position>.second_model``: file, manifest, sha256, size, version, threshold,
+    what it was trained on, the rule): the runtime checks the file against this sha256 before
+    it pairs the two (agent/fall/pair.py)."""
+    doc = json.loads(main_manifest.read_text())
+    entry = doc.get("positions", {}).get(position)
+    if entry is None:
+        raise SystemExit(f"{main_manifest}: no positions.{position} to pair a model with")
+    model_file, manifest_file = second_model_files(position)
+    entry["second_model"] = {
+        "file": model_file, "manifest": manifest_file, "sha256": manifest["sha256"],
+        "size_bytes": manifest["size_bytes"], "version": manifest["version"],
+        "decision_threshold": manifest["positions"][position]["decision_threshold"],
+        "trained_on": [f"{d['name']}:{d['position']}" for d in manifest["data"]["sets"]],
+        "rule": "either: a detection when either model's score reaches its own threshold",
+    }
+    main_manifest.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def code_version() -> dict[str, Any]:

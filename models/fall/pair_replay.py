@@ -1,4 +1,5 @@
-"""Two fold models per held-out person at the neck, held out, without a runtime change.
+"""Two fold models per held-out person at the neck, held out, without a runtime change (the
+study behind step 7: the agent now ships the "either" pair, :mod:`agent.fall.pair`).
 
 Step 6 trained a neck-only model (``train --data fallalld:neck=... --folds 8``, the same seed:
 the same person held out per fold as the shipped folds). This replays every held-out neck gate
@@ -23,15 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agent.fall.config import FallConfig
 from agent.fall.confirmation import ConfirmRule, rule_for
 from agent.fall.dataset import load_trials
 from agent.fall.evaluation import summarize
-from agent.fall.tflite_model import TfliteFallModel
 from models.fall.corpus import DataSet
-from models.fall.cv import brief, fold_dirs, run_folds
+from models.fall.cv import brief, check_same_people, fold_dirs, pair_factory, run_folds
 from models.fall.rule_replay import (
     TrialCandidates,
     collect,
@@ -44,42 +42,13 @@ from models.fall.rule_replay import (
 MODES = ("shipped", "neck_only", "both", "either")
 
 
-class EitherScorer:
-    """The "either" mode as one runtime scorer (:class:`agent.fall.scoring.Scorer`), to run
-    the pair through the runtime path (``--runtime``): each model's score is mapped
-    piecewise-linearly so that its own threshold lands on 0.5, and the larger counts against
-    0.5. Evaluation only: the agent does not ship it (models/fall/README.md, "Step 6")."""
-
-    kind = "model"
-    threshold = 0.5
-
-    def __init__(self, first: TfliteFallModel, second: TfliteFallModel) -> None:
-        self.first, self.second = first, second
-        self.version = f"{first.version}|{second.version}"
-
-    @staticmethod
-    def calibrated(score: float, threshold: float) -> float:
-        if score < threshold:
-            return 0.5 * score / threshold
-        return 0.5 + 0.5 * (score - threshold) / max(1e-9, 1.0 - threshold)
-
-    def score(self, window: np.ndarray) -> float:
-        return max(self.calibrated(self.first.score(window), self.first.threshold),
-                   self.calibrated(self.second.score(window), self.second.threshold))
-
-
 def runtime_either(ds: DataSet, folds: list[tuple[Path, list[str]]], other: Path
                    ) -> dict[str, Any]:
     """The pair through :func:`models.fall.cv.run_folds` (the runtime's Evaluator: episodes,
     trial and continuous tests), each fold's first model paired with ``other``'s same fold."""
-    def scorer(path: Path, interpreter: str, position: str) -> EitherScorer:
-        second = other / Path(path).parent.name / "fall.tflite"
-        return EitherScorer(TfliteFallModel(path, interpreter=interpreter, position=position),
-                            TfliteFallModel(second, interpreter=interpreter,
-                                            position=position))
-
     cfg = replace(FallConfig(), position=ds.position)
-    (res, cont), _ = run_folds(ds, load_trials(ds.path), folds, cfg, model_factory=scorer)
+    (res, cont), _ = run_folds(ds, load_trials(ds.path), folds, cfg,
+                               model_factory=pair_factory(other))
     return brief(summarize(res, cont))
 
 
@@ -124,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     pos = args.data.position
     fa, fb = fold_dirs(args.folds), fold_dirs(args.other_folds)
-    def people(folds: list[tuple[Path, list[str]]]) -> list[list[str]]:
-        return [sorted(p for p in h if p.split(":", 1)[0] == args.data.name) for _, h in folds]
-
-    if people(fa) != people(fb):
-        raise SystemExit(f"the two fold sets hold out different {args.data.name} people")
+    check_same_people(fa, fb, args.data.name)
     rule = rule_for(replace(FallConfig(), position=pos))
     first = [collect(args.data, [f], min_score=0.0) for f in fa]
     second = [collect(args.data, [f], min_score=0.0) for f in fb]

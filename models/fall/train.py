@@ -7,6 +7,12 @@ Reproducible from ``../shared/data/fall`` (SisFall at 50 Hz), from the repositor
         --data fallalld:neck=../shared/data/fallalld/neck \
         --data fallalld:waist=../shared/data/fallalld/waist --folds 8
 
+The second model at the neck (the "either" pair, models/fall/README.md "Step 7"), after the
+shipped one, the same seed (the same person held out per fold)::
+
+    .trainvenv/bin/python -m models.fall.train --data fallalld:neck=../shared/data/fallalld/neck \
+        --folds 8 --folds-out out/neck-folds --second-model neck
+
 About 15 minutes on two cores (eight outer folds, each with three inner folds, then the
 shipped model; ``--skip-cv`` trains only the shipped model). Seeded, with deterministic
 TensorFlow ops: the same TensorFlow version (recorded in the manifest's ``code``) gives the
@@ -45,7 +51,15 @@ from agent.fall.config import FallConfig
 from agent.fall.dataset import Trial, data_version
 from agent.fall.signal import FEATURES, WINDOW_SAMPLES
 from models.fall.corpus import Candidates, Corpus, DataSet, features
-from models.fall.export import HERE, code_version, manifest_for, to_int8, write_model
+from models.fall.export import (
+    HERE,
+    code_version,
+    manifest_for,
+    register_second_model,
+    second_model_files,
+    to_int8,
+    write_model,
+)
 from models.fall.thresholds import (
     PREWARN_WEIGHT,
     SPEC_WEIGHT,
@@ -242,7 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inner-scores-out", type=Path, metavar="FILE.npz",
                     help="only write the inner out-of-fold scores the thresholds are chosen "
                          "on (every fold's and the shipped model's) to FILE.npz, no models")
+    ap.add_argument("--second-model", choices=("neck",), metavar="POSITION",
+                    help="train the second model of POSITION (at the neck: --data "
+                         "fallalld:neck only): written as fall-POSITION.tflite and "
+                         "manifest-POSITION.json in --out and named in --out/manifest.json "
+                         "(positions.POSITION.second_model), which must exist")
     args = ap.parse_args(argv)
+    if args.second_model and {ds.position for ds in args.data} != {args.second_model}:
+        ap.error(f"--second-model {args.second_model}: every --data must be at the "
+                 f"{args.second_model}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("agent").setLevel(logging.ERROR)
     import tensorflow as tf
@@ -302,7 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                     "report": "models/fall/cv_report.json (python -m models.fall.cv)"}}
     default = sel.get("neck", next(iter(sel.values())))["decision_threshold"]
     manifest = manifest_for(tflite, default, cfg, extra)
-    write_model(args.out, tflite, manifest)
+    if args.second_model:
+        manifest["role"] = (f"second model at the {args.second_model}: paired with fall.tflite "
+                            "(either model's score over its own threshold is a detection)")
+        write_model(args.out, tflite, manifest, *second_model_files(args.second_model))
+        register_second_model(args.out / "manifest.json", args.second_model, manifest)
+    else:
+        write_model(args.out, tflite, manifest)
     log.info("final model %s: %d bytes, thresholds %s (%.0f s); total %.0f s",
              manifest["version"], len(tflite), json.dumps(sel), time.monotonic() - t0,
              time.monotonic() - t_start)

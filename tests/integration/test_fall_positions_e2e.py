@@ -94,6 +94,10 @@ def test_a_fall_that_ends_on_the_floor_gives_exactly_one_fall_alarm(
     assert got[0].json()["priority"] == "alarm"
     assert d["position"] == position and d["detector"] == "model"
     assert d["score"] >= d["threshold"] and d["confirmation"]["confirmed"] is True
+    # The neck runs the shipped pair (each model's own score in ``models``); the waist
+    # keeps the shipped model alone.
+    assert ("models" in d) == (position == "neck")
+    assert ("|" in d["model_version"]) == (position == "neck")
 
 
 @pytest.mark.parametrize("where", [NECK_RECOVERED, NECK_RECOVERED_PITCHED])

@@ -169,8 +169,12 @@ def test_shipped_model_detects_a_fall_through_the_runtime() -> None:
     falls = r.events("fall")
     assert len(falls) == 1
     d = falls[0].data
-    assert d["detector"] == "model" and d["model_version"] == load_manifest(MANIFEST).version
+    # at the neck (the default) the shipped pair: "<shipped>|<neck-only>"
+    assert d["detector"] == "model"
+    assert d["model_version"].split("|")[0] == load_manifest(MANIFEST).version
     assert d["score"] >= d["threshold"]
+    assert [m["role"] for m in d["models"]] == ["shipped", "second"]
+    assert any(m["passed"] for m in d["models"])
 
 
 @pytest.mark.parametrize("code", ["D19_R01", "D07_R01"])

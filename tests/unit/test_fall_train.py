@@ -141,6 +141,39 @@ def test_cv_report_goes_into_the_manifest_per_position(tmp_path) -> None:
     assert doc["positions"]["neck"]["held_out"]["sensitivity_floor"] == 0.95
     table = markdown(report)
     assert "| fallalld:neck | model (held out) | 0.900 (9/10) | 0.950 | 0.800 |" in table
+    # The neck's second model: what ships there is the pair (cv --second-folds).
+    assert doc["positions"]["neck"]["second_model"]["validated_on"] == ["fallalld:neck"]
+    assert doc["positions"]["neck"]["held_out_detector"] == "shipped model alone"
+    alone = {**fig, "sensitivity_floor": 0.9}
+    report["sets"]["fallalld:neck"]["model_alone"] = alone
+    report["second_folds"] = {"neck": "out/neck-folds"}
+    update_manifest(manifest, report)
+    doc = json.loads(manifest.read_text())
+    assert doc["positions"]["neck"]["held_out_detector"].startswith("pair")
+    assert "second_model" not in doc["positions"]["waist"]
+    table = markdown(report)
+    assert "| fallalld:neck | pair, either (held out; ships) | 0.900 (9/10) | 0.950 |" in table
+    assert "| fallalld:neck | shipped model alone (held out) | 0.900 (9/10) | 0.900 |" in table
+    assert "| all neck | pair (held out) |" in table
+    assert "| all waist | model (held out) |" in table
+
+
+def test_cv_second_folds_must_hold_out_the_same_people(tmp_path) -> None:
+    """The pair's folds: a held-out person in the other model's training set would make
+    the pair's figures in-sample."""
+    import json
+
+    from models.fall.cv import check_same_people, fold_dirs
+
+    for root, people in (("a", ["fallalld:FA01", "sisfall:SA01"]), ("b", ["fallalld:FA01"]),
+                         ("c", ["fallalld:FA02"])):
+        (tmp_path / root / "fold-0").mkdir(parents=True)
+        (tmp_path / root / "fold-0" / "manifest.json").write_text(
+            json.dumps({"held_out": people}))
+    a, b, c = (fold_dirs(tmp_path / r) for r in "abc")
+    check_same_people(a, b, "fallalld")
+    with pytest.raises(SystemExit, match="different fallalld people"):
+        check_same_people(a, c, "fallalld")
 
 
 def test_pendant_turn_changes_the_features_only_where_the_window_turns() -> None:
@@ -320,23 +353,3 @@ def test_pair_replay_keeps_a_detection_by_either_models_own_fold_threshold() -> 
     assert outcome("neck_only") == ["none", "alarm"]
     assert outcome("both") == ["none", "none"]
     assert outcome("either") == ["alarm", "alarm"]
-
-
-@pytest.mark.parametrize("s1, s2, detected", [(0.6, 0.1, True), (0.1, 0.3, True),
-                                              (0.49, 0.19, False), (0.5, 0.2, True)])
-def test_either_scorer_detects_when_either_model_reaches_its_own_threshold(
-        s1: float, s2: float, detected: bool) -> None:
-    """pair_replay --runtime runs the pair as one scorer against 0.5: it must detect exactly
-    when one model reaches its own threshold (0.5 and 0.2 here), as the replay's "either"."""
-    from models.fall.pair_replay import EitherScorer
-
-    class Fixed:
-        def __init__(self, score: float, threshold: float) -> None:
-            self.value, self.threshold, self.version = score, threshold, "v"
-
-        def score(self, window: np.ndarray) -> float:
-            return self.value
-
-    pair = EitherScorer(Fixed(s1, 0.5), Fixed(s2, 0.2))  # type: ignore[arg-type]
-    got = pair.score(np.zeros((WINDOW_SAMPLES, 3), np.float32))
-    assert (got >= pair.threshold) is detected and 0.0 <= got <= 1.0
