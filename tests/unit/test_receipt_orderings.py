@@ -88,6 +88,13 @@ def _store_alarm(loop, store, delivery) -> Event:
     return ev
 
 
+def _puback(loop, transport: RecordingTransport, delivery, *events: Event) -> None:
+    for ev in events:
+        (mid,) = transport.event_mids(ev.id)
+        delivery.on_puback(mid, False)
+    _turns(loop)
+
+
 def _receipt(transport: RecordingTransport, *ids: str) -> None:
     (handler,) = transport.handlers.values()
     handler(HubMessage("tec/v1/hub-1/receipt", json.dumps({"ids": list(ids)}).encode(), False))
@@ -176,16 +183,9 @@ def test_past_the_cap_telemetry_is_final_on_the_puback_alarms_still_wait(rig, mo
                                  device_id="t") for _ in range(2)])
     delivery.notify_new()
     _turns(loop)
-    for ev in (t1, t2):
-        (mid,) = transport.event_mids(ev.id)
-        delivery.on_puback(mid, False)
-    _turns(loop)
+    _puback(loop, transport, delivery, t1, t2)
     assert finished == [t2.seq] and delivery.awaiting_receipt == 1   # t1 waits, t2 is final
-    alarms = [_store_alarm(loop, store, delivery) for _ in range(2)]
-    for ev in alarms:
-        (mid,) = transport.event_mids(ev.id)
-        delivery.on_puback(mid, False)
-    _turns(loop)
+    _puback(loop, transport, delivery, *(_store_alarm(loop, store, delivery) for _ in range(2)))
     assert delivery.awaiting_receipt == 3                            # over the cap: alarms wait
 
 
@@ -222,10 +222,7 @@ def test_an_alarm_waits_receipt_timeout_alarm_s_other_events_receipt_timeout_s(
                                       device_id="d")])
         delivery.notify_new()
         _turns(loop)
-        for ev in (alarm, info):
-            (mid,) = transport.event_mids(ev.id)
-            delivery.on_puback(mid, False)
-        _turns(loop)
+        _puback(loop, transport, delivery, alarm, info)
         acked = time.monotonic()
         assert delivery.awaiting_receipt == 2
         assert delivery.resend_overdue(acked + 9.0) == 0
