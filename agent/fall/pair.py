@@ -30,7 +30,7 @@ from agent.errors import ModelError
 from agent.fall.config import FallConfig
 from agent.fall.manifest import load_manifest, verify_model_bytes
 from agent.fall.scoring import ModelScore
-from agent.fall.tflite_model import TfliteFallModel, shipped_model_paths
+from agent.fall.tflite_model import TfliteFallModel, model_paths
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +82,11 @@ def check_second_model(spec: SecondModel) -> None:
     verify_model_bytes(own, spec.model_path)
 
 
-def _manifest_path(cfg: FallConfig) -> Path:
-    if cfg.manifest_path is not None:
-        return Path(cfg.manifest_path)
-    if cfg.model_path is not None:
-        return Path(cfg.model_path).with_name("manifest.json")
-    return shipped_model_paths()[1]
-
-
 def second_model_problem(cfg: FallConfig) -> str | None:
     """Why the configured position's second model cannot be used (None: it can, or the
     position has none). For ``check-config``; the primary model is not checked here."""
     try:
-        spec = second_model_entry(_manifest_path(cfg), cfg.position)
+        spec = second_model_entry(model_paths(cfg.model_path, cfg.manifest_path)[1], cfg.position)
         if spec is not None:
             check_second_model(spec)
     except ModelError as exc:

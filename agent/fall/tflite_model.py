@@ -32,6 +32,19 @@ def shipped_model_paths() -> tuple[Path, Path]:
     return base / "fall.tflite", base / "manifest.json"
 
 
+def model_paths(model_path: Path | str | None = None,
+                manifest_path: Path | str | None = None) -> tuple[Path, Path]:
+    """The model file and manifest to load: as given; a model's manifest beside it; else
+    the shipped pair (:func:`shipped_model_paths`)."""
+    shipped_model, shipped_manifest = shipped_model_paths()
+    model = Path(model_path) if model_path is not None else shipped_model
+    if manifest_path is not None:
+        return model, Path(manifest_path)
+    if model_path is not None:
+        return model, model.with_name("manifest.json")
+    return model, shipped_manifest
+
+
 def interpreter_class(choice: str = "auto") -> tuple[Any, str]:
     """(Interpreter class, package name) for ``auto`` or an explicit package."""
     names = INTERPRETER_PACKAGES if choice == "auto" else (choice,)
@@ -65,14 +78,7 @@ class TfliteFallModel:
     ) -> None:
         """``position`` picks the manifest's threshold for where the wearable is worn;
         ``threshold`` overrides it."""
-        shipped_model, shipped_manifest = shipped_model_paths()
-        self.model_path = Path(model_path) if model_path is not None else shipped_model
-        if manifest_path is not None:
-            self.manifest_path = Path(manifest_path)
-        elif model_path is not None:
-            self.manifest_path = self.model_path.with_name("manifest.json")
-        else:
-            self.manifest_path = shipped_manifest
+        self.model_path, self.manifest_path = model_paths(model_path, manifest_path)
         self.manifest: Manifest = load_manifest(self.manifest_path)
         content = verify_model_bytes(self.manifest, self.model_path)
         cls, self.interpreter_package = interpreter_class(interpreter)
