@@ -27,19 +27,20 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import dataclasses
 import json
 import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.inactivity.evaluation import DAY_END_MIN, DAY_START_MIN, sample_episodes
+from agent.inactivity.evaluation import is_daytime, sample_episodes
+from agent.inactivity.localtime import LocalClock
+from agent.inactivity.loho import BUDGET_PER_30_DAYS, find_homes, parse_zones
 from agent.inactivity.replay import Labelled, LogEvent
 
-BUDGET_PER_30_DAYS = 1.0
 TARGET_MIN = 120.0
 FACTORS = (1.0, 1.1, 1.2, 1.3, 1.5, 1.75, 2.0)
 POOLS = (0, 1, 2)
@@ -51,29 +52,23 @@ class Setting:
     factor: float
     pool: int
     false_alerts: int
-    per_30_days: float
+    false_alerts_per_30_days: float
     daytime_delay_min_p50: float | None
-    share_under_target: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"factor": self.factor, "pool": self.pool, "false_alerts": self.false_alerts,
-                "false_alerts_per_30_days": self.per_30_days,
-                "daytime_delay_min_p50": self.daytime_delay_min_p50,
-                "share_under_2h": self.share_under_target}
+    share_under_2h: float | None
 
 
 class HomeStillness:
     """The per-(day, hour) stillness maxima of one home, and the natural gaps."""
 
     def __init__(self, log: Sequence[LogEvent], labels: Sequence[Labelled], zone: ZoneInfo):
-        self.zone = zone
+        self.clock = LocalClock(zone)
         self.walls = [e.wall for e in log]
         self.away = sorted((lb.start, lb.end) for lb in labels if lb.activity == "Leaving")
         self._starts = [s for s, _ in self.away]
         self._end_so_far: list[float] = []      # the latest end among absences 0..i
         for _, e in self.away:
             self._end_so_far.append(max(e, self._end_so_far[-1] if self._end_so_far else e))
-        self.day0 = self._local(self.walls[0]).date() if self.walls else None
+        self.day0 = self.clock.local_date(self.walls[0]) if self.walls else None
         self.maxima: dict[tuple[int, int], float] = {}
         self.gaps: list[tuple[float, float]] = []
         for a, b in zip(self.walls, self.walls[1:], strict=False):
@@ -83,16 +78,14 @@ class HomeStillness:
             t = a
             while t < b:
                 end = min(b, self._next_hour(t))
-                key = (self.day(t), self._local(t).hour)
+                key = (self.day(t), self.clock.local(t).hour)
                 self.maxima[key] = max(self.maxima.get(key, 0.0), end - a)
                 t = end
         self.days = sorted({d for d, _ in self.maxima})
 
-    def _local(self, wall: float) -> datetime:
-        return datetime.fromtimestamp(wall, self.zone)
-
     def _next_hour(self, wall: float) -> float:
-        return self._local(wall).replace(minute=0, second=0, microsecond=0).timestamp() + HOUR_S
+        return (self.clock.local(wall).replace(minute=0, second=0, microsecond=0).timestamp()
+                + HOUR_S)
 
     def _overlaps_away(self, a: float, b: float) -> bool:
         i = bisect.bisect_left(self._starts, b)       # absences starting before b: 0..i-1
@@ -100,11 +93,10 @@ class HomeStillness:
 
     def day(self, wall: float) -> int:
         assert self.day0 is not None
-        return (self._local(wall).date() - self.day0).days
+        return (self.clock.local_date(wall) - self.day0).days
 
     def daytime(self, wall: float) -> bool:
-        loc = self._local(wall)
-        return DAY_START_MIN <= loc.hour * 60 + loc.minute < DAY_END_MIN
+        return is_daytime(self.clock, wall)
 
     def thresholds(self, day: int, pool: int) -> list[float | None]:
         """Leave-one-day-out: per hour, the longest stillness reached in it (or within
@@ -123,7 +115,7 @@ class HomeStillness:
         t = start
         while t < limit:
             nxt = self._next_hour(t)
-            th = table[self._local(t).hour]
+            th = table[self.clock.local(t).hour]
             if th is not None and (not daytime_only or self.daytime(t)):
                 at = max(t, start + factor * th)
                 if at < min(nxt, limit):
@@ -145,20 +137,22 @@ def evaluate_home(log: Sequence[LogEvent], labels: Sequence[Labelled], zone: Zon
     """Every (factor, pool) setting on one home, and the fastest within the budget."""
     home = HomeStillness(log, labels, zone)
     injected = _injections(log, labels, home, inject, seed)
+    # Each gap (after the first day) and each collapse with its day and last row before it,
+    # once: the settings below only change the thresholds.
+    gaps = [(a, b, home.day(a)) for a, b in home.gaps if home.day(a) > 0]
+    last_rows = [(t, home.walls[i], home.day(t)) for t in injected
+                 if (i := bisect.bisect_right(home.walls, t) - 1) >= 0]
     settings: list[Setting] = []
     for pool in pools:
         tables = {d: home.thresholds(d, pool) for d in home.days}
         for f in factors:
-            fa = sum(1 for a, b in home.gaps
-                     if home.day(a) in tables and home.day(a) > 0
-                     and home.crossing(a, tables[home.day(a)], f, b, True) is not None)
+            fa = sum(1 for a, b, d in gaps
+                     if d in tables and home.crossing(a, tables[d], f, b, True) is not None)
             delays: list[float] = []
-            for t in injected:
-                i = bisect.bisect_right(home.walls, t) - 1
-                if i < 0 or home.day(t) not in tables:
+            for t, last, d in last_rows:
+                if d not in tables:
                     continue
-                at = home.crossing(home.walls[i], tables[home.day(t)], f,
-                                   home.walls[i] + 48 * HOUR_S, False)
+                at = home.crossing(last, tables[d], f, last + 48 * HOUR_S, False)
                 if at is not None:
                     delays.append((at - t) / 60.0)
             med = round(statistics.median(delays), 1) if delays else None
@@ -166,14 +160,14 @@ def evaluate_home(log: Sequence[LogEvent], labels: Sequence[Labelled], zone: Zon
                      if delays else None)
             settings.append(Setting(f, pool, fa, round(fa * 30.0 / days, 2) if days else 0.0,
                                     med, share))
-    within = [s for s in settings if s.per_30_days <= BUDGET_PER_30_DAYS
+    within = [s for s in settings if s.false_alerts_per_30_days <= BUDGET_PER_30_DAYS
               and s.daytime_delay_min_p50 is not None]
     best = min(within, key=lambda s: s.daytime_delay_min_p50 or 0.0) if within else None
     return {
         "days": round(days, 2),
         "daytime_injected": len(injected),
-        "settings": [s.as_dict() for s in settings],
-        "best_within_budget": best.as_dict() if best else None,
+        "settings": [dataclasses.asdict(s) for s in settings],
+        "best_within_budget": dataclasses.asdict(best) if best else None,
         "target_reachable": bool(best and (best.daytime_delay_min_p50 or 0.0) < TARGET_MIN),
     }
 
@@ -181,7 +175,6 @@ def evaluate_home(log: Sequence[LogEvent], labels: Sequence[Labelled], zone: Zon
 def main(argv: Sequence[str] | None = None) -> int:
     from agent.config import parse_config
     from agent.errors import ConfigError
-    from agent.inactivity.loho import find_homes, parse_zones
 
     ap = argparse.ArgumentParser(
         prog="python -m agent.inactivity.bound",

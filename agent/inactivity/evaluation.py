@@ -74,6 +74,11 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def is_daytime(clock: LocalClock, wall: float) -> bool:
+    """Whether ``wall`` is in the daytime the delay figures are reported for."""
+    return DAY_START_MIN <= clock.minute_of_day(wall) < DAY_END_MIN
+
+
 def sample_episodes(log: Sequence[LogEvent], labels: Sequence[Labelled], n: int, seed: int,
                     episode_s: float, start: float | None = None,
                     end: float | None = None) -> list[float]:
@@ -176,7 +181,7 @@ class _Detection:
     by_place: dict[str, list[float | None]] = field(default_factory=dict)
 
     def add(self, sc: Scenario, t: float, hits: list[Event]) -> None:
-        daytime = DAY_START_MIN <= sc.clock.minute_of_day(t) < DAY_END_MIN
+        daytime = is_daytime(sc.clock, t)
         self.day_n += daytime
         if daytime:
             self.by_place.setdefault(sc.place_at(t) or "-", []).append(
