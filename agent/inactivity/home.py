@@ -82,10 +82,9 @@ class HomeState:
     def mat_momentary(self, dev: str) -> bool:
         """The mat reports pulses (movement on it), not occupancy: its ``vacated`` does not
         mean the person left and its ``occupied`` is no proof they are still there."""
-        stays = self.mat_stays.get(dev) or []
-        if len(stays) < MOMENTARY_MIN_STAYS:
+        if not self.mat_classified(dev):
             return False
-        xs = sorted(stays)
+        xs = sorted(self.mat_stays[dev])
         return xs[len(xs) // 2] < MOMENTARY_MEDIAN_S
 
     def mat_classified(self, dev: str) -> bool:

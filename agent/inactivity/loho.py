@@ -195,8 +195,6 @@ def factor_floor(train: Sequence[HomeData]) -> tuple[float, dict[str, float | No
     nothing about the factor (its alerts come from something a margin does not fix) and
     is left out. 1.0 (no floor) if no home says anything.
     """
-    from zoneinfo import ZoneInfo
-
     from agent.inactivity.bound import evaluate_home
 
     factors = sorted({lv["factor"] for lv in LEVELS["inactivity"]})

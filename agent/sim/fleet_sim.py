@@ -139,12 +139,11 @@ TELEMETRY_WAIT_S = 15.0     # drain: how long telemetry may trail the other even
 
 
 def _receipt_lags(hubs: Sequence[_Hub]) -> dict[str, float | None]:
-    lags = sorted(x * 1000.0 for h in hubs if h.agent.uplink
-                  for x in h.agent.uplink.receipt_lags_s)
+    lags = [x * 1000.0 for h in hubs if h.agent.uplink for x in h.agent.uplink.receipt_lags_s]
     p50, p99 = _percentile(lags, 0.50), _percentile(lags, 0.99)
     return {"receipt_lag_ms_p50": None if p50 is None else round(p50, 1),
             "receipt_lag_ms_p99": None if p99 is None else round(p99, 1),
-            "receipt_lag_ms_max": round(lags[-1], 1) if lags else None}
+            "receipt_lag_ms_max": round(max(lags), 1) if lags else None}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
