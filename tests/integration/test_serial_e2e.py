@@ -92,8 +92,12 @@ def test_frame_on_the_line_is_acked_and_reaches_the_broker(tmp_path: Path, mqtt_
     assert ev["data"]["room"] == "hall"
 
 
-def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mqtt_broker,
+def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, durable_broker,
                                                               unit_end: UnitEnd) -> None:
+    mqtt_broker = durable_broker
+    # Subscribed before the outage with a persistent session: what the hub publishes the
+    # moment the broker is back is queued for this subscriber, however slowly it reconnects.
+    events = mqtt_broker.subscribe("tec/v1/hub-test/event", persistent_id="platform")
     cfg = _serial_config(tmp_path, mqtt_broker, unit_end.path,
                          'escalate_after_s = 0.5\naccount = "1234"')
     with AgentRunner(cfg, Hardware()) as runner:
@@ -114,8 +118,7 @@ def test_alarm_escalates_to_the_unit_while_the_broker_is_down(tmp_path: Path, mq
         assert (units[0].details["escalated"], units[0].details["failed"],
                 units[0].details["skipped_delivered"]) == (1, 0, 0)
         mqtt_broker.start()
-        events = mqtt_broker.subscribe("tec/v1/hub-test/event")
-        evs = events.wait_events(2, timeout=15)
+        evs = events.wait_events(2, timeout=30)
     assert [e["type"] for e in evs][:2] == ["fall", "alarm_escalated"]
     rec = evs[1]
     assert rec["data"]["path"] == "serial" and rec["data"]["event_id"] == alarm.id
@@ -153,13 +156,15 @@ def test_alarm_left_pending_by_a_restart_is_escalated(tmp_path: Path, mqtt_broke
         assert runner.call(runner.agent.pending_alarms) == []
 
 
-def test_alarm_the_store_refuses_still_escalates_to_the_unit(tmp_path: Path, mqtt_broker,
+def test_alarm_the_store_refuses_still_escalates_to_the_unit(tmp_path: Path, durable_broker,
                                                             unit_end: UnitEnd) -> None:
     """A failing card and no broker at once: the alarm is in memory and the spill file only;
     the telecare unit (the second path) must still get it."""
     from agent.store.sqlite_store import SqliteStore
     from tests.store_faults import FaultPlan
 
+    mqtt_broker = durable_broker
+    events = mqtt_broker.subscribe("tec/v1/hub-test/event", persistent_id="platform")
     cfg = _serial_config(tmp_path, mqtt_broker, unit_end.path,
                          'escalate_after_s = 0.5\naccount = "1234"')
     plan = FaultPlan()
@@ -178,7 +183,6 @@ def test_alarm_the_store_refuses_still_escalates_to_the_unit(tmp_path: Path, mqt
         assert runner.agent.state.storage_failed
         plan.clear()                           # the card works again, the broker returns
         mqtt_broker.start()
-        events = mqtt_broker.subscribe("tec/v1/hub-test/event")
         evs = events.wait_for(lambda ms: {"fall", "alarm_escalated"}
                               <= {e["type"] for e in events.events()}, timeout=30,
                               what="the alarm and its escalation record")
