@@ -101,6 +101,7 @@ class RemoteControl:
         self._tasks: set[asyncio.Task[None]] = set()
         self._outbox: deque[tuple[str, bytes]] = deque(maxlen=_OUTBOX)
         self._online = False
+        self._stopped = False
         self._request_sent_at: float | None = None   # monotonic
         self._request_backoff = 0.0
         self._request_not_before = 0.0               # monotonic
@@ -149,6 +150,10 @@ class RemoteControl:
                         "command will be rejected", self.config.keys_dir)
 
     async def stop(self) -> None:
+        # The agent goes offline after its components stop: that is its own doing, not the
+        # broker refusing config/request (commissioning stops within seconds of connecting).
+        self._request_sent_at = None
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         for unsubscribe in self._unsubscribe:
@@ -332,6 +337,8 @@ class RemoteControl:
                     "for %.0f s", _REQUEST_SUSPECT_S, self._request_backoff)
 
     def _on_state(self, state: AgentState) -> None:
+        if self._stopped:
+            return
         was_online, self._online = self._online, state.online
         if was_online and not state.online:
             self._connection_lost()

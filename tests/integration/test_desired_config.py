@@ -108,3 +108,16 @@ def test_a_broker_that_refuses_the_request_costs_two_reconnects_at_most(tmp_path
             assert r.agent.uplink.connects <= 3 and r.agent.state.online
     finally:
         broker.close()
+
+
+def test_stopping_soon_after_connecting_is_not_taken_for_a_refused_request(
+        remote_env: RemoteEnv, caplog: pytest.LogCaptureFixture) -> None:
+    """An agent stopped within 10 s of its connect (commissioning, which runs the agent for a
+    few seconds; a quick restart) closes its own connection: that is not the broker refusing
+    config/request, and the installer must not be told to check the broker's ACL."""
+    e = remote_env
+    runner = e.start_agent()
+    wait_until(lambda: runner.agent.state.online, 20, what="the hub online")
+    e.stop_agent()
+    suspect = [r.getMessage() for r in caplog.records if "config/request" in r.getMessage()]
+    assert suspect == []
