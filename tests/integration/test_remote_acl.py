@@ -107,6 +107,12 @@ def test_reads_are_confined(remote_env: RemoteEnv) -> None:
     # Support reads answers and status but never events (personal data).
     assert not receives(e, "support", f"{mine}/event", HUB, "platform", to_support)
     assert receives(e, "support", f"{mine}/status", HUB, "platform", to_support)
+    # Nor under a tenant prefix (mqtt.topic_prefix), where the platform does read them.
+    tenant = f"council-a/tec/v1/{HUB}"
+    assert receives(e, "platform", f"{tenant}/event", HUB, "platform", to_support)
+    assert not receives(e, "support", f"{tenant}/event", HUB, "platform", to_support)
+    assert not receives(e, "support", f"{tenant}/device/cord-1", HUB, "platform", to_support)
+    assert receives(e, "support", f"{tenant}/status", HUB, "platform", to_support)
     # Receipts reach the hub they name, and no other.
     assert receives(e, HUB, f"{mine}/receipt", "platform", HUB, ("support", f"{mine}/config/set"))
     assert not receives(e, "hub-other", f"{mine}/receipt", "platform", HUB, to_other)
