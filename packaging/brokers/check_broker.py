@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Check what a broker does with the promises tec-agent relies on; one JSON object out.
 
-    .venv/bin/python packaging/brokers/check_broker.py --broker mqtt://user@host:1883 \\
-        --password-file pw [--protocol 5|3.1.1]
+    .venv/bin/python packaging/brokers/check_broker.py --broker mqtt[s]://user@host:port \\
+        --password-file pw [--protocol 5|3.1.1] [--ca-file CA.pem]
+
+The account needs to publish and subscribe under ``tec/v1/tec-check-*/`` (a test account:
+neither a hub's nor ``platform``/``support`` of the shipped ACL may do both).
 
 Checks (each ``true``/``false``, or a count, or an error string):
 - ``connect``: the broker accepts a connection in this protocol;
@@ -47,7 +50,8 @@ from agent.remote.client import BrokerUrl, parse_broker_url  # noqa: E402
 
 class Probe:
     def __init__(self, broker: BrokerUrl, password: str | None, protocol: str, client_id: str,
-                 persistent: bool = False, manual_ack: bool = False) -> None:
+                 persistent: bool = False, manual_ack: bool = False,
+                 ca_file: str | None = None) -> None:
         self.v5 = protocol == "5"
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
@@ -55,6 +59,8 @@ class Probe:
                              manual_ack=manual_ack)
         if broker.username:
             self.c.username_pw_set(broker.username, password)
+        if broker.tls:  # mqtts://: a production profile has TLS listeners only
+            self.c.tls_set(ca_certs=ca_file)
         self.broker, self.persistent = broker, persistent
         self.cond = threading.Condition()
         self.got: list[tuple[str, bytes, bool, int]] = []
@@ -111,12 +117,13 @@ class Probe:
         c.on_connect = c.on_disconnect = c.on_publish = c.on_message = c.on_subscribe = None
 
 
-def run(broker: BrokerUrl, pw: str | None, protocol: str) -> dict[str, Any]:
+def run(broker: BrokerUrl, pw: str | None, protocol: str,
+        ca_file: str | None = None) -> dict[str, Any]:
     tag = f"tec-check-{int(time.time())}"
     out: dict[str, Any] = {"protocol": protocol}
 
     def probe(name: str, **kw: Any) -> Probe:
-        return Probe(broker, pw, protocol, f"{tag}-{name}", **kw)
+        return Probe(broker, pw, protocol, f"{tag}-{name}", ca_file=ca_file, **kw)
 
     pub = probe("pub")
     out["connect"] = pub.connect()
@@ -191,12 +198,12 @@ def run(broker: BrokerUrl, pw: str | None, protocol: str) -> dict[str, Any]:
     finally:
         pub.close()
     out["ingest"] = check_ingest(broker, pw, protocol, tag,
-                                 shared=out.get("shared_subscription") is True)
+                                 shared=out.get("shared_subscription") is True, ca_file=ca_file)
     return out
 
 
 def check_ingest(broker: BrokerUrl, pw: str | None, protocol: str, tag: str,
-                 shared: bool) -> str:
+                 shared: bool, ca_file: str | None = None) -> str:
     from agent.ingest.db import open_db
     from agent.ingest.ingester import Ingester
     from agent.ingest.mqtt_source import MqttSource, SourceSettings
@@ -204,12 +211,12 @@ def check_ingest(broker: BrokerUrl, pw: str | None, protocol: str, tag: str,
     with tempfile.TemporaryDirectory() as tmp:
         db = open_db(f"sqlite:///{tmp}/i.db")
         src = MqttSource(SourceSettings(broker, pw, f"{tag}-ingest", group=tag if shared else "",
-                                        protocol=protocol))
+                                        protocol=protocol, ca_file=ca_file))
         ing = Ingester(src, db)
         src.start()
         th = threading.Thread(target=ing.run, daemon=True)
         th.start()
-        pub = Probe(broker, pw, protocol, f"{tag}-ipub")
+        pub = Probe(broker, pw, protocol, f"{tag}-ipub", ca_file=ca_file)
         pub.connect()
         hub = f"{tag}-hub"
         for n in range(200):
@@ -231,13 +238,16 @@ def check_ingest(broker: BrokerUrl, pw: str | None, protocol: str, tag: str,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--broker", required=True, help="mqtt://user@host:port")
-    ap.add_argument("--password-file")
+    ap.add_argument("--broker", required=True,
+                    help="mqtt://user@host:port, or mqtts:// for a TLS listener; the account "
+                         "must publish and subscribe under tec/v1/tec-check-*/")
+    ap.add_argument("--password-file", help="first line is the broker password")
     ap.add_argument("--protocol", default="5", choices=("5", "3.1.1"))
+    ap.add_argument("--ca-file", help="CA bundle for mqtts:// (default: the system's)")
     args = ap.parse_args()
     broker = parse_broker_url(args.broker)
     pw = Path(args.password_file).read_text().splitlines()[0] if args.password_file else None
-    print(json.dumps(run(broker, pw, args.protocol)))
+    print(json.dumps(run(broker, pw, args.protocol, args.ca_file)))
     return 0
 
 
