@@ -154,7 +154,12 @@ class SupportClient:
             ) from None
         state = self._wait(lambda: self._connected, timeout, "the broker to accept us")
         if state != "ok":
-            raise AgentError(f"broker refused the connection: {state}")
+            hint = ""
+            if not self.broker.tls and state == "Unspecified error":
+                # What a TLS listener does to a plaintext CONNECT: it closes the connection.
+                hint = (" (it closed the connection without answering: if this port is a TLS "
+                        "listener, use mqtts://)")
+            raise AgentError(f"broker refused the connection: {state}{hint}")
 
     def _live(self) -> BlockingClient:
         if self._client is None:

@@ -160,3 +160,25 @@ def test_cli_reports_local_problems_with_exit_2(remote_env: RemoteEnv) -> None:
     assert res.returncode == 2 and "refused" in res.stderr
     res = _cli("remote", "cmd", "status", "--hub", HUB, "--key", str(e.key_path), "--broker", "http://x")
     assert res.returncode == 2 and "mqtt[s]://" in res.stderr
+
+
+def test_plaintext_url_to_a_tls_listener_says_to_use_mqtts(tmp_path: Path) -> None:
+    """The shipped broker profile listens with TLS only; `mqtt://` to it used to end in
+    'broker refused the connection: Unspecified error', which says nothing of the cause."""
+    from tests.harness import TestBroker, write_pki
+
+    tls = write_pki(tmp_path / "pki")
+    broker = TestBroker(tmp_path / "broker", tls_files=tls)
+    broker.start()
+    try:
+        res = _cli("remote", "get-config", "--hub", HUB, "--broker",
+                   f"mqtt://{broker.username}@{broker.host}:{broker.port}",
+                   "--password-file", str(broker.password_file), timeout=30)
+        assert res.returncode == 2, res.stderr
+        assert "use mqtts://" in res.stderr, res.stderr
+        res = _cli("remote", "get-config", "--hub", HUB, "--broker",
+                   f"mqtts://{broker.username}@{broker.host}:{broker.port}", "--ca-file", tls[0],
+                   "--password-file", str(broker.password_file), "--timeout", "1", timeout=30)
+        assert "refused" not in res.stderr, res.stderr   # the same broker, spoken to in TLS
+    finally:
+        broker.close()
