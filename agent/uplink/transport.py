@@ -428,8 +428,10 @@ class MqttTransport:
             wait = next(delays)
             if not self._connack_seen and s.protocol == "5":
                 log.warning("MQTT broker %s:%d closed the connection before any CONNACK: it "
-                            "may not support MQTT 5; if so set mqtt.protocol = \"3.1.1\"",
-                            s.host, s.port)
+                            "may not support MQTT 5; if so set mqtt.protocol = \"3.1.1\"%s",
+                            s.host, s.port,
+                            "" if s.tls else " (or the port is a TLS listener and TLS is off: "
+                            "set mqtt.tls_ca_file, or use mqtts://)")
             log.warning("MQTT connection lost (%s); reconnecting in %.1f s%s",
                         self._loss or "closed", wait, self._urgent_note(wait))
             self._loss = ""

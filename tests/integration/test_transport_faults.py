@@ -109,6 +109,9 @@ def test_a_v5_connection_dropped_before_connack_suggests_3_1_1(
         finally:
             client.close()
     assert "may not support MQTT 5" in caplog.text
+    # A plaintext client: the broker may be a TLS listener too (what one does to a plaintext
+    # CONNECT), so the hint names TLS as well.
+    assert "TLS listener and TLS is off" in caplog.text
 
 
 def test_a_subscription_that_costs_the_connection_does_not_stop_publishing(
