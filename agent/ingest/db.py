@@ -124,7 +124,7 @@ def open_db(url: str) -> IngestDb:
             from agent.ingest.postgres_db import PostgresIngestDb
         except ImportError:
             raise ConfigError("--db postgresql://...: psycopg is not installed (pip install "
-                              "'tec-agent[ingest]')") from None
+                              "'psycopg[binary]', or '.[ingest]' in a checkout)") from None
         return PostgresIngestDb(url)
     raise ConfigError(f"--db {redact_url(url)!r}: expected sqlite:///FILE or postgresql://...")
 
