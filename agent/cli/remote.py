@@ -89,7 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_get_config)
 
     q = rsub.add_parser("keygen", help="make a support key pair: ID.key (secret) and ID.pub")
-    q.add_argument("--key-id", required=True)
+    q.add_argument("--key-id", required=True, metavar="ID",
+                   help="the key's name, 1-64 of A-Z a-z 0-9 _ . - (e.g. desk-1): the files "
+                        "are ID.key and ID.pub, and hubs name the signer by it")
     q.add_argument("--out", required=True, help="directory for ID.key and ID.pub")
     pw = q.add_mutually_exclusive_group()
     pw.add_argument("--passphrase-file", metavar="FILE",
