@@ -78,9 +78,10 @@ def check_transport(broker: BrokerUrl, insecure: bool = False) -> None:
     raise ConfigError(
         f"--broker mqtt://{host}:{broker.port} is plaintext to another machine: the "
         f"broker password and the pushed configs would travel readable. Use TLS: "
-        f"mqtts://{broker.username + '@' if broker.username else ''}{host}:8883 "
-        f"(with --ca-file if the broker's CA is not the system's), or pass --insecure for a "
-        f"lab broker on a network you trust")
+        f"mqtts://{broker.username + '@' if broker.username else ''}{host}:8884 (the staff "
+        f"listener of the shipped broker profile, packaging/mosquitto; its 8883 takes hubs "
+        f"only), with --ca-file if the broker's CA is not the system's; or pass --insecure "
+        f"for a lab broker on a network you trust")
 
 
 def sign(key: Ed25519PrivateKey, payload: bytes) -> bytes:

@@ -46,7 +46,8 @@ def _cmd(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_cli_refuses_plaintext_to_another_host(tmp_path: Path) -> None:
     res = _cmd(tmp_path)
     assert res.returncode == 2
-    assert "mqtts://support@no-such-host.invalid:8883" in res.stderr and "--insecure" in res.stderr
+    # The shipped profile's staff listener: its 8883 refuses every account but the hubs'.
+    assert "mqtts://support@no-such-host.invalid:8884" in res.stderr and "--insecure" in res.stderr
 
 
 def test_cli_with_insecure_goes_on_to_connect(tmp_path: Path) -> None:
