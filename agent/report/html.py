@@ -70,9 +70,14 @@ def render_html(report: Report) -> str:
     )
     arc = (f"<br>\nARC delivery: {escape(arc_line(report.arc))}."
            if report.arc is not None else "")
+    unknown = sum(t.latency_unknown.values())
     latency_chart = bar_chart(
         cats, [("median", [d.latency.median_ms or 0.0 for d in days])],
         title="Median alarm delivery latency per day (hub to broker acknowledgement)", unit=" ms",
+        # Alarms delivered with their latency unknown (clock not synchronised when stamped)
+        # are not "none": the text under the chart says how many and why.
+        empty=(f"latency unknown for {unknown} delivered alarm{'s' if unknown != 1 else ''}"
+               if unknown else "none in this period"),
     )
     offline_chart = bar_chart(
         cats, [("offline", [d.offline_minutes or 0.0 for d in days])],

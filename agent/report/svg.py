@@ -42,7 +42,10 @@ def axis(value: float, integer: bool = False) -> tuple[float, int]:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    """Axis steps of 0.25 and 2.5 keep their digits (0.25, not 0.2)."""
+    if value >= 10 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def bar_chart(
@@ -55,6 +58,7 @@ def bar_chart(
     integer: bool = False,
     width: int = 640,
     height: int = 220,
+    empty: str = "none in this period",
 ) -> str:
     """Vertical bars per category, with a legend. Several series are stacked (parts of one
     whole) or, with ``stacked=False``, side by side (different measures)."""
@@ -109,7 +113,7 @@ def bar_chart(
             lx += 24 + 7 * len(name)
     if not any(totals):
         parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{top + plot_h / 2:.0f}"'
-                     ' text-anchor="middle" fill="#888">none in this period</text>')
+                     f' text-anchor="middle" fill="#888">{escape(empty)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -73,6 +73,25 @@ def test_report_counts_delivered_alarms_and_says_why_latency_is_unknown(
     assert total["alarm_latency_unknown"] == {"clock not synchronised": 425}
     assert total["alarm_latency_ms"]["count"] == 0
 
+    # The HTML report's latency chart does not say "none" for 425 delivered alarms.
+    html = tmp_path / "report.html"
+    assert main(["report", "--config", str(cfg), "--days", "7", "--until", "2025-06-07",
+                 "--html", str(html)]) == 0
+    capsys.readouterr()
+    page = html.read_text()
+    chart = page[page.index("Median alarm delivery latency per day"):]
+    chart = chart[:chart.index("</svg>")]
+    assert "none in this period" not in chart
+    assert "latency unknown for 425 delivered alarms" in chart
+
+
+def test_axis_labels_keep_quarter_steps() -> None:
+    from agent.report.svg import bar_chart
+
+    svg = bar_chart(["d1"], [("median", [0.0])], title="t", unit=" ms")
+    labels = re.findall(r'fill="#555">([^<]*)</text>', svg)
+    assert labels == ["0 ms", "0.25 ms", "0.5 ms", "0.75 ms", "1 ms"]
+
 
 def test_uptime_covers_only_the_time_the_store_has_records_for(tmp_path: Path, capsys) -> None:
     cfg = _write(tmp_path)
