@@ -266,15 +266,20 @@ def default_sim_config_text() -> str:
 
 def _fleet_access(url: str, password_file: str, protocol: str):
     """``--broker``/``--ingest-broker`` as the fleet's broker account (loopback or TLS)."""
-    from agent.remote.client import check_transport, parse_broker_url
+    from agent.remote.client import is_loopback, parse_broker_url
     from agent.sim.fleet_sim import BrokerAccess
 
     b = parse_broker_url(url)
-    check_transport(b)
-    if not b.username:
-        raise ConfigError(f"--broker {url!r}: the URL needs the account (mqtt://user@host:port)")
     if b.tls:
         raise ConfigError("--broker: the fleet simulator connects without TLS (mqtt://)")
+    if not is_loopback(b.host):
+        # Not check_transport's advice (mqtts://, refused just above): say what works here.
+        raise ConfigError(
+            f"--broker {url!r}: the fleet simulator speaks plaintext MQTT, so only to a broker "
+            "on this machine (a loopback address; a remote cluster through an SSH tunnel or a "
+            "local balancer, as bench/rabbit_cluster.py does)")
+    if not b.username:
+        raise ConfigError(f"--broker {url!r}: the URL needs the account (mqtt://user@host:port)")
     return BrokerAccess(b.host, b.port, b.username, password_file, protocol)
 
 
