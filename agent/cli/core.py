@@ -69,8 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fleet: kill -9 the first ingester S seconds into the run, restart it "
                         "5 s later")
     p.add_argument("--broker", metavar="URL",
-                   help="fleet: an external broker, mqtt://user@host:port (instead of "
-                        "--local-broker or --config's [mqtt]); needs --password-file")
+                   help="fleet: a broker of your own, mqtt://user@host:port on a loopback "
+                        "address (plaintext only: a cluster through a local balancer or an SSH "
+                        "tunnel), instead of --local-broker or --config's [mqtt]; needs "
+                        "--password-file")
     p.add_argument("--password-file", help="fleet, with --broker: first line is the password")
     p.add_argument("--protocol", choices=("5", "3.1.1"),
                    help="fleet: MQTT version of the hubs and the ingesters (default 5, or "
