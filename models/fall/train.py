@@ -131,16 +131,26 @@ def pendant_turn(windows: np.ndarray, rng: np.random.Generator, max_deg: float
     return out.astype(np.float32)
 
 
-def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int) -> Any:
+def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int,
+        extra_mask: np.ndarray | None = None, extra_weight: float = 1.0) -> Any:
     """The augmented copy of each candidate with ``cands.turn`` > 0 also gets
-    :func:`pendant_turn` (up to that many degrees)."""
+    :func:`pendant_turn` (up to that many degrees). ``extra_mask`` selects extra negative
+    windows (``cands.extra_windows``, ``--bed-negatives``) to train on, each weighed
+    ``extra_weight``."""
     set_seeds(seed)
     rng = np.random.default_rng(seed)
     sel = mask & (cands.label >= 0)
     raw = cands.windows[sel]
     y = cands.label[sel].astype(np.float32)
+    n_extra = 0
+    if extra_mask is not None and cands.extra_windows is not None and extra_mask.any():
+        extra = cands.extra_windows[extra_mask]
+        n_extra = len(extra)
+        raw = np.concatenate([raw, extra])
+        y = np.concatenate([y, np.zeros(n_extra, np.float32)])
     aug = augment(raw, rng)
     if cands.turn is not None and (turned := cands.turn[sel] > 0).any():
+        turned = np.concatenate([turned, np.zeros(n_extra, bool)])
         aug[turned] = pendant_turn(aug[turned], rng, float(cands.turn[sel].max()))
     x = np.concatenate([features(raw), features(aug)])
     y = np.concatenate([y, y])
@@ -148,10 +158,24 @@ def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int) -> Any:
     w = np.where(y > 0.5, (len(y) - pos) / max(pos, 1.0), 1.0).astype(np.float32)
     w = np.minimum(w, 20.0)
     if cands.weight is not None:
-        w = w * np.concatenate([cands.weight[sel], cands.weight[sel]]).astype(np.float32)
+        cw = np.concatenate([cands.weight[sel], np.ones(n_extra, np.float32)])
+        w = w * np.concatenate([cw, cw]).astype(np.float32)
+    if n_extra:
+        ew = np.concatenate([np.ones(len(raw) - n_extra, np.float32),
+                             np.full(n_extra, extra_weight, np.float32)])
+        w = w * np.concatenate([ew, ew])
     model = build_model()
     model.fit(x, y, sample_weight=w, epochs=epochs, batch_size=64, shuffle=True, verbose=0)
     return model
+
+
+def extra_for(cands: Candidates, persons: np.ndarray, train: list[str]
+              ) -> tuple[np.ndarray | None, float]:
+    """(mask of the extra negative windows of the ``train`` persons, their weight) for
+    :func:`fit`; (None, 1.0) without ``--bed-negatives``."""
+    if cands.extra_trial is None:
+        return None, 1.0
+    return np.isin(persons[cands.extra_trial], train), cands.extra_weight
 
 
 def predict(model: Any, windows: np.ndarray) -> np.ndarray:
@@ -167,7 +191,8 @@ def inner_scores(cands: Candidates, persons: np.ndarray, train: list[str], inner
     for j, inner in enumerate(person_folds(train, inner_k, seed + 1000)):
         held = np.isin(cand_person, inner)
         fit_mask = np.isin(cand_person, train) & ~held
-        model = fit(cands, fit_mask, seed + 10 * j + 1, epochs)
+        model = fit(cands, fit_mask, seed + 10 * j + 1, epochs,
+                    *extra_for(cands, persons, [p for p in train if p not in inner]))
         oof[held] = predict(model, cands.windows[held])
     return np.nan_to_num(oof, nan=-1.0)
 
@@ -228,7 +253,7 @@ def train_one(corpus: Corpus, train: list[str], seed: int, inner_k: int, epochs:
     sel = select_thresholds(cands, corpus.trials, corpus.positions, corpus.persons, train,
                             inner_k, seed, epochs)
     mask = np.isin(corpus.persons[cands.trial], train)
-    model = fit(cands, mask, seed, epochs)
+    model = fit(cands, mask, seed, epochs, *extra_for(cands, corpus.persons, train))
     return to_int8(model, features(cands.windows[mask][::7][:400])), sel
 
 
@@ -251,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pendant-turn-deg", type=float, default=0.0, metavar="DEG",
                     help="augment neck windows with a pendant turning by up to DEG during the "
                          "window (tried, not adopted: see models/fall/README.md; 0 = off)")
+    ap.add_argument("--bed-negatives", metavar="OFFSETS",
+                    help="comma-separated sample offsets (e.g. -20,-10,-5,5,10,20): every "
+                         "daily-activity candidate in a lying context or that the posture "
+                         "check would confirm also gives the windows shifted by these from "
+                         "its peak as negatives (step 8 of models/fall/README.md)")
+    ap.add_argument("--bed-weight", type=float, default=1.0, metavar="W",
+                    help="training weight of each --bed-negatives window (default 1)")
     ap.add_argument("--folds-out", type=Path, default=Path("out/cv-folds"),
                     help="each fold's model in DIR/fold-K/ (evaluated by models.fall.cv)")
     ap.add_argument("--inner-scores-out", type=Path, metavar="FILE.npz",
@@ -276,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FallConfig()
     t_start = time.monotonic()
     wanted = set(args.subjects.split(",")) if args.subjects else None
-    corpus = Corpus.load(args.data, cfg, wanted)
+    bed_offsets = (tuple(int(x) for x in args.bed_negatives.split(","))
+                   if args.bed_negatives else ())
+    corpus = Corpus.load(args.data, cfg, wanted, bed_offsets)
+    corpus.cands.extra_weight = args.bed_weight
     if args.balance_positions:
         corpus.balance_positions()
     if args.pendant_turn_deg > 0:
@@ -287,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d trials, %d people, %d candidates (%d falls, %d not, %d unlabelled)",
              len(corpus.trials), len(persons), len(cands.label), (cands.label == 1).sum(),
              (cands.label == 0).sum(), (cands.label == -1).sum())
+    if cands.extra_trial is not None:
+        log.info("%d extra negative windows (--bed-negatives)", len(cands.extra_trial))
     data = {"sets": [{"name": ds.name, "position": ds.position, "sha256": data_version(ds.path),
                       "trials": int(np.sum(corpus.groups == f"{ds.name}:{ds.position}"))}
                      for ds in args.data],
@@ -297,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     code["balance_positions"] = bool(args.balance_positions)
     if args.pendant_turn_deg > 0:
         code["pendant_turn_deg"] = args.pendant_turn_deg
+    if bed_offsets:
+        code["bed_negatives"] = {"offsets": list(bed_offsets), "weight": args.bed_weight,
+                                 "windows": int(len(cands.extra_trial))
+                                 if cands.extra_trial is not None else 0}
     folds = person_folds(persons, args.folds, args.seed)
     if args.inner_scores_out:
         write_inner_scores(args.inner_scores_out, corpus, folds, persons, args)

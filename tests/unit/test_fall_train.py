@@ -353,3 +353,30 @@ def test_pair_replay_keeps_a_detection_by_either_models_own_fold_threshold() -> 
     assert outcome("neck_only") == ["none", "alarm"]
     assert outcome("both") == ["none", "none"]
     assert outcome("either") == ["alarm", "alarm"]
+
+
+def test_bed_negatives_add_shifted_windows_of_lying_daily_activities_only(
+        shared_dir) -> None:
+    """``train --bed-negatives``: each daily-activity candidate in a lying context (or that
+    the posture check would confirm) also gives its window shifted by each offset, as extra
+    negatives that are trained on but never scored; falls (out of bed too) give none, and
+    without offsets the candidates are exactly today's."""
+    trials = [t for t in load_trials(shared_dir / "data" / "fallalld" / "neck", {"FA05"})
+              if t.code.split("_")[0] in ("D01", "D19", "F27")]
+    plain = extract(trials, FallConfig(position="neck"))
+    offsets = (-10, 5)
+    c = extract(trials, FallConfig(position="neck"), offsets)
+    assert plain.extra_windows is None and plain.extra_trial is None
+    np.testing.assert_array_equal(plain.windows, c.windows)
+    np.testing.assert_array_equal(plain.label, c.label)
+    assert c.extra_windows is not None and c.extra_trial is not None
+    assert len(c.extra_windows) == len(c.extra_trial) > 0
+    kinds = {trials[i].code.split("_")[0] for i in c.extra_trial}
+    assert kinds == {"D19"}, kinds          # turning over in bed; not walking, not falls
+    # The extras are the runtime's windows at the offsets from a candidate's peak: the
+    # first extra of a trial (offset -10) is a candidate's window 10 samples earlier.
+    first = int(c.extra_trial[0])
+    cand = c.windows[np.flatnonzero(c.trial == first)]
+    early = c.extra_windows[0]
+    assert any(np.array_equal(early[10:], w[:-10]) for w in cand)
+    assert not any(np.array_equal(early, w) for w in cand)
