@@ -50,7 +50,7 @@ import numpy as np
 from agent.fall.config import FallConfig
 from agent.fall.dataset import Trial, data_version
 from agent.fall.signal import FEATURES, WINDOW_SAMPLES
-from models.fall.corpus import Candidates, Corpus, DataSet, features
+from models.fall.corpus import UPRIGHT_FEATURE, Candidates, Corpus, DataSet, features
 from models.fall.export import (
     HERE,
     code_version,
@@ -81,13 +81,13 @@ def set_seeds(seed: int) -> None:
     tf.keras.utils.set_random_seed(seed)
 
 
-def build_model() -> Any:
+def build_model(n_features: int = len(FEATURES)) -> Any:
     """Every layer is named: Keras otherwise numbers them by how many models the process built
     before, and the names end up in the .tflite, so ``--skip-cv`` would give other bytes."""
     from tensorflow import keras
 
     layers = keras.layers
-    inp = keras.Input((WINDOW_SAMPLES, len(FEATURES)), name="window")
+    inp = keras.Input((WINDOW_SAMPLES, n_features), name="window")
     x = layers.Conv1D(16, 7, strides=2, padding="same", activation="relu", name="conv1")(inp)
     x = layers.Conv1D(24, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu", name="conv3")(x)
@@ -141,6 +141,7 @@ def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int,
     rng = np.random.default_rng(seed)
     sel = mask & (cands.label >= 0)
     raw = cands.windows[sel]
+    ups = cands.uprights(sel)
     y = cands.label[sel].astype(np.float32)
     n_extra = 0
     if extra_mask is not None and cands.extra_windows is not None and extra_mask.any():
@@ -148,11 +149,13 @@ def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int,
         n_extra = len(extra)
         raw = np.concatenate([raw, extra])
         y = np.concatenate([y, np.zeros(n_extra, np.float32)])
+        if ups is not None and cands.extra_upright is not None:
+            ups = np.concatenate([ups, cands.extra_upright[extra_mask]])
     aug = augment(raw, rng)
     if cands.turn is not None and (turned := cands.turn[sel] > 0).any():
         turned = np.concatenate([turned, np.zeros(n_extra, bool)])
         aug[turned] = pendant_turn(aug[turned], rng, float(cands.turn[sel].max()))
-    x = np.concatenate([features(raw), features(aug)])
+    x = np.concatenate([features(raw, ups), features(aug, ups)])
     y = np.concatenate([y, y])
     pos = float(y.sum())
     w = np.where(y > 0.5, (len(y) - pos) / max(pos, 1.0), 1.0).astype(np.float32)
@@ -164,7 +167,7 @@ def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int,
         ew = np.concatenate([np.ones(len(raw) - n_extra, np.float32),
                              np.full(n_extra, extra_weight, np.float32)])
         w = w * np.concatenate([ew, ew])
-    model = build_model()
+    model = build_model(x.shape[2])
     model.fit(x, y, sample_weight=w, epochs=epochs, batch_size=64, shuffle=True, verbose=0)
     return model
 
@@ -178,8 +181,9 @@ def extra_for(cands: Candidates, persons: np.ndarray, train: list[str]
     return np.isin(persons[cands.extra_trial], train), cands.extra_weight
 
 
-def predict(model: Any, windows: np.ndarray) -> np.ndarray:
-    return model.predict(features(windows), batch_size=512, verbose=0).reshape(-1)
+def predict(model: Any, windows: np.ndarray, uprights: np.ndarray | None = None
+            ) -> np.ndarray:
+    return model.predict(features(windows, uprights), batch_size=512, verbose=0).reshape(-1)
 
 
 def inner_scores(cands: Candidates, persons: np.ndarray, train: list[str], inner_k: int,
@@ -193,7 +197,7 @@ def inner_scores(cands: Candidates, persons: np.ndarray, train: list[str], inner
         fit_mask = np.isin(cand_person, train) & ~held
         model = fit(cands, fit_mask, seed + 10 * j + 1, epochs,
                     *extra_for(cands, persons, [p for p in train if p not in inner]))
-        oof[held] = predict(model, cands.windows[held])
+        oof[held] = predict(model, cands.windows[held], cands.uprights(held))
     return np.nan_to_num(oof, nan=-1.0)
 
 
@@ -254,7 +258,8 @@ def train_one(corpus: Corpus, train: list[str], seed: int, inner_k: int, epochs:
                             inner_k, seed, epochs)
     mask = np.isin(corpus.persons[cands.trial], train)
     model = fit(cands, mask, seed, epochs, *extra_for(cands, corpus.persons, train))
-    return to_int8(model, features(cands.windows[mask][::7][:400])), sel
+    rep = np.flatnonzero(mask)[::7][:400]
+    return to_int8(model, features(cands.windows[rep], cands.uprights(rep))), sel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
                          "its peak as negatives (step 8 of models/fall/README.md)")
     ap.add_argument("--bed-weight", type=float, default=1.0, metavar="W",
                     help="training weight of each --bed-negatives window (default 1)")
+    ap.add_argument("--upright-channel", action="store_true",
+                    help="a fourth input channel: each sample along the upright learnt from "
+                         "walking (was the wearer lying before the impact?); tried in step 8 "
+                         "of models/fall/README.md, the runtime does not compute it")
     ap.add_argument("--folds-out", type=Path, default=Path("out/cv-folds"),
                     help="each fold's model in DIR/fold-K/ (evaluated by models.fall.cv)")
     ap.add_argument("--inner-scores-out", type=Path, metavar="FILE.npz",
@@ -312,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                    if args.bed_negatives else ())
     corpus = Corpus.load(args.data, cfg, wanted, bed_offsets)
     corpus.cands.extra_weight = args.bed_weight
+    corpus.cands.use_upright = args.upright_channel
     if args.balance_positions:
         corpus.balance_positions()
     if args.pendant_turn_deg > 0:
@@ -334,11 +344,21 @@ def main(argv: list[str] | None = None) -> int:
     code["balance_positions"] = bool(args.balance_positions)
     if args.pendant_turn_deg > 0:
         code["pendant_turn_deg"] = args.pendant_turn_deg
+    if args.upright_channel:
+        code["upright_channel"] = UPRIGHT_FEATURE
     if bed_offsets:
         code["bed_negatives"] = {"offsets": list(bed_offsets), "weight": args.bed_weight,
                                  "windows": int(len(cands.extra_trial))
                                  if cands.extra_trial is not None else 0}
     folds = person_folds(persons, args.folds, args.seed)
+
+    def make_manifest(tflite: bytes, threshold: float, extra: dict[str, Any]
+                      ) -> dict[str, Any]:
+        manifest = manifest_for(tflite, threshold, cfg, extra)
+        if args.upright_channel:
+            manifest["input"]["features"] = [*FEATURES, UPRIGHT_FEATURE]
+        return manifest
+
     if args.inner_scores_out:
         write_inner_scores(args.inner_scores_out, corpus, folds, persons, args)
         return 0
@@ -350,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                                     args.epochs)
             extra = {"positions": sel, "held_out": held, "fold": k, "data": data, "code": code}
             write_model(args.folds_out / f"fold-{k}", tflite,
-                        manifest_for(tflite, sel["neck"]["decision_threshold"]
-                                     if "neck" in sel else 0.5, cfg, extra))
+                        make_manifest(tflite, sel["neck"]["decision_threshold"]
+                                      if "neck" in sel else 0.5, extra))
             log.info("fold %d held out %s: %s (%.0f s)", k, held, json.dumps(sel),
                      time.monotonic() - t0)
     t0 = time.monotonic()
@@ -364,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
              "cv": {"folds": [{"fold": k, "held_out": f} for k, f in enumerate(folds)],
                     "report": "models/fall/cv_report.json (python -m models.fall.cv)"}}
     default = sel.get("neck", next(iter(sel.values())))["decision_threshold"]
-    manifest = manifest_for(tflite, default, cfg, extra)
+    manifest = make_manifest(tflite, default, extra)
     if args.second_model:
         manifest["role"] = (f"second model at the {args.second_model}: paired with fall.tflite "
                             "(either model's score over its own threshold is a detection)")

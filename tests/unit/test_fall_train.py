@@ -380,3 +380,37 @@ def test_bed_negatives_add_shifted_windows_of_lying_daily_activities_only(
     early = c.extra_windows[0]
     assert any(np.array_equal(early[10:], w[:-10]) for w in cand)
     assert not any(np.array_equal(early, w) for w in cand)
+
+
+def test_upright_channel_is_the_pose_from_the_learnt_upright_and_turns_with_the_wearable(
+) -> None:
+    """``train --upright-channel`` (step 8, tried): a fourth input channel, each sample along
+    the upright learnt from walking; the first three are the runtime's. Lying before the
+    impact reads about 0, upright about 1 g; without an upright it is the component along
+    the window's first second (as if upright before); a constant rotation of the wearable
+    and its learnt upright together changes nothing (mount independence kept)."""
+    from agent.fall.signal import model_input
+    from models.fall.corpus import features, upright_input
+
+    rng = np.random.default_rng(3)
+    lying = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (WINDOW_SAMPLES, 1))
+    lying += rng.normal(0, 0.02, lying.shape).astype(np.float32)
+    up = np.array([0.0, -1.0, 0.0], np.float32)
+    x = upright_input(lying, up)
+    assert x.shape == (WINDOW_SAMPLES, 4)
+    np.testing.assert_array_equal(x[:, :3], model_input(lying))
+    assert np.abs(x[:, 3]).max() < 0.1                       # lying: nothing along upright
+    standing = np.tile(up, (WINDOW_SAMPLES, 1))              # (0, -1, 0) g: upright
+    assert np.allclose(upright_input(standing, up)[:, 3], 1.0, atol=1e-6)  # log2(1 + 1)
+    # Unknown upright: the window's own first second stands in (about 1 g along it).
+    np.testing.assert_allclose(upright_input(lying, None)[:, 3],
+                               upright_input(lying, np.full(3, np.nan))[:, 3])
+    assert upright_input(lying, None)[:, 3].mean() > 0.9
+    # Rotate the wearable and its upright by the same constant rotation: same input.
+    a = np.radians(40.0)
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]],
+                   np.float32)
+    np.testing.assert_allclose(upright_input(lying @ rot.T, up @ rot.T), x, atol=1e-5)
+    f = features(np.stack([lying, standing]), np.stack([up, np.full(3, np.nan, np.float32)]))
+    assert f.shape == (2, WINDOW_SAMPLES, 4)
+    assert features(np.stack([lying])).shape == (1, WINDOW_SAMPLES, 3)
