@@ -414,3 +414,32 @@ def test_upright_channel_is_the_pose_from_the_learnt_upright_and_turns_with_the_
     f = features(np.stack([lying, standing]), np.stack([up, np.full(3, np.nan, np.float32)]))
     assert f.shape == (2, WINDOW_SAMPLES, 4)
     assert features(np.stack([lying])).shape == (1, WINDOW_SAMPLES, 3)
+
+
+def test_pair_replay_either_both_if_lying_needs_both_models_only_after_lying() -> None:
+    """Step 8's pair mode (tried, not shipped): "either", except that a candidate whose
+    wearer was lying before it (a second of the 5 s before the window, or the window's
+    first second, at lying_before_deg from the learnt upright) needs both models."""
+    from agent.fall.confirmation import ConfirmRule, Evidence
+    from models.fall.pair_replay import pair_outcomes
+    from models.fall.rule_replay import Candidate, TrialCandidates
+
+    rule = ConfirmRule()
+
+    def cand(score: float, lying_s: float | None, pre_tilt: float | None) -> Candidate:
+        ev = Evidence(True, "lying", 10.0, 0.0, 0.0, 0.0, 0.0, lying_before_s=lying_s)
+        z = np.zeros(3)
+        return Candidate(score, 3.0, ev, z, z, z.astype(bool), pre_tilt)
+
+    cases = [(None, 10.0), (0.0, 10.0), (1.0, 10.0), (None, rule.lying_before_deg),
+             (0.0, rule.lying_before_deg - 1)]
+    # every trial: the first model passes (0.6 >= 0.5), the second does not (0.1 < 0.2)
+    first = [[TrialCandidates("P1", f"D{i:02d}_R01", False, False, [cand(0.6, s, t)])
+              for i, (s, t) in enumerate(cases)]]
+    second = [[TrialCandidates("P1", f"D{i:02d}_R01", False, False, [cand(0.1, s, t)])
+               for i, (s, t) in enumerate(cases)]]
+    got = [o for _, o in pair_outcomes(first, second, [0.5], [0.2], "either_both_if_lying",
+                                       rule)]
+    assert got == ["alarm", "alarm", "none", "none", "alarm"]
+    assert [o for _, o in pair_outcomes(first, second, [0.5], [0.2], "either", rule)] == [
+        "alarm"] * 5
