@@ -28,7 +28,10 @@ Design (see models/fall/README.md):
   (:class:`agent.fall.evaluation.Evaluator`). Only those held-out figures are reported
   (folds and the threshold rule: :mod:`models.fall.thresholds`; int8 export and manifest:
   :mod:`models.fall.export`);
-- the shipped model repeats the same procedure on all subjects.
+- the shipped model repeats the same procedure on all subjects;
+- ``--bed-negatives`` / ``--bed-weight`` (extra negatives from lying down and turning over
+  in bed) and ``--upright-channel`` (a "was lying before" input) were tried in step 8 of
+  models/fall/README.md and are not part of what ships; without them nothing changes.
 
 Seeds fix NumPy, Python and TensorFlow; TensorFlow runs deterministic ops on two threads.
 """
