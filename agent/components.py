@@ -109,8 +109,7 @@ def _inactivity(config: Config, env: BuildEnv) -> Component | None:
 
 
 def _fall(config: Config, env: BuildEnv) -> Component | None:
-    if not (config.fall.enabled and (config.fall.wearables
-                                     or any(d.kind == "wearable" for d in config.ble.devices))):
+    if not config.fall_detector_runs():
         return None
     from agent.fall.detector import FallDetector
 

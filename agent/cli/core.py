@@ -174,6 +174,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  devices: {len(devices)}" + (
         " (" + ", ".join(f"{k} {v}" for k, v in sorted(by_section.items())) + ")"
         if devices else ""))
+    if config.fall_detector_runs():
+        from agent.fall.pair import models_summary
+
+        print(f"  fall:    {models_summary(config.fall)}")
     if config.remote.enabled:
         target = config.remote.config_path or str(Path(path).resolve())
         print(f"  remote:  on (keys in {config.remote.keys_dir}; pushes written to {target})")

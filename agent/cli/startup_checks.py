@@ -62,8 +62,7 @@ def _fall_warnings(config: Config) -> list[str]:
     """A second model the position pairs with the shipped one (the neck) that is missing or
     fails its sha256: the agent would run the shipped model alone (it does not stop)."""
     fall = config.fall
-    if not (fall.enabled and (fall.wearables
-                              or any(d.kind == "wearable" for d in config.ble.devices))):
+    if not config.fall_detector_runs():
         return []
     from agent.fall.pair import second_model_problem
 

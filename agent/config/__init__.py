@@ -231,6 +231,12 @@ class Config:
             (f"ble.devices[{i}]", d.id) for i, d in enumerate(self.ble.devices)
         ] + [(f"serial.units[{i}]", u.id) for i, u in enumerate(self.serial.units)]
 
+    def fall_detector_runs(self) -> bool:
+        """The fall detector is built: enabled, and a wearable to watch (``[fall]
+        wearables`` or a BLE wearable). Without one the inference runtime is never loaded."""
+        return self.fall.enabled and bool(
+            self.fall.wearables or any(d.kind == "wearable" for d in self.ble.devices))
+
 
 def parse_config(doc: dict[str, Any], source: str = "config") -> Config:
     errors: list[str] = []

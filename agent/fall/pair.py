@@ -84,7 +84,10 @@ def check_second_model(spec: SecondModel) -> None:
 
 def second_model_problem(cfg: FallConfig) -> str | None:
     """Why the configured position's second model cannot be used (None: it can, or the
-    position has none). For ``check-config``; the primary model is not checked here."""
+    position has none, or ``second_model = false`` switches it off). For ``check-config``;
+    the primary model is not checked here."""
+    if not cfg.second_model:
+        return None
     try:
         spec = second_model_entry(model_paths(cfg.model_path, cfg.manifest_path)[1], cfg.position)
         if spec is not None:
@@ -92,6 +95,24 @@ def second_model_problem(cfg: FallConfig) -> str | None:
     except ModelError as exc:
         return str(exc)
     return None
+
+
+def models_summary(cfg: FallConfig) -> str:
+    """One line for ``check-config``: the position and the model file(s) that would score
+    (what the configuration asks for; whether the second file passes its check is
+    :func:`second_model_problem`'s warning)."""
+    model, manifest = model_paths(cfg.model_path, cfg.manifest_path)
+    head = f"position {cfg.position}, model {model.name}"
+    try:
+        spec = second_model_entry(manifest, cfg.position)
+    except ModelError:
+        spec = None
+    if spec is None:
+        return head
+    if not cfg.second_model:
+        return (f"{head} alone (second_model = false: {spec.model_path.name} is not run, "
+                "which held out finds fewer falls)")
+    return f"{head} + {spec.model_path.name} (either over its own threshold)"
 
 
 class PairScorer:
@@ -143,9 +164,13 @@ def load_model(cfg: FallConfig) -> TfliteFallModel | PairScorer:
     """The configured (or shipped) model for ``cfg.position``, paired with the second model
     the manifest names for that position. Raises :class:`ModelError` only when the *first*
     model is unusable (the detector then falls back to the threshold detector); a broken
-    second model gives a :class:`PairScorer` running the first alone, with ``error`` set."""
+    second model gives a :class:`PairScorer` running the first alone, with ``error`` set.
+    ``second_model = false``: the first model alone, the manifest's entry not even read (an
+    operator's choice, not a fault: no ``model_unavailable``)."""
     first = TfliteFallModel(cfg.model_path, cfg.manifest_path, interpreter=cfg.interpreter,
                             threshold=cfg.threshold, position=cfg.position)
+    if not cfg.second_model:
+        return first
     try:
         spec = second_model_entry(first.manifest_path, cfg.position)
         if spec is None:

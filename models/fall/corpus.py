@@ -19,7 +19,7 @@ import numpy as np
 
 from agent.fall.calibration import UprightCalibration
 from agent.fall.config import FallConfig
-from agent.fall.confirmation import LYING_BEFORE_S, assess, rule_for
+from agent.fall.confirmation import LYING_BEFORE_S, Evidence, assess, rule_for
 from agent.fall.dataset import Trial, load_trials
 from agent.fall.evaluation import pad_recording, priming_segments
 from agent.fall.gate import find_peaks
@@ -31,6 +31,7 @@ from agent.fall.signal import (
     gravity_reference,
     magnitude,
     model_input,
+    unit,
     window_at,
 )
 from agent.fall.stream import lying_seconds
@@ -48,13 +49,48 @@ class Candidates:
     confirmed: np.ndarray        # runtime confirmation would confirm it
     weight: np.ndarray | None = None  # per-candidate training weight (position balance)
     turn: np.ndarray | None = None    # per-candidate: pendant-turn augmentation, max deg (train)
+    # Extra negative windows (``--bed-negatives``): trained on, never scored or counted in
+    # a threshold choice (the runtime never sees a shifted window).
+    extra_windows: np.ndarray | None = None   # (M, 200, 3)
+    extra_trial: np.ndarray | None = None     # (M,) index into trials
+    extra_weight: float = 1.0                 # training weight of each extra window
+    # Per candidate: the upright learnt from walking at its time (NaN: not known yet), and
+    # for each extra window its candidate's (``--upright-channel``).
+    upright: np.ndarray | None = None         # (N, 3)
+    extra_upright: np.ndarray | None = None   # (M, 3)
+    use_upright: bool = False                 # train on :func:`upright_input`
+
+    def uprights(self, sel: np.ndarray) -> np.ndarray | None:
+        """The uprights of the selected candidates when the model takes them, else None."""
+        return self.upright[sel] if self.use_upright and self.upright is not None else None
 
 
-def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
+BED_REASONS = ("lay_down", "already_lying")
+
+
+def is_bed_negative(ev: Evidence, lying_before_s: float | None, lying_deg: float) -> bool:
+    """A daily-activity candidate in a lying context, or one the posture check would confirm:
+    only the model stands between it and an alarm (lying down on a bed, turning over in it,
+    a landing that ends lying). Lying context: a second of the 5 s before the window, or the
+    window's first second, ``lying_deg`` or more from the upright learnt from walking, or a
+    verdict that names lying (``lay_down``, ``already_lying``)."""
+    return ev.confirmed or ev.reason in BED_REASONS or (
+        lying_before_s is not None and lying_before_s >= 1.0) or (
+        ev.pre_tilt_deg is not None and ev.pre_tilt_deg >= lying_deg)
+
+
+def extract(trials: list[Trial], cfg: FallConfig,
+            bed_offsets: tuple[int, ...] = ()) -> Candidates:
     """Every gate candidate, with its label and whether the runtime would confirm it
     (posture measured against the upright learnt from the subject's own walking, as in
-    :class:`agent.fall.evaluation.Evaluator`)."""
+    :class:`agent.fall.evaluation.Evaluator`). With ``bed_offsets`` (samples), every
+    daily-activity candidate that :func:`is_bed_negative` also gives the windows at those
+    offsets from its peak as extra negatives (``extra_windows``)."""
     rule = rule_for(cfg)
+    extra_w: list[np.ndarray] = []
+    extra_t: list[int] = []
+    ups: list[np.ndarray] = []
+    extra_u: list[np.ndarray] = []
     confirm_n = int(round(cfg.confirm_s * SAMPLE_RATE_HZ))
     primes = priming_segments(trials)
     wins, labels, idx, conf = [], [], [], []
@@ -93,12 +129,49 @@ def extract(trials: list[Trial], cfg: FallConfig) -> Candidates:
             labels.append(label)
             idx.append(ti)
             conf.append(ev.confirmed)
-    return Candidates(np.stack(wins).astype(np.float32), np.array(labels, np.int8),
-                      np.array(idx, np.int32), np.array(conf, bool))
+            ups.append(np.full(3, np.nan, np.float32) if up is None
+                       else np.asarray(up, np.float32))
+            if bed_offsets and not trial.is_fall and is_bed_negative(
+                    ev, lying_before, rule.lying_before_deg):
+                for off in bed_offsets:
+                    extra_w.append(window_at(acc, peak + off))
+                    extra_t.append(ti)
+                    extra_u.append(ups[-1])
+    c = Candidates(np.stack(wins).astype(np.float32), np.array(labels, np.int8),
+                   np.array(idx, np.int32), np.array(conf, bool))
+    c.upright = np.stack(ups)
+    if bed_offsets:
+        c.extra_windows = (np.stack(extra_w).astype(np.float32) if extra_w
+                           else np.zeros((0, *c.windows.shape[1:]), np.float32))
+        c.extra_trial = np.array(extra_t, np.int32)
+        c.extra_upright = (np.stack(extra_u) if extra_u else np.zeros((0, 3), np.float32))
+    return c
 
 
-def features(windows: np.ndarray) -> np.ndarray:
-    return np.stack([model_input(w) for w in windows]).astype(np.float32)
+UPRIGHT_FEATURE = "along_upright"
+
+
+def upright_input(window: np.ndarray, upright: np.ndarray | None) -> np.ndarray:
+    """:func:`agent.fall.signal.model_input` and a fourth channel: each sample's component
+    along the upright learnt from walking (about 1 g standing, about 0 lying), the pose
+    before, during and after the impact that the other three (relative to the window's own
+    first second) cannot give. Not known yet (NaN or None): along the window's first second,
+    as if the wearer had been upright before it (``--upright-channel``, step 8: tried)."""
+    feats = model_input(window)
+    up = None if upright is None or not np.all(np.isfinite(upright)) else unit(upright)
+    ref = gravity_reference(window.astype(np.float32)) if up is None else up
+    along = window.astype(np.float32) @ ref
+    extra = (np.sign(along) * np.log2(1.0 + np.abs(along))).astype(np.float32)
+    return np.concatenate([feats, extra[:, None]], axis=1)
+
+
+def features(windows: np.ndarray, uprights: np.ndarray | None = None) -> np.ndarray:
+    """Model inputs; with ``uprights`` (one per window) the four channels of
+    :func:`upright_input`."""
+    if uprights is None:
+        return np.stack([model_input(w) for w in windows]).astype(np.float32)
+    return np.stack([upright_input(w, u) for w, u in zip(windows, uprights, strict=True)]
+                    ).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -136,15 +209,18 @@ class Corpus:
                                      np.float32)
 
     @classmethod
-    def load(cls, sets: list[DataSet], cfg: FallConfig, wanted: set[str] | None) -> Corpus:
+    def load(cls, sets: list[DataSet], cfg: FallConfig, wanted: set[str] | None,
+             bed_offsets: tuple[int, ...] = ()) -> Corpus:
         """Candidates are extracted per data set and position: priming (the subject's own
-        walking) never mixes positions."""
+        walking) never mixes positions. ``bed_offsets``: :func:`extract`."""
         trials: list[Trial] = []
         persons, positions, groups, parts = [], [], [], []
         for ds in sets:
             ts = load_trials(ds.path, wanted)
-            c = extract(ts, replace(cfg, position=ds.position))
+            c = extract(ts, replace(cfg, position=ds.position), bed_offsets)
             c.trial += len(trials)
+            if c.extra_trial is not None:
+                c.extra_trial += len(trials)
             parts.append(c)
             trials.extend(ts)
             persons += [f"{ds.name}:{t.subject}" for t in ts]
@@ -154,4 +230,12 @@ class Corpus:
                            np.concatenate([c.label for c in parts]),
                            np.concatenate([c.trial for c in parts]),
                            np.concatenate([c.confirmed for c in parts]))
+        cands.upright = np.concatenate([c.upright for c in parts if c.upright is not None])
+        if bed_offsets:
+            cands.extra_upright = np.concatenate([c.extra_upright for c in parts
+                                                  if c.extra_upright is not None])
+            cands.extra_windows = np.concatenate([c.extra_windows for c in parts
+                                                  if c.extra_windows is not None])
+            cands.extra_trial = np.concatenate([c.extra_trial for c in parts
+                                                if c.extra_trial is not None])
         return cls(trials, np.array(persons), np.array(positions), np.array(groups), cands)

@@ -5,7 +5,9 @@ Step 6 trained a neck-only model (``train --data fallalld:neck=... --folds 8``, 
 the same person held out per fold as the shipped folds). This replays every held-out neck gate
 candidate through the runtime's confirmation with a candidate kept when the shipped fold
 model's score reaches its fold threshold (``shipped``), the neck-only fold model's reaches its
-own (``neck_only``), both (``both``) or either (``either``); each fold threshold is the one
+own (``neck_only``), both (``both``) or either (``either``), or either but both for a
+candidate whose wearer was lying before it (``either_both_if_lying``, step 8); each fold
+threshold is the one
 its training run chose on that fold's training people. The mode is then chosen
 **leave-one-person-out** (:func:`models.fall.rule_replay.leave_one_person_out`; ``shipped``
 first, so it wins ties). Runs in the runtime venv (models/fall/README.md, "Step 6")::
@@ -31,6 +33,7 @@ from agent.fall.evaluation import summarize
 from models.fall.corpus import DataSet
 from models.fall.cv import brief, check_same_people, fold_dirs, pair_factory, run_folds
 from models.fall.rule_replay import (
+    Candidate,
     TrialCandidates,
     collect,
     figures,
@@ -39,7 +42,11 @@ from models.fall.rule_replay import (
     shipped,
 )
 
-MODES = ("shipped", "neck_only", "both", "either")
+MODES = ("shipped", "neck_only", "both", "either", "either_both_if_lying")
+# ``either_both_if_lying`` (step 8, tried, not shipped): "either", but a candidate whose
+# wearer was lying before it (a second of the 5 s before the window, or the window's first
+# second, at ``lying_before_deg`` or more from the learnt upright) needs both models.
+LYING_CONTEXT_S = 1.0
 
 
 def runtime_either(ds: DataSet, folds: list[tuple[Path, list[str]]], other: Path
@@ -57,10 +64,22 @@ def fold_threshold(fold_dir: Path, position: str) -> float:
     return float(doc["positions"][position]["decision_threshold"])
 
 
-def keep(mode: str, a: bool, b: bool) -> bool:
+def keep(mode: str, a: bool, b: bool, lying: bool = False) -> bool:
     """Whether a candidate is a detection: ``a`` / ``b``, the first / second model's score
-    reached its fold threshold."""
+    reached its fold threshold; ``lying``: the wearer was lying before it."""
+    if mode == "either_both_if_lying":
+        return (a and b) if lying else (a or b)
     return {"shipped": a, "neck_only": b, "both": a and b, "either": a or b}[mode]
+
+
+def lying_before(c: Candidate, rule: ConfirmRule) -> bool:
+    """The wearer was lying before the candidate: :data:`LYING_CONTEXT_S` of the 5 s before
+    the window, or the window's first second, at ``lying_before_deg`` or more from the
+    upright learnt from walking (the "already lying" rule's measures, without its peak
+    limit)."""
+    lb = c.evidence.lying_before_s
+    return (lb is not None and lb >= LYING_CONTEXT_S) or (
+        c.pre_tilt is not None and c.pre_tilt >= rule.lying_before_deg)
 
 
 def pair_outcomes(first: Sequence[Sequence[TrialCandidates]],
@@ -76,7 +95,8 @@ def pair_outcomes(first: Sequence[Sequence[TrialCandidates]],
         for ta in ts_a:
             tb = by_key[(ta.subject, ta.code)]
             kept = [ca for ca, cb in zip(ta.candidates, tb.candidates, strict=True)
-                    if keep(mode, ca.score >= thr_first[k], cb.score >= thr_second[k])]
+                    if keep(mode, ca.score >= thr_first[k], cb.score >= thr_second[k],
+                            lying_before(ca, rule))]
             trials.append(TrialCandidates(ta.subject, ta.code, ta.is_fall, ta.recovered, kept))
     return outcomes(trials, shipped, rule)
 

@@ -65,7 +65,7 @@ from agent.fall.signal import (
 )
 from agent.fall.stream import lying_seconds
 from agent.fall.tflite_model import TfliteFallModel
-from models.fall.corpus import DataSet
+from models.fall.corpus import UPRIGHT_FEATURE, DataSet, upright_input
 from models.fall.cv import fold_dirs
 
 LYING_N = int(LYING_BEFORE_S * SAMPLE_RATE_HZ)
@@ -112,8 +112,7 @@ def collect(ds: DataSet, folds: Sequence[tuple[Path, list[str]]],
     out = []
     for d, held in folds:
         subjects = {p.split(":", 1)[1] for p in held if p.split(":", 1)[0] == ds.name}
-        model = TfliteFallModel(d / "fall.tflite", interpreter="ai_edge_litert",
-                                position=ds.position)
+        model = fold_model(d, ds.position)
         for t in (t for t in trials if t.subject in subjects):
             acc = pad_recording(t.samples, cfg)[:, :3].astype(np.float32) * ACC_G_PER_COUNT
             cal = UprightCalibration()
@@ -127,13 +126,51 @@ def collect(ds: DataSet, folds: Sequence[tuple[Path, list[str]]],
                 cal.feed(acc[fed:peak + POST_SAMPLES])
                 fed = peak + POST_SAMPLES
                 w = window_at(acc, peak)
-                score = model.score(w)
+                score = model.score_at(w, cal.upright)
                 if score < (model.threshold if min_score is None else min_score):
                     continue
                 cands.append(_candidate(acc, peak, float(g), w, score, cal.upright, rule,
                                         confirm_n))
             out.append(TrialCandidates(t.subject, t.code, t.is_fall, t.recovered, cands))
     return out
+
+
+class FoldModel:
+    """A fold model for the replay. One trained with ``--upright-channel`` (manifest feature
+    ``along_upright``, step 8: tried, the runtime refuses its input shape) is run here with
+    the upright learnt from walking; any other is the runtime's :class:`TfliteFallModel`."""
+
+    def __init__(self, fold_dir: Path, position: str) -> None:
+        doc = json.loads((fold_dir / "manifest.json").read_text())
+        self.uses_upright = UPRIGHT_FEATURE in doc["input"]["features"]
+        self._model: TfliteFallModel | None = None
+        if not self.uses_upright:
+            self._model = TfliteFallModel(fold_dir / "fall.tflite", interpreter="ai_edge_litert",
+                                          position=position)
+            self.threshold = self._model.threshold
+            return
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interp = Interpreter(model_path=str(fold_dir / "fall.tflite"), num_threads=1)
+        self._interp.allocate_tensors()
+        inp, out = self._interp.get_input_details()[0], self._interp.get_output_details()[0]
+        self._in, self._out = inp["index"], out["index"]
+        (self._in_scale, self._in_zp), (self._out_scale, self._out_zp) = (
+            inp["quantization"], out["quantization"])
+        self.threshold = float(doc["positions"][position]["decision_threshold"])
+
+    def score_at(self, window: np.ndarray, upright: np.ndarray | None) -> float:
+        if self._model is not None:
+            return self._model.score(window)
+        q = np.round(upright_input(window, upright) / self._in_scale) + self._in_zp
+        self._interp.set_tensor(self._in, np.clip(q, -128, 127).astype(np.int8)[np.newaxis])
+        self._interp.invoke()
+        y = int(self._interp.get_tensor(self._out).reshape(-1)[0])
+        return float(np.clip((y - self._out_zp) * self._out_scale, 0.0, 1.0))
+
+
+def fold_model(fold_dir: Path, position: str) -> FoldModel:
+    return FoldModel(fold_dir, position)
 
 
 def _candidate(acc: np.ndarray, peak: int, peak_g: float, w: np.ndarray, score: float,

@@ -28,7 +28,10 @@ Design (see models/fall/README.md):
   (:class:`agent.fall.evaluation.Evaluator`). Only those held-out figures are reported
   (folds and the threshold rule: :mod:`models.fall.thresholds`; int8 export and manifest:
   :mod:`models.fall.export`);
-- the shipped model repeats the same procedure on all subjects.
+- the shipped model repeats the same procedure on all subjects;
+- ``--bed-negatives`` / ``--bed-weight`` (extra negatives from lying down and turning over
+  in bed) and ``--upright-channel`` (a "was lying before" input) were tried in step 8 of
+  models/fall/README.md and are not part of what ships; without them nothing changes.
 
 Seeds fix NumPy, Python and TensorFlow; TensorFlow runs deterministic ops on two threads.
 """
@@ -50,7 +53,7 @@ import numpy as np
 from agent.fall.config import FallConfig
 from agent.fall.dataset import Trial, data_version
 from agent.fall.signal import FEATURES, WINDOW_SAMPLES
-from models.fall.corpus import Candidates, Corpus, DataSet, features
+from models.fall.corpus import UPRIGHT_FEATURE, Candidates, Corpus, DataSet, features
 from models.fall.export import (
     HERE,
     code_version,
@@ -81,13 +84,13 @@ def set_seeds(seed: int) -> None:
     tf.keras.utils.set_random_seed(seed)
 
 
-def build_model() -> Any:
+def build_model(n_features: int = len(FEATURES)) -> Any:
     """Every layer is named: Keras otherwise numbers them by how many models the process built
     before, and the names end up in the .tflite, so ``--skip-cv`` would give other bytes."""
     from tensorflow import keras
 
     layers = keras.layers
-    inp = keras.Input((WINDOW_SAMPLES, len(FEATURES)), name="window")
+    inp = keras.Input((WINDOW_SAMPLES, n_features), name="window")
     x = layers.Conv1D(16, 7, strides=2, padding="same", activation="relu", name="conv1")(inp)
     x = layers.Conv1D(24, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu", name="conv3")(x)
@@ -131,31 +134,59 @@ def pendant_turn(windows: np.ndarray, rng: np.random.Generator, max_deg: float
     return out.astype(np.float32)
 
 
-def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int) -> Any:
+def fit(cands: Candidates, mask: np.ndarray, seed: int, epochs: int,
+        extra_mask: np.ndarray | None = None, extra_weight: float = 1.0) -> Any:
     """The augmented copy of each candidate with ``cands.turn`` > 0 also gets
-    :func:`pendant_turn` (up to that many degrees)."""
+    :func:`pendant_turn` (up to that many degrees). ``extra_mask`` selects extra negative
+    windows (``cands.extra_windows``, ``--bed-negatives``) to train on, each weighed
+    ``extra_weight``."""
     set_seeds(seed)
     rng = np.random.default_rng(seed)
     sel = mask & (cands.label >= 0)
     raw = cands.windows[sel]
+    ups = cands.uprights(sel)
     y = cands.label[sel].astype(np.float32)
+    n_extra = 0
+    if extra_mask is not None and cands.extra_windows is not None and extra_mask.any():
+        extra = cands.extra_windows[extra_mask]
+        n_extra = len(extra)
+        raw = np.concatenate([raw, extra])
+        y = np.concatenate([y, np.zeros(n_extra, np.float32)])
+        if ups is not None and cands.extra_upright is not None:
+            ups = np.concatenate([ups, cands.extra_upright[extra_mask]])
     aug = augment(raw, rng)
     if cands.turn is not None and (turned := cands.turn[sel] > 0).any():
+        turned = np.concatenate([turned, np.zeros(n_extra, bool)])
         aug[turned] = pendant_turn(aug[turned], rng, float(cands.turn[sel].max()))
-    x = np.concatenate([features(raw), features(aug)])
+    x = np.concatenate([features(raw, ups), features(aug, ups)])
     y = np.concatenate([y, y])
     pos = float(y.sum())
     w = np.where(y > 0.5, (len(y) - pos) / max(pos, 1.0), 1.0).astype(np.float32)
     w = np.minimum(w, 20.0)
     if cands.weight is not None:
-        w = w * np.concatenate([cands.weight[sel], cands.weight[sel]]).astype(np.float32)
-    model = build_model()
+        cw = np.concatenate([cands.weight[sel], np.ones(n_extra, np.float32)])
+        w = w * np.concatenate([cw, cw]).astype(np.float32)
+    if n_extra:
+        ew = np.concatenate([np.ones(len(raw) - n_extra, np.float32),
+                             np.full(n_extra, extra_weight, np.float32)])
+        w = w * np.concatenate([ew, ew])
+    model = build_model(x.shape[2])
     model.fit(x, y, sample_weight=w, epochs=epochs, batch_size=64, shuffle=True, verbose=0)
     return model
 
 
-def predict(model: Any, windows: np.ndarray) -> np.ndarray:
-    return model.predict(features(windows), batch_size=512, verbose=0).reshape(-1)
+def extra_for(cands: Candidates, persons: np.ndarray, train: list[str]
+              ) -> tuple[np.ndarray | None, float]:
+    """(mask of the extra negative windows of the ``train`` persons, their weight) for
+    :func:`fit`; (None, 1.0) without ``--bed-negatives``."""
+    if cands.extra_trial is None:
+        return None, 1.0
+    return np.isin(persons[cands.extra_trial], train), cands.extra_weight
+
+
+def predict(model: Any, windows: np.ndarray, uprights: np.ndarray | None = None
+            ) -> np.ndarray:
+    return model.predict(features(windows, uprights), batch_size=512, verbose=0).reshape(-1)
 
 
 def inner_scores(cands: Candidates, persons: np.ndarray, train: list[str], inner_k: int,
@@ -167,8 +198,9 @@ def inner_scores(cands: Candidates, persons: np.ndarray, train: list[str], inner
     for j, inner in enumerate(person_folds(train, inner_k, seed + 1000)):
         held = np.isin(cand_person, inner)
         fit_mask = np.isin(cand_person, train) & ~held
-        model = fit(cands, fit_mask, seed + 10 * j + 1, epochs)
-        oof[held] = predict(model, cands.windows[held])
+        model = fit(cands, fit_mask, seed + 10 * j + 1, epochs,
+                    *extra_for(cands, persons, [p for p in train if p not in inner]))
+        oof[held] = predict(model, cands.windows[held], cands.uprights(held))
     return np.nan_to_num(oof, nan=-1.0)
 
 
@@ -228,8 +260,9 @@ def train_one(corpus: Corpus, train: list[str], seed: int, inner_k: int, epochs:
     sel = select_thresholds(cands, corpus.trials, corpus.positions, corpus.persons, train,
                             inner_k, seed, epochs)
     mask = np.isin(corpus.persons[cands.trial], train)
-    model = fit(cands, mask, seed, epochs)
-    return to_int8(model, features(cands.windows[mask][::7][:400])), sel
+    model = fit(cands, mask, seed, epochs, *extra_for(cands, corpus.persons, train))
+    rep = np.flatnonzero(mask)[::7][:400]
+    return to_int8(model, features(cands.windows[rep], cands.uprights(rep))), sel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +284,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pendant-turn-deg", type=float, default=0.0, metavar="DEG",
                     help="augment neck windows with a pendant turning by up to DEG during the "
                          "window (tried, not adopted: see models/fall/README.md; 0 = off)")
+    ap.add_argument("--bed-negatives", metavar="OFFSETS",
+                    help="comma-separated sample offsets (e.g. -20,-10,-5,5,10,20): every "
+                         "daily-activity candidate in a lying context or that the posture "
+                         "check would confirm also gives the windows shifted by these from "
+                         "its peak as negatives (step 8 of models/fall/README.md)")
+    ap.add_argument("--bed-weight", type=float, default=1.0, metavar="W",
+                    help="training weight of each --bed-negatives window (default 1)")
+    ap.add_argument("--upright-channel", action="store_true",
+                    help="a fourth input channel: each sample along the upright learnt from "
+                         "walking (was the wearer lying before the impact?); tried in step 8 "
+                         "of models/fall/README.md, the runtime does not compute it")
     ap.add_argument("--folds-out", type=Path, default=Path("out/cv-folds"),
                     help="each fold's model in DIR/fold-K/ (evaluated by models.fall.cv)")
     ap.add_argument("--inner-scores-out", type=Path, metavar="FILE.npz",
@@ -276,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FallConfig()
     t_start = time.monotonic()
     wanted = set(args.subjects.split(",")) if args.subjects else None
-    corpus = Corpus.load(args.data, cfg, wanted)
+    bed_offsets = (tuple(int(x) for x in args.bed_negatives.split(","))
+                   if args.bed_negatives else ())
+    corpus = Corpus.load(args.data, cfg, wanted, bed_offsets)
+    corpus.cands.extra_weight = args.bed_weight
+    corpus.cands.use_upright = args.upright_channel
     if args.balance_positions:
         corpus.balance_positions()
     if args.pendant_turn_deg > 0:
@@ -287,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d trials, %d people, %d candidates (%d falls, %d not, %d unlabelled)",
              len(corpus.trials), len(persons), len(cands.label), (cands.label == 1).sum(),
              (cands.label == 0).sum(), (cands.label == -1).sum())
+    if cands.extra_trial is not None:
+        log.info("%d extra negative windows (--bed-negatives)", len(cands.extra_trial))
     data = {"sets": [{"name": ds.name, "position": ds.position, "sha256": data_version(ds.path),
                       "trials": int(np.sum(corpus.groups == f"{ds.name}:{ds.position}"))}
                      for ds in args.data],
@@ -297,7 +347,21 @@ def main(argv: list[str] | None = None) -> int:
     code["balance_positions"] = bool(args.balance_positions)
     if args.pendant_turn_deg > 0:
         code["pendant_turn_deg"] = args.pendant_turn_deg
+    if args.upright_channel:
+        code["upright_channel"] = UPRIGHT_FEATURE
+    if bed_offsets:
+        code["bed_negatives"] = {"offsets": list(bed_offsets), "weight": args.bed_weight,
+                                 "windows": int(len(cands.extra_trial))
+                                 if cands.extra_trial is not None else 0}
     folds = person_folds(persons, args.folds, args.seed)
+
+    def make_manifest(tflite: bytes, threshold: float, extra: dict[str, Any]
+                      ) -> dict[str, Any]:
+        manifest = manifest_for(tflite, threshold, cfg, extra)
+        if args.upright_channel:
+            manifest["input"]["features"] = [*FEATURES, UPRIGHT_FEATURE]
+        return manifest
+
     if args.inner_scores_out:
         write_inner_scores(args.inner_scores_out, corpus, folds, persons, args)
         return 0
@@ -309,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                                     args.epochs)
             extra = {"positions": sel, "held_out": held, "fold": k, "data": data, "code": code}
             write_model(args.folds_out / f"fold-{k}", tflite,
-                        manifest_for(tflite, sel["neck"]["decision_threshold"]
-                                     if "neck" in sel else 0.5, cfg, extra))
+                        make_manifest(tflite, sel["neck"]["decision_threshold"]
+                                      if "neck" in sel else 0.5, extra))
             log.info("fold %d held out %s: %s (%.0f s)", k, held, json.dumps(sel),
                      time.monotonic() - t0)
     t0 = time.monotonic()
@@ -323,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
              "cv": {"folds": [{"fold": k, "held_out": f} for k, f in enumerate(folds)],
                     "report": "models/fall/cv_report.json (python -m models.fall.cv)"}}
     default = sel.get("neck", next(iter(sel.values())))["decision_threshold"]
-    manifest = manifest_for(tflite, default, cfg, extra)
+    manifest = make_manifest(tflite, default, extra)
     if args.second_model:
         manifest["role"] = (f"second model at the {args.second_model}: paired with fall.tflite "
                             "(either model's score over its own threshold is a detection)")

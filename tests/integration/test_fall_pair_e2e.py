@@ -21,7 +21,7 @@ from agent.app import Hardware, build_components
 from agent.fall.detector import FallDetector
 from agent.fall.pair import PairScorer
 from agent.fall.replay import ReplaySource
-from agent.fall.tflite_model import shipped_model_paths
+from agent.fall.tflite_model import TfliteFallModel, shipped_model_paths
 from tests.harness import AgentRunner, make_config, wait_until
 from tests.integration.test_fall_e2e import TOPIC, types
 from tests.integration.test_fall_positions_e2e import NECK_FLOOR, _recording, _settled
@@ -66,6 +66,25 @@ def test_a_neck_fall_only_the_neck_only_model_catches_gives_exactly_one_fall_ala
     assert second["passed"] is True and second["score"] >= second["threshold"]
     assert shipped["passed"] is False and shipped["score"] < shipped["threshold"]
     assert d["model_version"] == f"{shipped['model_version']}|{second['model_version']}"
+
+
+def test_second_model_false_runs_the_shipped_model_alone_through_the_agent(
+        tmp_path: Path, mqtt_broker, shared_dir: Path) -> None:
+    """``[fall] second_model = false`` at the neck: the agent scores with the shipped model
+    alone, so the fall only the neck-only model catches raises nothing, and no
+    ``model_unavailable`` (switching it off is a choice, not a fault)."""
+    events = mqtt_broker.subscribe(TOPIC)
+    runner, replay, detector = _run(tmp_path, mqtt_broker, shared_dir, NECK_SECOND_ONLY,
+                                    "second_model = false\n")
+    try:
+        _settled(runner, replay, detector, events)
+        scorer = detector.scorer
+        assert isinstance(scorer, TfliteFallModel) and not isinstance(scorer, PairScorer)
+        assert detector.model_error is None
+    finally:
+        runner.stop()
+    got = set(types(events))
+    assert not {"fall", "fall_recovered", "model_unavailable"} & got, got
 
 
 def test_a_damaged_second_model_is_said_and_the_shipped_model_still_detects(

@@ -15,6 +15,9 @@ def test_defaults_and_overrides() -> None:
                             'confirm_s = 15\ncancel_window_s = 30\n')
     assert cfg.fall.wearables == ("belt-1",) and cfg.fall.threshold == 0.8
     assert (cfg.fall.confirm_s, cfg.fall.cancel_window_s) == (15.0, 30.0)
+    assert cfg.fall.second_model is True
+    cfg = parse_config_text('hub_id = "h"\n[fall]\nsecond_model = false\n')
+    assert cfg.fall.second_model is False
 
 
 @pytest.mark.parametrize("body, problem", [
@@ -25,6 +28,8 @@ def test_defaults_and_overrides() -> None:
     ("slumped_tilt_deg = 60", "fall.slumped_tilt_deg: greater than lying_tilt_deg"),
     ('manifest_path = "/x.json"', "fall.manifest_path: only with model_path"),
     ("gate = 2", "fall.gate: unknown key"),
+    ('second_model = "no"', "fall.second_model: expected bool"),
+    ("second_model = 0", "fall.second_model: expected bool"),
 ])
 def test_invalid_values_name_the_key(body: str, problem: str) -> None:
     with pytest.raises(ConfigError) as err:

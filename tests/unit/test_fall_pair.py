@@ -21,6 +21,7 @@ from agent.fall.pair import (
     PairScorer,
     calibrated,
     load_model,
+    models_summary,
     second_model_entry,
     second_model_problem,
 )
@@ -149,6 +150,38 @@ def test_check_config_warns_when_the_second_model_cannot_be_used(
     path.write_text(body + 'position = "waist"\n')
     assert main(["check-config", str(path)]) == 0
     assert "second fall model" not in capsys.readouterr().out
+
+
+def test_second_model_false_runs_the_shipped_model_alone_and_check_config_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``[fall] second_model = false``: the operator's choice, not a fault. The first model
+    loads alone (no PairScorer, no error, even with the second file missing) and
+    ``check-config`` names the model(s) that would score, without a warning."""
+    d = _copy_models(tmp_path)
+    cfg = FallConfig(model_path=str(d / "fall.tflite"), position="neck", second_model=False)
+    (d / "fall-neck.tflite").unlink()
+    scorer = load_model(cfg)
+    assert isinstance(scorer, TfliteFallModel) and not isinstance(scorer, PairScorer)
+    assert second_model_problem(cfg) is None
+    assert "alone (second_model = false" in models_summary(cfg)
+    path = tmp_path / "hub.toml"
+    body = (HEAD.format(store=tmp_path / "events.db") + '[fall]\nwearables = ["pendant-1"]\n')
+    for extra, line in [
+            ("", "fall:    position neck, model fall.tflite + fall-neck.tflite (either"),
+            ("second_model = false\n", "fall:    position neck, model fall.tflite alone "
+                                       "(second_model = false: fall-neck.tflite is not run"),
+            ('position = "waist"\n', "fall:    position waist, model fall.tflite\n"),
+            ('position = "waist"\nsecond_model = false\n',
+             "fall:    position waist, model fall.tflite\n")]:
+        path.write_text(body + extra)
+        assert main(["check-config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert line in out, out
+        assert "warning" not in out, out
+    # no wearable: no detector, no fall line
+    path.write_text(HEAD.format(store=tmp_path / "events.db"))
+    assert main(["check-config", str(path)]) == 0
+    assert "fall:" not in capsys.readouterr().out
 
 
 def test_train_second_model_registers_the_file_in_the_shipped_manifest(tmp_path: Path) -> None:

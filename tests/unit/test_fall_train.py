@@ -353,3 +353,93 @@ def test_pair_replay_keeps_a_detection_by_either_models_own_fold_threshold() -> 
     assert outcome("neck_only") == ["none", "alarm"]
     assert outcome("both") == ["none", "none"]
     assert outcome("either") == ["alarm", "alarm"]
+
+
+def test_bed_negatives_add_shifted_windows_of_lying_daily_activities_only(
+        shared_dir) -> None:
+    """``train --bed-negatives``: each daily-activity candidate in a lying context (or that
+    the posture check would confirm) also gives its window shifted by each offset, as extra
+    negatives that are trained on but never scored; falls (out of bed too) give none, and
+    without offsets the candidates are exactly today's."""
+    trials = [t for t in load_trials(shared_dir / "data" / "fallalld" / "neck", {"FA05"})
+              if t.code.split("_")[0] in ("D01", "D19", "F27")]
+    plain = extract(trials, FallConfig(position="neck"))
+    offsets = (-10, 5)
+    c = extract(trials, FallConfig(position="neck"), offsets)
+    assert plain.extra_windows is None and plain.extra_trial is None
+    np.testing.assert_array_equal(plain.windows, c.windows)
+    np.testing.assert_array_equal(plain.label, c.label)
+    assert c.extra_windows is not None and c.extra_trial is not None
+    assert len(c.extra_windows) == len(c.extra_trial) > 0
+    kinds = {trials[i].code.split("_")[0] for i in c.extra_trial}
+    assert kinds == {"D19"}, kinds          # turning over in bed; not walking, not falls
+    # The extras are the runtime's windows at the offsets from a candidate's peak: the
+    # first extra of a trial (offset -10) is a candidate's window 10 samples earlier.
+    first = int(c.extra_trial[0])
+    cand = c.windows[np.flatnonzero(c.trial == first)]
+    early = c.extra_windows[0]
+    assert any(np.array_equal(early[10:], w[:-10]) for w in cand)
+    assert not any(np.array_equal(early, w) for w in cand)
+
+
+def test_upright_channel_is_the_pose_from_the_learnt_upright_and_turns_with_the_wearable(
+) -> None:
+    """``train --upright-channel`` (step 8, tried): a fourth input channel, each sample along
+    the upright learnt from walking; the first three are the runtime's. Lying before the
+    impact reads about 0, upright about 1 g; without an upright it is the component along
+    the window's first second (as if upright before); a constant rotation of the wearable
+    and its learnt upright together changes nothing (mount independence kept)."""
+    from agent.fall.signal import model_input
+    from models.fall.corpus import features, upright_input
+
+    rng = np.random.default_rng(3)
+    lying = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (WINDOW_SAMPLES, 1))
+    lying += rng.normal(0, 0.02, lying.shape).astype(np.float32)
+    up = np.array([0.0, -1.0, 0.0], np.float32)
+    x = upright_input(lying, up)
+    assert x.shape == (WINDOW_SAMPLES, 4)
+    np.testing.assert_array_equal(x[:, :3], model_input(lying))
+    assert np.abs(x[:, 3]).max() < 0.1                       # lying: nothing along upright
+    standing = np.tile(up, (WINDOW_SAMPLES, 1))              # (0, -1, 0) g: upright
+    assert np.allclose(upright_input(standing, up)[:, 3], 1.0, atol=1e-6)  # log2(1 + 1)
+    # Unknown upright: the window's own first second stands in (about 1 g along it).
+    np.testing.assert_allclose(upright_input(lying, None)[:, 3],
+                               upright_input(lying, np.full(3, np.nan))[:, 3])
+    assert upright_input(lying, None)[:, 3].mean() > 0.9
+    # Rotate the wearable and its upright by the same constant rotation: same input.
+    a = np.radians(40.0)
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]],
+                   np.float32)
+    np.testing.assert_allclose(upright_input(lying @ rot.T, up @ rot.T), x, atol=1e-5)
+    f = features(np.stack([lying, standing]), np.stack([up, np.full(3, np.nan, np.float32)]))
+    assert f.shape == (2, WINDOW_SAMPLES, 4)
+    assert features(np.stack([lying])).shape == (1, WINDOW_SAMPLES, 3)
+
+
+def test_pair_replay_either_both_if_lying_needs_both_models_only_after_lying() -> None:
+    """Step 8's pair mode (tried, not shipped): "either", except that a candidate whose
+    wearer was lying before it (a second of the 5 s before the window, or the window's
+    first second, at lying_before_deg from the learnt upright) needs both models."""
+    from agent.fall.confirmation import ConfirmRule, Evidence
+    from models.fall.pair_replay import pair_outcomes
+    from models.fall.rule_replay import Candidate, TrialCandidates
+
+    rule = ConfirmRule()
+
+    def cand(score: float, lying_s: float | None, pre_tilt: float | None) -> Candidate:
+        ev = Evidence(True, "lying", 10.0, 0.0, 0.0, 0.0, 0.0, lying_before_s=lying_s)
+        z = np.zeros(3)
+        return Candidate(score, 3.0, ev, z, z, z.astype(bool), pre_tilt)
+
+    cases = [(None, 10.0), (0.0, 10.0), (1.0, 10.0), (None, rule.lying_before_deg),
+             (0.0, rule.lying_before_deg - 1)]
+    # every trial: the first model passes (0.6 >= 0.5), the second does not (0.1 < 0.2)
+    first = [[TrialCandidates("P1", f"D{i:02d}_R01", False, False, [cand(0.6, s, t)])
+              for i, (s, t) in enumerate(cases)]]
+    second = [[TrialCandidates("P1", f"D{i:02d}_R01", False, False, [cand(0.1, s, t)])
+               for i, (s, t) in enumerate(cases)]]
+    got = [o for _, o in pair_outcomes(first, second, [0.5], [0.2], "either_both_if_lying",
+                                       rule)]
+    assert got == ["alarm", "alarm", "none", "none", "alarm"]
+    assert [o for _, o in pair_outcomes(first, second, [0.5], [0.2], "either", rule)] == [
+        "alarm"] * 5
