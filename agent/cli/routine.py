@@ -93,7 +93,6 @@ def collect(config: Any) -> dict[str, Any]:
             "away": home.get("away"),
             "mats_occupied": sorted(home.get("mats", {})),
             "mats_pulsing": _pulsing(home.get("mat_stays") or {}),
-            **_windows_now(rules, home),
         }
     return {
         "hub_id": config.hub_id,
@@ -178,26 +177,8 @@ def render(report: dict[str, Any]) -> str:
         if st.get("mats_pulsing"):
             lines.append(f"  mats that pulse (read as movement, never as presence): "
                          f"{', '.join(st['mats_pulsing'])}")
-        if st.get("inactivity_windows"):
-            lines.append(f"  inactivity windows now: {', '.join(st['inactivity_windows'])}"
-                         + (" (the bed mat pulses: it shows no sleep)"
-                            if st.get("bed_shows_no_sleep") else ""))
         lines.append(f"  state saved at {st['saved_at']}")
     return "\n".join(lines)
-
-
-def _windows_now(rules: Any, home: dict[str, Any]) -> dict[str, Any]:
-    """The fixed inactivity windows the engine runs now: the daytime ones once every bed
-    mat judged pulses (``RuleSet.inactivity_if_bed_pulses``), else the derived ones."""
-    from agent.inactivity.home import HomeState
-
-    stays = home.get("mat_stays") or {}
-    state = HomeState(mat_stays={str(k): [float(x) for x in v] for k, v in stays.items()})
-    switched = bool(rules.inactivity_if_bed_pulses
-                    and state.bed_pulses({str(d) for d in home.get("bed_mats") or []}))
-    windows = rules.inactivity_if_bed_pulses if switched else rules.inactivity
-    return {"inactivity_windows": [f"{w.start}-{w.end}" for w in windows],
-            "bed_shows_no_sleep": switched}
 
 
 def _pulsing(stays: dict[str, Any]) -> list[str]:

@@ -101,17 +101,21 @@ class RulesEngine:
         compares (a bed mat shows sleep). Without that, a window counts only its own time."""
         return all(r.window.all_day for r in self.fixed)
 
+    def bed_pulses(self) -> bool:
+        """Every bed mat judged so far pulses (at least one judged): the bed shows no sleep."""
+        judged = [d for d in self.bed_mats if self.home.mat_classified(d)]
+        return bool(judged) and all(self.home.mat_momentary(d) for d in judged)
+
     def _fit_windows(self) -> None:
         """The fixed windows the bed mats allow: all day while a bed mat can show sleep,
         daytime only once the bed is seen to pulse (RuleSet.inactivity_if_bed_pulses).
         Switched on a bed reading, which is activity, so no stillness is lost."""
         rules = self.ruleset
-        pulses = self.home.bed_pulses(self.bed_mats)
         want = (rules.inactivity_if_bed_pulses
-                if rules.inactivity_if_bed_pulses and pulses else rules.inactivity)
+                if rules.inactivity_if_bed_pulses and self.bed_pulses() else rules.inactivity)
         if tuple(r.rule for r in self.fixed) == tuple(want):
             return
-        log.info("bed mat %s: inactivity windows %s", "pulses" if pulses else "level",
+        log.info("bed mat %s: inactivity windows %s", "pulses" if self.bed_pulses() else "level",
                  ", ".join(f"{w.start}-{w.end}" for w in want))
         self.fixed = [FixedInactivity(w, rules.prewarning_s, self.clock) for w in want]
         self._set_active()

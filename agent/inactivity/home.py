@@ -87,12 +87,6 @@ class HomeState:
         xs = sorted(self.mat_stays[dev])
         return xs[len(xs) // 2] < MOMENTARY_MEDIAN_S
 
-    def bed_pulses(self, beds: set[str] | frozenset[str]) -> bool:
-        """Every bed mat of ``beds`` judged so far pulses (at least one judged): the bed
-        shows no sleep."""
-        judged = [d for d in beds if self.mat_classified(d)]
-        return bool(judged) and all(self.mat_momentary(d) for d in judged)
-
     def mat_classified(self, dev: str) -> bool:
         """The mat has shown enough stays to tell pulses from occupancy."""
         return len(self.mat_stays.get(dev) or []) >= MOMENTARY_MIN_STAYS
