@@ -74,7 +74,6 @@ class RulesEngine:
         self._day: date | None = None
         self._unobserved = False
         self.fixed = [FixedInactivity(w, rules.prewarning_s, self.clock) for w in rules.inactivity]
-        self.bed_mats: set[str] = set()          # bed mats seen (their stays judge the bed)
         self.learned = (LearnedInactivity(rules.prewarning_s, self.clock, self.routine,
                                           self._fallback_threshold)
                         if rules.learned is not None else None)
@@ -100,25 +99,6 @@ class RulesEngine:
         """The fixed windows count all-day stillness, the very quantity the learned rule
         compares (a bed mat shows sleep). Without that, a window counts only its own time."""
         return all(r.window.all_day for r in self.fixed)
-
-    def bed_pulses(self) -> bool:
-        """Every bed mat judged so far pulses (at least one judged): the bed shows no sleep."""
-        judged = [d for d in self.bed_mats if self.home.mat_classified(d)]
-        return bool(judged) and all(self.home.mat_momentary(d) for d in judged)
-
-    def _fit_windows(self) -> None:
-        """The fixed windows the bed mats allow: all day while a bed mat can show sleep,
-        daytime only once the bed is seen to pulse (RuleSet.inactivity_if_bed_pulses).
-        Switched on a bed reading, which is activity, so no stillness is lost."""
-        rules = self.ruleset
-        want = (rules.inactivity_if_bed_pulses
-                if rules.inactivity_if_bed_pulses and self.bed_pulses() else rules.inactivity)
-        if tuple(r.rule for r in self.fixed) == tuple(want):
-            return
-        log.info("bed mat %s: inactivity windows %s", "pulses" if self.bed_pulses() else "level",
-                 ", ".join(f"{w.start}-{w.end}" for w in want))
-        self.fixed = [FixedInactivity(w, rules.prewarning_s, self.clock) for w in want]
-        self._set_active()
 
     def _fallback_threshold(self, minute: float) -> float:
         """For an hour the routine has not learned: the fixed rule's threshold, else max_s.
@@ -285,10 +265,6 @@ class RulesEngine:
             if since is not None:
                 home.mat_stay(dev, now.mono - since)
         home.unconfirmed_mats.discard(dev)
-        if obs.mat == "bed" and dev not in self.bed_mats:
-            self.bed_mats.add(dev)
-        if obs.mat == "bed":
-            self._fit_windows()
         if home.mat_momentary(dev):
             home.mats.pop(dev, None)
             return dataclasses.replace(obs, momentary=True)
@@ -365,7 +341,6 @@ class RulesEngine:
                 "returned_age": age(h.returned_mono),
                 "mat_on_age": {dev: m - t for dev, t in h.mat_on.items()},
                 "mat_stays": {dev: list(v) for dev, v in h.mat_stays.items()},
-                "bed_mats": sorted(self.bed_mats),
             },
             "rules": {key: r.snapshot(m) for key, r in self._keyed_rules().items()},
         }
@@ -406,8 +381,6 @@ class RulesEngine:
         h.mat_on = {str(dev): then - float(a) for dev, a in (s.get("mat_on_age") or {}).items()}
         h.mat_stays = {str(dev): [float(x) for x in v]
                        for dev, v in (s.get("mat_stays") or {}).items()}
-        self.bed_mats = {str(d) for d in s.get("bed_mats") or []}
-        self._fit_windows()         # before the fixed rules' states are restored into them
         if downtime_s is not None and down <= _SHORT_GAP_S:
             h.observing_since_mono = then - float(s.get("observing_age") or 0.0)
         else:

@@ -165,7 +165,6 @@ class FixedInactivity(StillnessAlarm):
 
     def __init__(self, rule: InactivityWindow, prewarning_s: float, clock: LocalClock) -> None:
         super().__init__(prewarning_s)
-        self.rule = rule
         self.window = Window.parse(rule.start, rule.end)
         self.after_s = rule.after_s
         self.clock = clock

@@ -52,10 +52,6 @@ class RuleSet:
     door_grace_s: float = 15.0
     restart_grace_s: float = 120.0
     inactivity: tuple[InactivityWindow, ...] = ()
-    # The windows to use instead of ``inactivity`` once every bed mat judged so far pulses
-    # (HomeState.mat_momentary): derived all-day only because a bed mat would show sleep,
-    # so, as without a bed mat, daytime only. Empty: keep ``inactivity`` (configured windows).
-    inactivity_if_bed_pulses: tuple[InactivityWindow, ...] = ()
     not_up: NotUpRule | None = None
     night_out_of_bed: NightOutOfBedRule | None = None
     chair_too_long: ChairTooLongRule | None = None
@@ -68,7 +64,7 @@ class RuleSet:
     def minutes_of_interest(self) -> set[int]:
         """Times of day at which some rule's regime changes (window edges, deadlines)."""
         out: set[int] = set()
-        for w in (*self.inactivity, *self.inactivity_if_bed_pulses):
+        for w in self.inactivity:
             if w.start != w.end:
                 out.update((_m(w.start), _m(w.end)))
         if self.not_up:
@@ -94,7 +90,6 @@ class RuleSet:
             "bedrooms": sorted(self.bedrooms),
             "exit_doors": sorted(self.exit_doors),
             "inactivity": [d(w) for w in self.inactivity],
-            "inactivity_if_bed_pulses": [d(w) for w in self.inactivity_if_bed_pulses],
             "not_up": d(self.not_up),
             "night_out_of_bed": d(self.night_out_of_bed),
             "chair_too_long": d(self.chair_too_long),
@@ -172,32 +167,14 @@ def _windows(cfg: InactivityConfig, sees: _Sensors, devices: DeviceMap,
     if not (cfg.auto_rules and devices):
         return ()
     if sees.has_bed and cfg.mats_are_presence:
-        notes.append("inactivity: default 4 h, all day: a bed mat shows sleep (daytime only "
-                     "once the bed mat is seen to pulse)")
+        notes.append("inactivity: default 4 h, all day: a bed mat shows sleep")
         return (InactivityWindow(start=ALL_DAY[0], end=ALL_DAY[1]),)
-    day = _daytime(cfg)
-    notes.append(f"inactivity: default 4 h, {day.start}-{day.end} only: no bed mat shows sleep")
-    return (day,)
-
-
-def _daytime(cfg: InactivityConfig) -> InactivityWindow:
-    """The default window where sleep cannot be seen: the installer's get-up to bed time,
-    else 07:00-22:00."""
     start = cfg.usual_get_up or DAYTIME[0]
     end = cfg.usual_bedtime or DAYTIME[1]
     if start == end:
         start, end = DAYTIME
-    return InactivityWindow(start=start, end=end)
-
-
-def _windows_if_bed_pulses(cfg: InactivityConfig, sees: _Sensors,
-                           windows: tuple[InactivityWindow, ...]) -> tuple[InactivityWindow, ...]:
-    """A bed mat that pulses shows no sleep (a still sleeper is still for hours between
-    pulses), so the derived all-day window falls back to the daytime one, as in a home
-    without a bed mat; configured windows are kept as configured."""
-    derived_all_day = (cfg.inactivity is None and sees.has_bed and cfg.mats_are_presence
-                       and bool(windows))
-    return (_daytime(cfg),) if derived_all_day else ()
+    notes.append(f"inactivity: default 4 h, {start}-{end} only: no bed mat shows sleep")
+    return (InactivityWindow(start=start, end=end),)
 
 
 def not_up_seed(cfg: InactivityConfig) -> int | None:
@@ -240,7 +217,6 @@ def derive_rules(cfg: InactivityConfig, devices: DeviceMap) -> RuleSet:
         door_grace_s=cfg.door_grace_s,
         restart_grace_s=cfg.restart_grace_s,
         inactivity=windows,
-        inactivity_if_bed_pulses=_windows_if_bed_pulses(cfg, sees, windows),
         not_up=_pick(cfg.not_up, auto, sees.has_bed or (bool(sees.bedrooms)
                                                         and sees.outside_motion),
                      NotUpRule(), "not_up", "bed mat or bedroom/other-room motion sensors", notes),

@@ -8,7 +8,7 @@ logs with exact expected times; each test fails on the rules before this change.
 
 from __future__ import annotations
 
-from inactivity_helpers import HOME, Home, config, only
+from inactivity_helpers import Home, only
 
 from agent.inactivity.config import (
     AwayRule,
@@ -18,7 +18,6 @@ from agent.inactivity.config import (
     NotUpRule,
 )
 from agent.inactivity.home import MOMENTARY_KEEP, MOMENTARY_MIN_STAYS, HomeState
-from agent.inactivity.ruleset import RuleSet, derive_rules
 
 H = 3600.0
 ALL_DAY = (InactivityWindow(start="00:00", end="00:00", after_s=4 * H),)
@@ -220,55 +219,3 @@ def test_a_press_or_a_level_mat_ends_an_absence_alone() -> None:
     home.run_to("2025-01-15T12:00:00")
     home.see("chair_on")
     assert not home.engine.home.away
-
-
-# -- the stillness window once the bed mat is seen to pulse ----------------------------------------
-DAYTIME = InactivityWindow(start="07:00", end="22:00", after_s=4 * H)
-BED_RULES = RuleSet(inactivity=ALL_DAY, inactivity_if_bed_pulses=(DAYTIME,))
-
-
-def test_derived_rules_name_the_daytime_window_for_a_bed_that_pulses() -> None:
-    rs = derive_rules(config(), HOME)
-    assert [(w.start, w.end) for w in rs.inactivity] == [("00:00", "00:00")]
-    assert [(w.start, w.end) for w in rs.inactivity_if_bed_pulses] == [("07:00", "22:00")]
-    seeded = derive_rules(config(usual_get_up="08:30", usual_bedtime="23:15"), HOME)
-    assert [(w.start, w.end) for w in seeded.inactivity_if_bed_pulses] == [("08:30", "23:15")]
-    configured = derive_rules(config(inactivity=ALL_DAY), HOME)
-    assert configured.inactivity_if_bed_pulses == ()            # as configured
-    no_bed = {k: v for k, v in HOME.items() if k != "bed"}
-    assert derive_rules(config(), no_bed).inactivity_if_bed_pulses == ()
-
-
-def test_with_a_pulsing_bed_a_still_night_is_not_inactivity() -> None:
-    # Kasteren B: a sleeper whose bed mat pulses is still for hours between pulses; the
-    # all-day 4 h window (chosen because a bed mat shows sleep) raised alarms at night.
-    home = Home(BED_RULES, start="2025-01-15T22:30:00")
-    _pulses(home)                                        # 22:30-22:40, then lying still
-    assert [r.rule for r in home.engine.fixed] == [DAYTIME]
-    home.run_to("2025-01-16T06:59:00")
-    assert home.alarms() == []                           # old rules: 02:40
-    home.run_to("2025-01-16T11:00:01")                   # 4 h of the daytime window
-    assert home.when("inactivity") == "2025-01-16T11:00:00"
-
-
-def test_a_level_bed_mat_keeps_the_all_day_window() -> None:
-    home = Home(BED_RULES, start="2025-01-15T08:00:00")
-    home.engine.home.mat_stays["bed"] = [3 * H] * (MOMENTARY_MIN_STAYS - 1)
-    home.see("bed_on")
-    home.run(3 * H)
-    home.see("bed_off")                                  # judged now: a level mat
-    assert [r.rule for r in home.engine.fixed] == list(ALL_DAY)
-    home.run(4 * H + 1)
-    assert home.when("inactivity") == "2025-01-15T15:00:00"
-
-
-def test_the_daytime_window_survives_a_restart() -> None:
-    home = Home(BED_RULES, start="2025-01-15T22:30:00")
-    _pulses(home)
-    snap = home.engine.snapshot(home.now())
-    again = Home(BED_RULES, start="2025-01-15T22:41:00")
-    assert [r.rule for r in again.engine.fixed] == list(ALL_DAY)
-    again.engine.restore(snap, again.now(), downtime_s=60.0)
-    assert [r.rule for r in again.engine.fixed] == [DAYTIME]
-    again.run_to("2025-01-16T06:59:00")
-    assert again.alarms() == []
