@@ -142,13 +142,12 @@ class LearnedRoutine:
       ``away_min_s..away_max_s``; it can only grow past the 12 h default for a person seen
       to stay out that long and come back.
 
-    ``factor``, ``min_s``, ``by_place``, ``not_up_margin_s``, ``session_factor`` and
-    ``min_days`` are what leave-one-home-out chose on the four recorded homes
-    (docs/inactivity.md); ``place_factor``, ``place_min_s`` and ``place_min_samples`` are
-    the per-room level chosen in the one fold that took it (CASAS left out); ``away_factor``
-    and ``away_quantile`` are the ``not_returned`` level chosen on the four homes; the
-    bounds are the rules' own defaults or telecare practice, not fitted (``away_max_s``
-    24 h: README, "not_returned learns how long this person stays out").
+    ``factor``, ``min_s``, ``by_place`` with ``place_factor``, ``place_min_s`` and
+    ``place_min_samples``, ``not_up_margin_s``, ``session_factor``, ``away_factor``,
+    ``away_quantile`` and ``min_days`` are what leave-one-home-out's selection chose on all
+    four recorded homes (docs/inactivity.md, step 8; the per-room level was also chosen in
+    every fold); the bounds are the rules' own defaults or telecare practice, not fitted
+    (``away_max_s`` 24 h: README, "not_returned learns how long this person stays out").
     """
 
     enabled: bool = field(default=True, metadata={"doc": "learn this household's routine"})
@@ -166,8 +165,8 @@ class LearnedRoutine:
                               "doc": "samples (day-hours, pooled) before an hour is trusted"},
     )
     by_place: bool = field(
-        default=False, metadata={"doc": "learn stillness per room of the last activity too "
-                                        "(off: chosen on the four recorded homes)"})
+        default=True, metadata={"doc": "learn stillness per room of the last activity too "
+                                       "(on: chosen on the four recorded homes)"})
     place_factor: float = field(
         default=1.5, metadata={"min": 1.0, "max": 5.0,
                                "doc": "x the longest stillness seen after being in that room"})
@@ -189,7 +188,7 @@ class LearnedRoutine:
         default="13:00", metadata={**_HHMM, "doc": "learned not_up deadline: never later"}
     )
     session_factor: float = field(
-        default=3.0, metadata={"min": 1.0, "max": 5.0,
+        default=2.0, metadata={"min": 1.0, "max": 5.0,
                                "doc": "x the longest chair / night session seen"},
     )
     chair_min_s: float = field(default=2 * 3600.0, metadata={"min": 600.0, "max": 24 * 3600.0})

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from agent.inactivity.bound import HomeStillness, evaluate_home
+from agent.inactivity.bound import HomeStillness, _combined, evaluate_home, row_places
 from agent.inactivity.replay import Labelled, LogEvent
+from agent.inactivity.sensors import SensorInfo
 
 UTC = ZoneInfo("UTC")
 DAY0 = datetime(2024, 3, 4, tzinfo=UTC)
@@ -72,3 +73,92 @@ def test_a_labelled_absence_is_not_stillness() -> None:
     home = HomeStillness(log, away, UTC)
     assert (2, 10) not in home.maxima and (2, 9) not in home.maxima
     assert all(not (a < _at(2, 11) and _at(2, 8) < b) for a, b in home.gaps)
+
+
+# --- rules that also know the room of the last activity ------------------------------
+
+DEVICES = {"lounge_pir": SensorInfo("lounge_pir", "motion", "Lounge"),
+           "kitchen_pir": SensorInfo("kitchen_pir", "motion", "Kitchen")}
+
+
+def _rooms_home(days: int = 4, odd_day: int = 2) -> list[LogEvent]:
+    """Lounge 07:00, kitchen 08:00, lounge again 08:20 (08:30 on ``odd_day``), then
+    nothing until 11:00, lounge every hour to 22:00; a flush (not in the map) at 12:30."""
+    log: list[LogEvent] = []
+
+    def row(d: int, hour: float, sensor: str) -> None:
+        log.append(LogEvent(_at(d, hour), sensor, "motion", "ON", ""))
+
+    for d in range(days):
+        row(d, 7, "lounge_pir")
+        row(d, 8, "kitchen_pir")
+        row(d, 8.5 if d == odd_day else 8 + 20 / 60, "lounge_pir")
+        for h in range(11, 23):
+            row(d, h, "lounge_pir")
+            if h == 12:
+                row(d, 12.5, "flush")
+    return log
+
+
+def test_a_row_from_a_sensor_not_in_the_map_keeps_the_last_room() -> None:
+    log = _rooms_home(days=1)
+    places = row_places(log, DEVICES)
+    assert places[:3] == ["lounge", "kitchen", "lounge"]
+    flush = next(i for i, e in enumerate(log) if e.sensor_id == "flush")
+    assert places[flush] == "lounge"
+    assert row_places([LogEvent(0.0, "flush", "x", "ON", "")], DEVICES) == [""]
+
+
+def test_room_maxima_and_leave_one_day_out_room_cells() -> None:
+    log = _rooms_home()
+    home = HomeStillness(log, [], UTC, row_places(log, DEVICES))
+    assert home.room_maxima[(1, 8, "kitchen")] == 1200.0       # 08:00 -> 08:20
+    assert home.room_maxima[(2, 8, "kitchen")] == 1800.0       # the odd day: 08:30
+    assert home.room_maxima[(1, 8, "lounge")] == 2400.0        # 08:20 -> 09:00
+    assert home.room_maxima[(1, 10, "lounge")] == 9600.0       # 08:20 -> 11:00
+    assert (1, 9, "kitchen") not in home.room_maxima
+    by_hour = home.room_thresholds(0, "hour")
+    assert by_hour[(3, "kitchen")][8] == (1800.0, 3)           # days 0, 1, 2
+    assert by_hour[(2, "kitchen")][8] == (1200.0, 3)           # the odd day left out
+    assert by_hour[(3, "kitchen")][9] is None
+    assert home.room_thresholds(1, "hour")[(3, "kitchen")][9] == (1800.0, 3)
+    # The morning band (06-11) pools hours 6..10: the lounge's 7, 8, 9, 10 on days 0-2
+    # and hour 6 on days 1 and 2, the end of the night (22:00 -> 07:00, 9 h): 14 samples.
+    band = home.room_thresholds(0, "band")
+    assert band[(3, "lounge")][8] == (32400.0, 14) and band[(3, "lounge")][6] == (32400.0, 14)
+    assert band[(3, "kitchen")][10] == (1800.0, 3) and band[(3, "kitchen")][11] is None
+
+
+def test_the_lower_of_the_hours_and_the_rooms_threshold_floor_and_samples() -> None:
+    log = _rooms_home()
+    home = HomeStillness(log, [], UTC, row_places(log, DEVICES))
+    hour = home.thresholds(3, pool=0)
+    assert hour[8] == 2400.0                # the lounge's 08:20 -> 09:00 beats the kitchen's
+    room = home.room_thresholds(0, "hour")[(3, "kitchen")]
+    assert _combined(hour, room, 1.0, 1.0, 1)[8] == 1800.0
+    assert _combined(hour, room, 1.0, 2.0, 1)[8] == 2400.0      # 3600: the hour's is lower
+    assert _combined(hour, room, 1.0, 1.0, 1, floor_s=2000.0)[8] == 2000.0
+    assert _combined(hour, room, 1.0, 1.0, 4)[8] == 2400.0      # 3 samples: not used
+    assert _combined(hour, None, 1.5, 1.0, 1)[8] == 3600.0
+    # A collapse right after the kitchen row on day 3: found at 08:30 knowing the room,
+    # 08:40 by the hour alone.
+    assert home.crossing(_at(3, 8), _combined(hour, room, 1.0, 1.0, 1), 1.0, _at(3, 20),
+                         False) == _at(3, 8.5)
+    assert home.crossing(_at(3, 8), hour, 1.0, _at(3, 20), False) == _at(3, 8 + 40 / 60)
+
+
+def test_by_room_false_alerts_and_the_fastest_setting_within_the_budget() -> None:
+    r = evaluate_home(_rooms_home(), [], UTC, days=4.0, factors=(1.0,), pools=(0,),
+                      inject=50, seed=3, devices=DEVICES, room_factors=(1.0, 1.5),
+                      cells=("hour",), room_min_samples=(1,), room_floors_s=(0.0,))
+    assert [s["false_alerts"] for s in r["settings"]] == [0]
+    room = r["by_room"]
+    assert room["settings_tried"] == 2
+    # The odd day's 30 min in the kitchen crosses 1.0 x the other days' 20 min at 08:20;
+    # 1.5 x 20 min is 08:30, the next row: no alert.
+    best = room["best_within_budget"]
+    assert best is not None and (best["room_factor"], best["false_alerts"]) == (1.5, 0)
+    assert room["best_within_budget_per_cells"]["hour"] == best
+    assert set(room["best_daytime_delay_by_place"]) <= {"kitchen", "lounge"}
+    assert "by_room" not in evaluate_home(_rooms_home(), [], UTC, days=4.0, factors=(1.0,),
+                                          pools=(0,), inject=10, seed=3)
