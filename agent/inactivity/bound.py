@@ -354,8 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m agent.inactivity.bound",
         description="Best-case bound on the daytime detection delay of any per-hour "
-                    "stillness rule at the false-alert budget, per recorded home "
-                    "(leave-one-day-out, fitted on the home itself: not a held-out result).")
+                    "stillness rule, and (unless --no-by-room) of any rule that also knows "
+                    "the room of the last activity, at the false-alert budget, per recorded "
+                    "home (leave-one-day-out, fitted on the home itself: not a held-out "
+                    "result).")
     ap.add_argument("--homes", nargs="+", required=True, metavar="DIR",
                     help="directories of recorded homes, as eval-inactivity --homes")
     ap.add_argument("--timezone", default="Europe/London",
