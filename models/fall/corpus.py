@@ -66,17 +66,25 @@ class Candidates:
 
 
 BED_REASONS = ("lay_down", "already_lying")
+LYING_CONTEXT_S = 1.0   # seconds of the 5 s before a window that make it "lying before"
+
+
+def lying_context(lying_before_s: float | None, pre_tilt_deg: float | None,
+                  lying_deg: float) -> bool:
+    """The wearer was lying before a candidate: :data:`LYING_CONTEXT_S` of the 5 s before
+    the window, or the window's first second, ``lying_deg`` or more from the upright learnt
+    from walking (the "already lying" rule's measures, without its peak limit)."""
+    return (lying_before_s is not None and lying_before_s >= LYING_CONTEXT_S) or (
+        pre_tilt_deg is not None and pre_tilt_deg >= lying_deg)
 
 
 def is_bed_negative(ev: Evidence, lying_before_s: float | None, lying_deg: float) -> bool:
-    """A daily-activity candidate in a lying context, or one the posture check would confirm:
-    only the model stands between it and an alarm (lying down on a bed, turning over in it,
-    a landing that ends lying). Lying context: a second of the 5 s before the window, or the
-    window's first second, ``lying_deg`` or more from the upright learnt from walking, or a
-    verdict that names lying (``lay_down``, ``already_lying``)."""
-    return ev.confirmed or ev.reason in BED_REASONS or (
-        lying_before_s is not None and lying_before_s >= 1.0) or (
-        ev.pre_tilt_deg is not None and ev.pre_tilt_deg >= lying_deg)
+    """A daily-activity candidate in a lying context (:func:`lying_context`), or one the
+    posture check would confirm: only the model stands between it and an alarm (lying down
+    on a bed, turning over in it, a landing that ends lying); also a verdict that names
+    lying (``lay_down``, ``already_lying``)."""
+    return ev.confirmed or ev.reason in BED_REASONS or lying_context(
+        lying_before_s, ev.pre_tilt_deg, lying_deg)
 
 
 def extract(trials: list[Trial], cfg: FallConfig,

@@ -30,7 +30,7 @@ from agent.fall.config import FallConfig
 from agent.fall.confirmation import ConfirmRule, rule_for
 from agent.fall.dataset import load_trials
 from agent.fall.evaluation import summarize
-from models.fall.corpus import DataSet
+from models.fall.corpus import DataSet, lying_context
 from models.fall.cv import brief, check_same_people, fold_dirs, pair_factory, run_folds
 from models.fall.rule_replay import (
     Candidate,
@@ -44,9 +44,7 @@ from models.fall.rule_replay import (
 
 MODES = ("shipped", "neck_only", "both", "either", "either_both_if_lying")
 # ``either_both_if_lying`` (step 8, tried, not shipped): "either", but a candidate whose
-# wearer was lying before it (a second of the 5 s before the window, or the window's first
-# second, at ``lying_before_deg`` or more from the learnt upright) needs both models.
-LYING_CONTEXT_S = 1.0
+# wearer was lying before it (:func:`models.fall.corpus.lying_context`) needs both models.
 
 
 def runtime_either(ds: DataSet, folds: list[tuple[Path, list[str]]], other: Path
@@ -73,13 +71,8 @@ def keep(mode: str, a: bool, b: bool, lying: bool = False) -> bool:
 
 
 def lying_before(c: Candidate, rule: ConfirmRule) -> bool:
-    """The wearer was lying before the candidate: :data:`LYING_CONTEXT_S` of the 5 s before
-    the window, or the window's first second, at ``lying_before_deg`` or more from the
-    upright learnt from walking (the "already lying" rule's measures, without its peak
-    limit)."""
-    lb = c.evidence.lying_before_s
-    return (lb is not None and lb >= LYING_CONTEXT_S) or (
-        c.pre_tilt is not None and c.pre_tilt >= rule.lying_before_deg)
+    """The wearer was lying before the candidate (:func:`models.fall.corpus.lying_context`)."""
+    return lying_context(c.evidence.lying_before_s, c.pre_tilt, rule.lying_before_deg)
 
 
 def pair_outcomes(first: Sequence[Sequence[TrialCandidates]],

@@ -112,7 +112,7 @@ def collect(ds: DataSet, folds: Sequence[tuple[Path, list[str]]],
     out = []
     for d, held in folds:
         subjects = {p.split(":", 1)[1] for p in held if p.split(":", 1)[0] == ds.name}
-        model = fold_model(d, ds.position)
+        model = FoldModel(d, ds.position)
         for t in (t for t in trials if t.subject in subjects):
             acc = pad_recording(t.samples, cfg)[:, :3].astype(np.float32) * ACC_G_PER_COUNT
             cal = UprightCalibration()
@@ -167,10 +167,6 @@ class FoldModel:
         self._interp.invoke()
         y = int(self._interp.get_tensor(self._out).reshape(-1)[0])
         return float(np.clip((y - self._out_zp) * self._out_scale, 0.0, 1.0))
-
-
-def fold_model(fold_dir: Path, position: str) -> FoldModel:
-    return FoldModel(fold_dir, position)
 
 
 def _candidate(acc: np.ndarray, peak: int, peak_g: float, w: np.ndarray, score: float,
