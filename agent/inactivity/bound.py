@@ -267,6 +267,11 @@ def _summary(delays: Sequence[float]) -> tuple[float | None, float | None]:
             round(sum(d < TARGET_MIN for d in delays) / len(delays), 3))
 
 
+def _reachable(best: Setting | RoomSetting | None) -> bool:
+    """The fastest setting within the budget has a daytime median under the target."""
+    return bool(best and (best.daytime_delay_min_p50 or 0.0) < TARGET_MIN)
+
+
 def _fastest(settings: Sequence[Any]) -> Any:
     within = [s for s in settings if s.false_alerts_per_30_days <= BUDGET_PER_30_DAYS
               and s.daytime_delay_min_p50 is not None]
@@ -308,7 +313,8 @@ def evaluate_home(log: Sequence[LogEvent], labels: Sequence[Labelled], zone: Zon
             continue
         for kind in cells:
             rooms = home.room_thresholds(pool, kind)
-            keys = [(d, p) for d in tables for p in {p for _, p in rooms} | {""}]
+            places_seen = {p for _, p in rooms} | {""}
+            keys = [(d, p) for d in tables for p in places_seen]
             for n, floor, f, rf in itertools.product(room_min_samples, room_floors_s,
                                                      factors, room_factors):
                 combined = {k: _combined(tables[k[0]], rooms.get(k), f, rf, n, floor)
@@ -327,7 +333,7 @@ def evaluate_home(log: Sequence[LogEvent], labels: Sequence[Labelled], zone: Zon
         "daytime_injected": len(injected),
         "settings": [dataclasses.asdict(s) for s in settings],
         "best_within_budget": dataclasses.asdict(best) if best else None,
-        "target_reachable": bool(best and (best.daytime_delay_min_p50 or 0.0) < TARGET_MIN),
+        "target_reachable": _reachable(best),
     }
     if places is not None:
         rbest = _fastest(room_settings)
@@ -341,8 +347,7 @@ def evaluate_home(log: Sequence[LogEvent], labels: Sequence[Labelled], zone: Zon
             "best_daytime_delay_by_place": {
                 p: {"episodes": len(v), "delay_min_p50": round(statistics.median(v), 1)}
                 for p, v in sorted(by_place_of[rbest].items())} if rbest else None,
-            "target_reachable": bool(rbest and (rbest.daytime_delay_min_p50 or 0.0)
-                                     < TARGET_MIN),
+            "target_reachable": _reachable(rbest),
         }
     return out
 

@@ -151,8 +151,8 @@ class RemoteControl:
 
     async def stop(self) -> None:
         # The agent goes offline after its components stop: that is its own doing, not the
-        # broker refusing config/request (commissioning stops within seconds of connecting).
-        self._request_sent_at = None
+        # broker refusing config/request (commissioning stops within seconds of connecting);
+        # _on_state ignores it.
         self._stopped = True
         for task in list(self._tasks):
             task.cancel()
