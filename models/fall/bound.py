@@ -9,12 +9,15 @@ fold never trained on. Three studies:
   fold threshold, what ships) up to 0.95 (both models' scores are mapped so that their own
   threshold lands on 0.5, :func:`agent.fall.pair.calibrated`), one setting for all folds.
 - ``recovered_angle``: ``[fall] recovered_upright_deg`` (shipped 70 deg) down to 20 deg.
+- ``confirm``: ``[fall] confirm_s`` (shipped 10 s) up to 20 s. The alarm is raised at
+  max(confirm_s, cancel_window_s), 20 s, so a longer confirmation costs no alarm time: it
+  gives a wearer longer to get up.
 - ``rotation``: the largest rotation rate of the pendant (gyroscope, 0.2 s mean of |w|)
   from 2 s before to 0.5 s after each recording's peak |a|, for the falls that alarmed and
   the daily activities that did (the runtime does not read the gyroscope; this asks whether
   it would separate them).
 
-For each of the first two, ``hindsight`` is every setting on all people (the test people
+For each of the first three, ``hindsight`` is every setting on all people (the test people
 included: a bound, not a result) and ``held_out`` the setting chosen leave-one-person-out
 (:func:`models.fall.rule_replay.leave_one_person_out`, its cost; the shipped setting is
 listed first and wins ties). Runs in the runtime venv, about 16 s per setting::
@@ -46,6 +49,7 @@ from models.fall.rule_replay import figures, leave_one_person_out
 
 SHIFTS = (PAIR_THRESHOLD, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 ANGLES = (70.0, 60.0, 50.0, 45.0, 40.0, 35.0, 30.0, 25.0, 20.0)
+CONFIRMS = (10.0, 12.0, 15.0, 20.0)   # confirm_s; the alarm waits for cancel_window_s (20 s)
 ROTATION_BEFORE_S = 2.0
 ROTATION_AFTER_S = 0.5
 ROTATION_MEAN_S = 0.2
@@ -131,8 +135,10 @@ def rotation(trials: Sequence[Trial], base: Sequence[TrialResult]) -> dict[str, 
 
 def evaluate(ds: DataSet, folds: list[tuple[Path, list[str]]], second: Path,
              shifts: Sequence[float] = SHIFTS, angles: Sequence[float] = ANGLES,
+             confirms: Sequence[float] = CONFIRMS,
              progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """``shifts`` and ``angles`` start with the shipped setting (it wins ties)."""
+    """``shifts``, ``angles`` and ``confirms`` start with the shipped setting (it wins
+    ties)."""
     check_same_people(folds, fold_dirs(second), ds.name)
     trials = load_trials(ds.path)
     cfg = replace(FallConfig(), position=ds.position)
@@ -153,8 +159,14 @@ def evaluate(ds: DataSet, folds: list[tuple[Path, list[str]]], second: Path,
         res = base if a == cfg.recovered_upright_deg else run(
             replace(cfg, recovered_upright_deg=a), PAIR_THRESHOLD)
         angle_runs.append((a, outcomes(res)))
+    confirm_runs = []
+    for c in confirms:
+        progress(f"confirm_s {c}")
+        res = base if c == cfg.confirm_s else run(replace(cfg, confirm_s=c), PAIR_THRESHOLD)
+        confirm_runs.append((c, outcomes(res)))
     return {"data": f"{ds.name}:{ds.position}", "held_out": True,
             "threshold_shift": study(shift_runs), "recovered_angle": study(angle_runs),
+            "confirm": study(confirm_runs),
             "rotation": rotation(trials, base)}
 
 

@@ -48,7 +48,8 @@ def test_bound_studies_agree_with_their_runs(shared_dir: Path, tmp_path: Path) -
     ds = DataSet.parse(f"fallalld:neck={_data(shared_dir, tmp_path)}")
     first = _folds(tmp_path, "cv-folds", "fall.tflite", "manifest.json")
     second = _folds(tmp_path, "neck-folds", "fall-neck.tflite", "manifest-neck.json")
-    out = evaluate(ds, fold_dirs(first), second, shifts=(0.5, 0.9999), angles=(70.0, 20.0))
+    out = evaluate(ds, fold_dirs(first), second, shifts=(0.5, 0.9999), angles=(70.0, 20.0),
+                   confirms=(10.0, 20.0))
 
     shift = out["threshold_shift"]
     at = {r["setting"]: r for r in shift["hindsight"]}
@@ -70,6 +71,9 @@ def test_bound_studies_agree_with_their_runs(shared_dir: Path, tmp_path: Path) -
     # the recovered angle confirms nothing: alarms are the same at every angle
     assert angle[20.0]["floor"] == angle[70.0]["floor"]
     assert angle[20.0]["false_alarms"] == angle[70.0]["false_alarms"]
+
+    confirm = {r["setting"]: r for r in out["confirm"]["hindsight"]}
+    assert {**confirm[10.0], "setting": 0.5} == at[0.5] and set(confirm) == {10.0, 20.0}
 
     rot = out["rotation"]
     assert {(a["subject"], a["trial"]) for a in rot["adl_alarms"]} == {
