@@ -25,6 +25,7 @@ import numpy as np
 
 from agent.aio import cancel_and_wait
 from agent.errors import ModelError
+from agent.fall.clipping import MIN_RANGE_G, WARN_BELOW_G, ClipMonitor
 from agent.fall.config import FallConfig
 from agent.fall.pair import PairScorer
 from agent.fall.pair import load_model as load_model
@@ -73,6 +74,7 @@ class FallDetector:
         self._fallback = PeakThresholdScorer(config.baseline_peak_g)
         self._ctx: AgentContext | None = None
         self._streams: dict[str, WearableStream] = {}
+        self._clipping: dict[str, ClipMonitor] = {}
         self._in_flight: set[asyncio.Future[Scored]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._prewarning = False
@@ -175,9 +177,31 @@ class FallDetector:
         for key in ("room", "role"):
             if key in data:
                 stream.meta[key] = str(data[key])
+        self._check_range(reading.device_id, acc)
         for job in stream.feed(acc, t0, rate, bool(data.get("gap_before", False))):
             self._submit_job(stream, job)
         self._handle(stream, stream.poll(self._ctx.clock.monotonic()))
+
+    def _check_range(self, device_id: str, acc: np.ndarray) -> None:
+        """One ``accelerometer_clipping`` warning per wearable whose accelerometer rails
+        below ``WARN_BELOW_G`` (:mod:`agent.fall.clipping`): it hides falls."""
+        clip_g = self._clipping.setdefault(device_id, ClipMonitor()).feed(acc)
+        if clip_g is None:
+            return
+        if clip_g >= WARN_BELOW_G:
+            log.info("%s: accelerometer clips at %.1f g (enough for fall detection)",
+                     device_id, clip_g)
+            return
+        log.warning("%s: accelerometer clips at %.1f g: hard falls read softer and some are "
+                    "missed; set the wearable's range to +-%.0f g or more", device_id,
+                    clip_g, MIN_RANGE_G)
+        self._submit("accelerometer_clipping", Priority.WARNING, device_id, {
+            "component": "fall",
+            "clip_g": clip_g,
+            "min_range_g": MIN_RANGE_G,
+            "reason": f"the accelerometer clips at {clip_g:.1f} g; fall detection was "
+                      f"validated at +-{MIN_RANGE_G:.0f} g or more",
+        })
 
     def _submit_job(self, stream: WearableStream, job: ScoreJob) -> None:
         assert self._ctx is not None

@@ -1,0 +1,95 @@
+"""A wearable whose accelerometer rails at a small range is named, once, by the fall detector
+(agent/fall/clipping.py); one with a full range never is."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.fall.clipping import EPISODES, WARN_BELOW_G, ClipMonitor
+from agent.fall.config import FallConfig
+from agent.fall.dataset import load_trials
+from agent.fall.scoring import PeakThresholdScorer
+from agent.model import Priority
+from tests.unit.fall_helpers import Run, recording
+
+
+def strides(n: int = 12, peak_g: float = 3.5) -> np.ndarray:
+    """int16 milli-g (n, 6): standing, and every second a 0.3 s half-sine jolt along the
+    vertical axis up to ``peak_g`` (heavy footfalls)."""
+    rate = 50
+    y = np.full(n * rate, -1.0)
+    bump = np.sin(np.linspace(0, np.pi, 15))
+    for k in range(n):
+        y[k * rate + 10:k * rate + 25] -= (peak_g - 1.0) * bump
+    out = np.zeros((len(y), 6), dtype=np.int16)
+    out[:, 1] = np.round(y * 1000).astype(np.int16)
+    out[:, 2] = 30
+    return out
+
+
+def clipped(samples: np.ndarray, rail_g: float) -> np.ndarray:
+    out = samples.copy()
+    out[:, :3] = np.clip(out[:, :3], -rail_g * 1000, rail_g * 1000)
+    return out
+
+
+def monitor(samples: np.ndarray, batch: int) -> ClipMonitor:
+    m = ClipMonitor()
+    acc = samples[:, :3].astype(np.float64) / 1000.0
+    for i in range(0, len(acc), batch):
+        m.feed(acc[i:i + batch])
+    return m
+
+
+def test_a_two_g_rail_is_found_at_any_batch_size_and_full_range_never() -> None:
+    assert monitor(strides(), 25).clip_g is None
+    for batch in (1, 7, 25, 600):
+        m = monitor(clipped(strides(), 2.0), batch)
+        assert m.clip_g == pytest.approx(2.0, abs=0.002), batch
+    # four jolts are not enough to conclude
+    assert monitor(clipped(strides(EPISODES - 1), 2.0), 25).clip_g is None
+    # a still wearer's gravity is flat too, but below FLAT_MIN_G it is no rail
+    assert monitor(np.tile(strides(1)[:5], (200, 1)), 25).levels == []
+
+
+def test_real_recordings_unclipped_never_conclude_and_clipped_at_two_g_do(
+        shared_dir: Path) -> None:
+    trials = [t for t in load_trials(shared_dir / "data" / "fallalld" / "neck", {"FA07"})]
+    full = np.concatenate([t.samples for t in trials])
+    assert monitor(full, 25).clip_g is None
+    assert monitor(clipped(full, 2.0), 25).clip_g == pytest.approx(2.0, abs=0.002)
+    four = monitor(clipped(full, 4.0), 25).clip_g
+    assert four is None or four >= WARN_BELOW_G
+
+
+def run_detector(*plays: tuple[str, np.ndarray]) -> Run:
+    async def main() -> Run:
+        r = Run(FallConfig(confirm_s=5.0, cancel_window_s=10.0),
+                scorer=PeakThresholdScorer(3.0))
+        await r.start()
+        try:
+            for device, samples in plays:
+                await r.play(device, samples)
+            await r.wait(12)
+        finally:
+            await r.stop()
+        return r
+    return asyncio.run(main())
+
+
+def test_the_detector_raises_one_warning_per_clipping_wearable_only() -> None:
+    rail = clipped(strides(), 2.0)
+    r = run_detector(("pendant-2g", rail), ("pendant-2g", rail), ("pendant-8g", strides()),
+                     ("pendant-4g", clipped(strides(peak_g=5.0), 4.0)),
+                     ("pendant-8g", recording("F01_R01")))
+    ev = r.events("accelerometer_clipping")
+    assert [e.device_id for e in ev] == ["pendant-2g"]
+    assert ev[0].priority == Priority.WARNING
+    assert ev[0].data["clip_g"] == pytest.approx(2.0, abs=0.002)
+    assert ev[0].data["min_range_g"] == 4.0 and ev[0].data["component"] == "fall"
+    # the fall in the full-range stream is still found
+    assert [e.device_id for e in r.events("fall")] == ["pendant-8g"]
