@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from agent.fall.config import POSITIONS
+    from agent.fall.config import POSITIONS, SUPPORTED_POSITIONS
 
+    unsupported = [p for p in POSITIONS if p not in SUPPORTED_POSITIONS]
     p = sub.add_parser(
         "eval-fall",
         help="evaluate fall detection on recorded trials through the runtime path",
@@ -43,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--position", choices=POSITIONS,
                    help="where the recordings were worn: the runtime configuration evaluated "
                         "(threshold for that position). Default: the device named in the "
-                        "data's mapping.json, else neck (the [fall] default)")
+                        "data's mapping.json, else neck (the [fall] default). "
+                        + "".join(f"{p}: not supported (no {p} recordings back a model "
+                                  "or posture rules), refused with an error. "
+                                  for p in unsupported))
     p.add_argument("--model", type=Path,
                    help="fall.tflite to evaluate (manifest.json beside it; a second model "
                         "its manifest names for the position is paired with it, as at the "
