@@ -97,7 +97,8 @@ class HubTopics:
                     log.exception("handler %r of %s failed", handler, topic)
         return dispatch
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                qos: int = 1) -> bool:
         self._check(topic)
         uplink = self._uplink
         if retain:
@@ -107,7 +108,7 @@ class HubTopics:
             return True
         if uplink is None or not uplink.connected:
             return False
-        uplink.publish(topic, payload, qos=1)
+        uplink.publish(topic, payload, qos=qos)
         return True
 
     def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
@@ -322,8 +323,9 @@ class Agent:
     def component_state(self, component: str) -> SqliteComponentState:
         return self.store.component_state(component)
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
-        return self.topics.publish(topic, payload, retain=retain)
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                qos: int = 1) -> bool:
+        return self.topics.publish(topic, payload, retain=retain, qos=qos)
 
     def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
         unsubscribe = self.topics.subscribe(topic, handler)

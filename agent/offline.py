@@ -146,9 +146,10 @@ class OfflineContext:
             raise ValueError(f"topic {topic!r} is not one of this hub's "
                              f"({self._topic_prefix}...)")
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
-        """Recorded. Retained state is kept (True); other messages are sent only while
-        ``online`` (a test may set it)."""
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                qos: int = 1) -> bool:
+        """Recorded (not the QoS). Retained state is kept (True); other messages are sent
+        only while ``online`` (a test may set it)."""
         self._check_topic(topic)
         sent = retain or self.online
         if sent:

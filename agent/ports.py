@@ -272,11 +272,14 @@ class AgentContext(Protocol):
         """Loop only: the ARC path's delivery rows, beside the events (acks kept with them
         for ``report``). Raises StoreError when they cannot be made."""
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                qos: int = 1) -> bool:
         """Loop only: a non-event message on one of the hub's topics (``tec/v1/{hub_id}/...``;
         ValueError for any other). ``retain``: the latest payload per topic is kept and sent
-        on every (re)connect, True is returned. Otherwise sent now at QoS 1 when online
-        (True) or not at all (False: the caller keeps it for later)."""
+        on every (re)connect, True is returned. Otherwise sent now at ``qos`` when online
+        (True) or not at all (False: the caller keeps it for later). ``qos=0`` for a message
+        that is worth nothing once its connection is gone: the session does not send it
+        again on the next connection, as it does every QoS 1 message until its PUBACK."""
 
     def subscribe(self, topic: str, handler: Callable[[HubMessage], None]) -> Unsubscribe:
         """Loop only: ``handler(msg)`` on the loop for messages on ``topic`` (one of the

@@ -48,7 +48,12 @@ stamp=.venv/.tec-agent-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing tec-agent and its Python dependencies into .venv" >&2
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    # setuptools' editable-install notice (a block: "Editable installation. ... Please be
+    # careful with folders in your working directory with the same name as your package",
+    # shown by pip 26 even with -q) is a warning whose message starts "Editable
+    # installation.": only that one is filtered; errors and every other warning still show.
+    PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation." \
+        .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/tec-agent)" >&2

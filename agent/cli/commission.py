@@ -4,15 +4,65 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 SERVICE = "tec-agent.service"
+# Signals that end a run as Ctrl-C does (it says what was done, a paused service is started
+# again): `kill`, and the hangup of an installer's SSH session that closes mid-run.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_T = TypeVar("_T")
+
+
+class _Stopped(Exception):
+    """The run was ended by one of ``_STOP_SIGNALS`` (its number in ``signum``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+async def _stoppable(run: Coroutine[Any, Any, _T]) -> _T:
+    """``run``, cancelled by SIGTERM or SIGHUP as by Ctrl-C (so that the service the run
+    paused is started again, not left stopped, as the default action would leave it). A
+    signal this process inherited as ignored (``nohup`` ignores SIGHUP) stays ignored, as
+    the GNU libc manual asks of programs started by a shell without job control; SIGINT is
+    Python's (KeyboardInterrupt), and stays ignored too when inherited so."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    got: list[int] = []
+
+    def stop(signum: int) -> None:
+        got.append(signum)
+        task.cancel()
+
+    handled = [s for s in _STOP_SIGNALS if signal.getsignal(s) == signal.SIG_DFL]
+    for signum in handled:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await run
+    except asyncio.CancelledError:
+        if got:
+            raise _Stopped(got[0]) from None
+        raise
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def _say(text: str, err: bool = False) -> None:
+    """A line for the installer; nothing when the terminal is gone (SIGHUP after an SSH
+    session closed: the write fails, and what follows must still happen)."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -166,7 +216,8 @@ def cmd_commission(args: argparse.Namespace) -> int:
             return 2
         print(f"Pausing {SERVICE} while commissioning runs: this run is the hub's agent"
               " meanwhile (same config, store and broker identity; alarms raised are stored and"
-              " sent as usual). The service is restarted afterwards, also after Ctrl-C.")
+              " sent as usual). The service is restarted afterwards, also after Ctrl-C, kill or a"
+              " closed SSH session.")
         if not _systemctl("stop"):
             print(f"error: could not stop {SERVICE}", file=sys.stderr)
             return 1
@@ -177,9 +228,9 @@ def cmd_commission(args: argparse.Namespace) -> int:
         allow_untested=tuple(args.allow_untested),
     )
     try:
-        result = asyncio.run(Commissioning(
+        result = asyncio.run(_stoppable(Commissioning(
             config, out=lambda line: print(line, flush=True), options=options,
-            config_file=args.config).run())
+            config_file=args.config).run()))
     except StoreInUseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("Commissioning runs the hub's agent itself (it needs the pins, ports and radio the"
@@ -191,9 +242,11 @@ def cmd_commission(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130    # the run has said what was done (Commissioning._interrupted)
+    except _Stopped as exc:
+        return 128 + exc.signum   # the shell's code for a process ended by that signal
     finally:
         if paused:
-            print(f"Restarting {SERVICE}.")
+            _say(f"Restarting {SERVICE}.")
             if not _systemctl("start"):
-                print(f"error: could not restart {SERVICE}: start it by hand", file=sys.stderr)
+                _say(f"error: could not restart {SERVICE}: start it by hand", err=True)
     return 0 if result.ok else 1

@@ -338,6 +338,9 @@ def cmd_simulate_fleet(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The fleet's own progress ("N hubs started in S s", which bench/rabbit_cluster.py
+    # waits for) is informational; the hubs inside stay at WARNING.
+    logging.getLogger("agent.sim.fleet_sim").setLevel(logging.INFO)
     # Each hub holds a few descriptors (store, WAL, lock, socket): raise the soft limit.
     import resource
 

@@ -1,17 +1,18 @@
-"""``tec-agent eval-fall --data DIR [--position P] [--model PATH] [--trials-out FILE] ...``.
+"""``tec-agent eval-fall --data DIR [--position P] [--model PATH] [--no-second-model] ...``.
 
-Runs every trial under DIR (the format of ``../shared/data/fall/``) through the runtime
-fall detector configured for one wearing position, time-compressed, once with the model (at
-the neck the shipped pair: the shipped model and the neck-only model, either over its own
-threshold) and once with the threshold fallback, plus the continuous test (each subject's
-daily activities back to back; and again with each recording's final second held before
-the next begins, ``continuous_false_alarms_held``, so that no impact is judged on the next
-recording's posture), and prints one JSON object. With ``--trials-out FILE`` it also writes one
-JSON line per trial (subject, trial, label, outcome, score, peak_g, reason) so anyone can
-apply their own labels to the outcomes. With ``--shuffled-orders N`` the continuous test is
-repeated with each subject's recordings in N seeded random orders. Trials the model was
-trained on give in-sample figures (named in ``in_sample_subjects``): the cross-validated,
-held-out figures are in ``models/fall/cv_report.json``.
+Runs every trial under DIR (the format of ``../shared/data/fall/``) through the runtime fall
+detector configured for one wearing position, time-compressed, once with the model (at the
+neck the shipped pair: the shipped model and the neck-only model, either over its own
+threshold; with ``--no-second-model`` the shipped model alone, as a hub with ``[fall]
+second_model = false``) and once with the threshold fallback, plus the continuous test (each
+subject's daily activities back to back; and again with each recording's final second held
+before the next begins, ``continuous_false_alarms_held``, so that no impact is judged on the
+next recording's posture), and prints one JSON object. With ``--trials-out FILE`` it also
+writes one JSON line per trial (subject, trial, label, outcome, score, peak_g, reason) so
+anyone can apply their own labels to the outcomes. With ``--shuffled-orders N`` the
+continuous test is repeated with each subject's recordings in N seeded random orders. Trials
+the model was trained on give in-sample figures (named in ``in_sample_subjects``): the
+cross-validated, held-out figures are in ``models/fall/cv_report.json``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from agent.fall.config import POSITIONS
+    from agent.fall.config import POSITIONS, SUPPORTED_POSITIONS
 
+    unsupported = [p for p in POSITIONS if p not in SUPPORTED_POSITIONS]
     p = sub.add_parser(
         "eval-fall",
         help="evaluate fall detection on recorded trials through the runtime path",
@@ -43,11 +45,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--position", choices=POSITIONS,
                    help="where the recordings were worn: the runtime configuration evaluated "
                         "(threshold for that position). Default: the device named in the "
-                        "data's mapping.json, else neck (the [fall] default)")
+                        "data's mapping.json, else neck (the [fall] default). "
+                        + "".join(f"{p}: not supported (no {p} recordings back a model "
+                                  "or posture rules), refused with an error. "
+                                  for p in unsupported))
     p.add_argument("--model", type=Path,
                    help="fall.tflite to evaluate (manifest.json beside it; a second model "
                         "its manifest names for the position is paired with it, as at the "
                         "neck); default: shipped (at the neck: the shipped pair)")
+    p.add_argument("--no-second-model", action="store_true",
+                   help="the shipped model (or --model) alone, as a hub with [fall] "
+                        "second_model = false runs it: the second model the manifest names "
+                        "for the position (at the neck: fall-neck.tflite) is not run. "
+                        "Default: the pair at the neck. No effect at the waist (one model). "
+                        "model.scored in the JSON lists the models that scored")
     p.add_argument("--trials-out", type=Path, metavar="FILE",
                    help="write one JSON line per trial: subject, trial, label, outcome "
                         "(alarm|warning|cancelled|none), score, peak_g, reason")
@@ -114,6 +125,17 @@ def _in_sample(trained: list[str], subjects: set[str]) -> list[str]:
     return sorted(subjects & bare)
 
 
+def _scored(model: Any) -> list[dict[str, Any]]:
+    """The models that scored the trials (``model.scored`` in the JSON): the shipped (or
+    ``--model``) one, and the position's second model when it ran beside it."""
+    from agent.fall.pair import PairScorer
+
+    parts = [("shipped", model.first), ("second", model.second)] \
+        if isinstance(model, PairScorer) else [("shipped", model)]
+    return [{"role": role, "version": m.version, "threshold": m.threshold,
+             "path": str(m.model_path)} for role, m in parts if m is not None]
+
+
 def cmd_eval_fall(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -139,7 +161,8 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    cfg = replace(FallConfig(), position=_position(args))
+    cfg = replace(FallConfig(), position=_position(args),
+                  second_model=not args.no_second_model)
     bad_position = cfg.validate("--position")
     if bad_position:
         print(f"error: {bad_position[0].replace('--position.position', '--position')}",
@@ -181,13 +204,14 @@ def cmd_eval_fall(args: argparse.Namespace) -> int:
         "interpreter": model.interpreter_package, "path": str(model.model_path),
         "trained_subjects": model.manifest.raw.get("data", {}).get("subjects", []),
     }
+    out["model"]["scored"] = _scored(model)
     if pair is not None:
         out["model"]["pair"] = pair.describe()
     out["in_sample_subjects"] = _in_sample(out["model"]["trained_subjects"],
                                            {t.subject for t in trials})
     out["unprimed_subjects"] = unprimed
     out["settings"] = {
-        "position": cfg.position,
+        "position": cfg.position, "second_model": cfg.second_model,
         "gate_g": cfg.gate_g, "confirm_s": cfg.confirm_s,
         "cancel_window_s": cfg.cancel_window_s,
         "padding": f"final 1 s of each trial repeated for {hold_s(cfg):.0f} s",

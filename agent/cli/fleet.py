@@ -28,7 +28,10 @@ def add_parser(rsub: argparse._SubParsersAction, common_broker) -> None:
                     "--db, from the broker (retained status and device state, and events "
                     "heard while listening). A hub without a status counts as online if an "
                     "event from it arrived within --liveness-s (RabbitMQ does not hand "
-                    "retained messages across nodes or to wildcard subscribers).")
+                    "retained messages across nodes or to wildcard subscribers). Without --db, "
+                    "a hub no device state was heard from (the shipped ACLs do not let the "
+                    "support account read it) has its device figures unknown (JSON null), "
+                    "not 0.")
     q.add_argument("--db", metavar="URL",
                    help="the ingester's database (sqlite:///FILE or postgresql://...)")
     q.add_argument("--json", action="store_true", help="one JSON array, a document per hub")
@@ -88,8 +91,10 @@ def cmd_hubs(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_LOCAL
     try:
+        # On the broker, a hub no device state was heard from may be one this account may
+        # not read it for (the shipped ACLs' support): its device figures are unknown.
         views = build_views(db.hubs(), db.devices(), time.time(), args.liveness_s,
-                            args.battery_low_pct)
+                            args.battery_low_pct, none_is_unknown=not args.db)
     finally:
         db.close()
     if args.json:

@@ -8,6 +8,12 @@ State, in order of evidence:
 - no status at all (RabbitMQ hands retained messages only to subscribers of the exact topic
   on the node that holds them): ``online`` if an event arrived within ``liveness_s``,
   else ``unknown``.
+
+Device figures (``devices``, ``devices_offline``, ``battery_low``) are ``None`` (JSON null,
+``unknown`` in the table) when they are not known: 0 devices would say the hub has none.
+From a listen on the broker that is every hub no device state was heard from: the shipped
+ACLs keep device state from the support account, and mosquitto grants the subscription and
+delivers nothing, so "none heard" cannot be told from "not allowed".
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ class HubView:
     last_seen: str | None           # when the ingester last received an event from it
     backlog: dict[str, Any] | None  # from the hub's latest daily summary
     backlog_ts: str | None
-    devices: int
-    devices_offline: tuple[str, ...]
-    battery_low: tuple[str, ...]
+    devices: int | None             # None: device state could not be read (not 0)
+    devices_offline: tuple[str, ...] | None
+    battery_low: tuple[str, ...] | None
     events: int
     duplicates: int
 
@@ -47,8 +53,11 @@ class HubView:
             "reason": self.reason, "version": self.version,
             "last_event_ts": self.last_event_ts, "last_event_type": self.last_event_type,
             "last_seen": self.last_seen, "backlog": self.backlog, "backlog_ts": self.backlog_ts,
-            "devices": self.devices, "devices_offline": list(self.devices_offline),
-            "battery_low": list(self.battery_low), "events": self.events,
+            "devices": self.devices,
+            "devices_offline": None if self.devices_offline is None
+            else list(self.devices_offline),
+            "battery_low": None if self.battery_low is None else list(self.battery_low),
+            "events": self.events,
             "duplicates": self.duplicates,
         }
 
@@ -77,7 +86,10 @@ def _state(h: HubRow, now: float, liveness_s: float) -> tuple[str, str | None, s
 
 def build_views(hubs: list[HubRow], devices: list[DeviceRow], now: float,
                 liveness_s: float = DEFAULT_LIVENESS_S,
-                battery_low_pct: float = DEFAULT_BATTERY_LOW_PCT) -> list[HubView]:
+                battery_low_pct: float = DEFAULT_BATTERY_LOW_PCT,
+                none_is_unknown: bool = False) -> list[HubView]:
+    """``none_is_unknown``: a hub without device rows has its device figures None (a
+    listen on the broker, which may not be allowed to read device state), not 0."""
     by_hub: dict[str, list[DeviceRow]] = {}
     for d in devices:
         by_hub.setdefault(d.hub_id, []).append(d)
@@ -85,17 +97,24 @@ def build_views(hubs: list[HubRow], devices: list[DeviceRow], now: float,
     for h in hubs:
         state, since, reason = _state(h, now, liveness_s)
         devs = by_hub.get(h.hub_id, [])
+        known = bool(devs) or not none_is_unknown
         views.append(HubView(
             hub_id=h.hub_id, state=state, since=since, reason=reason, version=h.version,
             last_event_ts=h.last_event_ts, last_event_type=h.last_event_type,
             last_seen=None if h.last_seen is None else iso_utc(h.last_seen),
-            backlog=h.backlog, backlog_ts=h.backlog_ts, devices=len(devs),
-            devices_offline=tuple(d.device_id for d in devs if d.online is False),
+            backlog=h.backlog, backlog_ts=h.backlog_ts, devices=len(devs) if known else None,
+            devices_offline=tuple(d.device_id for d in devs if d.online is False)
+            if known else None,
             battery_low=tuple(d.device_id for d in devs
-                              if d.battery is not None and d.battery < battery_low_pct),
+                              if d.battery is not None and d.battery < battery_low_pct)
+            if known else None,
             events=h.events, duplicates=h.duplicates,
         ))
     return views
+
+
+def _devices(ids: tuple[str, ...] | None) -> str:
+    return "unknown" if ids is None else ",".join(ids) or "-"
 
 
 def render_table(views: list[HubView]) -> str:
@@ -108,7 +127,7 @@ def render_table(views: list[HubView]) -> str:
         last = f"{v.last_event_type} {v.last_event_ts}" if v.last_event_ts else "-"
         backlog = "-" if not v.backlog else str(v.backlog.get("total", "?"))
         rows.append((v.hub_id, state, v.since or "-", v.version or "-", last, backlog,
-                     ",".join(v.devices_offline) or "-", ",".join(v.battery_low) or "-"))
+                     _devices(v.devices_offline), _devices(v.battery_low)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     counts = {s: sum(1 for v in views if v.state == s) for s in ("online", "offline", "unknown")}

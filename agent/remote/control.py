@@ -5,8 +5,8 @@ Topics (under ``tec/v1/{hub_id}/``):
 - ``config/set``     in:  a signed config (full or merge); retained by support tooling
 - ``config/result``  out: accepted / rejected / rolled_back with reasons (retained: the last)
 - ``config/current`` out: the effective config, secrets redacted, and its version (retained)
-- ``config/request`` out: on every connect, ``{"hub_id", "version", "ts"}`` (the config
-  version it runs); the service side (``tec-agent ingest``) answers on ``config/desired``
+- ``config/request`` out: on every connect, QoS 0, ``{"hub_id", "version", "ts"}`` (the
+  config version it runs); the service side (``tec-agent ingest``) answers on ``config/desired``
 - ``config/desired`` in:  the newest full config support pushed, if newer than ``version``
   (the same signed message as on ``config/set``; handled like its retained copy)
 - ``cmd/{name}``     in:  a signed command
@@ -65,9 +65,22 @@ log = logging.getLogger(__name__)
 _OUTBOX = 32  # command results kept while offline (the newest win)
 _CONFIG_QUEUE = 16  # config messages waiting for the one being applied; more are refused
 # A connection lost this soon after the hub asked for its desired config is taken as the
-# broker refusing config/request (mosquitto 2.0 closes an MQTT 5 connection that publishes
-# to a topic its ACL denies): the hub stops asking for a while (doubling up to an hour), so
-# an ACL without the new line costs one reconnect, not one per connect.
+# broker refusing config/request (mosquitto 2.0 with max_queued_messages 0, as
+# packaging/mosquitto sets it, closes the connection after a PUBLISH its ACL denies): the
+# hub stops asking for a while (doubling up to an hour), so an ACL without the new line
+# costs one reconnect, not one per connect.
+#
+# The request goes at QoS 0. At QoS 1 the session sent it again on every following
+# connection until a PUBACK for it was read, and the broker's PUBACK (Not authorized) is
+# read only when the hub wrote nothing after the request before the broker closed: packets
+# the broker had not read yet (the SUBSCRIBEs, the next events) made that PUBACK get lost
+# in about half the tries (a plain paho client: 14 of 30 with five publishes after it, 0 of
+# 30 with none), each loss one more reconnect. Under CPU load the refused request cost 3
+# reconnects instead of 2 in 4 of 8 runs of the desired-config test. Asked on every
+# connect anyway, a request lost with its connection is asked again on the next one. The
+# price: a broker may not keep a QoS 0 request for an ingester that is away (mosquitto
+# does not, queue_qos0_messages false); there the retained config/set still carries it.
+_REQUEST_QOS = 0
 _REQUEST_SUSPECT_S = 10.0
 _REQUEST_BACKOFF_S = (60.0, 3600.0)
 
@@ -318,7 +331,8 @@ class RemoteControl:
         doc = {"hub_id": self._host.hub_id, "version": self.verifier.guard.last("config"),
                "ts": iso_utc(time.time())}
         if self._host.publish(topics.config_topic(self._host.hub_id, "request",
-                                                    self._host.topic_prefix), _dump(doc)):
+                                                    self._host.topic_prefix), _dump(doc),
+                              qos=_REQUEST_QOS):
             self._request_sent_at = now
 
     def _connection_lost(self) -> None:

@@ -385,7 +385,7 @@ async def run_fleet(opts: FleetOptions, broker: BrokerAccess,
             await loop.run_in_executor(pins, factory.pin(DOOR_PIN).drive_low)
             hubs.append(hub)
         started = time.monotonic()
-        log.warning("%d hubs started in %.1f s", len(hubs), started - t0)
+        log.info("%d hubs started in %.1f s", len(hubs), started - t0)
         faults = _faults(opts, ingesters, restart_broker)
         load_cpu0, load_t0 = _cpu_s(), time.monotonic()
         await _drive(hubs, opts, pins, faults)

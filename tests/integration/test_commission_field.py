@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.app import Hardware
 from agent.cli import main
 from agent.commission import Commissioning, CommissionOptions
@@ -118,27 +120,70 @@ room = "kitchen"
         "thermo-kitchen": "battery not fitted yet"}
 
 
-def test_ctrl_c_says_what_was_done_and_exits_130(tmp_path: Path, mqtt_broker) -> None:
-    cfg = _config_file(tmp_path, mqtt_broker)
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "commission", "--config", str(cfg),
-                             "--walk-timeout", "60"],
+# Ctrl-C at a terminal reaches a process whose SIGINT has its default action. A shell without
+# job control starts a background job (`nohup pytest ... &`) with SIGINT ignored (and nohup
+# ignores SIGHUP), exec keeps them ignored, and the command then leaves them so, as it
+# should: a command started that way is not meant to be stopped by them. The child restores
+# the defaults before it execs the command, as from an installer's terminal; not
+# preexec_fn, which the subprocess docs call unsafe in a process with threads.
+_AS_FROM_A_TERMINAL = [
+    sys.executable, "-c",
+    "import os, signal, sys\n"
+    "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n"
+    "    signal.signal(s, signal.SIG_DFL)\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+]
+
+
+def _interrupted(tmp_path: Path, broker, signum: signal.Signals) -> tuple[int, str, str, float]:
+    """Commissioning ended by ``signum`` while it waits for the walk test: its exit code,
+    stdout, stderr and how long it took to end."""
+    cfg = _config_file(tmp_path, broker)
+    proc = subprocess.Popen([*_AS_FROM_A_TERMINAL, "-m", "agent", "commission",
+                             "--config", str(cfg), "--walk-timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     seen = []
     deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        seen.append(line)
-        if "Waiting up to 60 s" in line or time.monotonic() > deadline:
-            break
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    out = "".join(seen) + out
-    assert proc.returncode == 130, out + err
-    assert time.monotonic() - t0 < 10
-    assert "Traceback" not in err, err
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "Waiting up to 60 s" in line or time.monotonic() > deadline:
+                break
+        t0 = time.monotonic()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:   # not left running (and holding its store) if it hung
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, "".join(seen) + out, err, time.monotonic() - t0
+
+
+def _says_what_was_done(out: str) -> None:
     assert "Commissioning INTERRUPTED: installation_complete NOT sent" in out
     assert "broker: connected" in out
     assert "walk test: 0 of 2 triggered; not triggered: cord-bath, pir-lounge" in out
     assert "test alarm: not sent" in out
     json.dumps(out)  # plain text, no binary noise
+
+
+def test_ctrl_c_says_what_was_done_and_exits_130(tmp_path: Path, mqtt_broker) -> None:
+    code, out, err, took = _interrupted(tmp_path, mqtt_broker, signal.SIGINT)
+    assert code == 130, out + err
+    assert took < 10
+    assert "Traceback" not in err, err
+    _says_what_was_done(out)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_kill_or_a_closed_ssh_session_ends_it_as_ctrl_c_does(
+        tmp_path: Path, mqtt_broker, signum: signal.Signals) -> None:
+    """SIGTERM (kill) and SIGHUP (the installer's SSH session closed) end the run through the
+    same path as Ctrl-C, which also starts again a service the run paused; their default
+    action ended the process on the spot and left that service stopped."""
+    code, out, err, took = _interrupted(tmp_path, mqtt_broker, signum)
+    assert code == 128 + signum, out + err     # 143, 129: as the shell reports them
+    assert took < 10
+    assert "Traceback" not in err, err
+    _says_what_was_done(out)

@@ -85,10 +85,12 @@ def test_an_offline_hub_gets_its_desired_config_without_the_retained_copy(
         ing.close()
 
 
-def test_a_broker_that_refuses_the_request_costs_two_reconnects_at_most(tmp_path: Path) -> None:
-    """mosquitto 2.0 closes an MQTT 5 connection that publishes to a topic its ACL denies;
-    with an ACL from before config/request the hub must stop asking, not reconnect forever.
-    (Two: the session resends the unacknowledged request once on the next connection.)"""
+def test_a_broker_that_refuses_the_request_costs_one_reconnect(tmp_path: Path) -> None:
+    """mosquitto 2.0 (max_queued_messages 0) closes a connection that publishes to a topic its
+    ACL denies; with an ACL from before config/request the hub must stop asking, not reconnect
+    forever. One reconnect, whatever the load: the request is QoS 0, so the session does not
+    send it again on the next connection (at QoS 1 it did, until the broker's PUBACK for it
+    was read before the close, which took 1 to 3 more connections under CPU load)."""
     old_acl = tmp_path / "old.acl"
     old_acl.write_text("".join(line for line in ACL.read_text().splitlines(keepends=True)
                                if "config/request" not in line))
@@ -105,7 +107,7 @@ def test_a_broker_that_refuses_the_request_costs_two_reconnects_at_most(tmp_path
                        what="the second connection")
             # A rate over a window: without the hub's backoff it reconnected every 0.1-1 s.
             threading.Event().wait(4.0)
-            assert r.agent.uplink.connects <= 3 and r.agent.state.online
+            assert r.agent.uplink.connects == 2 and r.agent.state.online
     finally:
         broker.close()
 

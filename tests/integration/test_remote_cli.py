@@ -182,3 +182,32 @@ def test_plaintext_url_to_a_tls_listener_says_to_use_mqtts(tmp_path: Path) -> No
         assert "refused" not in res.stderr, res.stderr   # the same broker, spoken to in TLS
     finally:
         broker.close()
+
+
+def test_remote_hubs_as_support_says_the_device_figures_are_unknown(
+        remote_env: RemoteEnv) -> None:
+    """The shipped ACL keeps device state from the support account (mosquitto grants the
+    subscription and delivers nothing): the hub it sees online has its device figures
+    unknown, not 0 devices and none offline, while the platform account hears them."""
+    from tests.harness import wait_until
+
+    e = remote_env
+    runner = e.start_agent()
+    wait_until(lambda: runner.agent.state.online, 20, what="the hub online")
+    platform = e.broker.subscribe(f"tec/v1/{HUB}/device/+", username="platform",
+                                  password=e.broker.users["platform"])
+    platform.wait_for(lambda ms: len(ms) >= 1, 10, what="the hub's retained device state")
+    (support_pw := e.tmp / "support.pass").write_text(e.broker.users["support"] + "\n")
+    support_pw.chmod(0o600)
+    url = f"mqtt://support@{e.broker.host}:{e.broker.port}"
+    res = _cli("remote", "hubs", "--broker", url, "--password-file", str(support_pw),
+               "--listen", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    (hub,) = json.loads(res.stdout)
+    assert (hub["hub_id"], hub["state"]) == (HUB, "online")
+    assert (hub["devices"], hub["devices_offline"], hub["battery_low"]) == (None, None, None)
+    text = _cli("remote", "hubs", "--broker", url, "--password-file", str(support_pw),
+                "--listen", "1")
+    assert text.returncode == 0, text.stderr
+    line = next(x for x in text.stdout.splitlines() if x.startswith(HUB))
+    assert line.split()[-2:] == ["unknown", "unknown"]

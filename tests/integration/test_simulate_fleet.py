@@ -25,6 +25,9 @@ def test_a_small_fleet_delivers_every_accepted_event_to_the_database() -> None:
     assert doc["ingested"] == doc["accepted"]
     assert 0 < doc["alarm_p50_ms"] <= doc["alarm_p99_ms"] < 10_000
     assert doc["rss_per_hub_mb"] > 0 and doc["cpu_s_per_hub"] > 0
+    # Progress, not a problem: at INFO, and still shown (bench/rabbit_cluster.py waits for it).
+    assert "INFO agent.sim.fleet_sim: 4 hubs started in " in res.stderr
+    assert "WARNING agent.sim.fleet_sim: 4 hubs started" not in res.stderr
 
 
 def test_the_fleet_flags_are_checked() -> None:

@@ -92,6 +92,17 @@ def test_eval_fall_rejects_the_wrist(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "'wrist' is not supported" in capsys.readouterr().err
 
 
+def test_eval_fall_help_says_the_wrist_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """--position keeps accepting the word (the issue's contract: neck|waist|wrist), so the
+    help must say that wrist is refused before a user tries it."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval-fall", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--position {neck,waist,wrist}" in text
+    assert "wrist: not supported (no wrist recordings back a model or posture rules)" in text
+
+
 def test_plot_without_matplotlib_says_so_and_still_prints_the_json(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,6 +98,37 @@ def test_eval_fall_prints_one_json_object_with_every_contract_key(
             assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_no_second_model_evaluates_the_shipped_model_alone_and_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """At the neck eval-fall runs the shipped pair by default; --no-second-model runs what a
+    hub with [fall] second_model = false runs (the shipped model alone, its own threshold),
+    and the JSON says which models scored."""
+    from agent.fall.pair import load_model
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(FIXTURES / "SYN01.npz", data / "SYN01.npz")
+    runs = {}
+    for flag in ([], ["--no-second-model"]):
+        lines = tmp_path / f"trials{len(flag)}.jsonl"
+        assert main(["eval-fall", "--data", str(data), "--position", "neck",
+                     "--trials-out", str(lines), *flag]) == 0
+        out = json.loads(capsys.readouterr().out)
+        runs[bool(flag)] = out, [json.loads(x) for x in lines.read_text().splitlines()]
+    pair, alone = runs[False][0], runs[True][0]
+    assert [m["role"] for m in pair["model"]["scored"]] == ["shipped", "second"]
+    assert pair["settings"]["second_model"] is True and "second" in pair["model"]["pair"]
+    hub = load_model(FallConfig(position="neck", second_model=False))
+    assert alone["model"]["scored"] == [{"role": "shipped", "version": hub.version,
+                                         "threshold": hub.threshold,
+                                         "path": str(hub.model_path)}]
+    assert alone["settings"]["second_model"] is False and "pair" not in alone["model"]
+    assert (alone["model"]["version"], alone["model"]["threshold"]) == (hub.version,
+                                                                        hub.threshold)
+    # Scored by the shipped model's own output, not the pair's calibrated maximum.
+    assert [r["score"] for r in runs[True][1]] != [r["score"] for r in runs[False][1]]
+
+
 def test_eval_fall_reports_a_bad_model_or_directory(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval-fall", "--data", str(tmp_path / "missing")]) == 2

@@ -46,3 +46,21 @@ def test_devices_offline_and_battery_low() -> None:
     assert (v.devices, v.devices_offline, v.battery_low) == (3, ("pendant",), ("pendant",))
     text = render_table([v])
     assert "pendant" in text and "1 hubs: 1 online, 0 offline, 0 unknown" in text
+
+
+def test_device_figures_unheard_on_the_broker_are_unknown_not_zero() -> None:
+    """A listen on the broker as support (the shipped ACLs keep device state from it) hears
+    no device state: the hub's device figures are unknown (None, JSON null, "unknown" in the
+    table), not 0 devices and none offline. From the ingester's database they stay counts."""
+    rows = [hub("h", "online", "2027-01-15T07:00:00.000Z"),
+            hub("g", "online", "2027-01-15T07:00:00.000Z")]
+    devices = [DeviceRow("g", "pendant", False, 15.0)]
+    views = {v.hub_id: v for v in build_views(rows, devices, NOW, none_is_unknown=True)}
+    assert (views["h"].devices, views["h"].devices_offline, views["h"].battery_low) \
+        == (None, None, None)
+    assert views["h"].as_dict()["devices"] is None
+    assert (views["g"].devices, views["g"].devices_offline) == (1, ("pendant",))
+    line = next(x for x in render_table([views["h"]]).splitlines() if x.startswith("h "))
+    assert line.split()[-2:] == ["unknown", "unknown"]
+    (from_db,) = build_views(rows[:1], [], NOW)
+    assert (from_db.devices, from_db.devices_offline, from_db.battery_low) == (0, (), ())
