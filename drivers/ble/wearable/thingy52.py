@@ -13,6 +13,12 @@ ble_tms.h`` and ``source/modules/m_motion.c``):
   compass Q12.4 (uT = raw / 16). (Nordic's Web Bluetooth demo divides by 64/2048/4096,
   i.e. by the integer bits; the firmware's shifts are authoritative.)
 - One raw sample per notification, at the motion processing frequency.
+- The accelerometer's full-scale range is never set by ``source/``, so the MPU-9250 stays at
+  the eMPL driver's ``mpu_init`` default, +-2 g (``libs/eMD6/core/driver/eMPL/inv_mpu.c``:
+  ``mpu_set_accel_fsr(2)``), and the configuration characteristic cannot change it. +-2 g
+  costs falls (models/fall/README.md, "Accelerometer range"); the fall detector names such
+  a wearable with an ``accelerometer_clipping`` warning. A pendant needs firmware that sets
+  +-4 g or more.
 - User interface service ``EF680300-...``, button characteristic ``...0302``: uint8,
   1 pressed, 0 released.
 """
