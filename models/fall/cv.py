@@ -35,8 +35,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent.fall.config import FallConfig
-from agent.fall.dataset import Trial, load_trials
+from agent.fall.dataset import ACC_G_PER_COUNT, Trial, load_trials
 from agent.fall.evaluation import (
     ContinuousResult,
     Evaluator,
@@ -137,13 +139,28 @@ def brief(s: dict[str, Any]) -> dict[str, Any]:
     return {k: s[k] for k in KEYS if k in s}
 
 
+def clipped(trials: list[Trial], rail_g: float | None) -> list[Trial]:
+    """The trials as an accelerometer with a +-``rail_g`` full-scale range would have
+    recorded them (each axis limited to the rail; the gyroscope untouched)."""
+    if rail_g is None:
+        return trials
+    rail = int(round(rail_g / ACC_G_PER_COUNT))
+    out = []
+    for t in trials:
+        samples = t.samples.copy()
+        samples[:, :3] = np.clip(samples[:, :3], -rail, rail)
+        out.append(replace(t, samples=samples))
+    return out
+
+
 def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool,
-                 baseline: bool = True, second: Path | None = None
-                 ) -> tuple[dict[str, Any], dict[str, Results]]:
+                 baseline: bool = True, second: Path | None = None,
+                 clip_g: float | None = None) -> tuple[dict[str, Any], dict[str, Results]]:
     """``second``: the second model's fold directories at this position (the pair ships
-    there), evaluated as the pair; the first model alone is then ``model_alone``."""
+    there), evaluated as the pair; the first model alone is then ``model_alone``.
+    ``clip_g``: evaluate the recordings clipped to that accelerometer range."""
     cfg = replace(FallConfig(), position=ds.position)
-    trials = load_trials(ds.path)
+    trials = clipped(load_trials(ds.path), clip_g)
     t0 = time.monotonic()
     factory: Callable[..., Scorer] = TfliteFallModel
     if second is not None:
@@ -256,12 +273,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     folds = fold_dirs(args.folds)
     second = dict(args.second_folds)
     report: dict[str, Any] = {"folds": [{"fold": d.name, "held_out": h} for d, h in folds],
+                              "clip_g": args.clip_g,
                               "second_folds": {p: str(d) for p, d in second.items()},
                               "sets": {}, "positions": {}}
     by_position: dict[str, dict[str, list[Any]]] = {}
     for ds in args.data:
         out, runs = evaluate_set(ds, folds, not (args.no_rules or args.model_only),
-                                 not args.model_only, second.get(ds.position))
+                                 not args.model_only, second.get(ds.position), args.clip_g)
         report["sets"][f"{ds.name}:{ds.position}"] = out
         acc = by_position.setdefault(ds.position, {})
         for name, (r, c) in runs.items():
@@ -299,7 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rules", action="store_true", help="skip the posture-rule variants")
     ap.add_argument("--model-only", action="store_true",
                     help="skip the posture-rule variants and the baselines")
+    ap.add_argument("--clip-g", type=float, metavar="G",
+                    help="evaluate the recordings as an accelerometer with a +-G g range "
+                         "would have recorded them (models/fall/README.md, 'Accelerometer "
+                         "range')")
     args = ap.parse_args(argv)
+    if args.clip_g is not None and args.clip_g <= 1.0:
+        ap.error("--clip-g must be over 1 g (gravity alone reaches 1 g)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("agent").setLevel(logging.ERROR)
     if args.from_report:

@@ -93,3 +93,17 @@ def test_the_detector_raises_one_warning_per_clipping_wearable_only() -> None:
     assert ev[0].data["min_range_g"] == 4.0 and ev[0].data["component"] == "fall"
     # the fall in the full-range stream is still found
     assert [e.device_id for e in r.events("fall")] == ["pendant-8g"]
+
+
+def test_cv_clip_g_limits_the_accelerometer_only() -> None:
+    from agent.fall.dataset import Trial
+    from models.fall.cv import clipped as clip_trials
+
+    samples = strides()
+    samples[:, 3] = 5000  # gyroscope, 0.1 deg/s counts
+    t = Trial("S1", "F01_R01", samples)
+    assert clip_trials([t], None) == [t]
+    (c,) = clip_trials([t], 2.0)
+    assert c.samples[:, :3].min() == -2000 and t.samples[:, :3].min() < -2000
+    assert (c.samples[:, 3:] == t.samples[:, 3:]).all()
+    assert monitor(c.samples, 25).clip_g == pytest.approx(2.0, abs=0.002)
