@@ -255,3 +255,26 @@ def test_lying_down_on_purpose_raises_nothing_at_the_neck(position: str, free_fa
     assert len(falls) == alarms and r.events("fall_recovered") == []
     if falls:
         assert falls[0].data["confirmation"]["reason"] == "lying"
+
+
+def test_a_fast_wearable_is_averaged_over_20_ms_as_the_training_recordings_were() -> None:
+    from agent.fall.stream import _Resampler
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, (800, 3))
+    whole = _Resampler().push(x, 200.0)
+    chunked_r = _Resampler()
+    chunked = np.vstack([chunked_r.push(x[i:i + 7], 200.0) for i in range(0, len(x), 7)])
+    assert np.allclose(whole, chunked[:len(whole)], atol=1e-5)
+    # output j (50 Hz) is the mean of the four 200 Hz samples ending at input 4j, as
+    # SisFall's 200 Hz became its 50 Hz
+    expected = np.array([x[4 * j - 3:4 * j + 1].mean(axis=0) for j in range(1, len(whole))])
+    assert np.allclose(whole[1:], expected, atol=1e-5)
+
+    # a one-sample 6 g spike at 200 Hz reads as its 20 ms mean, not as 6 g
+    still = np.tile([0.0, -1.0, 0.0], (800, 1))
+    still[400] = [0.0, -6.0, 0.0]
+    out = _Resampler().push(still, 200.0)
+    assert np.abs(out).max() == pytest.approx((6.0 + 3.0) / 4.0, abs=1e-5)
+    # 50 Hz and below are not averaged
+    assert np.abs(_Resampler().push(still[::4], 25.0)).max() == pytest.approx(6.0)
