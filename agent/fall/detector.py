@@ -30,7 +30,8 @@ from agent.fall.config import FallConfig
 from agent.fall.pair import PairScorer
 from agent.fall.pair import load_model as load_model
 from agent.fall.scoring import ModelScore, PeakThresholdScorer, Scorer
-from agent.fall.stream import Outcome, ScoreJob, Suspicion, WearableStream
+from agent.fall.signal import SAMPLE_RATE_HZ
+from agent.fall.stream import RATE_TOLERANCE, Outcome, ScoreJob, Suspicion, WearableStream
 from agent.model import Event, Priority, Reading
 from agent.ports import AgentContext, DeviceInfo
 
@@ -75,6 +76,7 @@ class FallDetector:
         self._ctx: AgentContext | None = None
         self._streams: dict[str, WearableStream] = {}
         self._clipping: dict[str, ClipMonitor] = {}
+        self._slow: set[str] = set()   # wearables already named for a low sample rate
         self._in_flight: set[asyncio.Future[Scored]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._prewarning = False
@@ -178,6 +180,7 @@ class FallDetector:
             if key in data:
                 stream.meta[key] = str(data[key])
         self._check_range(reading.device_id, acc)
+        self._check_rate(reading.device_id, rate)
         for job in stream.feed(acc, t0, rate, bool(data.get("gap_before", False))):
             self._submit_job(stream, job)
         self._handle(stream, stream.poll(self._ctx.clock.monotonic()))
@@ -201,6 +204,24 @@ class FallDetector:
             "min_range_g": MIN_RANGE_G,
             "reason": f"the accelerometer clips at {clip_g:.1f} g; fall detection was "
                       f"validated at +-{MIN_RANGE_G:.0f} g or more",
+        })
+
+    def _check_rate(self, device_id: str, rate: float) -> None:
+        """One ``motion_rate_low`` warning per wearable streaming under 50 Hz: it is
+        interpolated up, but its impacts are blurred (held out at 25 Hz, 251 of 283 neck
+        floor falls against 274: models/fall/README.md, "Sample rate")."""
+        if rate >= SAMPLE_RATE_HZ * (1 - RATE_TOLERANCE) or device_id in self._slow:
+            return
+        self._slow.add(device_id)
+        log.warning("%s: motion stream at %.1f Hz: impacts are blurred and some falls are "
+                    "missed; set the wearable to %.0f Hz or more", device_id, rate,
+                    SAMPLE_RATE_HZ)
+        self._submit("motion_rate_low", Priority.WARNING, device_id, {
+            "component": "fall",
+            "rate_hz": rate,
+            "min_rate_hz": SAMPLE_RATE_HZ,
+            "reason": f"the wearable streams at {rate:g} Hz; fall detection was validated "
+                      f"at {SAMPLE_RATE_HZ:g} Hz",
         })
 
     def _submit_job(self, stream: WearableStream, job: ScoreJob) -> None:

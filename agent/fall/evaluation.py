@@ -243,22 +243,44 @@ def junction_exposure_s(junctions_s: Sequence[float], total_s: float, cfg: FallC
     return covered
 
 
+def slower(samples: np.ndarray, rate_hz: float) -> np.ndarray:
+    """A 50 Hz recording as a wearable sampling at ``rate_hz`` (50 divided by a whole
+    number) would have streamed it: each output sample the mean of the 50 Hz samples in its
+    period, as an accelerometer filters to its own output rate."""
+    k = SAMPLE_RATE_HZ / rate_hz if rate_hz > 0 else 0.0
+    if rate_hz <= 0 or rate_hz > SAMPLE_RATE_HZ or abs(k - round(k)) > 0.01:
+        raise ValueError(f"rate {rate_hz} Hz: the recordings are {SAMPLE_RATE_HZ:g} Hz, so "
+                         f"only {SAMPLE_RATE_HZ:g} divided by a whole number (50, 25, 16.67, "
+                         "12.5, 10, ...) can be replayed")
+    n = int(round(k))
+    if n == 1:
+        return samples
+    whole = len(samples) // n * n
+    grouped = samples[:whole].astype(np.float64).reshape(-1, n, samples.shape[1])
+    return np.round(grouped.mean(axis=1)).astype(samples.dtype)
+
+
 class Evaluator:
     """Runs trials through fresh detectors sharing one loaded scorer and one worker."""
 
     def __init__(self, scorer: Scorer, cfg: FallConfig | None = None,
-                 priming: dict[str, np.ndarray] | None = None) -> None:
+                 priming: dict[str, np.ndarray] | None = None,
+                 rate_hz: float = SAMPLE_RATE_HZ) -> None:
         """``priming``: walking per subject replayed before each trial (default: taken
-        from the trials themselves, see :func:`priming_segments`)."""
+        from the trials themselves, see :func:`priming_segments`). ``rate_hz``: replay
+        as a wearable sampling at this rate would stream (:func:`slower`)."""
         self.scorer = scorer
         self.cfg = cfg or FallConfig()
         self.priming = priming
+        self.rate_hz = rate_hz
+        slower(np.zeros((0, 6), dtype=np.int16), rate_hz)  # refuse a rate it cannot make
 
     async def _replay(self, device_id: str, samples: np.ndarray, ctx: FallReplayContext,
                       detector: FallDetector, end_extra_s: float) -> None:
         clock = ctx.manual_clock
         t0 = clock.monotonic() + 1.0
-        for r in motion_readings(device_id, samples, t0, wall0=clock.wall() + 1.0):
+        for r in motion_readings(device_id, slower(samples, self.rate_hz), t0,
+                                 wall0=clock.wall() + 1.0, rate_hz=self.rate_hz):
             clock.advance(r.mono - clock.monotonic())
             ctx.emit_reading(r)
             await detector.drain()

@@ -44,10 +44,12 @@ from agent.fall.evaluation import (
     Evaluator,
     TrialResult,
     published_threshold_summary,
+    slower,
     summarize,
 )
 from agent.fall.pair import PairScorer
 from agent.fall.scoring import PeakThresholdScorer, Scorer
+from agent.fall.signal import SAMPLE_RATE_HZ
 from agent.fall.tflite_model import TfliteFallModel
 from models.fall.corpus import DataSet
 
@@ -108,8 +110,8 @@ def check_same_people(first: list[tuple[Path, list[str]]],
 
 
 def run_folds(ds: DataSet, trials: list[Trial], folds: list[tuple[Path, list[str]]],
-              cfg: FallConfig, model_factory: Callable[..., Scorer] = TfliteFallModel
-              ) -> tuple[Results, list[dict[str, Any]]]:
+              cfg: FallConfig, model_factory: Callable[..., Scorer] = TfliteFallModel,
+              rate_hz: float = SAMPLE_RATE_HZ) -> tuple[Results, list[dict[str, Any]]]:
     """Each fold's model on the people of ``ds`` it held out (``model_factory(path,
     interpreter=, position=)`` builds the scorer; :mod:`models.fall.pair_replay` passes a
     pair)."""
@@ -123,7 +125,7 @@ def run_folds(ds: DataSet, trials: list[Trial], folds: list[tuple[Path, list[str
             continue
         model = model_factory(d / "fall.tflite", interpreter="ai_edge_litert",
                               position=ds.position)
-        r, c = Evaluator(model, cfg).run(part)
+        r, c = Evaluator(model, cfg, rate_hz=rate_hz).run(part)
         res += r
         cont += c
         s = summarize(r, c)
@@ -155,10 +157,12 @@ def clipped(trials: list[Trial], rail_g: float | None) -> list[Trial]:
 
 def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool,
                  baseline: bool = True, second: Path | None = None,
-                 clip_g: float | None = None) -> tuple[dict[str, Any], dict[str, Results]]:
+                 clip_g: float | None = None, rate_hz: float = SAMPLE_RATE_HZ
+                 ) -> tuple[dict[str, Any], dict[str, Results]]:
     """``second``: the second model's fold directories at this position (the pair ships
     there), evaluated as the pair; the first model alone is then ``model_alone``.
-    ``clip_g``: evaluate the recordings clipped to that accelerometer range."""
+    ``clip_g``: evaluate the recordings clipped to that accelerometer range; ``rate_hz``:
+    streamed as a wearable at that rate would (:func:`agent.fall.evaluation.slower`)."""
     cfg = replace(FallConfig(), position=ds.position)
     trials = clipped(load_trials(ds.path), clip_g)
     t0 = time.monotonic()
@@ -166,18 +170,19 @@ def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool,
     if second is not None:
         check_same_people(folds, fold_dirs(second), ds.name)
         factory = pair_factory(second)
-    (res, cont), per_fold = run_folds(ds, trials, folds, cfg, factory)
+    (res, cont), per_fold = run_folds(ds, trials, folds, cfg, factory, rate_hz)
     runs = {"model": (res, cont)}
     out: dict[str, Any] = {"position": ds.position, "held_out": True,
                            "model": summarize(res, cont), "folds": per_fold}
     if second is not None:
         out["detector"] = ("pair: the fold model and the second model's same fold, either "
                            f"over its own fold threshold ({second})")
-        alone, _ = run_folds(ds, trials, folds, cfg)
+        alone, _ = run_folds(ds, trials, folds, cfg, rate_hz=rate_hz)
         runs["model_alone"] = alone
         out["model_alone"] = brief(summarize(*alone))
     if baseline:
-        base = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg).run(trials)
+        base = Evaluator(PeakThresholdScorer(cfg.baseline_peak_g), cfg,
+                         rate_hz=rate_hz).run(trials)
         runs["baseline"] = base
         out["baseline"] = brief(summarize(*base))
         out["baseline"]["detector"] = PeakThresholdScorer(cfg.baseline_peak_g).version
@@ -185,7 +190,8 @@ def evaluate_set(ds: DataSet, folds: list[tuple[Path, list[str]]], rules: bool,
     if rules:
         out["rules"] = {}
         for name, change in RULE_VARIANTS.items():
-            (r, c), _ = run_folds(ds, trials, folds, replace(cfg, **change), factory)
+            (r, c), _ = run_folds(ds, trials, folds, replace(cfg, **change), factory,
+                                  rate_hz)
             out["rules"][name] = brief(summarize(r, c))
     out["seconds"] = round(time.monotonic() - t0, 1)
     log.info("%s:%s %s", ds.name, ds.position, json.dumps(brief(out["model"])))
@@ -273,13 +279,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     folds = fold_dirs(args.folds)
     second = dict(args.second_folds)
     report: dict[str, Any] = {"folds": [{"fold": d.name, "held_out": h} for d, h in folds],
-                              "clip_g": args.clip_g,
+                              "clip_g": args.clip_g, "rate_hz": args.rate_hz,
                               "second_folds": {p: str(d) for p, d in second.items()},
                               "sets": {}, "positions": {}}
     by_position: dict[str, dict[str, list[Any]]] = {}
     for ds in args.data:
         out, runs = evaluate_set(ds, folds, not (args.no_rules or args.model_only),
-                                 not args.model_only, second.get(ds.position), args.clip_g)
+                                 not args.model_only, second.get(ds.position), args.clip_g,
+                                 args.rate_hz)
         report["sets"][f"{ds.name}:{ds.position}"] = out
         acc = by_position.setdefault(ds.position, {})
         for name, (r, c) in runs.items():
@@ -321,7 +328,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluate the recordings as an accelerometer with a +-G g range "
                          "would have recorded them (models/fall/README.md, 'Accelerometer "
                          "range')")
+    ap.add_argument("--rate-hz", type=float, default=SAMPLE_RATE_HZ, metavar="HZ",
+                    help="replay as a wearable streaming at HZ (50 divided by a whole "
+                         "number) would: each sample the mean of the 50 Hz samples in its "
+                         "period (models/fall/README.md, 'Sample rate')")
     args = ap.parse_args(argv)
+    try:
+        slower(np.zeros((0, 6), dtype=np.int16), args.rate_hz)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.clip_g is not None and args.clip_g <= 1.0:
         ap.error("--clip-g must be over 1 g (gravity alone reaches 1 g)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

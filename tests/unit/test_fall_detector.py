@@ -278,3 +278,22 @@ def test_a_fast_wearable_is_averaged_over_20_ms_as_the_training_recordings_were(
     assert np.abs(out).max() == pytest.approx((6.0 + 3.0) / 4.0, abs=1e-5)
     # 50 Hz and below are not averaged
     assert np.abs(_Resampler().push(still[::4], 25.0)).max() == pytest.approx(6.0)
+
+
+def test_a_wearable_under_50_hz_is_named_once_and_still_watched() -> None:
+    fall = hold(recording("F01_R01"), 20)
+    slow = fall[: len(fall) // 2 * 2].reshape(-1, 2, 6).mean(axis=1).round().astype(np.int16)
+
+    async def body(r: Run) -> None:
+        await r.play("wear-slow", slow, rate_hz=25.0)
+        await r.play("wear-slow", slow, rate_hz=25.0)
+        await r.play("wear-50", recording("D07_R01"), rate_hz=50.0)
+        await r.wait(5)
+
+    r = run(body)
+    ev = r.events("motion_rate_low")
+    assert [e.device_id for e in ev] == ["wear-slow"]
+    assert ev[0].priority == Priority.WARNING
+    assert ev[0].data["rate_hz"] == 25.0 and ev[0].data["min_rate_hz"] == 50.0
+    assert r.detector is not None   # warned, and still watched (resampled to 50 Hz)
+    assert r.detector._streams["wear-slow"].samples_total >= 2 * len(slow) * 2 - 10
