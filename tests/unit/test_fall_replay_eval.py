@@ -261,3 +261,17 @@ def test_held_ends_judge_each_impact_on_its_own_recording() -> None:
     assert s["continuous_false_alarms_held_at_junctions"] == 0
     assert s["false_alarms_per_24h_held"] == pytest.approx(
         24 * 2 / sum(c.hours for c in cont), abs=1e-3)
+
+
+def test_slower_streams_a_recording_as_a_slower_wearable_would() -> None:
+    from agent.fall.evaluation import slower
+
+    x = np.arange(60, dtype=np.int16).reshape(10, 6)
+    assert (slower(x, 50.0) == x).all()
+    half = slower(x, 25.0)
+    assert half.shape == (5, 6) and half.dtype == np.int16
+    assert (half[0] == np.round((x[0].astype(float) + x[1]) / 2)).all()
+    assert slower(x, 16.67).shape == (3, 6)   # 50 / 3, the last sample dropped
+    for bad in (30.0, 0.0, 100.0):
+        with pytest.raises(ValueError, match="divided by a whole number"):
+            slower(x, bad)
