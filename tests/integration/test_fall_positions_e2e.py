@@ -167,3 +167,31 @@ def test_a_neck_failed_stand_up_that_ends_seated_gives_nothing(
     finally:
         runner.stop()
     assert not {"fall", "fall_recovered", "fall_cancelled"} & set(types(events))
+
+
+def test_a_pendant_that_clips_at_two_g_is_named_once_on_the_broker(
+        tmp_path: Path, mqtt_broker, shared_dir: Path) -> None:
+    """A +-2 g pendant (Nordic's Thingy:52 as shipped): the wearer walks and jogs, the rail
+    shows, and one ``accelerometer_clipping`` warning reaches the broker (no fall)."""
+    events = mqtt_broker.subscribe(TOPIC)
+    cfg = make_config(tmp_path, mqtt_broker, extra=(
+        '[fall]\nwearables = ["pendant-1"]\nposition = "neck"\n'))
+    rec = _recording(shared_dir, ("fallalld/neck", "FA07", "D24_R01"))
+    rec[:, :3] = np.clip(rec[:, :3], -2000, 2000)
+    replay = ReplaySource("pendant-1", rec, room="lounge")
+    comps = build_components(cfg, Hardware())
+    detector = next(c for c in comps if isinstance(c, FallDetector))
+    runner = AgentRunner(cfg, components=[*comps, replay]).start()
+    try:
+        got = events.wait_for(
+            lambda ms: [m.json() for m in ms if m.json()["type"] == "accelerometer_clipping"],
+            what="accelerometer_clipping", timeout=60)
+        _settled(runner, replay, detector, events)
+    finally:
+        runner.stop()
+    assert types(events).count("accelerometer_clipping") == 1
+    assert "fall" not in types(events)
+    ev = got[0]
+    assert ev["priority"] == "warning" and ev["device_id"] == "pendant-1"
+    assert ev["data"]["clip_g"] == pytest.approx(2.0, abs=0.01)
+    assert ev["data"]["min_range_g"] == 4.0
