@@ -16,8 +16,10 @@ never sets the range, so the MPU-9250 stays at the eMPL driver's ±2 g (``mpu_in
 
 So the fall detector watches each wearable. :class:`ClipMonitor` counts flat-top runs:
 ``FLAT_RUN`` samples within ``FLAT_TOL_G`` of each other, at ``FLAT_MIN_G`` or more on one
-axis. Once ``EPISODES`` runs agree on a level within ``LEVEL_TOL_G``, that level is where
-the device clips. Below ``WARN_BELOW_G`` the detector raises one ``accelerometer_clipping``
+axis, entered by a steep step (a rail cuts a rising movement off; a coarse device reaches
+the top of a smooth bump one quantisation step at a time). Once ``EPISODES`` runs agree on a
+level within ``LEVEL_TOL_G``, and no sample has gone beyond it, that level is where the
+device clips. Below ``WARN_BELOW_G`` the detector raises one ``accelerometer_clipping``
 warning for the device, and the wearable should be reconfigured or replaced.
 
 Measured with this monitor on whole recordings in half-second batches, per person:
@@ -43,6 +45,7 @@ EPISODES = 5          # runs at one level before concluding
 MIN_RANGE_G = 4.0     # the smallest full-scale range measured harmless (±2 g costs falls)
 WARN_BELOW_G = MIN_RANGE_G - 0.5   # a ±4 g rail reads a little under 4 g after calibration
 MAX_LEVELS = 64       # memory bound: the most recent runs' levels
+STEEP_LSBS = 2.5      # a run entered by a step this many device LSBs or more (see _feed_axis)
 
 
 @dataclass
@@ -51,8 +54,12 @@ class ClipMonitor:
 
     levels: list[float] = field(default_factory=list)
     clip_g: float | None = None
+    max_g: float = 0.0     # the largest |axis| value seen: a rail is never exceeded
+    lsb_g: float = float("inf")   # the smallest change seen between two samples
     _anchor: list[float | None] = field(default_factory=lambda: [None, None, None])
     _length: list[int] = field(default_factory=lambda: [0, 0, 0])
+    _entry: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    _last: list[float | None] = field(default_factory=lambda: [None, None, None])
 
     def feed(self, acc_g: np.ndarray) -> float | None:
         """The level the device clips at, the first time it is known; else None."""
@@ -61,29 +68,53 @@ class ClipMonitor:
         mag = np.abs(np.asarray(acc_g, dtype=np.float64))
         if not mag.size:
             return None
+        self.max_g = max(self.max_g, float(mag.max()))
+        self._learn_lsb(mag)
         if mag.max() < FLAT_MIN_G and all(a is None for a in self._anchor):
+            self._last = [float(v) for v in mag[-1]]
             return None
         for axis in range(3):
             self._feed_axis(axis, mag[:, axis])
         return self._conclude()
 
     def _feed_axis(self, axis: int, values: np.ndarray) -> None:
+        """A run counts only if it was entered by a step of ``STEEP_LSBS`` of the device's
+        resolution or more: a rail cuts a movement off mid-rise, while the top of a
+        smooth bump on a coarse device (an 8-bit +-8 g part steps 62.5 mg) is reached one
+        step at a time and repeats a value just the same."""
         anchor, length = self._anchor[axis], self._length[axis]
+        entry, last = self._entry[axis], self._last[axis]
         for v in values.tolist():
             if anchor is not None and v >= FLAT_MIN_G and abs(v - anchor) <= FLAT_TOL_G:
                 length += 1
-                if length == FLAT_RUN:
+                if length == FLAT_RUN and entry >= STEEP_LSBS * self.lsb_g:
                     self.levels.append(anchor)
                     del self.levels[:-MAX_LEVELS]
+            elif v >= FLAT_MIN_G:
+                anchor, length = v, 1
+                entry = abs(v - last) if last is not None else 0.0
             else:
-                anchor, length = (v, 1) if v >= FLAT_MIN_G else (None, 0)
+                anchor, length = None, 0
+            last = v
         self._anchor[axis], self._length[axis] = anchor, length
+        self._entry[axis], self._last[axis] = entry, last
+
+    def _learn_lsb(self, mag: np.ndarray) -> None:
+        """The device's resolution: the smallest non-zero change between two samples."""
+        prev = np.array([np.nan if v is None else v for v in self._last])
+        steps = np.abs(np.diff(np.vstack([prev[None], mag]), axis=0))
+        steps = steps[np.isfinite(steps) & (steps > 0)]
+        if steps.size:
+            self.lsb_g = min(self.lsb_g, float(steps.min()))
 
     def _conclude(self) -> float | None:
         if len(self.levels) < EPISODES:
             return None
         levels = np.asarray(self.levels)
+        # a level some sample went beyond is no rail
         for level in levels[::-1]:
+            if level < self.max_g - LEVEL_TOL_G:
+                continue
             near = levels[np.abs(levels - level) <= LEVEL_TOL_G]
             if len(near) >= EPISODES:
                 self.clip_g = round(float(np.median(near)), 3)

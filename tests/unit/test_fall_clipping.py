@@ -19,15 +19,17 @@ from tests.unit.fall_helpers import Run, recording
 
 def strides(n: int = 12, peak_g: float = 3.5) -> np.ndarray:
     """int16 milli-g (n, 6): standing, and every second a 0.3 s half-sine jolt along the
-    vertical axis up to ``peak_g`` (heavy footfalls)."""
+    vertical axis up to ``peak_g`` (heavy footfalls), with 3 mg of sensor noise."""
     rate = 50
     y = np.full(n * rate, -1.0)
     bump = np.sin(np.linspace(0, np.pi, 15))
     for k in range(n):
         y[k * rate + 10:k * rate + 25] -= (peak_g - 1.0) * bump
+    noise = np.random.default_rng(n).normal(0.0, 3.0, (len(y), 3))
     out = np.zeros((len(y), 6), dtype=np.int16)
-    out[:, 1] = np.round(y * 1000).astype(np.int16)
-    out[:, 2] = 30
+    out[:, :3] = np.round(noise).astype(np.int16)
+    out[:, 1] += np.round(y * 1000).astype(np.int16)
+    out[:, 2] += 30
     return out
 
 
@@ -66,6 +68,12 @@ def test_real_recordings_unclipped_never_conclude_and_clipped_at_two_g_do(
     assert four is None or four >= WARN_BELOW_G
 
 
+def standing_after(samples: np.ndarray) -> np.ndarray:
+    """The stream goes on 12 s after the last jolt (silence after a detection alarms)."""
+    still = strides(1)[:10]
+    return np.vstack([samples, np.tile(still, (60, 1))])
+
+
 def run_detector(*plays: tuple[str, np.ndarray]) -> Run:
     async def main() -> Run:
         r = Run(FallConfig(confirm_s=5.0, cancel_window_s=10.0),
@@ -82,9 +90,10 @@ def run_detector(*plays: tuple[str, np.ndarray]) -> Run:
 
 
 def test_the_detector_raises_one_warning_per_clipping_wearable_only() -> None:
-    rail = clipped(strides(), 2.0)
-    r = run_detector(("pendant-2g", rail), ("pendant-2g", rail), ("pendant-8g", strides()),
-                     ("pendant-4g", clipped(strides(peak_g=5.0), 4.0)),
+    rail = standing_after(clipped(strides(), 2.0))
+    r = run_detector(("pendant-2g", rail), ("pendant-2g", rail),
+                     ("pendant-8g", standing_after(strides())),
+                     ("pendant-4g", standing_after(clipped(strides(peak_g=5.0), 4.0))),
                      ("pendant-8g", recording("F01_R01")))
     ev = r.events("accelerometer_clipping")
     assert [e.device_id for e in ev] == ["pendant-2g"]
@@ -107,3 +116,20 @@ def test_cv_clip_g_limits_the_accelerometer_only() -> None:
     assert c.samples[:, :3].min() == -2000 and t.samples[:, :3].min() < -2000
     assert (c.samples[:, 3:] == t.samples[:, 3:]).all()
     assert monitor(c.samples, 25).clip_g == pytest.approx(2.0, abs=0.002)
+
+
+def test_a_coarse_full_range_device_is_not_taken_for_a_rail() -> None:
+    """An 8-bit +-8 g accelerometer steps 62.5 mg: the tops of its smooth bumps repeat a
+    value, but its harder movements go past that value, which a rail never lets happen."""
+    lsb = 8000 / 128
+    bumps = np.vstack([strides(6, peak_g=1.9), strides(6, peak_g=1.9), strides(3, peak_g=3.0)])
+    coarse = bumps.copy()
+    coarse[:, :3] = (np.round(bumps[:, :3] / lsb) * lsb).astype(np.int16)
+    m = monitor(coarse, 25)
+    assert m.lsb_g == pytest.approx(lsb / 1000, abs=0.002)
+    assert m.levels == [] and m.clip_g is None   # tops reached one step at a time
+    # an 8-bit +-2 g part (15.6 mg steps) cuts the harder jolts off mid-rise: a rail
+    lsb2 = 2000 / 128
+    fine = strides(8, peak_g=3.0)
+    fine[:, :3] = (np.round(fine[:, :3] / lsb2) * lsb2).astype(np.int16)
+    assert monitor(clipped(fine, 2.0), 25).clip_g == pytest.approx(2.0, abs=0.02)
