@@ -230,3 +230,29 @@ def test_held_ends_judge_each_impact_on_its_own_recording() -> None:
     assert s["continuous_false_alarms_held_at_junctions"] == 0
     assert s["false_alarms_per_24h_held"] == pytest.approx(
         24 * 2 / sum(c.hours for c in cont), abs=1e-3)
+
+
+def test_eval_fall_names_the_obvious_mistakes(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A model path that does not exist is named as such (it was reported as
+    'manifest.json: model manifest not found'); the data set's parent directory points to
+    the subdirectory holding the recordings (FallAllD: neck/ and waist/)."""
+    missing = tmp_path / "nosuch.tflite"
+    assert main(["eval-fall", "--data", str(FIXTURES), "--model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"--model {missing}: no such file" in err and "manifest" in err
+    parent = tmp_path / "fallalld"
+    shutil.copytree(FIXTURES, parent / "neck")
+    assert main(["eval-fall", "--data", str(parent)]) == 2
+    assert f"one level down, e.g. --data {parent / 'neck'}" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval-fall", "--data", str(tmp_path / "empty")]) == 2
+    assert "no SUBJECT.npz files (SUBJECT.npz recordings" in capsys.readouterr().err
+
+
+def test_eval_fall_usage_offers_only_the_positions_that_run(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval-fall", "--help"])
+    out = capsys.readouterr().out
+    assert "--position {neck,waist}" in out and "wrist" not in out.split("options:")[0]
