@@ -111,7 +111,8 @@ def _plot_available(args: argparse.Namespace) -> bool:
         import matplotlib  # noqa: F401  (only to know it is there)
     except ImportError:
         print("warning: --plot needs matplotlib, which is not installed "
-              "(pip install 'tec-agent[plot]'): no plots written, the JSON follows",
+              "(from a checkout: .venv/bin/pip install -e '.[plot]'): no plots written, the JSON "
+              "follows",
               file=sys.stderr)
         return False
     return True

@@ -102,6 +102,8 @@ def test_plot_without_matplotlib_says_so_and_still_prints_the_json(
     assert main(["eval-fall", "--data", str(FIXTURES), "--plot", str(tmp_path / "png")]) == 0
     cap = capsys.readouterr()
     assert "--plot needs matplotlib, which is not installed" in cap.err
+    # tec-agent is not on PyPI: 'pip install tec-agent[plot]' finds no distribution.
+    assert "pip install -e '.[plot]'" in cap.err and "tec-agent[plot]" not in cap.err
     out = json.loads(cap.out)
     assert out["plots"] == [] and out["trials"] == 3
     assert not (tmp_path / "png").exists()
