@@ -90,6 +90,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
+def no_store_hint(store_path: str, config_path: str) -> str:
+    """What to say after 'no event store at ...' for a hub's config: on a fresh install the
+    store does not exist until the agent's first start."""
+    if Path(store_path).exists():
+        return ""
+    return (f" (the agent creates it at its first start: has it run with {config_path}? "
+            "Its store.path names this file)")
+
+
 def load_or_report(path: str) -> Config | None:
     """Load a config; on problems print one line each (key path first, array entries
     named by their id) and return None. ``ConfigError.problems`` keep the plain key path
@@ -210,7 +219,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         backlog = read_backlog(config.store.path)
     except StoreError as exc:
-        hint = "" if args.config else (
+        hint = no_store_hint(config.store.path, args.config) if args.config else (
             " (without --config, status reads the store of the embedded simulated home that "
             "`tec-agent simulate` writes in ./.tec-agent/; give --config PATH for a hub)")
         print(f"error: {exc}{hint}", file=sys.stderr)
