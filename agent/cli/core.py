@@ -257,8 +257,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if arc["refused"]:
             line += f"; {arc['refused']} refused (DUH)"
         if arc["last_ack_age_s"] is not None:
+            took = (f"in {arc['last_ack_latency_ms']} ms"
+                    if arc["last_ack_latency_ms"] is not None
+                    else "(sent again after a restart: latency unknown)")
             line += (f"; last ACK {_age(arc['last_ack_age_s'])} ago from"
-                     f" {arc['last_ack_receiver']} in {arc['last_ack_latency_ms']} ms")
+                     f" {arc['last_ack_receiver']} {took}")
         print(line)
     elif config.arc.enabled:
         print("  ARC: nothing sent to the ARC from this store yet")

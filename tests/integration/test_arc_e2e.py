@@ -189,6 +189,21 @@ def test_restart_mid_retry_delivers_once_acknowledged(tmp_path: Path, mqtt_broke
             wait_until(lambda: receiver.alarms(), what="at the ARC")
         assert len(receiver.alarms()) == 1 and receiver.alarms()[0].event_type == "101"
         assert len(arc_rows(tmp_path / "events.db")) == 1
+        # Its latency is unknown (the first run's monotonic time is gone), not the few ms
+        # from the second run's queue to the ACK: the alarm waited through both runs.
+        assert arc_rows(tmp_path / "events.db")[0][4] is None
+        report = json.loads(subprocess.run(
+            agent_cmd("report", "--config", str(conf), "--days", "1", "--json"),
+            capture_output=True, text=True, timeout=60, check=True).stdout)
+        arc = report["total"]["arc_delivery"]
+        assert (arc["acked"], arc["latency_ms"]["count"], arc["latency_unknown"]) == (1, 0, 1)
+        text = subprocess.run(agent_cmd("report", "--config", str(conf), "--days", "1"),
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "1 acknowledged by the ARC; latency unknown for 1: sent again after a restart" \
+            in text
+        out = subprocess.run(agent_cmd("status", "--config", str(conf)), capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        assert "(sent again after a restart: latency unknown)" in out
         # DC-09 sequence numbers go on from the block the first run reserved (0001-0100)
         assert int(receiver.alarms()[0].sequence) > 100
     finally:
