@@ -398,6 +398,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from agent.store.lock import StoreLock
     from agent.systemd_notify import setup_logging
 
+    # Checked before anything starts: --rate 0 ran at the default 200/s and --count -1 as 0,
+    # both silently.
+    if args.count is not None and args.count < 0:
+        print("error: --count must be 0 or more (0 only drains the store)", file=sys.stderr)
+        return 2
+    if args.rate is not None and not args.rate > 0:
+        print("error: --rate must be greater than 0 (events per second)", file=sys.stderr)
+        return 2
     config = _config_or_simulated_home(args.config)
     if config is None:
         return 2
