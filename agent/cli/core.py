@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("simulate", help="run the real agent on simulated hardware")
-    p.add_argument("--config", help="TOML config (default: the embedded simulated home)")
+    p.add_argument("--config", help="TOML config (default: the embedded simulated home; a "
+                                    "config with no [[gpio.devices]] gets the simulated "
+                                    "home's, one with no [[serial.units]] a simulated "
+                                    "telecare unit)")
     p.add_argument("--scenario", default="demo", help="demo | pull-cord | soak (default demo)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("--count", type=int, help="soak: number of events (default 1000; 0 only drains "
