@@ -42,7 +42,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     _logging()
     if args.seconds <= 0:
-        print("--seconds must be greater than 0", file=sys.stderr)
+        print("error: --seconds must be greater than 0", file=sys.stderr)
         return 2
     out_path = Path(args.out)
     part = out_path.with_name(out_path.name + ".part")
