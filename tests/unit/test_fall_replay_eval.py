@@ -256,3 +256,15 @@ def test_eval_fall_usage_offers_only_the_positions_that_run(
         main(["eval-fall", "--help"])
     out = capsys.readouterr().out
     assert "--position {neck,waist}" in out and "wrist" not in out.split("options:")[0]
+
+
+def test_a_model_checked_against_another_models_manifest_names_that_manifest(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--model models/fall/fall-neck.tflite reads manifest.json beside it (the shipped
+    model's; the neck model's is manifest-neck.json): the error said only 'does not match
+    manifest'."""
+    neck = Path(__file__).resolve().parents[2] / "models" / "fall" / "fall-neck.tflite"
+    assert main(["eval-fall", "--data", str(FIXTURES), "--model", str(neck)]) == 1
+    err = capsys.readouterr().err
+    assert f"does not match {neck.with_name('manifest.json')}" in err
+    assert "another model's manifest" in err
