@@ -453,4 +453,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.close()
     print(message, file=sys.stderr)
+    if config.arc.enabled:
+        # The exit status and the closing line speak for the broker; an alarm the ARC has
+        # not acknowledged would otherwise go unmentioned.
+        from agent.store.arc_delivery import read_arc_status
+
+        arc = read_arc_status(config.store.path)
+        if arc and arc["pending"]:
+            print(f"note: {arc['pending']} alarm(s) not yet acknowledged by the ARC: sent "
+                  "again at the next start (tec-agent status shows them)", file=sys.stderr)
     return code

@@ -323,3 +323,28 @@ def test_sia_dcs_format_and_a_chosen_warning(tmp_path: Path, mqtt_broker) -> Non
             assert arc.wanted(chosen) and not arc.wanted(other)
     finally:
         receiver.close()
+
+
+def test_simulate_names_an_alarm_the_arc_has_not_acknowledged(tmp_path: Path,
+                                                              mqtt_broker) -> None:
+    """simulate's closing line and exit status speak for the broker: with no receiver
+    listening they said '1 events stored and acknowledged' and nothing of the ARC."""
+    conf = write_config_file(tmp_path, mqtt_broker, GPIO + arc_section(
+        [("127.0.0.1", free_port())], timeout_s=0.2, retries=1))
+    res = subprocess.run(agent_cmd("simulate", "--config", str(conf), "--scenario",
+                                   "pull-cord", "--timeout", "20"),
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "note: 1 alarm(s) not yet acknowledged by the ARC" in res.stderr
+    receiver = ArcReceiver("tcp").start()
+    try:
+        conf = write_config_file(tmp_path, mqtt_broker, GPIO + arc_section(
+            [("127.0.0.1", receiver.port)], timeout_s=0.5, retries=1))
+        res = subprocess.run(agent_cmd("simulate", "--config", str(conf), "--scenario",
+                                       "pull-cord", "--timeout", "20"),
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stderr
+        assert receiver.wait_alarms(2)       # the earlier one sent again, and the new one
+        assert "not yet acknowledged by the ARC" not in res.stderr
+    finally:
+        receiver.close()
