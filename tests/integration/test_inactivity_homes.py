@@ -58,6 +58,11 @@ def test_timezone_alerts_out_and_learning_block(shared_dir: Path, tmp_path: Path
                  "--sensors", str(tmp_path / "o" / "ordonez_B_sensors.json"),
                  "--timezone", "Mars/Olympus"]) == 2
     assert "unknown time zone" in capsys.readouterr().err
+    # HOME=TZ for one home was ignored: the home replayed in Europe/London without a word.
+    assert main(["eval-inactivity", "--events", str(tmp_path / "o" / "ordonez_B_events.csv.gz"),
+                 "--sensors", str(tmp_path / "o" / "ordonez_B_sensors.json"),
+                 "--timezone", "ordonez_B=Europe/Madrid", "--inject", "1"]) == 2
+    assert "HOME=TZ is for --homes" in capsys.readouterr().err
 
 
 def test_leave_one_home_out_reports_each_home_left_out(shared_dir: Path, tmp_path: Path,
