@@ -157,14 +157,17 @@ class ArcComponent:
         assert self.store is not None and self.ctx is not None
         mono = self._mono_of.pop(outcome.event_id, None)
         if outcome.acked:
-            # Edge to ACK when the event is from this run; queued to ACK for one resent
-            # after a restart (its monotonic time is gone).
-            latency = ((time.monotonic() - mono) * 1000.0 if mono is not None
-                       else outcome.latency_ms)
+            # Edge to ACK when the event is from this run. One sent again after a restart
+            # has no latency: its monotonic time is gone, and the time from this run's queue
+            # (what was recorded before) made an alarm that waited minutes through an
+            # outage and a restart read as a few ms in `report` and `status`.
+            latency = (time.monotonic() - mono) * 1000.0 if mono is not None else None
             self._record(self.store.acked, outcome.event_id, outcome.receiver,
                          outcome.dc09_seq, latency, f"{outcome.answer} code {outcome.code:03d}")
-            log.info("ARC %s acknowledged event %s (DC-09 seq %04d) in %.0f ms",
-                     outcome.receiver, outcome.event_id, outcome.dc09_seq, latency)
+            log.info("ARC %s acknowledged event %s (DC-09 seq %04d) %s",
+                     outcome.receiver, outcome.event_id, outcome.dc09_seq,
+                     f"in {latency:.0f} ms" if latency is not None
+                     else "(sent again after a restart; latency unknown)")
             return
         self._record(self.store.refused, outcome.event_id, outcome.answer)
         self.ctx.submit_event(Event(

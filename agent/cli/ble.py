@@ -42,7 +42,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     _logging()
     if args.seconds <= 0:
-        print("--seconds must be greater than 0", file=sys.stderr)
+        print("error: --seconds must be greater than 0", file=sys.stderr)
         return 2
     out_path = Path(args.out)
     part = out_path.with_name(out_path.name + ".part")
@@ -81,6 +81,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if full is None:
             return 2
         config, hub_id = full.ble, full.hub_id
+        skipped = [d.id for d in config.devices if d.kind != "bthome"]
+        if skipped:
+            print(f"note: {', '.join(skipped)}: not replayed (a wearable needs a live "
+                  "connection, not adverts)", file=sys.stderr)
+        if len(skipped) == len(config.devices):
+            print(f"note: {args.config} has no BTHome [[ble.devices]]: no advert will be "
+                  "decoded (without --config every BTHome device is)", file=sys.stderr)
     try:
         lines = Path(args.file).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
@@ -101,7 +108,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(
         f"replayed {stats.lines} line(s): {stats.adverts} advert(s), {stats.readings} "
         f"reading(s), {stats.events} event(s); {stats.malformed} malformed, "
-        f"{stats.undecodable} undecodable, {stats.duplicates} duplicate(s) skipped",
+        f"{stats.undecodable} undecodable, {stats.duplicates} duplicate(s) skipped"
+        + (f"; {stats.not_configured} advert(s) from devices not in the config"
+           if config is not None else ""),
         file=sys.stderr,
     )
     return 0

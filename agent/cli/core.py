@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("simulate", help="run the real agent on simulated hardware")
-    p.add_argument("--config", help="TOML config (default: the embedded simulated home)")
+    p.add_argument("--config", help="TOML config (default: the embedded simulated home; a "
+                                    "config with no [[gpio.devices]] gets the simulated "
+                                    "home's, one with no [[serial.units]] a simulated "
+                                    "telecare unit)")
     p.add_argument("--scenario", default="demo", help="demo | pull-cord | soak (default demo)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("--count", type=int, help="soak: number of events (default 1000; 0 only drains "
@@ -88,6 +91,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "hub's event is final on the broker's PUBACK (to measure what "
                         "receipts save)")
     p.set_defaults(func=cmd_simulate)
+
+
+def no_store_hint(store_path: str, config_path: str) -> str:
+    """What to say after 'no event store at ...' for a hub's config: on a fresh install the
+    store does not exist until the agent's first start."""
+    if Path(store_path).exists():
+        return ""
+    return (f" (the agent creates it at its first start: has it run with {config_path}? "
+            "Its store.path names this file)")
 
 
 def load_or_report(path: str) -> Config | None:
@@ -210,7 +222,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         backlog = read_backlog(config.store.path)
     except StoreError as exc:
-        hint = "" if args.config else (
+        hint = no_store_hint(config.store.path, args.config) if args.config else (
             " (without --config, status reads the store of the embedded simulated home that "
             "`tec-agent simulate` writes in ./.tec-agent/; give --config PATH for a hub)")
         print(f"error: {exc}{hint}", file=sys.stderr)
@@ -248,8 +260,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if arc["refused"]:
             line += f"; {arc['refused']} refused (DUH)"
         if arc["last_ack_age_s"] is not None:
+            took = (f"in {arc['last_ack_latency_ms']} ms"
+                    if arc["last_ack_latency_ms"] is not None
+                    else "(sent again after a restart: latency unknown)")
             line += (f"; last ACK {_age(arc['last_ack_age_s'])} ago from"
-                     f" {arc['last_ack_receiver']} in {arc['last_ack_latency_ms']} ms")
+                     f" {arc['last_ack_receiver']} {took}")
         print(line)
     elif config.arc.enabled:
         print("  ARC: nothing sent to the ARC from this store yet")
@@ -389,6 +404,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from agent.store.lock import StoreLock
     from agent.systemd_notify import setup_logging
 
+    # Checked before anything starts: --rate 0 ran at the default 200/s and --count -1 as 0,
+    # both silently.
+    if args.count is not None and args.count < 0:
+        print("error: --count must be 0 or more (0 only drains the store)", file=sys.stderr)
+        return 2
+    if args.rate is not None and not args.rate > 0:
+        print("error: --rate must be greater than 0 (events per second)", file=sys.stderr)
+        return 2
     config = _config_or_simulated_home(args.config)
     if config is None:
         return 2
@@ -433,4 +456,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.close()
     print(message, file=sys.stderr)
+    if config.arc.enabled:
+        # The exit status and the closing line speak for the broker; an alarm the ARC has
+        # not acknowledged would otherwise go unmentioned.
+        from agent.store.arc_delivery import read_arc_status
+
+        arc = read_arc_status(config.store.path)
+        if arc and arc["pending"]:
+            print(f"note: {arc['pending']} alarm(s) not yet acknowledged by the ARC: sent "
+                  "again at the next start (tec-agent status shows them)", file=sys.stderr)
     return code

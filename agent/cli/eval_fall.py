@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path,
                    help="directory of SUBJECT.npz recordings (format of shared/data/fall; "
                         "a mapping.json beside them names the codes and marks recovered falls)")
-    p.add_argument("--position", choices=POSITIONS,
+    # 'wrist' stays a choice so that it is refused with the reason (no data backs it), but
+    # the usage line offers only what runs.
+    p.add_argument("--position", choices=POSITIONS, metavar="{neck,waist}",
                    help="where the recordings were worn: the runtime configuration evaluated "
                         "(threshold for that position). Default: the device named in the "
                         "data's mapping.json, else neck (the [fall] default). "
@@ -98,6 +100,14 @@ def _position(args: argparse.Namespace) -> str:
 def _check_args(args: argparse.Namespace) -> str | None:
     if not args.data.is_dir():
         return f"{args.data}: not a directory"
+    if not any(args.data.glob("*.npz")):
+        below = sorted(str(d) for d in args.data.iterdir() if d.is_dir() and any(d.glob("*.npz")))
+        hint = (f": the recordings are one level down, e.g. --data {below[0]}" if below
+                else " (SUBJECT.npz recordings, e.g. ../shared/data/fallalld/neck)")
+        return f"{args.data}: no SUBJECT.npz files{hint}"
+    if args.model is not None and not args.model.is_file():
+        return (f"--model {args.model}: no such file "
+                "(a fall.tflite with its manifest.json beside it)")
     if args.shuffled_orders < 0:
         return "--shuffled-orders must be 0 or more"
     if args.trials_out is not None and not args.trials_out.parent.is_dir():
@@ -112,7 +122,8 @@ def _plot_available(args: argparse.Namespace) -> bool:
         import matplotlib  # noqa: F401  (only to know it is there)
     except ImportError:
         print("warning: --plot needs matplotlib, which is not installed "
-              "(pip install 'tec-agent[plot]'): no plots written, the JSON follows",
+              "(from a checkout: .venv/bin/pip install -e '.[plot]'): no plots written, the JSON "
+              "follows",
               file=sys.stderr)
         return False
     return True

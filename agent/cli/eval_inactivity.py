@@ -74,6 +74,10 @@ def _config(args: argparse.Namespace) -> Any:
 
     config = load_config(args.config) if args.config else parse_config({"hub_id": "eval"})
     zones = parse_zones(args.timezone)
+    if not args.homes and set(zones) - {""}:
+        # One home: HOME=TZ was ignored, and the home replayed in the default zone.
+        raise ConfigError(f"--timezone {args.timezone}: HOME=TZ is for --homes; for one home "
+                          "give the zone alone (e.g. --timezone America/Los_Angeles)")
     if "" in zones:
         config = dataclasses.replace(
             config, agent=dataclasses.replace(config.agent, timezone=zones[""]))

@@ -46,7 +46,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from agent.cli.core import load_or_report
+    from agent.cli.core import load_or_report, no_store_hint
     from agent.report.build import build_report, configured_devices
     from agent.report.html import render_html
     from agent.report.period import day_bounds, recent_days
@@ -79,7 +79,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         finally:
             db.close()
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{no_store_hint(config.store.path, args.config)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

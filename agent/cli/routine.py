@@ -220,16 +220,16 @@ def _render_household(hh: dict[str, Any]) -> list[str]:
 
 
 def cmd_routine(args: argparse.Namespace) -> int:
-    from agent.config import load_config
-    from agent.errors import ConfigError, StoreError
+    from agent.cli.core import load_or_report
+    from agent.errors import StoreError
 
-    try:
-        config = load_config(args.config)
-        report = collect(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{args.config}: {problem}", file=sys.stderr)
+    # The one config reporter of the other commands: it printed 'PATH: PATH: file not
+    # found' and array entries without their id.
+    config = load_or_report(args.config)
+    if config is None:
         return 2
+    try:
+        report = collect(config)
     except StoreError as exc:
         print(f"routine: {exc}", file=sys.stderr)
         return 1

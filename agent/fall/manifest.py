@@ -142,13 +142,17 @@ def verify_model_bytes(manifest: Manifest, model: Path) -> bytes:
         raise ModelError(f"{model}: model file not found") from None
     except OSError as exc:
         raise ModelError(f"{model}: cannot read model: {exc}") from None
+    # The manifest is named: a model checked against another model's manifest (eval-fall
+    # --model fall-neck.tflite reads manifest.json beside it, not manifest-neck.json) fails
+    # here too, and 'does not match manifest' did not say which.
     if len(data) != manifest.size_bytes:
         raise ModelError(
-            f"{model}: {len(data)} bytes, manifest says {manifest.size_bytes}"
-            " (truncated or replaced)"
+            f"{model}: {len(data)} bytes, {manifest.path} says {manifest.size_bytes}"
+            " (truncated or replaced, or another model's manifest)"
         )
     digest = hashlib.sha256(data).hexdigest()
     if digest != manifest.sha256:
-        raise ModelError(f"{model}: sha256 {digest[:12]}... does not match manifest"
-                         f" {manifest.sha256[:12]}...")
+        raise ModelError(f"{model}: sha256 {digest[:12]}... does not match {manifest.path}"
+                         f" ({manifest.sha256[:12]}...: another model's manifest, or the"
+                         " file was replaced)")
     return data

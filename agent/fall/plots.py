@@ -18,7 +18,8 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise AgentError("--plot needs matplotlib: pip install 'tec-agent[plot]'") from None
+        raise AgentError("--plot needs matplotlib (from a checkout: .venv/bin/pip install -e "
+                         "'.[plot]')") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

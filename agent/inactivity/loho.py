@@ -140,7 +140,15 @@ def find_homes(dirs: Sequence[str], base_config: Any,
             unknown = sorted({e.sensor_id for e in log} - set(devices))
             homes.append(HomeData(name, log, labels, devices, cfg, disorder, unknown))
     if len(homes) < 2:
-        raise ConfigError(f"--homes: found {len(homes)} home(s); leave-one-out needs two or more")
+        raise ConfigError(
+            f"--homes: found {len(homes)} home(s) (NAME_events.csv[.gz] with NAME_sensors.json "
+            "beside it, in each DIR given, not below); leave-one-out needs two or more")
+    # A misspelt home would otherwise take the bare zone (or the config's) without a word,
+    # and every figure of that home would be shifted by hours.
+    stray = sorted(set(zones or {}) - {""} - {h.name for h in homes})
+    if stray:
+        raise ConfigError(f"--timezone: no home named {', '.join(map(repr, stray))} "
+                          f"(homes: {', '.join(h.name for h in homes)})")
     return homes
 
 

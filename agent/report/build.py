@@ -175,7 +175,11 @@ def _arc_delivery(db: sqlite3.Connection, start: float, end: float) -> dict[str,
     counts = arc_summary(db, start, end)
     if counts is None:
         return None
-    return {**counts, "latency_ms": LatencyStats.of(read_latencies(db, start, end)).to_dict()}
+    latencies = read_latencies(db, start, end)
+    # Acknowledged with no latency: sent again after a restart (the hub's monotonic time of
+    # the alarm is gone).
+    return {**counts, "latency_ms": LatencyStats.of(latencies).to_dict(),
+            "latency_unknown": max(0, counts.get("acked", 0) - len(latencies))}
 
 
 def configured_devices(config: Any) -> list[DeviceFacts]:

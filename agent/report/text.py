@@ -115,6 +115,8 @@ def arc_line(arc: dict[str, Any]) -> str:
     if lat.get("count"):
         parts.append(f"latency median {_num(lat.get('median'))} ms, p95 {_num(lat.get('p95'))}"
                      f" ms, max {_num(lat.get('max'))} ms")
+    if arc.get("latency_unknown"):
+        parts.append(f"latency unknown for {arc['latency_unknown']}: sent again after a restart")
     if arc.get("pending"):
         parts.append(f"{arc['pending']} not yet acknowledged")
     if arc.get("refused"):

@@ -171,12 +171,21 @@ def evaluate(ds: DataSet, folds: list[tuple[Path, list[str]]], second: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m models.fall.bound",
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        epilog="The fold directories are not in the repository: the two train commands of "
+               "models/fall/README.md ('Training and cross-validation') write them, "
+               "--folds-out out/cv-folds and --second-model neck --folds-out out/neck-folds "
+               "(about 15 min and more in the train venv).")
     ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"),
-                    help="the shipped model's fold-K directories (train --folds-out)")
+                    help="the shipped model's fold-K directories (train --folds-out; "
+                         "default out/cv-folds)")
     ap.add_argument("--second-folds", type=Path, default=Path("out/neck-folds"),
-                    help="the second model's fold-K directories (train --second-model)")
-    ap.add_argument("--data", type=DataSet.parse, required=True, metavar="NAME:POSITION=DIR")
+                    help="the second model's fold-K directories (train --second-model neck "
+                         "--folds-out; default out/neck-folds)")
+    ap.add_argument("--data", type=DataSet.parse, required=True, metavar="NAME:POSITION=DIR",
+                    help="the neck recordings, e.g. fallalld:neck=../shared/data/fallalld/neck")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)

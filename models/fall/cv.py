@@ -84,7 +84,11 @@ def fold_dirs(root: Path) -> list[tuple[Path, list[str]]]:
         doc = json.loads((d / "manifest.json").read_text())
         out.append((d, list(doc["held_out"])))
     if not out:
-        raise SystemExit(f"{root}: no fold-K directories")
+        what = "no fold-K directories" if root.is_dir() else "no such directory"
+        raise SystemExit(
+            f"{root}: {what}. Fold models are not in the repository: `python -m "
+            "models.fall.train ... --folds 8 --folds-out DIR` writes them (the train venv; "
+            "models/fall/README.md, 'Training and cross-validation')")
     return out
 
 

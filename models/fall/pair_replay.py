@@ -95,7 +95,8 @@ def pair_outcomes(first: Sequence[Sequence[TrialCandidates]],
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m models.fall.pair_replay",
+                                 description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--folds", type=Path, default=Path("out/cv-folds"))
     ap.add_argument("--other-folds", type=Path, required=True,
                     help="the second model's fold-K directories (the same people per fold)")

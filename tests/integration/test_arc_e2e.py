@@ -189,6 +189,21 @@ def test_restart_mid_retry_delivers_once_acknowledged(tmp_path: Path, mqtt_broke
             wait_until(lambda: receiver.alarms(), what="at the ARC")
         assert len(receiver.alarms()) == 1 and receiver.alarms()[0].event_type == "101"
         assert len(arc_rows(tmp_path / "events.db")) == 1
+        # Its latency is unknown (the first run's monotonic time is gone), not the few ms
+        # from the second run's queue to the ACK: the alarm waited through both runs.
+        assert arc_rows(tmp_path / "events.db")[0][4] is None
+        report = json.loads(subprocess.run(
+            agent_cmd("report", "--config", str(conf), "--days", "1", "--json"),
+            capture_output=True, text=True, timeout=60, check=True).stdout)
+        arc = report["total"]["arc_delivery"]
+        assert (arc["acked"], arc["latency_ms"]["count"], arc["latency_unknown"]) == (1, 0, 1)
+        text = subprocess.run(agent_cmd("report", "--config", str(conf), "--days", "1"),
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "1 acknowledged by the ARC; latency unknown for 1: sent again after a restart" \
+            in text
+        out = subprocess.run(agent_cmd("status", "--config", str(conf)), capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        assert "(sent again after a restart: latency unknown)" in out
         # DC-09 sequence numbers go on from the block the first run reserved (0001-0100)
         assert int(receiver.alarms()[0].sequence) > 100
     finally:
@@ -306,5 +321,30 @@ def test_sia_dcs_format_and_a_chosen_warning(tmp_path: Path, mqtt_broker) -> Non
             chosen = Event("battery_low", Priority.WARNING, "cord-bathroom", {})
             other = Event("bounce_storm", Priority.WARNING, "cord-bathroom", {})
             assert arc.wanted(chosen) and not arc.wanted(other)
+    finally:
+        receiver.close()
+
+
+def test_simulate_names_an_alarm_the_arc_has_not_acknowledged(tmp_path: Path,
+                                                              mqtt_broker) -> None:
+    """simulate's closing line and exit status speak for the broker: with no receiver
+    listening they said '1 events stored and acknowledged' and nothing of the ARC."""
+    conf = write_config_file(tmp_path, mqtt_broker, GPIO + arc_section(
+        [("127.0.0.1", free_port())], timeout_s=0.2, retries=1))
+    res = subprocess.run(agent_cmd("simulate", "--config", str(conf), "--scenario",
+                                   "pull-cord", "--timeout", "20"),
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "note: 1 alarm(s) not yet acknowledged by the ARC" in res.stderr
+    receiver = ArcReceiver("tcp").start()
+    try:
+        conf = write_config_file(tmp_path, mqtt_broker, GPIO + arc_section(
+            [("127.0.0.1", receiver.port)], timeout_s=0.5, retries=1))
+        res = subprocess.run(agent_cmd("simulate", "--config", str(conf), "--scenario",
+                                       "pull-cord", "--timeout", "20"),
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stderr
+        assert receiver.wait_alarms(2)       # the earlier one sent again, and the new one
+        assert "not yet acknowledged by the ARC" not in res.stderr
     finally:
         receiver.close()

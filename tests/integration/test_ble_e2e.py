@@ -91,6 +91,20 @@ room = "lounge"
     assert "line 3: malformed line" in proc.stderr
     assert "line 6: malformed line" in proc.stderr
     assert "line 9: A4:C1:38:8D:18:B2: undecodable BTHome payload" in proc.stderr
+    assert "; 2 advert(s) from devices not in the config" in proc.stderr
+
+    # An installer's config without BLE devices decodes nothing: said at once, not a silent
+    # '0 reading(s)'.
+    gpio_only = tmp_path / "gpio.toml"
+    gpio_only.write_text('hub_id = "hub-9"\n')
+    none = subprocess.run(
+        [sys.executable, "-m", "agent", "ble", "replay", str(DATA / "capture_sample.jsonl"),
+         "--config", str(gpio_only)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert none.returncode == 0 and none.stdout == ""
+    assert f"note: {gpio_only} has no BTHome [[ble.devices]]" in none.stderr
+    assert "; 7 advert(s) from devices not in the config" in none.stderr
 
     bare = subprocess.run(
         [sys.executable, "-m", "agent", "ble", "replay", str(DATA / "capture_sample.jsonl")],

@@ -58,6 +58,11 @@ def test_timezone_alerts_out_and_learning_block(shared_dir: Path, tmp_path: Path
                  "--sensors", str(tmp_path / "o" / "ordonez_B_sensors.json"),
                  "--timezone", "Mars/Olympus"]) == 2
     assert "unknown time zone" in capsys.readouterr().err
+    # HOME=TZ for one home was ignored: the home replayed in Europe/London without a word.
+    assert main(["eval-inactivity", "--events", str(tmp_path / "o" / "ordonez_B_events.csv.gz"),
+                 "--sensors", str(tmp_path / "o" / "ordonez_B_sensors.json"),
+                 "--timezone", "ordonez_B=Europe/Madrid", "--inject", "1"]) == 2
+    assert "HOME=TZ is for --homes" in capsys.readouterr().err
 
 
 def test_leave_one_home_out_reports_each_home_left_out(shared_dir: Path, tmp_path: Path,
@@ -80,3 +85,22 @@ def test_leave_one_home_out_reports_each_home_left_out(shared_dir: Path, tmp_pat
     assert [r["home"] for r in out["summary"]] == ["ordonez_B", "kasteren_A"]
     assert main(["eval-inactivity", "--homes", str(tmp_path / "a")]) == 2
     assert "needs two or more" in capsys.readouterr().err
+
+
+def test_homes_refuse_a_time_zone_for_a_home_that_is_not_there(shared_dir: Path,
+                                                               tmp_path: Path, capsys) -> None:
+    """A misspelt home in --timezone (casa_al for casas_al) gave that home the bare zone
+    without a word: every window and figure of it hours off."""
+    data = shared_dir / "data" / "ambient"
+    _slice(data / "ordonez_B", tmp_path / "a", "ordonez_B")
+    _slice(data / "kasteren" / "kasteren_A", tmp_path / "b", "kasteren_A")
+    homes = ["--homes", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(["eval-inactivity", *homes, "--timezone", "kasteren_a=Europe/Amsterdam,"
+                 "Europe/Madrid", "--inject", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--timezone: no home named 'kasteren_a' (homes: ordonez_B, kasteren_A)" in err
+    assert main(["eval-inactivity", "--homes", str(tmp_path)]) == 2       # one level up
+    assert "in each DIR given, not below" in capsys.readouterr().err
+    from agent.inactivity.bound import main as bound_main
+    assert bound_main([*homes, "--timezone", "kasteren_a=Europe/Amsterdam"]) == 2
+    assert "no home named 'kasteren_a'" in capsys.readouterr().err

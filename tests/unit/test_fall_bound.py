@@ -9,9 +9,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agent.fall.dataset import load_trials
-from models.fall.bound import evaluate, peak_rotation_dps
+from models.fall.bound import evaluate, main, peak_rotation_dps
 from models.fall.corpus import DataSet
 from models.fall.cv import fold_dirs
 
@@ -86,3 +87,19 @@ def test_bound_studies_agree_with_their_runs(shared_dir: Path, tmp_path: Path) -
     floor = [peak_rotation_dps(trials[(p, "F03_R01")]) for p in TRIALS]
     assert rot["floor_falls_at_or_below"]["D18_R04:FA07"] == sum(
         f is not None and f <= round(fa07) for f in floor)
+
+
+def test_bound_help_and_missing_folds_say_where_the_folds_come_from(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The description was cut at the docstring's first line ('... at the neck,'), and a
+    missing fold directory said only 'no fold-K directories'."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "at the neck, even chosen in hindsight" in out
+    assert "not in the repository" in out and "out/cv-folds and --second-model neck" in out
+    with pytest.raises(SystemExit, match="no such directory.*models.fall.train.*--folds-out"):
+        fold_dirs(tmp_path / "out" / "cv-folds")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no fold-K directories.*--folds-out"):
+        fold_dirs(tmp_path / "empty")

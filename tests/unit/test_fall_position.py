@@ -93,13 +93,14 @@ def test_eval_fall_rejects_the_wrist(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_eval_fall_help_says_the_wrist_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    """--position keeps accepting the word (the issue's contract: neck|waist|wrist), so the
-    help must say that wrist is refused before a user tries it."""
+    """--position keeps accepting the word (the issue's contract: neck|waist|wrist) while
+    the usage line offers what runs, so the help must say that wrist is refused before a
+    user tries it."""
     with pytest.raises(SystemExit) as exit_:
         main(["eval-fall", "--help"])
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "--position {neck,waist,wrist}" in text
+    assert "--position {neck,waist}" in text
     assert "wrist: not supported (no wrist recordings back a model or posture rules)" in text
 
 
@@ -113,6 +114,8 @@ def test_plot_without_matplotlib_says_so_and_still_prints_the_json(
     assert main(["eval-fall", "--data", str(FIXTURES), "--plot", str(tmp_path / "png")]) == 0
     cap = capsys.readouterr()
     assert "--plot needs matplotlib, which is not installed" in cap.err
+    # tec-agent is not on PyPI: 'pip install tec-agent[plot]' finds no distribution.
+    assert "pip install -e '.[plot]'" in cap.err and "tec-agent[plot]" not in cap.err
     out = json.loads(cap.out)
     assert out["plots"] == [] and out["trials"] == 3
     assert not (tmp_path / "png").exists()

@@ -275,3 +275,41 @@ def test_slower_streams_a_recording_as_a_slower_wearable_would() -> None:
     for bad in (30.0, 0.0, 100.0):
         with pytest.raises(ValueError, match="divided by a whole number"):
             slower(x, bad)
+
+
+def test_eval_fall_names_the_obvious_mistakes(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A model path that does not exist is named as such (it was reported as
+    'manifest.json: model manifest not found'); the data set's parent directory points to
+    the subdirectory holding the recordings (FallAllD: neck/ and waist/)."""
+    missing = tmp_path / "nosuch.tflite"
+    assert main(["eval-fall", "--data", str(FIXTURES), "--model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"--model {missing}: no such file" in err and "manifest" in err
+    parent = tmp_path / "fallalld"
+    shutil.copytree(FIXTURES, parent / "neck")
+    assert main(["eval-fall", "--data", str(parent)]) == 2
+    assert f"one level down, e.g. --data {parent / 'neck'}" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval-fall", "--data", str(tmp_path / "empty")]) == 2
+    assert "no SUBJECT.npz files (SUBJECT.npz recordings" in capsys.readouterr().err
+
+
+def test_eval_fall_usage_offers_only_the_positions_that_run(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval-fall", "--help"])
+    out = capsys.readouterr().out
+    assert "--position {neck,waist}" in out and "wrist" not in out.split("options:")[0]
+
+
+def test_a_model_checked_against_another_models_manifest_names_that_manifest(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--model models/fall/fall-neck.tflite reads manifest.json beside it (the shipped
+    model's; the neck model's is manifest-neck.json): the error said only 'does not match
+    manifest'."""
+    neck = Path(__file__).resolve().parents[2] / "models" / "fall" / "fall-neck.tflite"
+    assert main(["eval-fall", "--data", str(FIXTURES), "--model", str(neck)]) == 1
+    err = capsys.readouterr().err
+    assert f"does not match {neck.with_name('manifest.json')}" in err
+    assert "another model's manifest" in err

@@ -78,5 +78,9 @@ def test_bad_arguments_and_missing_store(tmp_path: Path, config: Path, capsys) -
     missing = write_config(tmp_path / "other", tmp_path / "nowhere" / "events.db")
     code, _, err = run(capsys, "--config", str(missing))
     assert code == 1 and "no event store" in err
+    # A fresh install: the store appears at the agent's first start; say so.
+    assert f"has it run with {missing}?" in err
+    assert main(["status", "--config", str(missing)]) == 1
+    assert f"has it run with {missing}?" in capsys.readouterr().err
     code, out, _ = run(capsys, "--config", str(tmp_path / "absent.toml"))
     assert code == 2 and "file not found" in out

@@ -237,3 +237,19 @@ def test_routine_cli_names_the_mats_that_pulse(tmp_path: Path, capsys) -> None:
     assert report["state"]["mats_pulsing"] == ["bed"]       # the chair reports sittings
     assert main(["routine", "--config", str(cfg_file)]) == 0
     assert "mats that pulse (read as movement, never as presence): bed" in capsys.readouterr().out
+
+
+def test_routine_cli_reports_a_bad_config_like_the_other_commands(tmp_path: Path,
+                                                                  capsys) -> None:
+    """It said 'PATH: PATH: file not found', and named array entries by index only."""
+    missing = tmp_path / "nosuch.toml"
+    assert main(["routine", "--config", str(missing)]) == 2
+    cap = capsys.readouterr()
+    assert f"{missing}: file not found" in cap.out + cap.err
+    assert f"{missing}: {missing}" not in cap.out + cap.err
+    bad = tmp_path / "agent.toml"
+    bad.write_text('hub_id = "h"\n[[gpio.devices]]\nid = "pir-hall"\nkind = "pir"\n'
+                   'pin = 99\n')
+    assert main(["routine", "--config", str(bad)]) == 2
+    cap = capsys.readouterr()
+    assert "gpio.devices[0] ('pir-hall').pin" in cap.out + cap.err

@@ -66,6 +66,7 @@ class ReplayStats:
     duplicates: int = 0
     readings: int = 0
     events: int = 0
+    not_configured: int = 0     # with a config: adverts of addresses it does not name
 
 
 def replay_config(config: BleConfig | None) -> BleConfig:
@@ -98,6 +99,7 @@ async def replay_lines(
 
     ctx = CollectingContext(clock, hub_id, on_reading=shown, on_event=on_event)
     ble_config = replay_config(config)
+    configured = {d.address.upper() for d in ble_config.devices}
     conditions = ConditionsDetector(ble_config)
     comp = BleComponent(ble_config, backend=feed,
                         decode_all_bthome=config is None, watchdog_poll_s=3600.0,
@@ -123,6 +125,8 @@ async def replay_lines(
             if step > 0:
                 clock.advance(step)     # time-compressed: no real waiting
             stats.adverts += 1
+            if config is not None and advert.address.upper() not in configured:
+                stats.not_configured += 1
             comp.last_decode = None
             if not feed.push(advert):
                 await _until(lambda: feed.scanning)
