@@ -1,5 +1,5 @@
-"""What no setting of the pair's threshold or of the recovered angle reaches at the neck,
-even chosen in hindsight (models/fall/README.md, "Step 9").
+"""What no setting of the pair's threshold, the recovered angle or the confirmation time
+reaches at the neck, even chosen in hindsight (models/fall/README.md, "Step 9").
 
 Every figure runs the runtime path held out, exactly as :mod:`models.fall.cv` does: each
 fold's pair (the shipped fold model and the second model's same fold) on the people that
