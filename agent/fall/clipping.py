@@ -69,7 +69,8 @@ class ClipMonitor:
         if not mag.size:
             return None
         self.max_g = max(self.max_g, float(mag.max()))
-        self._learn_lsb(mag)
+        if self.lsb_g > FLAT_TOL_G:   # once the resolution is this fine, it cannot matter
+            self._learn_lsb(mag)
         if mag.max() < FLAT_MIN_G and all(a is None for a in self._anchor):
             self._last = [float(v) for v in mag[-1]]
             return None
