@@ -243,16 +243,22 @@ def junction_exposure_s(junctions_s: Sequence[float], total_s: float, cfg: FallC
     return covered
 
 
-def slower(samples: np.ndarray, rate_hz: float) -> np.ndarray:
-    """A 50 Hz recording as a wearable sampling at ``rate_hz`` (50 divided by a whole
-    number) would have streamed it: each output sample the mean of the 50 Hz samples in its
-    period, as an accelerometer filters to its own output rate."""
+def replay_step(rate_hz: float) -> int:
+    """How many 50 Hz samples make one sample at ``rate_hz``; a :class:`ValueError` for a
+    rate the 50 Hz recordings cannot be replayed at (50 divided by a whole number)."""
     k = SAMPLE_RATE_HZ / rate_hz if rate_hz > 0 else 0.0
     if rate_hz <= 0 or rate_hz > SAMPLE_RATE_HZ or abs(k - round(k)) > 0.01:
         raise ValueError(f"rate {rate_hz} Hz: the recordings are {SAMPLE_RATE_HZ:g} Hz, so "
                          f"only {SAMPLE_RATE_HZ:g} divided by a whole number (50, 25, 16.67, "
                          "12.5, 10, ...) can be replayed")
-    n = int(round(k))
+    return int(round(k))
+
+
+def slower(samples: np.ndarray, rate_hz: float) -> np.ndarray:
+    """A 50 Hz recording as a wearable sampling at ``rate_hz`` (:func:`replay_step`) would
+    have streamed it: each output sample the mean of the 50 Hz samples in its period, as an
+    accelerometer filters to its own output rate."""
+    n = replay_step(rate_hz)
     if n == 1:
         return samples
     whole = len(samples) // n * n
@@ -273,7 +279,7 @@ class Evaluator:
         self.cfg = cfg or FallConfig()
         self.priming = priming
         self.rate_hz = rate_hz
-        slower(np.zeros((0, 6), dtype=np.int16), rate_hz)  # refuse a rate it cannot make
+        replay_step(rate_hz)   # refuse a rate it cannot replay at, before any trial
 
     async def _replay(self, device_id: str, samples: np.ndarray, ctx: FallReplayContext,
                       detector: FallDetector, end_extra_s: float) -> None:

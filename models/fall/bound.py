@@ -147,26 +147,29 @@ def evaluate(ds: DataSet, folds: list[tuple[Path, list[str]]], second: Path,
         (res, _cont), _ = run_folds(ds, trials, folds, c, shifted(second, t))
         return res
 
-    shift_runs, angle_runs = [], []
+    shift_runs = []
     base: list[TrialResult] = []
     for t in shifts:
         progress(f"threshold {t}")
         res = run(cfg, t)
         base = base or res
         shift_runs.append((t, outcomes(res)))
-    for a in angles:
-        progress(f"recovered_upright_deg {a}")
-        res = base if a == cfg.recovered_upright_deg else run(
-            replace(cfg, recovered_upright_deg=a), PAIR_THRESHOLD)
-        angle_runs.append((a, outcomes(res)))
-    confirm_runs = []
-    for c in confirms:
-        progress(f"confirm_s {c}")
-        res = base if c == cfg.confirm_s else run(replace(cfg, confirm_s=c), PAIR_THRESHOLD)
-        confirm_runs.append((c, outcomes(res)))
+
+    def sweep(key: str, values: Sequence[float]) -> list[tuple[float, Outcomes]]:
+        """``[fall] key`` at each value, the pair at its own thresholds (the shipped
+        value's run is the first threshold run's)."""
+        runs = []
+        for v in values:
+            progress(f"{key} {v}")
+            res = base if v == getattr(cfg, key) else run(replace(cfg, **{key: v}),
+                                                          PAIR_THRESHOLD)
+            runs.append((v, outcomes(res)))
+        return runs
+
     return {"data": f"{ds.name}:{ds.position}", "held_out": True,
-            "threshold_shift": study(shift_runs), "recovered_angle": study(angle_runs),
-            "confirm": study(confirm_runs),
+            "threshold_shift": study(shift_runs),
+            "recovered_angle": study(sweep("recovered_upright_deg", angles)),
+            "confirm": study(sweep("confirm_s", confirms)),
             "rotation": rotation(trials, base)}
 
 

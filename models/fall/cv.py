@@ -44,7 +44,7 @@ from agent.fall.evaluation import (
     Evaluator,
     TrialResult,
     published_threshold_summary,
-    slower,
+    replay_step,
     summarize,
 )
 from agent.fall.pair import PairScorer
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                          "period (models/fall/README.md, 'Sample rate')")
     args = ap.parse_args(argv)
     try:
-        slower(np.zeros((0, 6), dtype=np.int16), args.rate_hz)
+        replay_step(args.rate_hz)
     except ValueError as exc:
         ap.error(str(exc))
     if args.clip_g is not None and args.clip_g <= 1.0:
